@@ -1,0 +1,302 @@
+//! Kafka plumbing shared by every service.
+//!
+//! Architecture invariant: offsets are stored only after the handler's own
+//! transaction committed (or the record was dead-lettered), with
+//! `enable.auto.offset.store=false`; the periodic auto-commit then commits
+//! stored offsets only. A crash before that replays records, never skips them.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use contracts::topics::headers as h;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use service_kit::metrics::{DlqLabels, Metrics};
+use tokio_util::sync::CancellationToken;
+
+pub use rdkafka;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("creating topic {topic}: {error}")]
+    Topic { topic: String, error: String },
+}
+
+/// Client settings common to producers and consumers.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    pub client_id: String,
+    /// Producer `linger.ms`: 0–1 for latency, higher for throughput.
+    pub linger_ms: u32,
+    /// How long the producer keeps retrying a record before failing it.
+    pub delivery_timeout_ms: u32,
+    /// Consumer group session timeout; ~6000 makes joins fast on small brokers.
+    pub session_timeout_ms: u32,
+    pub auto_commit_interval_ms: u32,
+}
+
+impl KafkaSettings {
+    pub fn new(brokers: impl Into<String>, client_id: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            client_id: client_id.into(),
+            linger_ms: 1,
+            delivery_timeout_ms: 30_000,
+            session_timeout_ms: 6_000,
+            auto_commit_interval_ms: 200,
+        }
+    }
+
+    fn base(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("client.id", &self.client_id)
+            .set("socket.keepalive.enable", "true")
+            .set("reconnect.backoff.max.ms", "1000")
+            .set("topic.metadata.refresh.interval.ms", "10000");
+        c
+    }
+
+    /// Idempotent producer: no duplicates from producer retries, order kept
+    /// per partition.
+    pub fn producer(&self) -> Result<FutureProducer, BusError> {
+        Ok(self
+            .base()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", self.linger_ms.to_string())
+            .set("message.timeout.ms", self.delivery_timeout_ms.to_string())
+            .set("request.timeout.ms", "5000")
+            .create()?)
+    }
+
+    /// Consumer with manual offset store and periodic commit of stored offsets.
+    pub fn consumer(&self, group: &str) -> Result<StreamConsumer, BusError> {
+        Ok(self
+            .base()
+            .set("group.id", group)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", self.auto_commit_interval_ms.to_string())
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", self.session_timeout_ms.to_string())
+            .set("heartbeat.interval.ms", (self.session_timeout_ms / 3).max(100).to_string())
+            .set("max.poll.interval.ms", self.session_timeout_ms.max(6_000).to_string())
+            .set("fetch.wait.max.ms", "10")
+            .set("enable.partition.eof", "false")
+            .create()?)
+    }
+
+    /// A consumer outside any group (manual assignment), for replays.
+    pub fn reader(&self) -> Result<rdkafka::consumer::BaseConsumer, BusError> {
+        Ok(self
+            .base()
+            .set("group.id", format!("{}-reader", self.client_id))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", "10")
+            .create()?)
+    }
+}
+
+/// Create topics; ones that already exist are fine.
+pub async fn ensure_topics(settings: &KafkaSettings, topics: &[(&str, i32)]) -> Result<(), BusError> {
+    let admin: AdminClient<DefaultClientContext> = settings.base().create()?;
+    let new: Vec<NewTopic<'_>> =
+        topics.iter().map(|(name, parts)| NewTopic::new(name, *parts, TopicReplication::Fixed(1))).collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics(new.iter(), &opts).await? {
+        match result {
+            Ok(_) => {}
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(BusError::Topic { topic, error: code.to_string() }),
+        }
+    }
+    Ok(())
+}
+
+/// Headers every record we produce carries.
+pub fn record_headers(event_type: &str, schema_version: u32, traceparent: Option<&str>, tracestate: Option<&str>) -> OwnedHeaders {
+    let mut hs = OwnedHeaders::new()
+        .insert(Header { key: h::EVENT_TYPE, value: Some(event_type) })
+        .insert(Header { key: h::SCHEMA_VERSION, value: Some(&schema_version.to_string()) });
+    if let Some(tp) = traceparent {
+        hs = hs.insert(Header { key: h::TRACEPARENT, value: Some(tp) });
+    }
+    if let Some(ts) = tracestate {
+        hs = hs.insert(Header { key: h::TRACESTATE, value: Some(ts) });
+    }
+    hs
+}
+
+/// A header as UTF-8, if present.
+pub fn header<'a>(msg: &'a OwnedMessage, name: &str) -> Option<&'a str> {
+    let hs = msg.headers()?;
+    hs.iter().find(|hd| hd.key == name).and_then(|hd| hd.value).and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// How handling one record failed.
+#[derive(Debug, Clone)]
+pub enum Failure {
+    /// The record itself is bad (not JSON, fails its schema): dead-letter now.
+    Poison { kind: &'static str, error: String },
+    /// Handling failed and may succeed later: retry with backoff, then DLQ.
+    Retryable(String),
+    /// A dependency is down (Postgres): retry until it is back, never DLQ.
+    Unavailable(String),
+}
+
+pub type HandleFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send + 'a>>;
+
+pub trait Handler: Send + Sync {
+    fn handle<'a>(&'a self, msg: &'a OwnedMessage) -> HandleFuture<'a>;
+}
+
+/// How a consume loop retries and where it dead-letters.
+#[derive(Debug, Clone)]
+pub struct LoopConfig {
+    pub service: &'static str,
+    pub group: String,
+    pub dlq_topic: &'static str,
+    /// Attempts for [`Failure::Retryable`] before dead-lettering.
+    pub max_attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Store offsets after handling (the default). Off only to simulate a
+    /// consumer that dies before its commit.
+    pub store_offsets: bool,
+}
+
+fn backoff(cfg: &LoopConfig, attempt: u32) -> Duration {
+    let exp = cfg.backoff_base.saturating_mul(1u32 << attempt.min(16));
+    let capped = exp.min(cfg.backoff_max);
+    // Full jitter in [capped/2, capped].
+    let half = capped / 2;
+    half + half.mul_f64(rand::random::<f64>())
+}
+
+/// Consume until `shutdown`, handling each record in order.
+pub async fn consume_loop(
+    consumer: &StreamConsumer,
+    producer: &FutureProducer,
+    cfg: &LoopConfig,
+    metrics: &Metrics,
+    handler: &dyn Handler,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let borrowed = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            m = consumer.recv() => m,
+        };
+        let msg = match borrowed {
+            Ok(m) => m.detach(),
+            Err(e) => {
+                tracing::warn!(error = %e, group = %cfg.group, "consumer error");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let topic_labels = Metrics::topic(msg.topic());
+        let mut attempt = 0u32;
+        loop {
+            match handler.handle(&msg).await {
+                Ok(()) => break,
+                Err(Failure::Poison { kind, error }) => {
+                    dead_letter(producer, cfg, metrics, &msg, kind, &error, attempt + 1).await;
+                    break;
+                }
+                Err(Failure::Retryable(error)) => {
+                    metrics.failed.get_or_create(&topic_labels).inc();
+                    attempt += 1;
+                    if attempt >= cfg.max_attempts {
+                        dead_letter(producer, cfg, metrics, &msg, "handler-failed", &error, attempt).await;
+                        break;
+                    }
+                    tracing::warn!(error, attempt, offset = msg.offset(), partition = msg.partition(), "handler failed, retrying");
+                }
+                Err(Failure::Unavailable(error)) => {
+                    metrics.failed.get_or_create(&topic_labels).inc();
+                    attempt = attempt.saturating_add(1);
+                    tracing::warn!(error, attempt, "dependency unavailable, retrying the same record");
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(backoff(cfg, attempt)) => {}
+            }
+        }
+        metrics.consumed.get_or_create(&topic_labels).inc();
+        if cfg.store_offsets {
+            if let Err(e) = consumer.store_offset(msg.topic(), msg.partition(), msg.offset()) {
+                tracing::warn!(error = %e, "storing offset failed; the record may be redelivered");
+            }
+        }
+    }
+    // Commit what was stored before leaving, so a clean shutdown replays nothing.
+    if cfg.store_offsets {
+        if let Err(e) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
+            tracing::debug!(error = %e, "final commit");
+        }
+    }
+}
+
+async fn dead_letter(
+    producer: &FutureProducer,
+    cfg: &LoopConfig,
+    metrics: &Metrics,
+    msg: &OwnedMessage,
+    kind: &'static str,
+    error: &str,
+    attempts: u32,
+) {
+    let partition = msg.partition().to_string();
+    let offset = msg.offset().to_string();
+    let attempts_s = attempts.to_string();
+    let mut headers = OwnedHeaders::new();
+    if let Some(orig) = msg.headers() {
+        for hd in orig.iter() {
+            headers = headers.insert(Header { key: hd.key, value: hd.value });
+        }
+    }
+    let headers = headers
+        .insert(Header { key: h::DLQ_ERROR, value: Some(error) })
+        .insert(Header { key: h::DLQ_ERROR_KIND, value: Some(kind) })
+        .insert(Header { key: h::DLQ_ATTEMPTS, value: Some(&attempts_s) })
+        .insert(Header { key: h::DLQ_SOURCE_TOPIC, value: Some(msg.topic()) })
+        .insert(Header { key: h::DLQ_SOURCE_PARTITION, value: Some(&partition) })
+        .insert(Header { key: h::DLQ_SOURCE_OFFSET, value: Some(&offset) })
+        .insert(Header { key: h::DLQ_CONSUMER_GROUP, value: Some(&cfg.group) });
+    let payload = msg.payload().unwrap_or(&[]);
+    let key = msg.key().unwrap_or(&[]);
+    // Keep trying: losing a poison record would hide the problem.
+    loop {
+        let record = FutureRecord::to(cfg.dlq_topic).payload(payload).key(key).headers(headers.clone());
+        match producer.send(record, Duration::from_secs(5)).await {
+            Ok(_) => break,
+            Err((e, _)) => {
+                tracing::error!(error = %e, "dead-lettering failed, retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+    metrics.dlq.get_or_create(&DlqLabels { topic: msg.topic().to_string(), reason: kind }).inc();
+    tracing::warn!(
+        kind,
+        error,
+        topic = msg.topic(),
+        partition = msg.partition(),
+        offset = msg.offset(),
+        group = %cfg.group,
+        "record dead-lettered"
+    );
+}

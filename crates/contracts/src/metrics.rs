@@ -1,0 +1,206 @@
+//! The observability contract: every metric a service emits, in one typed
+//! place. Services register from these definitions, and the SLO engine and
+//! dashboard builder read the same definitions, so a renamed metric breaks the
+//! build instead of a dashboard.
+
+/// Kind of a metric as exposed in the OpenMetrics text format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// A metric family. `name` is the family name as it appears in PromQL without
+/// suffixes: counters are exposed as `<name>_total`, histograms as
+/// `<name>_bucket`, `<name>_sum` and `<name>_count`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Metric {
+    pub name: &'static str,
+    pub kind: MetricKind,
+    pub help: &'static str,
+    pub labels: &'static [&'static str],
+    /// Histogram bucket upper bounds (seconds); empty for other kinds.
+    pub buckets: &'static [f64],
+}
+
+impl Metric {
+    /// Series name of a counter (`_total`) or the family name otherwise.
+    pub fn series(&self) -> String {
+        match self.kind {
+            MetricKind::Counter => format!("{}_total", self.name),
+            _ => self.name.to_string(),
+        }
+    }
+    pub fn bucket(&self) -> String {
+        format!("{}_bucket", self.name)
+    }
+    pub fn count(&self) -> String {
+        format!("{}_count", self.name)
+    }
+    pub fn sum(&self) -> String {
+        format!("{}_sum", self.name)
+    }
+}
+
+/// Label names. Bounded: every value set is small and known.
+pub mod labels {
+    pub const SERVICE: &str = "service";
+    pub const ROUTE: &str = "route";
+    pub const METHOD: &str = "method";
+    pub const STATUS_CLASS: &str = "status_class";
+    /// `stable` or `canary`, from config, so two builds can be compared.
+    pub const VERSION: &str = "version";
+    pub const TOPIC: &str = "topic";
+    pub const REASON: &str = "reason";
+    pub const GROUP: &str = "group";
+    pub const PARTITION: &str = "partition";
+    pub const STATE: &str = "state";
+}
+
+/// Latency buckets for HTTP. Every SLO latency threshold must be one of these.
+pub const HTTP_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+/// Buckets for event → read-model freshness.
+pub const FRESHNESS_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
+
+use labels::*;
+
+pub const HTTP_SERVER_REQUEST_DURATION: Metric = Metric {
+    name: "http_server_request_duration_seconds",
+    kind: MetricKind::Histogram,
+    help: "Duration of HTTP requests handled by the server.",
+    labels: &[SERVICE, ROUTE, METHOD, STATUS_CLASS, VERSION],
+    buckets: HTTP_BUCKETS,
+};
+
+pub const KAFKA_MESSAGES_PRODUCED: Metric = Metric {
+    name: "kafka_messages_produced",
+    kind: MetricKind::Counter,
+    help: "Records acknowledged by the broker.",
+    labels: &[SERVICE, TOPIC, VERSION],
+    buckets: &[],
+};
+
+pub const KAFKA_MESSAGES_CONSUMED: Metric = Metric {
+    name: "kafka_messages_consumed",
+    kind: MetricKind::Counter,
+    help: "Records consumed and handled (applied, skipped as duplicate or dead-lettered).",
+    labels: &[SERVICE, TOPIC, VERSION],
+    buckets: &[],
+};
+
+pub const KAFKA_MESSAGES_FAILED: Metric = Metric {
+    name: "kafka_messages_failed",
+    kind: MetricKind::Counter,
+    help: "Attempts to produce or handle a record that failed (each retry counts).",
+    labels: &[SERVICE, TOPIC, VERSION],
+    buckets: &[],
+};
+
+pub const DLQ_MESSAGES: Metric = Metric {
+    name: "dlq_messages",
+    kind: MetricKind::Counter,
+    help: "Records sent to a dead-letter topic.",
+    labels: &[SERVICE, TOPIC, REASON, VERSION],
+    buckets: &[],
+};
+
+pub const PROJECTION_FRESHNESS: Metric = Metric {
+    name: "projection_freshness_seconds",
+    kind: MetricKind::Histogram,
+    help: "Time from an event's occurred_at to it being applied to the read model.",
+    labels: &[SERVICE, VERSION],
+    buckets: FRESHNESS_BUCKETS,
+};
+
+pub const OUTBOX_BACKLOG: Metric = Metric {
+    name: "outbox_backlog_events",
+    kind: MetricKind::Gauge,
+    help: "Events in the outbox not yet acknowledged by the broker.",
+    labels: &[SERVICE, VERSION],
+    buckets: &[],
+};
+
+pub const OUTBOX_OLDEST_AGE: Metric = Metric {
+    name: "outbox_oldest_event_age_seconds",
+    kind: MetricKind::Gauge,
+    help: "Age of the oldest unsent outbox event (0 when empty).",
+    labels: &[SERVICE, VERSION],
+    buckets: &[],
+};
+
+pub const TODOS_CREATED: Metric = Metric {
+    name: "todos_created",
+    kind: MetricKind::Counter,
+    help: "Todos created.",
+    labels: &[SERVICE, VERSION],
+    buckets: &[],
+};
+
+pub const TODOS_COMPLETED: Metric = Metric {
+    name: "todos_completed",
+    kind: MetricKind::Counter,
+    help: "Todos completed.",
+    labels: &[SERVICE, VERSION],
+    buckets: &[],
+};
+
+/// Consumer-group lag exported by the observer, per partition.
+pub const CONSUMER_GROUP_LAG_MESSAGES: Metric = Metric {
+    name: "kafka_consumergroup_lag_messages",
+    kind: MetricKind::Gauge,
+    help: "Records between the group's committed offset and the partition end.",
+    labels: &[GROUP, TOPIC, PARTITION],
+    buckets: &[],
+};
+
+/// Consumer-group lag in seconds: age of the record at the committed offset.
+pub const CONSUMER_GROUP_LAG_SECONDS: Metric = Metric {
+    name: "kafka_consumergroup_lag_seconds",
+    kind: MetricKind::Gauge,
+    help: "Age of the oldest unconsumed record (timestamp of the record at the committed offset).",
+    labels: &[GROUP, TOPIC, PARTITION],
+    buckets: &[],
+};
+
+/// Service names as they appear in the `service` label.
+pub mod services {
+    pub const COMMAND: &str = "command-service";
+    pub const QUERY: &str = "query-service";
+    pub const EVENT_PROCESSOR: &str = "event-processor";
+    pub const OBSERVER: &str = "observer";
+}
+
+/// Every metric above, for exhaustive checks in tests and generators.
+pub const ALL: &[Metric] = &[
+    HTTP_SERVER_REQUEST_DURATION,
+    KAFKA_MESSAGES_PRODUCED,
+    KAFKA_MESSAGES_CONSUMED,
+    KAFKA_MESSAGES_FAILED,
+    DLQ_MESSAGES,
+    PROJECTION_FRESHNESS,
+    OUTBOX_BACKLOG,
+    OUTBOX_OLDEST_AGE,
+    TODOS_CREATED,
+    TODOS_COMPLETED,
+    CONSUMER_GROUP_LAG_MESSAGES,
+    CONSUMER_GROUP_LAG_SECONDS,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_histograms_have_sorted_buckets() {
+        let mut names: Vec<_> = ALL.iter().map(|m| m.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len());
+        for m in ALL {
+            assert_eq!(m.kind == MetricKind::Histogram, !m.buckets.is_empty(), "{}", m.name);
+            assert!(m.buckets.windows(2).all(|w| w[0] < w[1]), "{}", m.name);
+            assert!(!m.name.ends_with("_total"), "{}: the _total suffix is added on exposition", m.name);
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! What every service shares. Nothing here knows about todos.
+
+pub mod auth;
+pub mod config;
+pub mod extract;
+pub mod health;
+pub mod metrics;
+pub mod problem;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use problem::{ApiError, FieldProblem};

@@ -1,0 +1,160 @@
+//! `/metrics` in the OpenMetrics text format and the HTTP RED middleware.
+//! Families are registered from the typed definitions in `contracts::metrics`;
+//! `service` and `version` are constant labels of the whole registry.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use contracts::metrics as m;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub route: String,
+    pub method: String,
+    pub status_class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabels {
+    pub topic: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DlqLabels {
+    pub topic: String,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet, Default)]
+pub struct NoLabels {}
+
+type HistFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn http_histogram() -> Histogram {
+    Histogram::new(m::HTTP_BUCKETS.iter().copied())
+}
+fn freshness_histogram() -> Histogram {
+    Histogram::new(m::FRESHNESS_BUCKETS.iter().copied())
+}
+
+/// Every metric a service may emit. Cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub http: HistFamily<HttpLabels>,
+    pub produced: Family<TopicLabels, Counter>,
+    pub consumed: Family<TopicLabels, Counter>,
+    pub failed: Family<TopicLabels, Counter>,
+    pub dlq: Family<DlqLabels, Counter>,
+    pub freshness: HistFamily<NoLabels>,
+    pub outbox_backlog: Gauge,
+    pub outbox_oldest_age: Gauge<f64, AtomicU64>,
+    pub todos_created: Counter,
+    pub todos_completed: Counter,
+}
+
+impl Metrics {
+    pub fn new(service: &str, version: &str) -> Self {
+        let mut registry = Registry::with_labels(
+            [
+                (Cow::Borrowed(m::labels::SERVICE), Cow::Owned(service.to_string())),
+                (Cow::Borrowed(m::labels::VERSION), Cow::Owned(version.to_string())),
+            ]
+            .into_iter(),
+        );
+        let http: HistFamily<HttpLabels> = Family::new_with_constructor(http_histogram);
+        let freshness: HistFamily<NoLabels> = Family::new_with_constructor(freshness_histogram);
+        let this = Self {
+            registry: Arc::new(Registry::default()),
+            http,
+            produced: Family::default(),
+            consumed: Family::default(),
+            failed: Family::default(),
+            dlq: Family::default(),
+            freshness,
+            outbox_backlog: Gauge::default(),
+            outbox_oldest_age: Gauge::default(),
+            todos_created: Counter::default(),
+            todos_completed: Counter::default(),
+        };
+        registry.register(m::HTTP_SERVER_REQUEST_DURATION.name, m::HTTP_SERVER_REQUEST_DURATION.help, this.http.clone());
+        registry.register(m::KAFKA_MESSAGES_PRODUCED.name, m::KAFKA_MESSAGES_PRODUCED.help, this.produced.clone());
+        registry.register(m::KAFKA_MESSAGES_CONSUMED.name, m::KAFKA_MESSAGES_CONSUMED.help, this.consumed.clone());
+        registry.register(m::KAFKA_MESSAGES_FAILED.name, m::KAFKA_MESSAGES_FAILED.help, this.failed.clone());
+        registry.register(m::DLQ_MESSAGES.name, m::DLQ_MESSAGES.help, this.dlq.clone());
+        registry.register(m::PROJECTION_FRESHNESS.name, m::PROJECTION_FRESHNESS.help, this.freshness.clone());
+        registry.register(m::OUTBOX_BACKLOG.name, m::OUTBOX_BACKLOG.help, this.outbox_backlog.clone());
+        registry.register(m::OUTBOX_OLDEST_AGE.name, m::OUTBOX_OLDEST_AGE.help, this.outbox_oldest_age.clone());
+        registry.register(m::TODOS_CREATED.name, m::TODOS_CREATED.help, this.todos_created.clone());
+        registry.register(m::TODOS_COMPLETED.name, m::TODOS_COMPLETED.help, this.todos_completed.clone());
+        Self { registry: Arc::new(registry), ..this }
+    }
+
+    pub fn topic(topic: &str) -> TopicLabels {
+        TopicLabels { topic: topic.to_string() }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        out
+    }
+}
+
+pub async fn metrics_handler(State(metrics): State<Metrics>) -> Response {
+    let mut resp = metrics.encode().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    resp
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// RED middleware: one histogram observation per request, labelled by the
+/// matched route template (bounded), never the raw path.
+pub async fn track_http(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = match *req.method() {
+        axum::http::Method::GET
+        | axum::http::Method::POST
+        | axum::http::Method::PUT
+        | axum::http::Method::PATCH
+        | axum::http::Method::DELETE
+        | axum::http::Method::HEAD
+        | axum::http::Method::OPTIONS => req.method().as_str().to_string(),
+        _ => "other".to_string(),
+    };
+    let resp = next.run(req).await;
+    let labels = HttpLabels { route, method, status_class: status_class(resp.status().as_u16()) };
+    metrics.http.get_or_create(&labels).observe(start.elapsed().as_secs_f64());
+    resp
+}

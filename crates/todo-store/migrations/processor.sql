@@ -1,0 +1,17 @@
+-- Event processor: users seen so far and todos with a due date to sweep.
+CREATE TABLE IF NOT EXISTS ep_known_users (
+    user_id       text PRIMARY KEY,
+    first_seen_at timestamptz NOT NULL,
+    caused_by     uuid        NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS ep_due_todos (
+    todo_id      uuid PRIMARY KEY,
+    user_id      text        NOT NULL,
+    title        text        NOT NULL,
+    due_date     timestamptz,
+    active       boolean     NOT NULL,
+    version      bigint      NOT NULL,
+    notified_at  timestamptz
+);
+CREATE INDEX IF NOT EXISTS ep_due_todos_due ON ep_due_todos (due_date) WHERE active AND notified_at IS NULL;

@@ -1,0 +1,202 @@
+//! Command side: load a stream, append events + outbox rows + idempotency
+//! record in one statement, and the outbox relay's queries.
+
+use chrono::{DateTime, Utc};
+use contracts::TodoEvent;
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+use crate::StoreError;
+
+/// The first response to an idempotent request, replayed for retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub request_hash: Vec<u8>,
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub etag: Option<String>,
+    pub location: Option<String>,
+}
+
+/// Events of one stream, oldest first.
+pub async fn load_stream(pool: &PgPool, todo_id: Uuid) -> Result<Vec<TodoEvent>, StoreError> {
+    let rows = sqlx::query("SELECT payload FROM events WHERE stream_id = $1 ORDER BY version")
+        .bind(todo_id)
+        .fetch_all(pool)
+        .await?;
+    rows.into_iter()
+        .map(|r| {
+            let v: serde_json::Value = r.try_get("payload")?;
+            serde_json::from_value(v).map_err(|e| StoreError::Corrupt(format!("event of stream {todo_id}: {e}")))
+        })
+        .collect()
+}
+
+/// Every event of every stream, in commit order (for tests and audits).
+pub async fn all_events(pool: &PgPool) -> Result<Vec<TodoEvent>, StoreError> {
+    let rows = sqlx::query("SELECT payload FROM events ORDER BY global_seq").fetch_all(pool).await?;
+    rows.into_iter()
+        .map(|r| {
+            let v: serde_json::Value = r.try_get("payload")?;
+            serde_json::from_value(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+        })
+        .collect()
+}
+
+pub async fn find_idempotency(pool: &PgPool, user_id: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+    let row = sqlx::query(
+        "SELECT request_hash, status, response_body, etag, location FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2",
+    )
+    .bind(user_id)
+    .bind(key)
+    .fetch_optional(pool)
+    .await?;
+    row.map(|r| {
+        Ok(IdempotencyRecord {
+            request_hash: r.try_get("request_hash")?,
+            status: r.try_get::<i16, _>("status")? as u16,
+            body: r.try_get("response_body")?,
+            etag: r.try_get("etag")?,
+            location: r.try_get("location")?,
+        })
+    })
+    .transpose()
+}
+
+/// One event ready to append, with its encoded (schema-validated) record.
+pub struct NewEvent<'a> {
+    pub event: &'a TodoEvent,
+    pub topic: &'a str,
+    pub record: Vec<u8>,
+}
+
+/// Append events, their outbox rows and the idempotency record atomically.
+/// A taken `(stream_id, version)` gives [`StoreError::Conflict`]; a taken
+/// idempotency key gives [`StoreError::IdempotencyRace`].
+pub async fn append(
+    pool: &PgPool,
+    events: &[NewEvent<'_>],
+    idempotency: Option<(&str, &str, &IdempotencyRecord)>,
+) -> Result<(), StoreError> {
+    let mut ids = Vec::with_capacity(events.len());
+    let mut streams = Vec::with_capacity(events.len());
+    let mut versions = Vec::with_capacity(events.len());
+    let mut types = Vec::with_capacity(events.len());
+    let mut users = Vec::with_capacity(events.len());
+    let mut times: Vec<DateTime<Utc>> = Vec::with_capacity(events.len());
+    let mut payloads = Vec::with_capacity(events.len());
+    let mut topics = Vec::with_capacity(events.len());
+    let mut keys = Vec::with_capacity(events.len());
+    let mut records = Vec::with_capacity(events.len());
+    let mut parents: Vec<Option<String>> = Vec::with_capacity(events.len());
+    let mut states: Vec<Option<String>> = Vec::with_capacity(events.len());
+    for ne in events {
+        let e = ne.event;
+        ids.push(e.event_id);
+        streams.push(e.todo_id);
+        versions.push(e.stream_version);
+        types.push(e.event_type().to_string());
+        users.push(e.user_id.clone());
+        times.push(e.occurred_at);
+        payloads.push(serde_json::to_value(e).map_err(|err| StoreError::Corrupt(err.to_string()))?);
+        topics.push(ne.topic.to_string());
+        keys.push(e.todo_id.to_string());
+        records.push(ne.record.clone());
+        parents.push(e.trace.as_ref().map(|t| t.traceparent.clone()));
+        states.push(e.trace.as_ref().and_then(|t| t.tracestate.clone()));
+    }
+    let (user, key, rec) = match idempotency {
+        Some((u, k, r)) => (Some(u), Some(k), Some(r)),
+        None => (None, None, None),
+    };
+    sqlx::query(
+        r#"
+        WITH e AS (
+            INSERT INTO events (event_id, stream_id, version, event_type, user_id, occurred_at, payload)
+            SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::int8[], $4::text[], $5::text[], $6::timestamptz[], $7::jsonb[])
+        ), o AS (
+            INSERT INTO outbox (event_id, topic, record_key, payload, event_type, traceparent, tracestate)
+            SELECT * FROM UNNEST($1::uuid[], $8::text[], $9::text[], $10::bytea[], $4::text[], $11::text[], $12::text[])
+        ), i AS (
+            INSERT INTO idempotency_keys (user_id, idem_key, request_hash, status, response_body, etag, location)
+            SELECT $13, $14, $15, $16, $17, $18, $19 WHERE $14::text IS NOT NULL
+        )
+        SELECT 1
+        "#,
+    )
+    .bind(&ids)
+    .bind(&streams)
+    .bind(&versions)
+    .bind(&types)
+    .bind(&users)
+    .bind(&times)
+    .bind(&payloads)
+    .bind(&topics)
+    .bind(&keys)
+    .bind(&records)
+    .bind(&parents)
+    .bind(&states)
+    .bind(user)
+    .bind(key)
+    .bind(rec.map(|r| r.request_hash.clone()))
+    .bind(rec.map(|r| r.status as i16))
+    .bind(rec.map(|r| r.body.clone()))
+    .bind(rec.and_then(|r| r.etag.clone()))
+    .bind(rec.and_then(|r| r.location.clone()))
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// A row waiting in the outbox.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub event_id: Uuid,
+    pub topic: String,
+    pub key: String,
+    pub payload: Vec<u8>,
+    pub event_type: String,
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
+}
+
+/// The oldest unsent rows, in commit order.
+pub async fn outbox_batch(pool: &PgPool, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, event_id, topic, record_key, payload, event_type, traceparent, tracestate FROM outbox ORDER BY id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(OutboxRow {
+                id: r.try_get("id")?,
+                event_id: r.try_get("event_id")?,
+                topic: r.try_get("topic")?,
+                key: r.try_get("record_key")?,
+                payload: r.try_get("payload")?,
+                event_type: r.try_get("event_type")?,
+                traceparent: r.try_get("traceparent")?,
+                tracestate: r.try_get("tracestate")?,
+            })
+        })
+        .collect()
+}
+
+/// Forget rows the broker acknowledged. The events table keeps the events.
+pub async fn outbox_delete(pool: &PgPool, ids: &[i64]) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM outbox WHERE id = ANY($1)").bind(ids).execute(pool).await?;
+    Ok(())
+}
+
+/// Backlog size and age of the oldest row in seconds (0 when empty).
+pub async fn outbox_stats(pool: &PgPool) -> Result<(i64, f64), StoreError> {
+    let row = sqlx::query(
+        "SELECT count(*)::int8 AS n, COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - min(created_at)), 0)::float8 AS age FROM outbox",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok((row.try_get("n")?, row.try_get("age")?))
+}

@@ -1,0 +1,45 @@
+//! PostgreSQL access for every service. Each service owns its tables
+//! (`migrations/<component>.sql`); no service reads another's tables.
+//!
+//! Architecture invariant: an event, its outbox row and the idempotency record
+//! are written by one statement, so they commit or fail together.
+
+pub mod command;
+pub mod error;
+pub mod migrate;
+pub mod processor;
+pub mod read;
+
+use std::time::Duration;
+
+pub use error::StoreError;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+pub use sqlx::PgPool;
+
+/// Connect a pool that fails fast when Postgres is down, so callers can answer
+/// 503 instead of hanging.
+pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
+    let opts: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| StoreError::Config(e.to_string()))?;
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_with(opts)
+        .await?;
+    Ok(pool)
+}
+
+/// A lazy pool: the service starts even when Postgres is not up yet.
+pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
+    let opts: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| StoreError::Config(e.to_string()))?;
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_lazy_with(opts))
+}
+
+/// `SELECT 1` for readiness checks.
+pub async fn ping(pool: &PgPool) -> Result<(), StoreError> {
+    sqlx::query("SELECT 1").execute(pool).await?;
+    Ok(())
+}

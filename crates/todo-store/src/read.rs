@@ -1,0 +1,349 @@
+//! Query side: apply events to the read model exactly once, serve reads,
+//! reconstruct history, and rebuild-and-swap for replays.
+
+use chrono::{DateTime, TimeZone, Utc};
+use contracts::{Priority, TodoEvent};
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Postgres, QueryBuilder, Row, Transaction};
+use todo_domain::Todo;
+use uuid::Uuid;
+
+use crate::StoreError;
+
+/// Table names are interpolated only from [`Tables`], a closed set of
+/// constants, never from input.
+fn audited(sql: String) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(sql)
+}
+
+/// Which pair of tables to write: the live read model or a rebuild in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tables {
+    Live,
+    Rebuild,
+}
+
+impl Tables {
+    fn todos(self) -> &'static str {
+        match self {
+            Tables::Live => "read_todos",
+            Tables::Rebuild => "read_todos_rebuild",
+        }
+    }
+    fn history(self) -> &'static str {
+        match self {
+            Tables::Live => "read_history",
+            Tables::Rebuild => "read_history_rebuild",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Applied,
+    /// Seen before (same event id or stream version): nothing changed.
+    Duplicate,
+}
+
+/// Apply one event and record it, in one transaction.
+pub async fn apply(pool: &PgPool, tables: Tables, ev: &TodoEvent) -> Result<Applied, StoreError> {
+    let mut tx = pool.begin().await?;
+    let outcome = apply_in(&mut tx, tables, ev).await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+async fn apply_in(tx: &mut Transaction<'_, Postgres>, tables: Tables, ev: &TodoEvent) -> Result<Applied, StoreError> {
+    let envelope = serde_json::to_value(ev).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let inserted = sqlx::query(audited(format!(
+        "INSERT INTO {} (todo_id, version, event_id, event_type, user_id, occurred_at, envelope)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        tables.history()
+    )))
+    .bind(ev.todo_id)
+    .bind(ev.stream_version)
+    .bind(ev.event_id)
+    .bind(ev.event_type())
+    .bind(&ev.user_id)
+    .bind(ev.occurred_at)
+    .bind(envelope)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(Applied::Duplicate);
+    }
+    let current = sqlx::query(audited(format!("SELECT * FROM {} WHERE id = $1 FOR UPDATE", tables.todos())))
+        .bind(ev.todo_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(|r| todo_from_row(&r))
+        .transpose()?;
+    let contiguous = match &current {
+        Some(t) => t.version + 1 == ev.stream_version,
+        None => ev.stream_version == 1,
+    };
+    let next = if contiguous {
+        todo_domain::apply(current, ev)
+    } else {
+        // Out of order or after a delete: rebuild from the recorded history,
+        // folding only the contiguous prefix of versions.
+        refold(tx, tables, ev.todo_id).await?
+    };
+    write_state(tx, tables, ev.todo_id, next.as_ref()).await?;
+    Ok(Applied::Applied)
+}
+
+async fn refold(tx: &mut Transaction<'_, Postgres>, tables: Tables, id: Uuid) -> Result<Option<Todo>, StoreError> {
+    let events = history_in(&mut **tx, tables, id).await?;
+    let mut state = None;
+    for (i, e) in events.iter().enumerate() {
+        if e.stream_version != i as i64 + 1 {
+            break;
+        }
+        state = todo_domain::apply(state, e);
+    }
+    Ok(state)
+}
+
+async fn write_state(tx: &mut Transaction<'_, Postgres>, tables: Tables, id: Uuid, todo: Option<&Todo>) -> Result<(), StoreError> {
+    match todo {
+        Some(t) if !t.deleted => {
+            sqlx::query(audited(format!(
+                "INSERT INTO {} (id, owner, title, description, priority, priority_rank, due_date, tags, completed, completed_at, version, created_at, updated_at)
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)
+                 ON CONFLICT (id) DO UPDATE SET owner = EXCLUDED.owner, title = EXCLUDED.title, description = EXCLUDED.description,
+                   priority = EXCLUDED.priority, priority_rank = EXCLUDED.priority_rank, due_date = EXCLUDED.due_date, tags = EXCLUDED.tags,
+                   completed = EXCLUDED.completed, completed_at = EXCLUDED.completed_at, version = EXCLUDED.version,
+                   created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at",
+                tables.todos()
+            )))
+            .bind(t.id)
+            .bind(&t.owner)
+            .bind(&t.title)
+            .bind(&t.description)
+            .bind(t.priority.as_str())
+            .bind(t.priority.rank())
+            .bind(t.due_date)
+            .bind(&t.tags)
+            .bind(t.completed)
+            .bind(t.completed_at)
+            .bind(t.version)
+            .bind(t.created_at)
+            .bind(t.updated_at)
+            .execute(&mut **tx)
+            .await?;
+        }
+        _ => {
+            sqlx::query(audited(format!("DELETE FROM {} WHERE id = $1", tables.todos()))).bind(id).execute(&mut **tx).await?;
+        }
+    }
+    Ok(())
+}
+
+fn todo_from_row(r: &PgRow) -> Result<Todo, StoreError> {
+    let priority: String = r.try_get("priority")?;
+    Ok(Todo {
+        id: r.try_get("id")?,
+        owner: r.try_get("owner")?,
+        title: r.try_get("title")?,
+        description: r.try_get("description")?,
+        priority: Priority::parse(&priority).ok_or_else(|| StoreError::Corrupt(format!("priority '{priority}'")))?,
+        due_date: r.try_get("due_date")?,
+        tags: r.try_get("tags")?,
+        completed: r.try_get("completed")?,
+        deleted: false,
+        version: r.try_get("version")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        completed_at: r.try_get("completed_at")?,
+    })
+}
+
+pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Todo>, StoreError> {
+    sqlx::query("SELECT * FROM read_todos WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .map(|r| todo_from_row(&r))
+        .transpose()
+}
+
+async fn history_in<'e, E: sqlx::PgExecutor<'e>>(exec: E, tables: Tables, id: Uuid) -> Result<Vec<TodoEvent>, StoreError> {
+    let rows = sqlx::query(audited(format!("SELECT envelope FROM {} WHERE todo_id = $1 ORDER BY version", tables.history())))
+        .bind(id)
+        .fetch_all(exec)
+        .await?;
+    rows.into_iter()
+        .map(|r| {
+            let v: serde_json::Value = r.try_get("envelope")?;
+            serde_json::from_value(v).map_err(|e| StoreError::Corrupt(format!("history of {id}: {e}")))
+        })
+        .collect()
+}
+
+/// Every event applied for one todo, oldest first.
+pub async fn history(pool: &PgPool, id: Uuid) -> Result<Vec<TodoEvent>, StoreError> {
+    history_in(pool, Tables::Live, id).await
+}
+
+/// Sort keys of `GET /v1/todos`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SortKey {
+    CreatedAt,
+    UpdatedAt,
+    DueDate,
+    Priority,
+    Title,
+}
+
+impl SortKey {
+    fn expr(self) -> &'static str {
+        match self {
+            SortKey::CreatedAt => "created_at",
+            SortKey::UpdatedAt => "updated_at",
+            SortKey::DueDate => "COALESCE(due_date, '9999-12-31T00:00:00Z'::timestamptz)",
+            SortKey::Priority => "priority_rank::int8",
+            SortKey::Title => "(title COLLATE \"C\")",
+        }
+    }
+
+    /// The key of a row, as the cursor stores it.
+    pub fn value_of(self, t: &Todo) -> CursorValue {
+        match self {
+            SortKey::CreatedAt => CursorValue::Time(t.created_at),
+            SortKey::UpdatedAt => CursorValue::Time(t.updated_at),
+            SortKey::DueDate => CursorValue::Time(t.due_date.unwrap_or_else(no_due_date)),
+            SortKey::Priority => CursorValue::Int(t.priority.rank() as i64),
+            SortKey::Title => CursorValue::Text(t.title.clone()),
+        }
+    }
+}
+
+/// Where todos without a due date sort (last when ascending).
+pub fn no_due_date() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(9999, 12, 31, 0, 0, 0).single().unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum CursorValue {
+    Int(i64),
+    Time(DateTime<Utc>),
+    Text(String),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub completed: Option<bool>,
+    pub priorities: Vec<Priority>,
+    pub tags: Vec<String>,
+    pub due_before: Option<DateTime<Utc>>,
+    pub due_after: Option<DateTime<Utc>>,
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub sort: SortKey,
+    pub descending: bool,
+    /// Keyset position: strictly after this (sort value, id).
+    pub after: Option<(CursorValue, Uuid)>,
+    pub limit: i64,
+}
+
+fn escape_like(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+/// One page of the owner's todos (fetches `limit + 1` to tell if more exist).
+pub async fn list(pool: &PgPool, owner: &str, f: &ListFilter, page: &Page) -> Result<Vec<Todo>, StoreError> {
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new("SELECT * FROM read_todos WHERE owner = ");
+    q.push_bind(owner.to_string());
+    if let Some(c) = f.completed {
+        q.push(" AND completed = ").push_bind(c);
+    }
+    if !f.priorities.is_empty() {
+        let ps: Vec<String> = f.priorities.iter().map(|p| p.as_str().to_string()).collect();
+        q.push(" AND priority = ANY(").push_bind(ps).push(")");
+    }
+    if !f.tags.is_empty() {
+        q.push(" AND tags @> ").push_bind(f.tags.clone());
+    }
+    if let Some(b) = f.due_before {
+        q.push(" AND due_date < ").push_bind(b);
+    }
+    if let Some(a) = f.due_after {
+        q.push(" AND due_date > ").push_bind(a);
+    }
+    if let Some(t) = &f.text {
+        q.push(" AND title ILIKE ").push_bind(format!("%{}%", escape_like(t)));
+    }
+    let expr = page.sort.expr();
+    let (cmp, dir) = if page.descending { ("<", "DESC") } else { (">", "ASC") };
+    if let Some((value, id)) = &page.after {
+        q.push(format!(" AND ({expr}, id) {cmp} ("));
+        match value {
+            CursorValue::Int(i) => q.push_bind(*i),
+            CursorValue::Time(t) => q.push_bind(*t),
+            CursorValue::Text(s) => q.push_bind(s.clone()).push(" COLLATE \"C\""),
+        };
+        q.push(", ").push_bind(*id).push(")");
+    }
+    q.push(format!(" ORDER BY {expr} {dir}, id {dir} LIMIT ")).push_bind(page.limit + 1);
+    let rows = q.build().fetch_all(pool).await?;
+    rows.iter().map(todo_from_row).collect()
+}
+
+/// Every row of the live read model, ordered by id (for comparisons).
+pub async fn snapshot(pool: &PgPool) -> Result<Vec<Todo>, StoreError> {
+    let rows = sqlx::query("SELECT * FROM read_todos ORDER BY id").fetch_all(pool).await?;
+    rows.iter().map(todo_from_row).collect()
+}
+
+/// Start a rebuild: empty tables shaped like the live ones.
+pub async fn prepare_rebuild(pool: &PgPool) -> Result<(), StoreError> {
+    sqlx::raw_sql(
+        "DROP TABLE IF EXISTS read_todos_rebuild; DROP TABLE IF EXISTS read_history_rebuild;
+         CREATE TABLE read_todos_rebuild (LIKE read_todos INCLUDING ALL);
+         CREATE TABLE read_history_rebuild (LIKE read_history INCLUDING ALL);",
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Swap the rebuilt tables in. Under an exclusive lock on the live tables,
+/// events the live projector applied after the replay read its high
+/// watermarks are copied over first, so nothing applied live is lost.
+/// Returns how many such events were caught up.
+pub async fn swap_rebuild(pool: &PgPool) -> Result<u64, StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("LOCK TABLE read_todos, read_history IN EXCLUSIVE MODE").execute(&mut *tx).await?;
+    let missing: Vec<Uuid> = sqlx::query(
+        "INSERT INTO read_history_rebuild SELECT * FROM read_history ON CONFLICT DO NOTHING RETURNING todo_id",
+    )
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .map(|r| r.try_get("todo_id"))
+    .collect::<Result<_, _>>()?;
+    let caught_up = missing.len() as u64;
+    let mut ids = missing;
+    ids.sort_unstable();
+    ids.dedup();
+    for id in ids {
+        let state = refold(&mut tx, Tables::Rebuild, id).await?;
+        write_state(&mut tx, Tables::Rebuild, id, state.as_ref()).await?;
+    }
+    sqlx::raw_sql(
+        "ALTER TABLE read_todos RENAME TO read_todos_old; ALTER TABLE read_history RENAME TO read_history_old;
+         ALTER TABLE read_todos_rebuild RENAME TO read_todos; ALTER TABLE read_history_rebuild RENAME TO read_history;
+         DROP TABLE read_todos_old; DROP TABLE read_history_old;",
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(caught_up)
+}

@@ -1,0 +1,1 @@
+//! Helpers for the system tests live in `devstack`; this crate holds only tests.
