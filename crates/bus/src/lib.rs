@@ -300,3 +300,16 @@ async fn dead_letter(
         "record dead-lettered"
     );
 }
+
+/// Readiness: the broker answers a metadata request within a second.
+pub async fn broker_reachable<C: rdkafka::client::ClientContext + 'static>(
+    client: &rdkafka::client::Client<C>,
+) -> Result<(), String> {
+    // fetch_metadata blocks; a short timeout keeps the check bounded.
+    let started = std::time::Instant::now();
+    match client.fetch_metadata(None, Duration::from_millis(1000)) {
+        Ok(md) if !md.brokers().is_empty() => Ok(()),
+        Ok(_) => Err("broker returned no brokers in metadata".into()),
+        Err(e) => Err(format!("{e} after {} ms", started.elapsed().as_millis())),
+    }
+}

@@ -1,0 +1,85 @@
+use serde::Deserialize;
+use service_kit::auth::AuthMode;
+
+/// Command service configuration: defaults → `--config` TOML file → `COMMAND_*`
+/// environment variables (e.g. `COMMAND_DATABASE_URL`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "defaults::listen_addr")]
+    pub listen_addr: String,
+    pub database_url: String,
+    #[serde(default = "defaults::db_max_connections")]
+    pub db_max_connections: u32,
+    pub kafka_brokers: String,
+    /// `stable` or `canary`: the `version` label on every metric.
+    #[serde(default = "defaults::version")]
+    pub version: String,
+    #[serde(default)]
+    pub auth_mode: AuthMode,
+    /// Run the outbox relay in this process (one replica wins a Postgres
+    /// advisory lock and publishes; the others stand by).
+    #[serde(default = "defaults::yes")]
+    pub relay_enabled: bool,
+    #[serde(default = "defaults::relay_batch_size")]
+    pub relay_batch_size: i64,
+    #[serde(default = "defaults::linger_ms")]
+    pub kafka_linger_ms: u32,
+    #[serde(default = "defaults::delivery_timeout_ms")]
+    pub kafka_delivery_timeout_ms: u32,
+    /// Fault injection for demos and canary tests: share of `/v1` requests
+    /// answered with 500 (0.0–1.0). Off by default.
+    #[serde(default)]
+    pub fault_error_rate: f64,
+    /// Fault injection: extra latency added to every `/v1` request.
+    #[serde(default)]
+    pub fault_latency_ms: u64,
+    /// How long a graceful shutdown may take before in-flight work is dropped.
+    #[serde(default = "defaults::shutdown_timeout_secs")]
+    pub shutdown_timeout_secs: u64,
+}
+
+mod defaults {
+    pub fn listen_addr() -> String {
+        "127.0.0.1:8081".into()
+    }
+    pub fn db_max_connections() -> u32 {
+        16
+    }
+    pub fn version() -> String {
+        "stable".into()
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn relay_batch_size() -> i64 {
+        500
+    }
+    pub fn linger_ms() -> u32 {
+        1
+    }
+    pub fn delivery_timeout_ms() -> u32 {
+        30_000
+    }
+    pub fn shutdown_timeout_secs() -> u64 {
+        20
+    }
+}
+
+impl Config {
+    pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        let c: Config = service_kit::config::load("COMMAND", file)?;
+        c.check()?;
+        Ok(c)
+    }
+
+    pub fn check(&self) -> anyhow::Result<()> {
+        if !(0.0..=1.0).contains(&self.fault_error_rate) {
+            anyhow::bail!("config key 'fault_error_rate' must be between 0.0 and 1.0, got {}", self.fault_error_rate);
+        }
+        if self.relay_batch_size < 1 {
+            anyhow::bail!("config key 'relay_batch_size' must be at least 1");
+        }
+        Ok(())
+    }
+}

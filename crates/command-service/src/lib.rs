@@ -1,0 +1,123 @@
+//! Command service: validates commands, appends events with their outbox rows
+//! and idempotency records in one Postgres statement, and relays the outbox to
+//! `todo-events`.
+
+pub mod api;
+pub mod config;
+pub mod relay;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, patch, post};
+use service_kit::health::Readiness;
+use service_kit::metrics::Metrics;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+
+pub const SERVICE: &str = contracts::metrics::services::COMMAND;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub metrics: Metrics,
+    pub config: Arc<Config>,
+    /// Wakes the local relay right after a commit.
+    pub outbox_wake: Arc<relay::OutboxSignal>,
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    producer: bus::rdkafka::producer::FutureProducer,
+}
+
+impl Application {
+    /// Connect, migrate, bind. Binding port 0 picks a free port (tests).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let pool = todo_store::connect(&config.database_url, config.db_max_connections)
+            .await
+            .context("connecting to Postgres (database_url)")?;
+        todo_store::migrate::run(&pool, todo_store::migrate::Component::Command).await.context("migrating")?;
+        let mut kafka = bus::KafkaSettings::new(config.kafka_brokers.clone(), format!("{SERVICE}-{}", config.version));
+        kafka.linger_ms = config.kafka_linger_ms;
+        kafka.delivery_timeout_ms = config.kafka_delivery_timeout_ms;
+        let producer = kafka.producer().context("creating Kafka producer (kafka_brokers)")?;
+        let metrics = Metrics::new(SERVICE, &config.version);
+        let listener = TcpListener::bind(&config.listen_addr)
+            .await
+            .with_context(|| format!("binding listen_addr {}", config.listen_addr))?;
+        let state = AppState { pool, metrics, config: Arc::new(config), outbox_wake: Arc::new(relay::OutboxSignal::default()) };
+        let router = router(state.clone(), readiness(&state, &producer));
+        Ok(Self { listener, router, state, producer })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Serve until `shutdown` is cancelled, then drain in-flight requests and
+    /// let the relay finish its batch.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let relay = if self.state.config.relay_enabled {
+            let producer = self.producer.clone();
+            let st = self.state.clone();
+            let token = shutdown.clone();
+            Some(tokio::spawn(async move { relay::run(st, producer, token).await }))
+        } else {
+            None
+        };
+        let gauges = tokio::spawn(relay::export_backlog(self.state.clone(), shutdown.clone()));
+        tracing::info!(port = self.port(), version = %self.state.config.version, "command service listening");
+        let grace = Duration::from_secs(self.state.config.shutdown_timeout_secs);
+        let token = shutdown.clone();
+        axum::serve(self.listener, self.router).with_graceful_shutdown(async move { token.cancelled().await }).await?;
+        if let Some(relay) = relay {
+            if tokio::time::timeout(grace, relay).await.is_err() {
+                tracing::warn!("relay did not stop within the shutdown timeout");
+            }
+        }
+        gauges.abort();
+        Ok(())
+    }
+}
+
+fn readiness(state: &AppState, producer: &bus::rdkafka::producer::FutureProducer) -> Readiness {
+    let pool = state.pool.clone();
+    let producer = producer.clone();
+    Readiness::new()
+        .check("postgres", move || {
+            let pool = pool.clone();
+            async move { todo_store::ping(&pool).await.map_err(|e| e.to_string()) }
+        })
+        .check("kafka", move || {
+            let producer = producer.clone();
+            async move { bus::broker_reachable(bus::rdkafka::producer::Producer::client(&producer)).await }
+        })
+}
+
+pub fn router(state: AppState, readiness: Readiness) -> Router {
+    let api = Router::new()
+        .route("/v1/todos", post(api::create))
+        .route("/v1/todos/{id}", patch(api::update).delete(api::delete))
+        .route("/v1/todos/{id}/complete", post(api::complete))
+        .route("/v1/todos/{id}/reopen", post(api::reopen))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), api::inject_faults));
+    Router::new()
+        .merge(api)
+        .route("/metrics", get(service_kit::metrics::metrics_handler).with_state(state.metrics.clone()))
+        .merge(service_kit::health::routes(readiness))
+        .method_not_allowed_fallback(service_kit::problem::method_not_allowed)
+        .fallback(service_kit::problem::not_found_fallback)
+        .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), service_kit::metrics::track_http))
+        .layer(DefaultBodyLimit::max(service_kit::extract::MAX_BODY_BYTES))
+        .layer(axum::Extension(service_kit::auth::authenticator(state.config.auth_mode)))
+        .with_state(state)
+}

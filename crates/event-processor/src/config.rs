@@ -1,0 +1,86 @@
+use serde::Deserialize;
+
+/// Event processor configuration: defaults → `--config` TOML file →
+/// `PROCESSOR_*` environment variables (e.g. `PROCESSOR_DATABASE_URL`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Health, readiness and metrics only.
+    #[serde(default = "defaults::listen_addr")]
+    pub listen_addr: String,
+    pub database_url: String,
+    #[serde(default = "defaults::db_max_connections")]
+    pub db_max_connections: u32,
+    pub kafka_brokers: String,
+    #[serde(default = "defaults::group_id")]
+    pub group_id: String,
+    #[serde(default = "defaults::version")]
+    pub version: String,
+    /// A todo due within this many hours gets a `notification.email`.
+    #[serde(default = "defaults::due_soon_hours")]
+    pub due_soon_hours: i64,
+    /// Cron expression (with seconds) of the due-soon sweep.
+    #[serde(default = "defaults::sweep_schedule")]
+    pub sweep_schedule: String,
+    /// Attempts before a failing record goes to the DLQ.
+    #[serde(default = "defaults::max_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "defaults::backoff_base_ms")]
+    pub backoff_base_ms: u64,
+    #[serde(default = "defaults::session_timeout_ms")]
+    pub kafka_session_timeout_ms: u32,
+    /// Fault injection for tests and demos: handling fails for todos whose
+    /// title contains this marker. Off by default.
+    #[serde(default)]
+    pub fault_fail_title_marker: Option<String>,
+}
+
+mod defaults {
+    pub fn listen_addr() -> String {
+        "127.0.0.1:8083".into()
+    }
+    pub fn db_max_connections() -> u32 {
+        4
+    }
+    pub fn group_id() -> String {
+        "event-processor".into()
+    }
+    pub fn version() -> String {
+        "stable".into()
+    }
+    pub fn due_soon_hours() -> i64 {
+        24
+    }
+    pub fn sweep_schedule() -> String {
+        "0 */5 * * * *".into()
+    }
+    pub fn max_attempts() -> u32 {
+        5
+    }
+    pub fn backoff_base_ms() -> u64 {
+        100
+    }
+    pub fn session_timeout_ms() -> u32 {
+        6_000
+    }
+}
+
+impl Config {
+    pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        let c: Config = service_kit::config::load("PROCESSOR", file)?;
+        c.schedule()?;
+        if c.max_attempts == 0 {
+            anyhow::bail!("config key 'max_attempts' must be at least 1");
+        }
+        Ok(c)
+    }
+
+    pub fn schedule(&self) -> anyhow::Result<cron::Schedule> {
+        self.sweep_schedule.parse().map_err(|e| {
+            anyhow::anyhow!(
+                "config key 'sweep_schedule': '{}' is not a cron expression with seconds (e.g. \"0 */5 * * * *\"): {e}",
+                self.sweep_schedule
+            )
+        })
+    }
+}

@@ -1,0 +1,123 @@
+//! Query service: projects `todo-events` into the read model and serves it.
+
+pub mod api;
+pub mod config;
+pub mod projector;
+pub mod replay;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::routing::get;
+use bus::rdkafka::consumer::Consumer;
+use service_kit::health::Readiness;
+use service_kit::metrics::Metrics;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+
+pub const SERVICE: &str = contracts::metrics::services::QUERY;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub metrics: Metrics,
+    pub config: Arc<Config>,
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    kafka: bus::KafkaSettings,
+    producer: bus::rdkafka::producer::FutureProducer,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let pool = todo_store::connect(&config.database_url, config.db_max_connections)
+            .await
+            .context("connecting to Postgres (database_url)")?;
+        todo_store::migrate::run(&pool, todo_store::migrate::Component::Query).await.context("migrating")?;
+        let mut kafka = bus::KafkaSettings::new(config.kafka_brokers.clone(), format!("{SERVICE}-{}", config.version));
+        kafka.session_timeout_ms = config.kafka_session_timeout_ms;
+        let producer = kafka.producer().context("creating Kafka producer (kafka_brokers)")?;
+        let listener = TcpListener::bind(&config.listen_addr)
+            .await
+            .with_context(|| format!("binding listen_addr {}", config.listen_addr))?;
+        let metrics = Metrics::new(SERVICE, &config.version);
+        let state = AppState { pool, metrics, config: Arc::new(config) };
+        let readiness = {
+            let pool = state.pool.clone();
+            let p = producer.clone();
+            Readiness::new()
+                .check("postgres", move || {
+                    let pool = pool.clone();
+                    async move { todo_store::ping(&pool).await.map_err(|e| e.to_string()) }
+                })
+                .check("kafka", move || {
+                    let p = p.clone();
+                    async move { bus::broker_reachable(bus::rdkafka::producer::Producer::client(&p)).await }
+                })
+        };
+        let router = router(state.clone(), readiness);
+        Ok(Self { listener, router, state, kafka, producer })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let projector = if self.state.config.projector_enabled {
+            let consumer = self.kafka.consumer(&self.state.config.group_id).context("creating Kafka consumer")?;
+            consumer.subscribe(&[contracts::topics::TODO_EVENTS]).context("subscribing to todo-events")?;
+            let cfg = bus::LoopConfig {
+                service: SERVICE,
+                group: self.state.config.group_id.clone(),
+                dlq_topic: contracts::topics::TODO_EVENTS_DLQ,
+                max_attempts: 5,
+                backoff_base: Duration::from_millis(50),
+                backoff_max: Duration::from_secs(5),
+                store_offsets: self.state.config.store_offsets,
+            };
+            let handler = projector::Projector { pool: self.state.pool.clone(), metrics: self.state.metrics.clone() };
+            let metrics = self.state.metrics.clone();
+            let producer = self.producer.clone();
+            let token = shutdown.clone();
+            Some(tokio::spawn(async move {
+                bus::consume_loop(&consumer, &producer, &cfg, &metrics, &handler, token).await;
+            }))
+        } else {
+            None
+        };
+        tracing::info!(port = self.port(), "query service listening");
+        let grace = Duration::from_secs(self.state.config.shutdown_timeout_secs);
+        let token = shutdown.clone();
+        axum::serve(self.listener, self.router).with_graceful_shutdown(async move { token.cancelled().await }).await?;
+        if let Some(p) = projector {
+            if tokio::time::timeout(grace, p).await.is_err() {
+                tracing::warn!("projector did not stop within the shutdown timeout");
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn router(state: AppState, readiness: Readiness) -> Router {
+    Router::new()
+        .route("/v1/todos", get(api::list))
+        .route("/v1/todos/{id}", get(api::get))
+        .route("/v1/todos/{id}/history", get(api::history))
+        .route("/metrics", get(service_kit::metrics::metrics_handler).with_state(state.metrics.clone()))
+        .merge(service_kit::health::routes(readiness))
+        .method_not_allowed_fallback(service_kit::problem::method_not_allowed)
+        .fallback(service_kit::problem::not_found_fallback)
+        .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), service_kit::metrics::track_http))
+        .layer(axum::Extension(service_kit::auth::authenticator(state.config.auth_mode)))
+        .with_state(state)
+}

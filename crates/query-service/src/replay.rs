@@ -1,0 +1,91 @@
+//! Rebuild the read model from the start of `todo-events` into fresh tables
+//! and swap them in. The live projector keeps running meanwhile; the swap
+//! catches up whatever it applied after the replay's high watermarks.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bus::rdkafka::consumer::{Consumer, StreamConsumer};
+use bus::rdkafka::message::Message;
+use bus::rdkafka::{Offset, TopicPartitionList};
+use sqlx::PgPool;
+use todo_store::read::{self, Tables};
+
+/// What a replay did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ReplayReport {
+    pub records: u64,
+    pub applied: u64,
+    pub duplicates: u64,
+    pub skipped_invalid: u64,
+    pub caught_up_from_live: u64,
+}
+
+/// Replay `todo-events` into rebuild tables and swap. `progress(done, total)`
+/// is called as records are applied.
+pub async fn replay(
+    pool: &PgPool,
+    kafka: &bus::KafkaSettings,
+    mut progress: impl FnMut(u64, u64),
+) -> anyhow::Result<ReplayReport> {
+    let topic = contracts::topics::TODO_EVENTS;
+    let consumer: StreamConsumer = {
+        let mut c = bus::rdkafka::ClientConfig::new();
+        c.set("bootstrap.servers", &kafka.brokers)
+            .set("group.id", format!("replay-{}", uuid::Uuid::new_v4()))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", "10");
+        c.create().context("creating replay consumer")?
+    };
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).context("reading topic metadata")?;
+    let partitions: Vec<i32> = md
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    anyhow::ensure!(!partitions.is_empty(), "topic {topic} has no partitions (does it exist?)");
+    let mut remaining: HashMap<i32, i64> = HashMap::new();
+    let mut tpl = TopicPartitionList::new();
+    let mut total = 0u64;
+    for p in &partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, *p, Duration::from_secs(10)).context("reading watermarks")?;
+        if high > low {
+            remaining.insert(*p, high);
+            total += (high - low) as u64;
+            tpl.add_partition_offset(topic, *p, Offset::Offset(low))?;
+        }
+    }
+    read::prepare_rebuild(pool).await.context("creating rebuild tables")?;
+    let mut report = ReplayReport::default();
+    progress(0, total);
+    if !remaining.is_empty() {
+        consumer.assign(&tpl).context("assigning partitions")?;
+    }
+    while !remaining.is_empty() {
+        let msg = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .context("no record from the broker for 30 s while replaying")??;
+        let Some(&high) = remaining.get(&msg.partition()) else { continue };
+        if msg.offset() >= high {
+            remaining.remove(&msg.partition());
+            continue;
+        }
+        report.records += 1;
+        match msg.payload().map(contracts::schema::decode_todo_event) {
+            Some(Ok(ev)) => match read::apply(pool, Tables::Rebuild, &ev).await? {
+                read::Applied::Applied => report.applied += 1,
+                read::Applied::Duplicate => report.duplicates += 1,
+            },
+            _ => report.skipped_invalid += 1,
+        }
+        if msg.offset() + 1 >= high {
+            remaining.remove(&msg.partition());
+        }
+        progress(report.records, total);
+    }
+    report.caught_up_from_live = read::swap_rebuild(pool).await.context("swapping the rebuilt read model in")?;
+    Ok(report)
+}
