@@ -1,0 +1,53 @@
+//! Writes every generated artifact from `slo/*.yaml` into a repository root.
+//! Output is deterministic (sorted maps, sorted SLOs, no timestamps).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::model::Slo;
+use crate::{Error, alertmanager, compile, dashboards, k8s, promtest};
+
+/// Every generated file, path relative to the repository root → content.
+pub fn artifacts(slos: &[Slo]) -> Result<BTreeMap<PathBuf, String>, Error> {
+    let mut out = BTreeMap::new();
+    for (service, file) in compile::rule_files(slos) {
+        out.insert(PathBuf::from(format!("alerts/{service}.rules.yaml")), compile::to_yaml(&file)?);
+    }
+    out.insert(PathBuf::from("alerts/alertmanager.yml"), compile::to_yaml(&alertmanager::config(slos))?);
+    for (name, text) in promtest::test_files(slos)? {
+        out.insert(PathBuf::from(format!("alerts/tests/{name}")), text);
+    }
+    for (name, text) in dashboards::all(slos)? {
+        out.insert(PathBuf::from(format!("dashboards/{name}")), text);
+    }
+    for (name, text) in dashboards::provisioning()? {
+        out.insert(PathBuf::from(format!("dashboards/provisioning/{name}")), text);
+    }
+    for (name, text) in k8s::manifests(slos, &out)? {
+        out.insert(PathBuf::from(format!("k8s/monitoring/{name}")), text);
+    }
+    Ok(out)
+}
+
+/// Loads specs from `specs_dir` and writes all artifacts under `root`.
+/// Returns the paths whose content changed.
+pub fn generate(specs_dir: &Path, root: &Path) -> Result<Vec<PathBuf>, Error> {
+    let slos = crate::validate::load_dir(specs_dir)?;
+    write_all(&slos, root)
+}
+
+pub fn write_all(slos: &[Slo], root: &Path) -> Result<Vec<PathBuf>, Error> {
+    let mut changed = Vec::new();
+    for (rel, text) in artifacts(slos)? {
+        let path = root.join(&rel);
+        if std::fs::read_to_string(&path).ok().as_deref() == Some(text.as_str()) {
+            continue;
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+        changed.push(rel);
+    }
+    Ok(changed)
+}

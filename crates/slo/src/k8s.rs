@@ -1,0 +1,102 @@
+//! Kubernetes renderings: one `PrometheusRule` (Prometheus Operator,
+//! `monitoring.coreos.com/v1`) per service, one dashboard `ConfigMap` per
+//! dashboard (Grafana sidecar label `grafana_dashboard: "1"`) and the
+//! Alertmanager configuration as a `Secret`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::compile::{self, RuleGroup};
+use crate::model::Slo;
+
+pub const NAMESPACE: &str = "monitoring";
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Object<S: Serialize> {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: Metadata,
+    #[serde(flatten)]
+    body: S,
+}
+
+#[derive(Serialize)]
+struct Metadata {
+    name: String,
+    namespace: &'static str,
+    labels: BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+struct RuleSpec {
+    spec: RuleGroups,
+}
+
+#[derive(Serialize)]
+struct RuleGroups {
+    groups: Vec<RuleGroup>,
+}
+
+#[derive(Serialize)]
+struct Data {
+    data: BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StringData {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    string_data: BTreeMap<String, String>,
+}
+
+fn labels(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let mut l = BTreeMap::new();
+    l.insert("app.kubernetes.io/part-of".to_string(), "todo-observability".to_string());
+    l.insert("app.kubernetes.io/managed-by".to_string(), "todoctl-slo".to_string());
+    for (k, v) in extra {
+        l.insert(k.to_string(), v.to_string());
+    }
+    l
+}
+
+pub fn manifests(slos: &[Slo], generated: &BTreeMap<PathBuf, String>) -> Result<BTreeMap<String, String>, crate::Error> {
+    let mut out = BTreeMap::new();
+    for (service, file) in compile::rule_files(slos) {
+        let obj = Object {
+            api_version: "monitoring.coreos.com/v1",
+            kind: "PrometheusRule",
+            metadata: Metadata { name: format!("slo-{service}"), namespace: NAMESPACE, labels: labels(&[("role", "alert-rules")]) },
+            body: RuleSpec { spec: RuleGroups { groups: file.groups } },
+        };
+        out.insert(format!("prometheusrule-slo-{service}.yaml"), compile::to_yaml(&obj)?);
+    }
+    for (path, text) in generated {
+        let Ok(rel) = path.strip_prefix("dashboards") else { continue };
+        let name = rel.to_string_lossy().to_string();
+        let Some(stem) = name.strip_suffix(".json") else { continue };
+        if stem.contains('/') {
+            continue;
+        }
+        let obj = Object {
+            api_version: "v1",
+            kind: "ConfigMap",
+            metadata: Metadata { name: format!("grafana-dashboard-{stem}"), namespace: NAMESPACE, labels: labels(&[("grafana_dashboard", "1")]) },
+            body: Data { data: BTreeMap::from([(name.clone(), text.clone())]) },
+        };
+        out.insert(format!("configmap-dashboard-{stem}.yaml"), compile::to_yaml(&obj)?);
+    }
+    if let Some(am) = generated.get(&PathBuf::from("alerts/alertmanager.yml")) {
+        let obj = Object {
+            api_version: "v1",
+            kind: "Secret",
+            metadata: Metadata { name: "alertmanager-todo".into(), namespace: NAMESPACE, labels: labels(&[]) },
+            body: StringData { kind: "Opaque", string_data: BTreeMap::from([("alertmanager.yaml".to_string(), am.clone())]) },
+        };
+        out.insert("secret-alertmanager.yaml".into(), compile::to_yaml(&obj)?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,20 @@
+//! Pure SLO engine: spec model, validation, burn-rate math and compilers to
+//! Prometheus rules, Alertmanager config and Grafana dashboards. No network
+//! IO; the only IO is reading specs and writing generated files in `generate`.
+
+pub mod alertmanager;
+pub mod compile;
+pub mod dashboards;
+pub mod duration;
+pub mod error;
+pub mod generate;
+pub mod grafana;
+pub mod k8s;
+pub mod model;
+pub mod promtest;
+pub mod spec;
+pub mod validate;
+
+pub use error::{Error, SpecError, SpecErrors};
+pub use generate::{artifacts, generate};
+pub use model::Slo;

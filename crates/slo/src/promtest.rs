@@ -1,0 +1,538 @@
+//! Generated `promtool test rules` files, one per SLO, with scenarios that
+//! prove each tier fires and resolves when the burn-rate math says so.
+//!
+//! Expected alerts come from [`Simulator`], an independent model of the
+//! generated rules on synthetic data: series are sampled every minute from
+//! value 0, rules evaluated on the minute, so Prometheus' `increase()` is an
+//! exact difference (no extrapolation: the window's first sample sits on its
+//! left edge, or the series starts at 0) and a subquery `[w:1m]` covers the
+//! steps `t-w ..= t` (Prometheus 2.x ranges include the left edge).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::compile::{self, num};
+use crate::duration::Dur;
+use crate::model::*;
+
+/// Synthetic traffic per minute for event SLIs.
+pub const RATE_PER_MIN: f64 = 1000.0;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pattern {
+    /// Per minute (index m covers minute m-1 → m): (events, bad events).
+    Events(Vec<(f64, f64)>),
+    /// Lag gauge sample at each minute (index m = minute m).
+    Lag(Vec<f64>),
+    /// No SLI data at all.
+    Nothing(usize),
+}
+
+impl Pattern {
+    pub fn minutes(&self) -> usize {
+        match self {
+            Pattern::Events(v) => v.len(),
+            Pattern::Lag(v) => v.len().saturating_sub(1),
+            Pattern::Nothing(n) => *n,
+        }
+    }
+}
+
+/// The independent model of the generated rules.
+pub struct Simulator<'a> {
+    pub slo: &'a Slo,
+    bad: Vec<f64>,
+    total: Vec<f64>,
+    lag: Vec<f64>,
+    pub guard: bool,
+}
+
+/// Which tiers fire at a minute.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Firing {
+    pub page: Vec<u32>,
+    pub ticket: Vec<u32>,
+    /// Smallest relative distance of any compared value to its threshold.
+    pub margin: f64,
+}
+
+impl<'a> Simulator<'a> {
+    pub fn new(slo: &'a Slo, p: &Pattern) -> Self {
+        let (mut bad, mut total, mut lag) = (vec![0.0], vec![0.0], Vec::new());
+        match p {
+            Pattern::Events(v) => {
+                for (t, b) in v {
+                    bad.push(bad[bad.len() - 1] + b);
+                    total.push(total[total.len() - 1] + t);
+                }
+            }
+            Pattern::Lag(v) => lag = v.clone(),
+            Pattern::Nothing(_) => {}
+        }
+        Simulator { slo, bad, total, lag, guard: true }
+    }
+
+    fn inc(series: &[f64], t: usize, w: usize) -> Option<f64> {
+        if t == 0 || t >= series.len() {
+            return None;
+        }
+        Some(series[t] - series[t.saturating_sub(w)])
+    }
+
+    /// Error ratio recorded for window `w` minutes at minute `t`.
+    pub fn error_ratio(&self, t: usize, w: usize) -> f64 {
+        match &self.slo.sli {
+            Sli::Events { numerator_is_good, .. } => {
+                let (Some(b), Some(tot)) = (Self::inc(&self.bad, t, w), Self::inc(&self.total, t, w)) else { return 0.0 };
+                if tot <= 0.0 {
+                    return 0.0;
+                }
+                if *numerator_is_good {
+                    let good = tot - b;
+                    (1.0 - good / tot).max(0.0)
+                } else {
+                    (b / tot).min(1.0)
+                }
+            }
+            Sli::ConsumerLag { max_lag_seconds, .. } => {
+                if self.lag.is_empty() || t >= self.lag.len() {
+                    return 0.0;
+                }
+                let from = t.saturating_sub(w);
+                let n = (t - from + 1) as f64;
+                let bad = (from..=t).filter(|s| self.lag[*s] > *max_lag_seconds).count() as f64;
+                bad / n
+            }
+        }
+    }
+
+    fn threshold(&self, tier: &Tier) -> f64 {
+        // Parse the rendered PromQL constant so the model compares exactly what Prometheus compares.
+        match &self.slo.window {
+            Window::Calendar { unit: CalendarUnit::Month, .. } => {
+                let per_day: f64 = num(tier.factor * self.slo.error_budget() / 30.0).parse().unwrap_or(f64::NAN);
+                per_day * 31.0 // promtool evaluates in January 1970
+            }
+            w => num(self.slo.threshold_for(tier, w.nominal())).parse().unwrap_or(f64::NAN),
+        }
+    }
+
+    pub fn firing(&self, t: usize) -> Firing {
+        let mut f = Firing { margin: f64::INFINITY, ..Default::default() };
+        for tier in &self.slo.alerting.tiers {
+            let th = self.threshold(tier);
+            let mins = |d: Dur| (d.as_secs() / 60) as usize;
+            let long = self.error_ratio(t, mins(tier.long));
+            let short = self.error_ratio(t, mins(tier.short));
+            for v in [long, short] {
+                f.margin = f.margin.min((v - th).abs() / th);
+            }
+            let mut on = long > th && short > th;
+            if self.guard && self.slo.has_traffic() && self.slo.alerting.min_events > 0 {
+                let n = Self::inc(&self.total, t, mins(tier.short)).unwrap_or(-1.0);
+                let me = self.slo.alerting.min_events as f64;
+                if n >= 0.0 {
+                    f.margin = f.margin.min(((n - me).abs() + 0.5) / me.max(1.0));
+                }
+                on &= n >= me;
+            }
+            if on {
+                match tier.severity {
+                    Severity::Page => f.page.push(tier.number),
+                    Severity::Ticket => f.ticket.push(tier.number),
+                }
+            }
+        }
+        f
+    }
+
+    /// First minute in `from..to` at which `tier` fires.
+    pub fn first_firing(&self, tier: u32, from: usize, to: usize) -> Option<usize> {
+        (from..to).find(|t| {
+            let f = self.firing(*t);
+            f.page.contains(&tier) || f.ticket.contains(&tier)
+        })
+    }
+}
+
+
+pub struct Scenario {
+    pub name: &'static str,
+    pub what: String,
+    pub pattern: Pattern,
+    pub checkpoints: Vec<usize>,
+    /// Minute at which the no-data alert must fire (no-data scenario only).
+    pub no_data_at: Option<usize>,
+}
+
+fn minutes(d: Dur) -> usize {
+    (d.as_secs() / 60) as usize
+}
+
+/// Minute offset at which the fastest page tier must fire after a total
+/// outage preceded by a clean hour: error ratio over the long window L grows
+/// as t/L, so it crosses the threshold θ at t = θ·L.
+pub fn predicted_page_minutes(slo: &Slo) -> Option<(u32, f64)> {
+    let t = slo.alerting.tiers.iter().find(|t| t.severity == Severity::Page)?;
+    let sim = Simulator::new(slo, &Pattern::Nothing(0));
+    let th = sim.threshold(t);
+    let mut longest_window = minutes(t.long) as f64;
+    if matches!(slo.sli, Sli::ConsumerLag { .. }) {
+        longest_window += 1.0; // t-w ..= t slices
+    }
+    Some((t.number, th * longest_window))
+}
+
+pub fn scenarios(slo: &Slo) -> Vec<Scenario> {
+    let budget = slo.error_budget();
+    let max_short = slo.alerting.tiers.iter().map(|t| minutes(t.short)).max().unwrap_or(60);
+    let longest = slo.alerting.tiers.iter().map(|t| minutes(t.long)).max().unwrap_or(60);
+    let history = slo.alerting.tiers.iter().filter(|t| t.severity == Severity::Page).map(|t| minutes(t.long)).max().unwrap_or(60);
+    let day = 1440usize;
+    let is_lag = matches!(slo.sli, Sli::ConsumerLag { .. });
+    let bound = match &slo.sli {
+        Sli::ConsumerLag { max_lag_seconds, .. } => *max_lag_seconds,
+        _ => 0.0,
+    };
+    // Builds a pattern from "bad share" per minute.
+    let build = |len: usize, bad_share: &dyn Fn(usize) -> f64| -> Pattern {
+        if is_lag {
+            // minute m is bad with the Bresenham spread of the share
+            let mut lag = vec![bound * 0.1];
+            let mut acc = 0.0;
+            for m in 0..len {
+                let s = bad_share(m);
+                let before = acc;
+                acc += s;
+                lag.push(if s >= 1.0 || acc.floor() > before.floor() { bound * 10.0 } else { bound * 0.1 });
+            }
+            Pattern::Lag(lag)
+        } else {
+            Pattern::Events((0..len).map(|m| (RATE_PER_MIN, RATE_PER_MIN * bad_share(m))).collect())
+        }
+    };
+    let mut out = Vec::new();
+    let healthy_len = day.max(longest.min(day));
+    out.push(Scenario {
+        name: "healthy",
+        what: "errors at half the budget rate for a day: nothing fires".into(),
+        pattern: build(healthy_len, &|_| 0.5 * budget),
+        checkpoints: vec![5, 60, 360, healthy_len],
+        no_data_at: None,
+    });
+    let (_, pred) = predicted_page_minutes(slo).unwrap_or((0, 1.0));
+    let fire = pred.floor() as usize + 1;
+    out.push(Scenario {
+        name: "total-outage",
+        what: format!(
+            "every event fails from minute {history} on, after a clean {}: the fastest page tier fires {} min after the outage starts (threshold × long window = {} min)",
+            Dur::mins(history as u64).words(),
+            fire,
+            num(pred)
+        ),
+        pattern: build(history + 120, &|m| if m >= history { 1.0 } else { 0.0 }),
+        checkpoints: vec![history + fire - 1, history + fire, history + 30, history + 120],
+        no_data_at: None,
+    });
+    let slow_len = day;
+    out.push(Scenario {
+        name: "slow-burn",
+        what: "errors at 1.5× the budget rate for a day: only the ticket fires".into(),
+        pattern: build(slow_len, &|_| 1.5 * budget),
+        checkpoints: vec![60, 360, 720, slow_len],
+        no_data_at: None,
+    });
+    let rec_len = history + 60 + max_short + 30;
+    out.push(Scenario {
+        name: "recovery",
+        what: format!(
+            "one-hour outage, then healthy: every alert resolves once the longest short window ({}) has passed",
+            Dur::mins(max_short as u64).words()
+        ),
+        pattern: build(rec_len, &|m| if m >= history && m < history + 60 { 1.0 } else { 0.0 }),
+        checkpoints: vec![history + 60, history + 70, history + 120, history + 60 + max_short + 1, rec_len],
+        no_data_at: None,
+    });
+    if !is_lag {
+        let len = 360;
+        out.push(Scenario {
+            name: "low-traffic",
+            what: format!(
+                "one request every 10 minutes, all failing: the low-traffic guard (min {} events in the short window) suppresses the page",
+                slo.alerting.min_events
+            ),
+            pattern: Pattern::Events((0..len).map(|m| if (m + 1) % 10 == 0 { (1.0, 1.0) } else { (0.0, 0.0) }).collect()),
+            checkpoints: vec![10, 60, 120, 360],
+            no_data_at: None,
+        });
+    }
+    let nd = minutes(slo.alerting.no_data_for);
+    out.push(Scenario {
+        name: "no-data",
+        what: format!("no SLI series at all: no burn alert, the no-data alert fires after {}", slo.alerting.no_data_for.words()),
+        pattern: Pattern::Nothing(nd + 5),
+        checkpoints: vec![nd - 1, nd + 1],
+        no_data_at: Some(nd),
+    });
+    out
+}
+
+// ---- promtool test file model ----
+
+#[derive(Serialize)]
+struct TestFile {
+    rule_files: Vec<String>,
+    evaluation_interval: String,
+    tests: Vec<TestGroup>,
+}
+
+#[derive(Serialize)]
+struct TestGroup {
+    name: String,
+    interval: String,
+    input_series: Vec<InputSeries>,
+    alert_rule_test: Vec<AlertTest>,
+}
+
+#[derive(Serialize)]
+struct InputSeries {
+    series: String,
+    values: String,
+}
+
+#[derive(Serialize)]
+struct AlertTest {
+    eval_time: String,
+    alertname: String,
+    exp_alerts: Vec<ExpAlert>,
+}
+
+#[derive(Serialize)]
+struct ExpAlert {
+    exp_labels: BTreeMap<String, String>,
+    exp_annotations: BTreeMap<String, String>,
+}
+
+/// Cumulative series in promtool's expanding notation, from per-minute increments.
+pub fn counter_values(incs: &[f64]) -> String {
+    let mut parts = vec!["0".to_string()];
+    let mut v = 0.0;
+    let mut i = 0;
+    while i < incs.len() {
+        let b = incs[i];
+        let mut j = i;
+        while j < incs.len() && incs[j] == b {
+            j += 1;
+        }
+        let n = j - i;
+        let start = v + b;
+        if n == 1 {
+            parts.push(num(start));
+        } else {
+            parts.push(format!("{}+{}x{}", num(start), num(b), n - 1));
+        }
+        v += b * n as f64;
+        i = j;
+    }
+    parts.join(" ")
+}
+
+fn gauge_values(vals: &[f64]) -> String {
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < vals.len() {
+        let mut j = i;
+        while j < vals.len() && vals[j] == vals[i] {
+            j += 1;
+        }
+        let n = j - i;
+        parts.push(if n == 1 { num(vals[i]) } else { format!("{}+0x{}", num(vals[i]), n - 1) });
+        i = j;
+    }
+    parts.join(" ")
+}
+
+/// Equality labels a synthetic series needs to match `m`; None if a regex
+/// matcher makes that ambiguous.
+fn eq_labels(m: &[Matcher]) -> Option<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for x in m {
+        match x.op {
+            MatchOp::Eq => {
+                out.insert(x.name.clone(), x.value.clone());
+            }
+            MatchOp::Ne | MatchOp::Nre => {}
+            MatchOp::Re if x.name == "le" => {
+                out.insert("le".into(), x.value.trim_end_matches("(\\.0)?").to_string());
+            }
+            MatchOp::Re => return None,
+        }
+    }
+    Some(out)
+}
+
+fn render_series(metric: &str, l: &BTreeMap<String, String>) -> String {
+    let ms: Vec<Matcher> = l.iter().map(|(k, v)| Matcher::eq(k, v)).collect();
+    Query::render_selector(metric, &ms)
+}
+
+/// Input series for a pattern, or the reason the SLI cannot be synthesised.
+fn input_series(slo: &Slo, p: &Pattern) -> Result<Vec<InputSeries>, String> {
+    match (p, &slo.sli) {
+        (Pattern::Nothing(_), _) => Ok(vec![InputSeries { series: "up{job=\"synthetic\"}".into(), values: "1+0x10".into() }]),
+        (Pattern::Lag(v), Sli::ConsumerLag { group, topic, .. }) => {
+            let mut l = BTreeMap::new();
+            l.insert("group".to_string(), group.clone());
+            l.insert("topic".to_string(), topic.clone());
+            l.insert("partition".to_string(), "0".to_string());
+            Ok(vec![InputSeries {
+                series: render_series(contracts::metrics::CONSUMER_GROUP_LAG_SECONDS.name, &l),
+                values: gauge_values(v),
+            }])
+        }
+        (Pattern::Events(v), Sli::Events { numerator, numerator_is_good, total, .. }) => {
+            let (Query::Selector { metric: nm, matchers: nmat }, Query::Selector { metric: tm, matchers: tmat }) = (numerator, total) else {
+                return Err("raw PromQL SLIs cannot be synthesised".into());
+            };
+            let nl = eq_labels(nmat).ok_or("regex matchers cannot be synthesised")?;
+            let tl = eq_labels(tmat).ok_or("regex matchers cannot be synthesised")?;
+            let bad: Vec<f64> = v.iter().map(|(_, b)| *b).collect();
+            let tot: Vec<f64> = v.iter().map(|(t, _)| *t).collect();
+            let num_incs: Vec<f64> = if *numerator_is_good { v.iter().map(|(t, b)| t - b).collect() } else { bad.clone() };
+            if nm != tm {
+                return Ok(vec![
+                    InputSeries { series: render_series(nm, &nl), values: counter_values(&num_incs) },
+                    InputSeries { series: render_series(tm, &tl), values: counter_values(&tot) },
+                ]);
+            }
+            // Same counter: numerator series plus the rest, told apart by a label.
+            let mut union = tl.clone();
+            union.extend(nl.clone());
+            let mut other = tl.clone();
+            let distinguishing: Vec<&String> = nl.keys().filter(|k| !tl.contains_key(*k)).collect();
+            if distinguishing.is_empty() {
+                return Err("numerator and total cannot be told apart by an equality label".into());
+            }
+            for k in distinguishing {
+                other.insert(k.clone(), "synthetic-other".into());
+            }
+            let rest: Vec<f64> = tot.iter().zip(&num_incs).map(|(t, n)| t - n).collect();
+            Ok(vec![
+                InputSeries { series: render_series(nm, &union), values: counter_values(&num_incs) },
+                InputSeries { series: render_series(tm, &other), values: counter_values(&rest) },
+            ])
+        }
+        _ => Err("pattern does not fit the SLI".into()),
+    }
+}
+
+fn exp_burn(slo: &Slo, sev: Severity, tiers: &[u32]) -> Vec<ExpAlert> {
+    let all: Vec<&Tier> = slo.alerting.tiers.iter().filter(|t| t.severity == sev).collect();
+    let ann = compile::burn_annotations(slo, &all, sev);
+    tiers
+        .iter()
+        .map(|n| {
+            let mut l = BTreeMap::new();
+            l.insert("slo".to_string(), slo.name.clone());
+            l.insert("service".to_string(), slo.service.clone());
+            l.extend(slo.labels.clone());
+            l.insert("severity".into(), sev.as_str().into());
+            l.insert("tier".into(), n.to_string());
+            ExpAlert { exp_labels: l, exp_annotations: ann.clone() }
+        })
+        .collect()
+}
+
+fn exp_no_data(slo: &Slo) -> ExpAlert {
+    let group = compile::rules_for_slo(slo);
+    let rule = group.rules.iter().find(|r| r.alert.as_deref() == Some(compile::no_data_alert_name(slo).as_str()));
+    let mut l = rule.map(|r| r.labels.clone()).unwrap_or_default();
+    // absent() keeps the equality matchers of its selector as labels.
+    let sel_labels = match &slo.sli {
+        Sli::Events { total: Query::Selector { matchers, .. }, .. } => {
+            matchers.iter().filter(|m| m.op == MatchOp::Eq).map(|m| (m.name.clone(), m.value.clone())).collect()
+        }
+        Sli::ConsumerLag { group, topic, .. } => {
+            BTreeMap::from([("group".to_string(), group.clone()), ("topic".to_string(), topic.clone())])
+        }
+        _ => BTreeMap::new(),
+    };
+    for (k, v) in sel_labels {
+        l.entry(k).or_insert(v);
+    }
+    ExpAlert { exp_labels: l, exp_annotations: rule.map(|r| r.annotations.clone()).unwrap_or_default() }
+}
+
+/// Result of planning one SLO's tests: the file or why it is not possible.
+pub fn test_file(slo: &Slo) -> Result<String, String> {
+    let mut groups = Vec::new();
+    for sc in scenarios(slo) {
+        let series = input_series(slo, &sc.pattern)?;
+        let sim = Simulator::new(slo, &sc.pattern);
+        let mut checks = Vec::new();
+        for &cp in &sc.checkpoints {
+            let f = sim.firing(cp);
+            if f.margin < 1e-6 {
+                return Err(format!("scenario {} minute {cp} sits on a threshold (margin {})", sc.name, f.margin));
+            }
+            let page = if matches!(sc.pattern, Pattern::Nothing(_)) { vec![] } else { f.page.clone() };
+            let ticket = if matches!(sc.pattern, Pattern::Nothing(_)) { vec![] } else { f.ticket.clone() };
+            checks.push(AlertTest {
+                eval_time: format!("{cp}m"),
+                alertname: compile::burn_alert_name(slo, Severity::Page),
+                exp_alerts: exp_burn(slo, Severity::Page, &page),
+            });
+            checks.push(AlertTest {
+                eval_time: format!("{cp}m"),
+                alertname: compile::burn_alert_name(slo, Severity::Ticket),
+                exp_alerts: exp_burn(slo, Severity::Ticket, &ticket),
+            });
+            if let Some(at) = sc.no_data_at {
+                checks.push(AlertTest {
+                    eval_time: format!("{cp}m"),
+                    alertname: compile::no_data_alert_name(slo),
+                    exp_alerts: if cp >= at { vec![exp_no_data(slo)] } else { vec![] },
+                });
+            }
+        }
+        groups.push(TestGroup {
+            name: format!("{}: {} — {}", slo.name, sc.name, sc.what),
+            interval: "1m".into(),
+            input_series: series,
+            alert_rule_test: checks,
+        });
+    }
+    let tf = TestFile {
+        rule_files: vec![format!("../{}.rules.yaml", slo.service)],
+        evaluation_interval: "1m".into(),
+        tests: groups,
+    };
+    compile::to_yaml(&tf).map_err(|e| e.to_string())
+}
+
+/// Test files for every SLO whose SLI can be synthesised. SLOs that cannot
+/// (raw PromQL, regex matchers) get a README line saying so instead of a
+/// silent gap.
+pub fn test_files(slos: &[Slo]) -> Result<BTreeMap<String, String>, crate::Error> {
+    let mut out = BTreeMap::new();
+    let mut skipped = Vec::new();
+    for s in slos {
+        match test_file(s) {
+            Ok(t) => {
+                out.insert(format!("{}.test.yaml", s.name), t);
+            }
+            Err(why) => skipped.push(format!("- `{}`: no generated test ({why}); cover it with a hand-written test.", s.name)),
+        }
+    }
+    let mut readme = String::from(
+        "# Generated promtool unit tests\n\nRun `promtool test rules alerts/tests/*.test.yaml`. Each file holds, per SLO, the scenarios healthy, total-outage, slow-burn, recovery, low-traffic (event SLIs) and no-data, with the alerts the burn-rate math predicts at each checkpoint.\n",
+    );
+    if !skipped.is_empty() {
+        readme.push_str("\nSLOs without generated tests:\n\n");
+        readme.push_str(&skipped.join("\n"));
+        readme.push('\n');
+    }
+    out.insert("README.md".into(), readme);
+    Ok(out)
+}
