@@ -1,0 +1,84 @@
+//! Real servers as child processes, for tests, the local stack and benchmarks.
+//!
+//! Every server listens on a random loopback port, lives in a temp dir and is
+//! stopped when its handle drops. Readiness is polled, never slept for.
+
+pub mod broker;
+pub mod postgres;
+pub mod process;
+pub mod stack;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+pub use broker::Broker;
+pub use postgres::Postgres;
+pub use process::ServiceProcess;
+pub use stack::{Service, Stack, Wiring};
+
+/// A free loopback port (bound then released; the small race is acceptable
+/// for tests on one machine).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Poll `check` until it returns true or `timeout` passes.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(5);
+    loop {
+        if check().await {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            anyhow::bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// Directory of the workspace's built binaries: next to the running
+/// executable (`target/<profile>/`, or its parent for test binaries in
+/// `deps/`), unless `TODO_BIN_DIR` says otherwise.
+pub fn bin_dir() -> anyhow::Result<PathBuf> {
+    if let Some(d) = std::env::var_os("TODO_BIN_DIR") {
+        return Ok(PathBuf::from(d));
+    }
+    let exe = std::env::current_exe()?;
+    let mut dir = exe.parent().ok_or_else(|| anyhow::anyhow!("executable has no parent dir"))?.to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    Ok(dir)
+}
+
+/// Path of a workspace binary, with a hint when it was not built.
+pub fn workspace_bin(name: &str) -> anyhow::Result<PathBuf> {
+    let p = bin_dir()?.join(name);
+    anyhow::ensure!(
+        p.exists(),
+        "{} not found; build the services first (cargo build --workspace --bins) or set TODO_BIN_DIR",
+        p.display()
+    );
+    Ok(p)
+}
+
+/// PostgreSQL, the broker with our topics, ready to use.
+pub struct Infra {
+    pub postgres: Postgres,
+    pub broker: Broker,
+}
+
+impl Infra {
+    pub async fn start() -> anyhow::Result<Self> {
+        let (postgres, broker) = tokio::try_join!(Postgres::start(postgres::Options::for_tests()), Broker::start())?;
+        broker.create_topics(contracts::topics::ALL).await?;
+        Ok(Self { postgres, broker })
+    }
+}
