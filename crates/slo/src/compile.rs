@@ -123,6 +123,9 @@ pub fn slice_expr(slo: &Slo) -> Option<String> {
         (Sli::ConsumerLag { group, topic, max_lag_seconds }, Budgeting::Timeslices { .. }) => {
             Some(format!("max({}) > bool {}", Sli::lag_selector(group, topic), num(*max_lag_seconds)))
         }
+        (Sli::QueryThreshold { promql, good_when, value }, Budgeting::Timeslices { .. }) => {
+            Some(format!("max(({promql}) {} bool {})", good_when.bad_op(), num(*value)))
+        }
     }
 }
 
@@ -141,7 +144,7 @@ pub fn error_ratio_expr(slo: &Slo, w: Dur) -> String {
 pub fn total_events_expr(slo: &Slo, w: Dur) -> Option<String> {
     match &slo.sli {
         Sli::Events { total, .. } => Some(total.increase(&w.prom())),
-        Sli::ConsumerLag { .. } => None,
+        Sli::ConsumerLag { .. } | Sli::QueryThreshold { .. } => None,
     }
 }
 
@@ -271,6 +274,7 @@ pub fn rules_for_slo(slo: &Slo) -> RuleGroup {
     let presence = match &slo.sli {
         Sli::Events { total, .. } => total.presence(),
         Sli::ConsumerLag { group, topic, .. } => Sli::lag_selector(group, topic),
+        Sli::QueryThreshold { promql, .. } => promql.clone(),
     };
     let mut ann = BTreeMap::new();
     ann.insert("summary".to_string(), format!("{}: no SLI data for {}", slo.name, slo.alerting.no_data_for.words()));

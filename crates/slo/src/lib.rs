@@ -3,14 +3,17 @@
 //! IO; the only IO is reading specs and writing generated files in `generate`.
 
 pub mod alertmanager;
+pub mod cli;
 pub mod compile;
 pub mod dashboards;
 pub mod duration;
 pub mod error;
+pub mod explain;
 pub mod generate;
 pub mod grafana;
 pub mod k8s;
 pub mod model;
+pub mod openslo;
 pub mod promtest;
 pub mod spec;
 pub mod validate;

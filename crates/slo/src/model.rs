@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 
 use crate::duration::Dur;
-pub use crate::spec::{CalendarUnit, Severity};
+pub use crate::spec::{CalendarUnit, Comparison, Severity};
 
 /// Burn-rate factors of the SRE Workbook are defined for this period.
 pub const REFERENCE_PERIOD: Dur = Dur::days(30);
@@ -196,6 +196,7 @@ pub enum SliKind {
     Latency { threshold_seconds: f64 },
     Freshness { threshold_seconds: f64 },
     ConsumerLag,
+    QueryThreshold,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -203,6 +204,8 @@ pub enum Sli {
     /// `good` (when `numerator_is_good`) or `bad` events over `total` events.
     Events { kind: SliKind, numerator: Query, numerator_is_good: bool, total: Query },
     ConsumerLag { group: String, topic: String, max_lag_seconds: f64 },
+    /// A PromQL value per slice compared with a bound (timeslices only).
+    QueryThreshold { promql: String, good_when: Comparison, value: f64 },
 }
 
 impl Sli {
@@ -210,6 +213,7 @@ impl Sli {
         match self {
             Sli::Events { kind, .. } => kind.clone(),
             Sli::ConsumerLag { .. } => SliKind::ConsumerLag,
+            Sli::QueryThreshold { .. } => SliKind::QueryThreshold,
         }
     }
     pub fn kind_name(&self) -> &'static str {
@@ -219,6 +223,7 @@ impl Sli {
             SliKind::Latency { .. } => "latency",
             SliKind::Freshness { .. } => "freshness",
             SliKind::ConsumerLag => "consumer_lag",
+            SliKind::QueryThreshold => "query_threshold",
         }
     }
     /// The selector of the lag gauge for consumer-lag SLIs.

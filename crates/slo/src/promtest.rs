@@ -104,6 +104,7 @@ impl<'a> Simulator<'a> {
                 let bad = (from..=t).filter(|s| self.lag[*s] > *max_lag_seconds).count() as f64;
                 bad / n
             }
+            Sli::QueryThreshold { .. } => 0.0,
         }
     }
 
@@ -190,7 +191,7 @@ pub fn scenarios(slo: &Slo) -> Vec<Scenario> {
     let longest = slo.alerting.tiers.iter().map(|t| minutes(t.long)).max().unwrap_or(60);
     let history = slo.alerting.tiers.iter().filter(|t| t.severity == Severity::Page).map(|t| minutes(t.long)).max().unwrap_or(60);
     let day = 1440usize;
-    let is_lag = matches!(slo.sli, Sli::ConsumerLag { .. });
+    let is_lag = !matches!(slo.sli, Sli::Events { .. });
     let bound = match &slo.sli {
         Sli::ConsumerLag { max_lag_seconds, .. } => *max_lag_seconds,
         _ => 0.0,

@@ -90,6 +90,40 @@ pub struct SliSpec {
     pub freshness: Option<ThresholdSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumer_lag: Option<ConsumerLagSpec>,
+    /// Any PromQL instant value compared with a bound, per time slice
+    /// (e.g. OpenSLO `thresholdMetric`). Requires timeslices budgeting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_threshold: Option<QueryThresholdSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct QueryThresholdSpec {
+    pub promql: String,
+    pub good_when: Comparison,
+    pub value: f64,
+}
+
+/// When a value is good relative to the bound.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Comparison {
+    Below,
+    AtOrBelow,
+    Above,
+    AtOrAbove,
+}
+
+impl Comparison {
+    /// PromQL operator that selects *bad* values.
+    pub fn bad_op(self) -> &'static str {
+        match self {
+            Comparison::Below => ">=",
+            Comparison::AtOrBelow => ">",
+            Comparison::Above => "<=",
+            Comparison::AtOrAbove => "<",
+        }
+    }
 }
 
 /// `good`/`total` or `bad`/`total`.

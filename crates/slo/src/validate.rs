@@ -132,10 +132,22 @@ fn yaml_error(file: &str, text: &str, e: &serde_norway::Error) -> SpecError {
     } else {
         "correct the YAML syntax at this position".into()
     };
-    let field = if field == "(document)" && message.contains("unknown field") {
-        field
+    // Name the offending key itself: the unknown one, or the key on the
+    // reported line when the parser stopped at its parent.
+    let field = if let Some(rest) = message.strip_prefix("unknown field `") {
+        let name = rest.split('`').next().unwrap_or("");
+        if field == "(document)" { name.to_string() } else { format!("{field}.{name}") }
     } else {
-        field.replace("[", "[").to_string()
+        let key = text
+            .lines()
+            .nth(line.saturating_sub(1))
+            .and_then(|l| l.trim_start().trim_start_matches("- ").split_once(':'))
+            .map(|(k, _)| k.trim().to_string())
+            .filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+        match key {
+            Some(k) if field != "(document)" && !field.ends_with(&k) && !message.starts_with("missing field") => format!("{field}.{k}"),
+            _ => field,
+        }
     };
     SpecError { file: file.to_string(), line, column, field, message, fix }
 }
@@ -214,7 +226,7 @@ fn check_slo(ctx: &mut Ctx<'_>, p: &str, file: &SpecFile, s: &SloSpec) -> Option
     }
     if !(s.objective > 0.0 && s.objective < 1.0) {
         let fix = if s.objective > 1.0 && s.objective < 100.0 {
-            format!("write the objective as a fraction: {} for {}%", s.objective / 100.0, s.objective)
+            format!("write the objective as a fraction: {} for {}%", crate::compile::num(s.objective / 100.0), s.objective)
         } else {
             "use a fraction strictly between 0 and 1, e.g. 0.999".into()
         };
@@ -256,6 +268,7 @@ fn default_description(sli: &Sli) -> String {
         Sli::ConsumerLag { max_lag_seconds, .. } => {
             format!("Share of minutes in which consumer lag stays under {max_lag_seconds} s.")
         }
+        Sli::QueryThreshold { .. } => "Share of time slices in which the value stays within its bound.".into(),
     }
 }
 
@@ -453,7 +466,7 @@ pub fn le_matcher(th: f64) -> Matcher {
 }
 
 fn check_sli(ctx: &mut Ctx<'_>, p: &str, s: &SliSpec) -> Option<Sli> {
-    let set = [s.ratio.is_some(), s.availability.is_some(), s.latency.is_some(), s.freshness.is_some(), s.consumer_lag.is_some()]
+    let set = [s.ratio.is_some(), s.availability.is_some(), s.latency.is_some(), s.freshness.is_some(), s.consumer_lag.is_some(), s.query_threshold.is_some()]
         .iter()
         .filter(|b| **b)
         .count();
@@ -461,7 +474,7 @@ fn check_sli(ctx: &mut Ctx<'_>, p: &str, s: &SliSpec) -> Option<Sli> {
         ctx.err(
             p,
             if set == 0 { "no SLI kind given".to_string() } else { format!("{set} SLI kinds given") },
-            "set exactly one of `ratio`, `availability`, `latency`, `freshness`, `consumer_lag`",
+            "set exactly one of `ratio`, `availability`, `latency`, `freshness`, `consumer_lag`, `query_threshold`",
         );
         return None;
     }
@@ -523,11 +536,23 @@ fn check_sli(ctx: &mut Ctx<'_>, p: &str, s: &SliSpec) -> Option<Sli> {
         }
         return ok.then(|| Sli::ConsumerLag { group: c.group.clone(), topic: c.topic.clone(), max_lag_seconds: c.max_lag_seconds });
     }
+    if let Some(q) = &s.query_threshold {
+        let qp = format!("{p}.query_threshold");
+        if q.promql.trim().is_empty() || q.promql.contains("$window") {
+            ctx.err(&format!("{qp}.promql"), "expected an instant PromQL expression", "write the value to compare per slice, e.g. `histogram_quantile(0.99, sum by (le) (rate(x_bucket[5m])))`");
+            return None;
+        }
+        if !q.value.is_finite() {
+            ctx.err(&format!("{qp}.value"), "the bound must be a finite number", "use e.g. `0.5`");
+            return None;
+        }
+        return Some(Sli::QueryThreshold { promql: q.promql.clone(), good_when: q.good_when, value: q.value });
+    }
     None
 }
 
 fn check_budgeting(ctx: &mut Ctx<'_>, p: &str, b: Option<&BudgetingSpec>, sli: Option<&Sli>) -> Option<Budgeting> {
-    let is_lag = matches!(sli, Some(Sli::ConsumerLag { .. }));
+    let is_lag = matches!(sli, Some(Sli::ConsumerLag { .. } | Sli::QueryThreshold { .. }));
     let Some(b) = b else {
         return Some(if is_lag { Budgeting::Timeslices { slice: Dur::mins(1), slice_objective: None } } else { Budgeting::Occurrences });
     };
@@ -606,16 +631,23 @@ fn check_alerting(ctx: &mut Ctx<'_>, p: &str, s: &SloSpec, window: Option<&Windo
         if (0.0..1.0).contains(&budget) {
             let rate = t.burn_rate_for(w.longest());
             if rate * budget >= 1.0 {
+                let max_factor = crate::compile::num(t.factor / (rate * budget) * 0.999_999);
+                let min_objective = crate::compile::num(1.0 - 1.0 / rate);
+                let fix = if a.tiers.is_some() {
+                    format!("lower the factor below {max_factor} or raise the objective above {min_objective}")
+                } else {
+                    format!("raise the objective above {min_objective} (the default page tier burns at {}) or set `alerting.tiers` with smaller factors", crate::compile::num(rate))
+                };
                 ctx.err(
                     &tp_of("factor"),
                     format!(
-                        "tier {} can never fire: burn rate {:.4} × error budget {:.6} = {:.4} ≥ 1 (the error ratio cannot exceed 100%)",
+                        "tier {} can never fire: burn rate {} × error budget {} = {} ≥ 1 (an error ratio cannot exceed 100%)",
                         i + 1,
-                        rate,
-                        budget,
-                        rate * budget
+                        crate::compile::num(rate),
+                        crate::compile::num(budget),
+                        crate::compile::num(rate * budget)
                     ),
-                    format!("lower the factor below {:.4} or lower the objective", 1.0 / budget * crate::model::REFERENCE_PERIOD.as_secs_f64() / w.longest().as_secs_f64()),
+                    fix,
                 );
             }
         }
