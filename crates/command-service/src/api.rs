@@ -4,7 +4,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use contracts::{Priority, TraceContext, topics};
 use serde::{Deserialize, Serialize};
 use service_kit::auth::Principal;
@@ -223,7 +223,8 @@ async fn execute(
                 )));
             }
         }
-        let ctx = Context { user_id: principal.subject.clone(), todo_id, now: Utc::now() };
+        // Postgres keeps microseconds: truncate so that every copy of the event agrees.
+        let ctx = Context { user_id: principal.subject.clone(), todo_id, now: Utc::now().trunc_subsecs(6) };
         let decided = todo_domain::handle(state.as_ref(), &cmd, &ctx).map_err(domain_error)?;
         let events = todo_domain::envelope(decided, &ctx, current_version, trace.clone(), Uuid::new_v4);
         let after = events.iter().fold(state, |s, e| todo_domain::apply(s, e));

@@ -15,6 +15,8 @@ use todo_store::read::{self, Tables};
 /// What a replay did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct ReplayReport {
+    /// Records between the low and high watermarks when the replay started.
+    pub expected: u64,
     pub records: u64,
     pub applied: u64,
     pub duplicates: u64,
@@ -23,10 +25,12 @@ pub struct ReplayReport {
 }
 
 /// Replay `todo-events` into rebuild tables and swap. `progress(done, total)`
-/// is called as records are applied.
+/// is called as records are applied. After the high watermarks, reading
+/// stops once no record arrived for `idle`.
 pub async fn replay(
     pool: &PgPool,
     kafka: &bus::KafkaSettings,
+    idle: Duration,
     mut progress: impl FnMut(u64, u64),
 ) -> anyhow::Result<ReplayReport> {
     let topic = contracts::topics::TODO_EVENTS;
@@ -48,31 +52,42 @@ pub async fn replay(
         .collect();
     anyhow::ensure!(!partitions.is_empty(), "topic {topic} has no partitions (does it exist?)");
     let mut remaining: HashMap<i32, i64> = HashMap::new();
-    let mut tpl = TopicPartitionList::new();
     let mut total = 0u64;
     for p in &partitions {
         let (low, high) = consumer.fetch_watermarks(topic, *p, Duration::from_secs(10)).context("reading watermarks")?;
         if high > low {
             remaining.insert(*p, high);
             total += (high - low) as u64;
-            tpl.add_partition_offset(topic, *p, Offset::Offset(low))?;
         }
     }
     read::prepare_rebuild(pool).await.context("creating rebuild tables")?;
     let mut report = ReplayReport::default();
+    report.expected = total;
+    tracing::debug!(?remaining, total, "replay watermarks");
     progress(0, total);
-    if !remaining.is_empty() {
-        consumer.assign(&tpl).context("assigning partitions")?;
+    let mut tpl = TopicPartitionList::new();
+    for p in &partitions {
+        tpl.add_partition_offset(topic, *p, Offset::Beginning)?;
     }
-    while !remaining.is_empty() {
-        let msg = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
-            .await
-            .context("no record from the broker for 30 s while replaying")??;
-        let Some(&high) = remaining.get(&msg.partition()) else { continue };
-        if msg.offset() >= high {
-            remaining.remove(&msg.partition());
-            continue;
+    consumer.assign(&tpl).context("assigning partitions")?;
+    // Read to the high watermarks, then keep reading until the topic has
+    // been quiet for `idle`: some brokers (tansu 0.x) report a high watermark
+    // below the last offset after batched produces, so the watermark alone
+    // could end a replay early.
+    let mut at_watermarks = remaining.is_empty();
+    loop {
+        let wait = if at_watermarks { idle } else { Duration::from_secs(30) };
+        let msg = match tokio::time::timeout(wait, consumer.recv()).await {
+            Ok(m) => m?,
+            Err(_) if at_watermarks => break,
+            Err(_) => anyhow::bail!("no record from the broker for 30 s while replaying"),
+        };
+        if let Some(&high) = remaining.get(&msg.partition()) {
+            if msg.offset() + 1 >= high {
+                remaining.remove(&msg.partition());
+            }
         }
+        at_watermarks = remaining.is_empty();
         report.records += 1;
         match msg.payload().map(contracts::schema::decode_todo_event) {
             Some(Ok(ev)) => match read::apply(pool, Tables::Rebuild, &ev).await? {
@@ -81,10 +96,7 @@ pub async fn replay(
             },
             _ => report.skipped_invalid += 1,
         }
-        if msg.offset() + 1 >= high {
-            remaining.remove(&msg.partition());
-        }
-        progress(report.records, total);
+        progress(report.records, total.max(report.records));
     }
     report.caught_up_from_live = read::swap_rebuild(pool).await.context("swapping the rebuilt read model in")?;
     Ok(report)

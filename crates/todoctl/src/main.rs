@@ -1,1 +1,60 @@
-fn main() {}
+//! `todoctl`: operate the platform from a terminal.
+
+mod bench;
+mod replay;
+mod stack;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "todoctl", version, about = "Operate the todo platform: local stack, replay, benchmarks, SLOs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Output {
+    /// Human-readable text.
+    #[default]
+    Table,
+    /// Machine-readable JSON on stdout.
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the whole platform locally (Postgres, broker, services) until Ctrl-C.
+    Stack(stack::StackArgs),
+    /// Rebuild the query read model from the start of `todo-events` and swap it in.
+    Replay(replay::ReplayArgs),
+    /// Measure the write path and end-to-end freshness against raw baselines.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("todoctl: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Cmd::Stack(a) => stack::run(a).await,
+            Cmd::Replay(a) => replay::run(a).await,
+            Cmd::Bench(a) => bench::run(a).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("todoctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! `todoctl bench`: the write path and end-to-end freshness, each next to a
+//! raw baseline measured in the same run on the same servers:
+//! - writes vs `pgbench` single-row inserts at the same concurrency;
+//! - freshness (201 → visible in the query API) vs a bare Kafka
+//!   produce→consume round trip at the same rate.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bus::rdkafka::Message as _;
+use bus::rdkafka::consumer::{Consumer, StreamConsumer};
+use bus::rdkafka::producer::{FutureProducer, FutureRecord};
+use chrono::{DateTime, Utc};
+use clap::Args;
+use devstack::{Service, Stack};
+use serde::Serialize;
+
+use crate::Output;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Concurrent writers for the throughput phase (pgbench uses the same).
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Seconds of each throughput phase.
+    #[arg(long, default_value_t = 15)]
+    duration_secs: u64,
+    /// Writes per second for the freshness phase (the round-trip baseline uses the same).
+    #[arg(long, default_value_t = 200)]
+    freshness_rate: u64,
+    #[arg(long, default_value_t = 15)]
+    freshness_secs: u64,
+    /// Run Postgres without fsync (both baseline and ours); default is durable.
+    #[arg(long)]
+    unsafe_fast_postgres: bool,
+    /// Leave the event processor out (it shares the CPU with everything else).
+    #[arg(long)]
+    without_processor: bool,
+    #[arg(long, value_enum, default_value_t)]
+    output: Output,
+}
+
+#[derive(Debug, Serialize, Default, Clone, Copy)]
+pub struct Percentiles {
+    pub count: usize,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+fn percentiles(mut v: Vec<f64>) -> Percentiles {
+    if v.is_empty() {
+        return Percentiles::default();
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+    Percentiles { count: v.len(), p50_ms: at(0.5), p90_ms: at(0.9), p99_ms: at(0.99), max_ms: at(1.0) }
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    machine: String,
+    postgres_durable: bool,
+    concurrency: usize,
+    duration_secs: u64,
+    pgbench_insert_tps: f64,
+    pgbench_latency_avg_ms: f64,
+    write_tps: f64,
+    write_errors: usize,
+    write_latency: Percentiles,
+    write_vs_pgbench: f64,
+    freshness_target_rate: u64,
+    freshness_achieved_rate: f64,
+    freshness_write_latency: Percentiles,
+    /// 201 received → event applied in the read model (Postgres commit clock).
+    freshness: Percentiles,
+    /// 201 received → GET answers 200, polled on a sample of writes.
+    freshness_polled: Percentiles,
+    roundtrip: Percentiles,
+}
+
+fn log(msg: &str) {
+    eprintln!("[bench] {msg}");
+}
+
+pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(a.concurrency >= 1 && a.freshness_rate >= 1, "--concurrency and --freshness-rate must be at least 1");
+    log("starting PostgreSQL, the broker and the services");
+    let logs = tempfile_dir()?;
+    let pg = devstack::postgres::Options { unsafe_fast: a.unsafe_fast_postgres, max_connections: 300, port: None, data_dir: None };
+    let stack = Stack::start_with(pg, None, logs.clone(), None).await?;
+    let command = stack.spawn(Service::Command, &[]).await?;
+    let query = stack.spawn(Service::Query, &[]).await?;
+    let _processor = if a.without_processor { None } else { Some(stack.spawn(Service::Processor, &[]).await?) };
+    let http = reqwest::Client::builder().pool_max_idle_per_host(a.concurrency * 2).build()?;
+    warm_up(&http, &command.base_url(), &query.base_url()).await?;
+
+    log(&format!("baseline: pgbench single-row inserts, {} clients, {} s", a.concurrency, a.duration_secs));
+    let (pg_tps, pg_lat) = pgbench(&stack, a.concurrency, a.duration_secs).await?;
+    log(&format!("  {pg_tps:.0} tps"));
+
+    log(&format!("write path: POST /v1/todos, {} clients, {} s", a.concurrency, a.duration_secs));
+    let (write_tps, errors, write_lat) = closed_loop(&http, &command.base_url(), a.concurrency, a.duration_secs).await;
+    log(&format!("  {write_tps:.0} writes/s ({:.0}% of pgbench), p99 {:.1} ms", 100.0 * write_tps / pg_tps, write_lat.p99_ms));
+
+    log(&format!("freshness: {} writes/s for {} s, 201 → visible in the query API", a.freshness_rate, a.freshness_secs));
+    let pool = stack.pool().await?;
+    let fr = freshness(&http, &pool, &command.base_url(), &query.base_url(), a.freshness_rate, a.freshness_secs).await?;
+    log(&format!("  p50 {:.1} ms, p99 {:.1} ms", fr.fresh.p50_ms, fr.fresh.p99_ms));
+
+    log(&format!("baseline: Kafka produce→consume round trip at {} msg/s", a.freshness_rate));
+    let rt = roundtrip(&stack.broker.brokers(), a.freshness_rate, a.freshness_secs).await?;
+    log(&format!("  p50 {:.1} ms, p99 {:.1} ms", rt.p50_ms, rt.p99_ms));
+
+    let report = Report {
+        machine: machine(),
+        postgres_durable: !a.unsafe_fast_postgres,
+        concurrency: a.concurrency,
+        duration_secs: a.duration_secs,
+        pgbench_insert_tps: pg_tps,
+        pgbench_latency_avg_ms: pg_lat,
+        write_tps,
+        write_errors: errors,
+        write_latency: write_lat,
+        write_vs_pgbench: write_tps / pg_tps,
+        freshness_target_rate: a.freshness_rate,
+        freshness_achieved_rate: fr.achieved_rate,
+        freshness_write_latency: fr.write_latency,
+        freshness: fr.fresh,
+        freshness_polled: fr.polled,
+        roundtrip: rt,
+    };
+    match a.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Table => print_table(&report),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let d = std::env::temp_dir().join(format!("todo-bench-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!("{cpus} cores, {model}")
+}
+
+async fn warm_up(http: &reqwest::Client, command: &str, query: &str) -> anyhow::Result<()> {
+    let r = http.post(format!("{command}/v1/todos")).header("x-user-id", "warmup").json(&serde_json::json!({"title": "warm up"})).send().await?;
+    anyhow::ensure!(r.status().as_u16() == 201, "warm-up write failed: {}", r.status());
+    let id = r.json::<serde_json::Value>().await?["id"].as_str().unwrap_or_default().to_string();
+    let url = format!("{query}/v1/todos/{id}");
+    devstack::wait_until("the projector to join its group", Duration::from_secs(60), || {
+        let (http, url) = (http.clone(), url.clone());
+        async move { http.get(&url).header("x-user-id", "warmup").send().await.map(|r| r.status().is_success()).unwrap_or(false) }
+    })
+    .await
+}
+
+async fn pgbench(stack: &Stack, clients: usize, secs: u64) -> anyhow::Result<(f64, f64)> {
+    let pool = stack.pool().await?;
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS bench_insert (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), payload jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .execute(&pool)
+    .await?;
+    let script = std::env::temp_dir().join(format!("bench-{}.sql", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&script, "INSERT INTO bench_insert (payload) VALUES ('{\"title\":\"bench\",\"priority\":\"medium\",\"tags\":[\"load\"]}');\n")?;
+    let db = stack.wiring.database_url.rsplit('/').next().unwrap_or("postgres").to_string();
+    let out = tokio::process::Command::new(devstack::postgres::pg_bin("pgbench"))
+        .args(["-n", "-h", "127.0.0.1", "-p", &stack.postgres.port().to_string(), "-U", "postgres"])
+        .args(["-c", &clients.to_string(), "-j", &clients.min(2).to_string(), "-T", &secs.to_string(), "-f"])
+        .arg(&script)
+        .arg(&db)
+        .output()
+        .await
+        .context("running pgbench")?;
+    let _ = std::fs::remove_file(&script);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    anyhow::ensure!(out.status.success(), "pgbench failed: {}{}", text, String::from_utf8_lossy(&out.stderr));
+    let num_after = |prefix: &str| -> Option<f64> {
+        text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.split('=').nth(1)?.split_whitespace().next()?.parse().ok())
+    };
+    let tps = num_after("tps").context("no tps line in pgbench output")?;
+    Ok((tps, num_after("latency average").unwrap_or(f64::NAN)))
+}
+
+async fn closed_loop(http: &reqwest::Client, command: &str, clients: usize, secs: u64) -> (f64, usize, Percentiles) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let start = Instant::now();
+    let workers = (0..clients).map(|w| {
+        let http = http.clone();
+        let url = format!("{command}/v1/todos");
+        async move {
+            let mut lat = Vec::new();
+            let mut errors = 0usize;
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let body = serde_json::json!({"title": format!("bench {w}-{i}"), "priority": "medium", "tags": ["load"]});
+                match http.post(&url).header("x-user-id", format!("bench-{w}")).json(&body).send().await {
+                    Ok(r) if r.status().as_u16() == 201 => lat.push(t.elapsed().as_secs_f64() * 1e3),
+                    _ => errors += 1,
+                }
+                i += 1;
+            }
+            (lat, errors)
+        }
+    });
+    let results = futures::future::join_all(workers).await;
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for (lat, e) in results {
+        all.extend(lat);
+        errors += e;
+    }
+    (all.len() as f64 / elapsed, errors, percentiles(all))
+}
+
+struct Freshness {
+    achieved_rate: f64,
+    write_latency: Percentiles,
+    fresh: Percentiles,
+    polled: Percentiles,
+}
+
+async fn freshness(http: &reqwest::Client, pool: &sqlx::PgPool, command: &str, query: &str, rate: u64, secs: u64) -> anyhow::Result<Freshness> {
+    let total = rate * secs;
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = Vec::with_capacity(total as usize);
+    let start = Instant::now();
+    for i in 0..total {
+        ticker.tick().await;
+        let http = http.clone();
+        let (command, query) = (command.to_string(), query.to_string());
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let r = http
+                .post(format!("{command}/v1/todos"))
+                .header("x-user-id", "fresh")
+                .json(&serde_json::json!({"title": format!("fresh {i}")}))
+                .send()
+                .await
+                .ok()?;
+            if r.status().as_u16() != 201 {
+                return None;
+            }
+            let acked_at: DateTime<Utc> = Utc::now();
+            let write_ms = t.elapsed().as_secs_f64() * 1e3;
+            let id = r.json::<serde_json::Value>().await.ok()?["id"].as_str()?.to_string();
+            // Every 10th write is also polled through the API, to check the
+            // commit-clock measurement against what a client sees.
+            let polled = if i % 10 == 0 {
+                let t0 = Instant::now();
+                loop {
+                    let ok = http.get(format!("{query}/v1/todos/{id}")).header("x-user-id", "fresh").send().await.map(|r| r.status().as_u16() == 200).unwrap_or(false);
+                    if ok {
+                        break Some(t0.elapsed().as_secs_f64() * 1e3);
+                    }
+                    if t0.elapsed() > Duration::from_secs(30) {
+                        break None;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            } else {
+                None
+            };
+            Some((id, acked_at, write_ms, polled))
+        }));
+    }
+    let mut acks = Vec::new();
+    for t in tasks {
+        if let Ok(Some(r)) = t.await {
+            acks.push(r);
+        }
+    }
+    let achieved = acks.len() as f64 / start.elapsed().as_secs_f64();
+    let ids: Vec<uuid::Uuid> = acks.iter().filter_map(|(id, ..)| id.parse().ok()).collect();
+    devstack::wait_until("every freshness write to be applied", Duration::from_secs(120), || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM read_history WHERE todo_id = ANY($1)").bind(&ids).fetch_one(pool).await.unwrap_or(0);
+        n as usize >= ids.len()
+    })
+    .await?;
+    let rows: Vec<(uuid::Uuid, DateTime<Utc>)> =
+        sqlx::query_as("SELECT todo_id, applied_at FROM read_history WHERE todo_id = ANY($1) AND version = 1").bind(&ids).fetch_all(pool).await?;
+    let applied: std::collections::HashMap<uuid::Uuid, DateTime<Utc>> = rows.into_iter().collect();
+    let mut fresh = Vec::new();
+    for (id, acked_at, ..) in &acks {
+        if let Some(at) = id.parse().ok().and_then(|u: uuid::Uuid| applied.get(&u)) {
+            fresh.push(((*at - *acked_at).num_microseconds().unwrap_or(0) as f64 / 1e3).max(0.0));
+        }
+    }
+    Ok(Freshness {
+        achieved_rate: achieved,
+        write_latency: percentiles(acks.iter().map(|a| a.2).collect()),
+        fresh: percentiles(fresh),
+        polled: percentiles(acks.iter().filter_map(|a| a.3).collect()),
+    })
+}
+
+async fn roundtrip(brokers: &str, rate: u64, secs: u64) -> anyhow::Result<Percentiles> {
+    let topic = format!("bench-roundtrip-{}", uuid::Uuid::new_v4().simple());
+    let settings = bus::KafkaSettings::new(brokers, "todoctl-bench");
+    bus::ensure_topics(&settings, &[(&topic, 6)]).await?;
+    let producer: FutureProducer = settings.producer()?;
+    let consumer: StreamConsumer = settings.consumer(&format!("bench-{}", uuid::Uuid::new_v4().simple()))?;
+    consumer.subscribe(&[&topic])?;
+    // Wait for the group assignment with a marker record, as the services do.
+    producer.send(FutureRecord::to(&topic).key("w").payload("warmup"), Duration::from_secs(5)).await.map_err(|(e, _)| e)?;
+    tokio::time::timeout(Duration::from_secs(60), consumer.recv()).await.context("round-trip consumer never joined")??;
+    let total = rate * secs;
+    let recv = async {
+        let mut lat = Vec::with_capacity(total as usize);
+        while (lat.len() as u64) < total {
+            match tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await {
+                Ok(Ok(m)) => {
+                    if let Some(sent) = m.payload().and_then(|p| std::str::from_utf8(p).ok()).and_then(|s| s.parse::<i64>().ok()) {
+                        let now = Utc::now().timestamp_micros();
+                        lat.push((now - sent) as f64 / 1e3);
+                    }
+                }
+                _ => break,
+            }
+        }
+        lat
+    };
+    let send = async {
+        let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+        for i in 0..total {
+            ticker.tick().await;
+            let key = (i % 64).to_string();
+            let payload = Utc::now().timestamp_micros().to_string();
+            // send_result enqueues now and hands back a 'static delivery future.
+            if let Ok(delivery) = producer.send_result(FutureRecord::to(&topic).key(&key).payload(&payload)) {
+                tokio::spawn(delivery);
+            }
+        }
+    };
+    let (lat, ()) = tokio::join!(recv, send);
+    Ok(percentiles(lat))
+}
+
+fn print_table(r: &Report) {
+    println!("machine: {}; postgres durable (fsync on): {}", r.machine, r.postgres_durable);
+    println!();
+    println!("| measure | ours | baseline | ratio |");
+    println!("|---|---|---|---|");
+    println!(
+        "| write throughput, {} clients | {:.0} writes/s | pgbench insert {:.0} tps | {:.2} |",
+        r.concurrency, r.write_tps, r.pgbench_insert_tps, r.write_vs_pgbench
+    );
+    println!("| write latency p50 / p99 | {:.1} / {:.1} ms | pgbench avg {:.1} ms | |", r.write_latency.p50_ms, r.write_latency.p99_ms, r.pgbench_latency_avg_ms);
+    println!(
+        "| freshness p50 / p99 at {:.0} writes/s | {:.1} / {:.1} ms | produce→consume {:.1} / {:.1} ms | {:.2} (p99) |",
+        r.freshness_achieved_rate, r.freshness.p50_ms, r.freshness.p99_ms, r.roundtrip.p50_ms, r.roundtrip.p99_ms,
+        if r.roundtrip.p99_ms > 0.0 { r.freshness.p99_ms / r.roundtrip.p99_ms } else { f64::NAN }
+    );
+    println!("| freshness polled via API (sample) p50 / p99 | {:.1} / {:.1} ms | | |", r.freshness_polled.p50_ms, r.freshness_polled.p99_ms);
+    println!("| write latency at {:.0} writes/s p50 / p99 | {:.1} / {:.1} ms | | |", r.freshness_achieved_rate, r.freshness_write_latency.p50_ms, r.freshness_write_latency.p99_ms);
+    println!();
+    println!("write errors: {}", r.write_errors);
+}
