@@ -13,7 +13,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 fn path_of<E>(err: &serde_path_to_error::Error<E>) -> String {
     let p = err.path().to_string();
-    if p == "." { String::new() } else { p.replace('.', "/") }
+    // "." is the root; "?" means serde could not tell (a syntax error).
+    if p == "." || p == "?" { String::new() } else { p.replace('.', "/") }
 }
 
 /// Turn a serde error at a path into a field problem. serde reports an unknown
@@ -62,6 +63,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         })?;
         if bytes.is_empty() {
             return Err(ApiError::field("body", "request body is empty; send a JSON object"));
+        }
+        // serde would accept a struct written as a JSON array; we do not.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::field("body", "must be a JSON object"));
         }
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error::deserialize(de).map_err(|e| {

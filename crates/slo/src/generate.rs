@@ -13,6 +13,7 @@ pub fn artifacts(slos: &[Slo]) -> Result<BTreeMap<PathBuf, String>, Error> {
     for (service, file) in compile::rule_files(slos) {
         out.insert(PathBuf::from(format!("alerts/{service}.rules.yaml")), compile::to_yaml(&file)?);
     }
+    out.insert(PathBuf::from("docs/slo-spec.schema.json"), crate::schema::schema_json()?);
     out.insert(PathBuf::from("alerts/alertmanager.yml"), compile::to_yaml(&alertmanager::config(slos))?);
     for (name, text) in promtest::test_files(slos)? {
         out.insert(PathBuf::from(format!("alerts/tests/{name}")), text);

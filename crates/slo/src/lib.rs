@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! Pure SLO engine: spec model, validation, burn-rate math and compilers to
 //! Prometheus rules, Alertmanager config and Grafana dashboards. No network
 //! IO; the only IO is reading specs and writing generated files in `generate`.
@@ -15,6 +16,7 @@ pub mod k8s;
 pub mod model;
 pub mod openslo;
 pub mod promtest;
+pub mod schema;
 pub mod spec;
 pub mod validate;
 
