@@ -73,6 +73,14 @@ pub const HTTP_SERVER_REQUEST_DURATION: Metric = Metric {
     buckets: HTTP_BUCKETS,
 };
 
+pub const HTTP_SERVER_ACTIVE_REQUESTS: Metric = Metric {
+    name: "http_server_active_requests",
+    kind: MetricKind::Gauge,
+    help: "HTTP requests being handled right now (including the scrape itself).",
+    labels: &[SERVICE, VERSION],
+    buckets: &[],
+};
+
 pub const KAFKA_MESSAGES_PRODUCED: Metric = Metric {
     name: "kafka_messages_produced",
     kind: MetricKind::Counter,
@@ -174,6 +182,7 @@ pub mod services {
 /// Every metric above, for exhaustive checks in tests and generators.
 pub const ALL: &[Metric] = &[
     HTTP_SERVER_REQUEST_DURATION,
+    HTTP_SERVER_ACTIVE_REQUESTS,
     KAFKA_MESSAGES_PRODUCED,
     KAFKA_MESSAGES_CONSUMED,
     KAFKA_MESSAGES_FAILED,

@@ -54,6 +54,7 @@ fn freshness_histogram() -> Histogram {
 pub struct Metrics {
     registry: Arc<Registry>,
     pub http: HistFamily<HttpLabels>,
+    pub http_active: Gauge,
     pub produced: Family<TopicLabels, Counter>,
     pub consumed: Family<TopicLabels, Counter>,
     pub failed: Family<TopicLabels, Counter>,
@@ -79,6 +80,7 @@ impl Metrics {
         let this = Self {
             registry: Arc::new(Registry::default()),
             http,
+            http_active: Gauge::default(),
             produced: Family::default(),
             consumed: Family::default(),
             failed: Family::default(),
@@ -90,6 +92,7 @@ impl Metrics {
             todos_completed: Counter::default(),
         };
         registry.register(m::HTTP_SERVER_REQUEST_DURATION.name, m::HTTP_SERVER_REQUEST_DURATION.help, this.http.clone());
+        registry.register(m::HTTP_SERVER_ACTIVE_REQUESTS.name, m::HTTP_SERVER_ACTIVE_REQUESTS.help, this.http_active.clone());
         registry.register(m::KAFKA_MESSAGES_PRODUCED.name, m::KAFKA_MESSAGES_PRODUCED.help, this.produced.clone());
         registry.register(m::KAFKA_MESSAGES_CONSUMED.name, m::KAFKA_MESSAGES_CONSUMED.help, this.consumed.clone());
         registry.register(m::KAFKA_MESSAGES_FAILED.name, m::KAFKA_MESSAGES_FAILED.help, this.failed.clone());
@@ -153,7 +156,9 @@ pub async fn track_http(State(metrics): State<Metrics>, req: Request, next: Next
         | axum::http::Method::OPTIONS => req.method().as_str().to_string(),
         _ => "other".to_string(),
     };
+    metrics.http_active.inc();
     let resp = next.run(req).await;
+    metrics.http_active.dec();
     let labels = HttpLabels { route, method, status_class: status_class(resp.status().as_u16()) };
     metrics.http.get_or_create(&labels).observe(start.elapsed().as_secs_f64());
     resp
