@@ -58,6 +58,18 @@ fn ids_of(user: &str) -> anyhow::Result<(u32, u32)> {
     Ok((id("-u")?, id("-g")?))
 }
 
+/// Can the user `ids` enter and write `dir` (every ancestor traversable)?
+fn accessible_by(dir: &Path, (uid, gid): (u32, u32)) -> bool {
+    Command::new("test")
+        .arg("-x")
+        .arg(dir)
+        .uid(uid)
+        .gid(gid)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
 fn am_root() -> bool {
     Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
 }
@@ -78,7 +90,20 @@ impl Postgres {
         let (tmp, base) = match &opts.data_dir {
             Some(d) => {
                 std::fs::create_dir_all(d)?;
-                (None, d.clone())
+                let d = match run_as {
+                    Some(ids) if !accessible_by(d, ids) => {
+                        // e.g. a checkout under /root: the postgres user cannot
+                        // reach it, so keep the cluster in a stable temp path.
+                        let mut h = std::collections::hash_map::DefaultHasher::new();
+                        std::hash::Hash::hash(&d, &mut h);
+                        let alt = std::env::temp_dir().join(format!("todo-stack-pg-{:016x}", std::hash::Hasher::finish(&h)));
+                        std::fs::create_dir_all(&alt)?;
+                        eprintln!("note: the postgres user cannot reach {}; keeping its data in {}", d.display(), alt.display());
+                        alt
+                    }
+                    _ => d.clone(),
+                };
+                (None, d)
             }
             None => {
                 let t = tempfile::Builder::new().prefix("todo-pg-").tempdir()?;

