@@ -23,7 +23,9 @@ fn spec(service: usize, n: usize) -> String {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let services = 50;
     let per = 20;
-    let texts: Vec<(String, String)> = (0..services).map(|s| (format!("svc-{s}.yaml"), spec(s, per))).collect();
+    let texts: Vec<(String, String)> = (0..services)
+        .map(|s| (format!("svc-{s}.yaml"), spec(s, per)))
+        .collect();
     let mut best = f64::INFINITY;
     let mut rules = 0usize;
     let mut slo_count = 0usize;
@@ -45,8 +47,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         slo_count = slos.len();
     }
     println!("SLOs: {slo_count}");
-    println!("rules: {rules} ({:.2} per SLO)", rules as f64 / slo_count as f64);
-    println!("output: {:.1} MiB (rules, Alertmanager, dashboards)", dash_bytes as f64 / 1048576.0);
-    println!("best of 5: {:.1} ms for parse + validate + rules + dashboards", best * 1000.0);
+    println!(
+        "rules: {rules} ({:.2} per SLO)",
+        rules as f64 / slo_count as f64
+    );
+    println!(
+        "output: {:.1} MiB (rules, Alertmanager, dashboards)",
+        dash_bytes as f64 / 1048576.0
+    );
+    println!(
+        "best of 5: {:.1} ms for parse + validate + rules + dashboards",
+        best * 1000.0
+    );
     Ok(())
 }

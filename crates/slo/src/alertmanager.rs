@@ -62,7 +62,11 @@ pub fn config(slos: &[Slo]) -> Config {
         matchers: vec![format!("severity=\"{sev}\"")],
         routes: vec![],
     };
-    let max_tier = slos.iter().flat_map(|s| s.alerting.tiers.iter().map(|t| t.number)).max().unwrap_or(0);
+    let max_tier = slos
+        .iter()
+        .flat_map(|s| s.alerting.tiers.iter().map(|t| t.number))
+        .max()
+        .unwrap_or(0);
     let mut inhibit = Vec::new();
     for hi in 1..max_tier {
         let lower: Vec<String> = (hi + 1..=max_tier).map(|t| t.to_string()).collect();
@@ -83,8 +87,20 @@ pub fn config(slos: &[Slo]) -> Config {
             routes: vec![route(ONCALL, "page", "1h"), route(TICKET, "ticket", "12h")],
         },
         receivers: vec![
-            Receiver { name: ONCALL.into(), webhook_configs: vec![Webhook { url: ONCALL_URL.into(), send_resolved: true }] },
-            Receiver { name: TICKET.into(), webhook_configs: vec![Webhook { url: TICKET_URL.into(), send_resolved: true }] },
+            Receiver {
+                name: ONCALL.into(),
+                webhook_configs: vec![Webhook {
+                    url: ONCALL_URL.into(),
+                    send_resolved: true,
+                }],
+            },
+            Receiver {
+                name: TICKET.into(),
+                webhook_configs: vec![Webhook {
+                    url: TICKET_URL.into(),
+                    send_resolved: true,
+                }],
+            },
         ],
         inhibit_rules: inhibit,
     }

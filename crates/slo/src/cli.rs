@@ -14,10 +14,18 @@ pub struct Outcome {
 
 impl Outcome {
     fn ok(stdout: String) -> Self {
-        Outcome { stdout, stderr: String::new(), ok: true }
+        Outcome {
+            stdout,
+            stderr: String::new(),
+            ok: true,
+        }
     }
     fn fail(stderr: String) -> Self {
-        Outcome { stdout: String::new(), stderr, ok: false }
+        Outcome {
+            stdout: String::new(),
+            stderr,
+            ok: false,
+        }
     }
 }
 
@@ -62,19 +70,31 @@ pub fn generate(specs: &Path, root: &Path, check: bool) -> Outcome {
         };
         let stale: Vec<String> = want
             .iter()
-            .filter(|(rel, text)| std::fs::read_to_string(root.join(rel)).ok().as_deref() != Some(text.as_str()))
+            .filter(|(rel, text)| {
+                std::fs::read_to_string(root.join(rel)).ok().as_deref() != Some(text.as_str())
+            })
             .map(|(rel, _)| rel.display().to_string())
             .collect();
         return if stale.is_empty() {
             Outcome::ok(format!("{} generated file(s) up to date\n", want.len()))
         } else {
-            Outcome::fail(format!("out of date (run `todoctl slo generate`):\n{}\n", stale.join("\n")))
+            Outcome::fail(format!(
+                "out of date (run `todoctl slo generate`):\n{}\n",
+                stale.join("\n")
+            ))
         };
     }
     match gen_mod::write_all(&slos, root) {
         Ok(changed) => {
-            let mut s: String = changed.iter().map(|p| format!("wrote {}\n", p.display())).collect();
-            s.push_str(&format!("{} SLO(s), {} file(s) changed\n", slos.len(), changed.len()));
+            let mut s: String = changed
+                .iter()
+                .map(|p| format!("wrote {}\n", p.display()))
+                .collect();
+            s.push_str(&format!(
+                "{} SLO(s), {} file(s) changed\n",
+                slos.len(),
+                changed.len()
+            ));
             Outcome::ok(s)
         }
         Err(e) => failure(e),
@@ -87,12 +107,25 @@ pub fn explain(specs: &Path, name: Option<&str>) -> Outcome {
         Ok(s) => s,
         Err(e) => return failure(e),
     };
-    let chosen: Vec<_> = slos.iter().filter(|s| name.is_none_or(|n| s.name == n)).collect();
+    let chosen: Vec<_> = slos
+        .iter()
+        .filter(|s| name.is_none_or(|n| s.name == n))
+        .collect();
     if chosen.is_empty() {
         let names: Vec<&str> = slos.iter().map(|s| s.name.as_str()).collect();
-        return Outcome::fail(format!("no SLO named `{}`; known: {}\n", name.unwrap_or(""), names.join(", ")));
+        return Outcome::fail(format!(
+            "no SLO named `{}`; known: {}\n",
+            name.unwrap_or(""),
+            names.join(", ")
+        ));
     }
-    Outcome::ok(chosen.iter().map(|s| explain::explain(s)).collect::<Vec<_>>().join("\n"))
+    Outcome::ok(
+        chosen
+            .iter()
+            .map(|s| explain::explain(s))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
 }
 
 /// `todoctl slo import FILE [--out DIR]`: OpenSLO v1 → `DIR/<service>.yaml`.
@@ -117,7 +150,10 @@ pub fn import(file: &Path, out_dir: &Path) -> Outcome {
     for (name, yaml) in rendered {
         let path = out_dir.join(&name);
         if path.exists() {
-            return Outcome::fail(format!("{} exists; import into another directory or merge by hand\n", path.display()));
+            return Outcome::fail(format!(
+                "{} exists; import into another directory or merge by hand\n",
+                path.display()
+            ));
         }
         if let Err(e) = std::fs::create_dir_all(out_dir).and_then(|_| std::fs::write(&path, yaml)) {
             return failure(Error::io(&path, e));

@@ -65,7 +65,11 @@ pub fn num(x: f64) -> String {
     }
     let digits = 12 - (x.abs().log10().floor() as i32 + 1);
     let s = format!("{:.*}", digits.max(0) as usize, x);
-    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
 }
 
 pub fn ratio_metric(w: Dur) -> String {
@@ -115,17 +119,46 @@ fn events_error_ratio(numerator: &Query, good: bool, total: &Query, w: &str) -> 
 pub fn slice_expr(slo: &Slo) -> Option<String> {
     match (&slo.sli, &slo.budgeting) {
         (_, Budgeting::Occurrences) => None,
-        (Sli::Events { numerator, numerator_is_good, total, .. }, Budgeting::Timeslices { slice, slice_objective }) => {
+        (
+            Sli::Events {
+                numerator,
+                numerator_is_good,
+                total,
+                ..
+            },
+            Budgeting::Timeslices {
+                slice,
+                slice_objective,
+            },
+        ) => {
             let inner = events_error_ratio(numerator, *numerator_is_good, total, &slice.prom());
             let bound = 1.0 - slice_objective.unwrap_or(0.99);
             Some(format!("({inner}) > bool {}", num(bound)))
         }
-        (Sli::ConsumerLag { group, topic, max_lag_seconds }, Budgeting::Timeslices { .. }) => {
-            Some(format!("max({}) > bool {}", Sli::lag_selector(group, topic), num(*max_lag_seconds)))
-        }
-        (Sli::QueryThreshold { promql, good_when, value }, Budgeting::Timeslices { .. }) => {
-            Some(format!("max(({promql}) {} bool {})", good_when.bad_op(), num(*value)))
-        }
+        (
+            Sli::ConsumerLag {
+                group,
+                topic,
+                max_lag_seconds,
+            },
+            Budgeting::Timeslices { .. },
+        ) => Some(format!(
+            "max({}) > bool {}",
+            Sli::lag_selector(group, topic),
+            num(*max_lag_seconds)
+        )),
+        (
+            Sli::QueryThreshold {
+                promql,
+                good_when,
+                value,
+            },
+            Budgeting::Timeslices { .. },
+        ) => Some(format!(
+            "max(({promql}) {} bool {})",
+            good_when.bad_op(),
+            num(*value)
+        )),
     }
 }
 
@@ -133,10 +166,19 @@ pub fn slice_expr(slo: &Slo) -> Option<String> {
 pub fn error_ratio_expr(slo: &Slo, w: Dur) -> String {
     let wp = w.prom();
     match (&slo.sli, &slo.budgeting) {
-        (Sli::Events { numerator, numerator_is_good, total, .. }, Budgeting::Occurrences) => {
-            events_error_ratio(numerator, *numerator_is_good, total, &wp)
-        }
-        _ => format!("avg_over_time({}[{wp}]) or on() vector(0)", selector(SLICE_BAD, slo)),
+        (
+            Sli::Events {
+                numerator,
+                numerator_is_good,
+                total,
+                ..
+            },
+            Budgeting::Occurrences,
+        ) => events_error_ratio(numerator, *numerator_is_good, total, &wp),
+        _ => format!(
+            "avg_over_time({}[{wp}]) or on() vector(0)",
+            selector(SLICE_BAD, slo)
+        ),
     }
 }
 
@@ -152,7 +194,10 @@ pub fn total_events_expr(slo: &Slo, w: Dur) -> Option<String> {
 /// fixed; a calendar month uses its real length (`days_in_month()`, UTC).
 pub fn threshold_expr(slo: &Slo, tier: &Tier) -> String {
     match &slo.window {
-        Window::Calendar { unit: CalendarUnit::Month, .. } => {
+        Window::Calendar {
+            unit: CalendarUnit::Month,
+            ..
+        } => {
             let per_day = tier.factor * slo.error_budget() / 30.0;
             format!("({} * scalar(days_in_month()))", num(per_day))
         }
@@ -179,12 +224,17 @@ pub fn tier_condition(slo: &Slo, tier: &Tier) -> String {
         selector(&ratio_metric(tier.long), slo),
         selector(&ratio_metric(tier.short), slo)
     );
-    if let Some(t) = total_events_expr(slo, tier.short) {
-        if slo.alerting.min_events > 0 {
-            c.push_str(&format!(" and on() {t} >= {}", slo.alerting.min_events));
-        }
+    if let Some(t) = total_events_expr(slo, tier.short)
+        && slo.alerting.min_events > 0
+    {
+        c.push_str(&format!(" and on() {t} >= {}", slo.alerting.min_events));
     }
     c
+}
+
+/// Burn rates in words: four decimals are plenty (`0.9333`, not `0.933333333333`).
+fn rate_words(x: f64) -> String {
+    num((x * 1e4).round() / 1e4)
 }
 
 fn pct(x: f64) -> String {
@@ -198,12 +248,15 @@ pub fn tier_words(slo: &Slo, tier: &Tier) -> String {
         Severity::Ticket => "opens a ticket",
     };
     let rate = match &slo.window {
-        Window::Calendar { unit: CalendarUnit::Month, .. } => format!(
+        Window::Calendar {
+            unit: CalendarUnit::Month,
+            ..
+        } => format!(
             "burn rate {}–{} depending on the month's length",
-            num(tier.burn_rate_for(Dur::days(28))),
-            num(tier.burn_rate_for(Dur::days(31)))
+            rate_words(tier.burn_rate_for(Dur::days(28))),
+            rate_words(tier.burn_rate_for(Dur::days(31)))
         ),
-        w => format!("burn rate {}", num(tier.burn_rate_for(w.nominal()))),
+        w => format!("burn rate {}", rate_words(tier.burn_rate_for(w.nominal()))),
     };
     format!(
         "{verb} when {}% of the {} budget burns within {} ({rate}), confirmed over the last {}",
@@ -246,13 +299,24 @@ pub fn rules_for_slo(slo: &Slo) -> RuleGroup {
         annotations: BTreeMap::new(),
     });
     for sev in [Severity::Page, Severity::Ticket] {
-        let tiers: Vec<&Tier> = slo.alerting.tiers.iter().filter(|t| t.severity == sev).collect();
+        let tiers: Vec<&Tier> = slo
+            .alerting
+            .tiers
+            .iter()
+            .filter(|t| t.severity == sev)
+            .collect();
         if tiers.is_empty() {
             continue;
         }
         let expr = tiers
             .iter()
-            .map(|t| format!("label_replace({}, \"tier\", \"{}\", \"\", \"\")", tier_condition(slo, t), t.number))
+            .map(|t| {
+                format!(
+                    "label_replace({}, \"tier\", \"{}\", \"\", \"\")",
+                    tier_condition(slo, t),
+                    t.number
+                )
+            })
             .collect::<Vec<_>>()
             .join(" or ");
         let mut l = labels.clone();
@@ -269,7 +333,10 @@ pub fn rules_for_slo(slo: &Slo) -> RuleGroup {
     }
     let mut l = labels.clone();
     l.extend(slo.labels.clone());
-    l.insert("severity".into(), slo.alerting.no_data_severity.as_str().into());
+    l.insert(
+        "severity".into(),
+        slo.alerting.no_data_severity.as_str().into(),
+    );
     l.insert("tier".into(), "no-data".into());
     let presence = match &slo.sli {
         Sli::Events { total, .. } => total.presence(),
@@ -277,7 +344,14 @@ pub fn rules_for_slo(slo: &Slo) -> RuleGroup {
         Sli::QueryThreshold { promql, .. } => promql.clone(),
     };
     let mut ann = BTreeMap::new();
-    ann.insert("summary".to_string(), format!("{}: no SLI data for {}", slo.name, slo.alerting.no_data_for.words()));
+    ann.insert(
+        "summary".to_string(),
+        format!(
+            "{}: no SLI data for {}",
+            slo.name,
+            slo.alerting.no_data_for.words()
+        ),
+    );
     ann.insert(
         "description".to_string(),
         format!(
@@ -297,7 +371,11 @@ pub fn rules_for_slo(slo: &Slo) -> RuleGroup {
         Budgeting::Timeslices { slice, .. } => Some(slice.prom()),
         Budgeting::Occurrences => None,
     };
-    RuleGroup { name: format!("slo-{}", slo.name), interval, rules }
+    RuleGroup {
+        name: format!("slo-{}", slo.name),
+        interval,
+        rules,
+    }
 }
 
 pub fn burn_annotations(slo: &Slo, tiers: &[&Tier], sev: Severity) -> BTreeMap<String, String> {
@@ -306,7 +384,14 @@ pub fn burn_annotations(slo: &Slo, tiers: &[&Tier], sev: Severity) -> BTreeMap<S
         Severity::Page => "fast",
         Severity::Ticket => "steadily",
     };
-    ann.insert("summary".to_string(), format!("{}: error budget burning {what} ({})", slo.name, sev.as_str()));
+    ann.insert(
+        "summary".to_string(),
+        format!(
+            "{}: error budget burning {what} ({})",
+            slo.name,
+            sev.as_str()
+        ),
+    );
     let tiers_txt = tiers
         .iter()
         .map(|t| format!("tier {}: {}", t.number, tier_words(slo, t)))
@@ -314,7 +399,14 @@ pub fn burn_annotations(slo: &Slo, tiers: &[&Tier], sev: Severity) -> BTreeMap<S
         .join("; ");
     ann.insert(
         "description".to_string(),
-        format!("SLO {} of {} (objective {}%, {}): {}.", slo.name, slo.service, pct(slo.objective), slo.window.words(), tiers_txt),
+        format!(
+            "SLO {} of {} (objective {}%, {}): {}.",
+            slo.name,
+            slo.service,
+            pct(slo.objective),
+            slo.window.words(),
+            tiers_txt
+        ),
     );
     ann
 }
@@ -323,15 +415,21 @@ pub fn burn_annotations(slo: &Slo, tiers: &[&Tier], sev: Severity) -> BTreeMap<S
 pub fn rule_files(slos: &[Slo]) -> BTreeMap<String, RuleFile> {
     let mut out: BTreeMap<String, RuleFile> = BTreeMap::new();
     for s in slos {
-        out.entry(s.service.clone()).or_insert_with(|| RuleFile { groups: Vec::new() }).groups.push(rules_for_slo(s));
+        out.entry(s.service.clone())
+            .or_insert_with(|| RuleFile { groups: Vec::new() })
+            .groups
+            .push(rules_for_slo(s));
     }
     out
 }
 
-pub const GENERATED_HEADER: &str = "# Generated by the `slo` crate from slo/*.yaml (`todoctl slo generate`). Do not edit.\n";
+pub const GENERATED_HEADER: &str =
+    "# Generated by the `slo` crate from slo/*.yaml (`todoctl slo generate`). Do not edit.\n";
 
 pub fn to_yaml<T: Serialize>(v: &T) -> Result<String, crate::Error> {
-    serde_norway::to_string(v).map(|s| format!("{GENERATED_HEADER}{s}")).map_err(|e| crate::Error::Internal(e.to_string()))
+    serde_norway::to_string(v)
+        .map(|s| format!("{GENERATED_HEADER}{s}"))
+        .map_err(|e| crate::Error::Internal(e.to_string()))
 }
 
 #[cfg(test)]

@@ -11,14 +11,24 @@ use crate::grafana::*;
 use crate::model::*;
 
 fn json(d: &Dashboard) -> Result<String, crate::Error> {
-    serde_json::to_string_pretty(d).map(|s| s + "\n").map_err(|e| crate::Error::Internal(e.to_string()))
+    serde_json::to_string_pretty(d)
+        .map(|s| s + "\n")
+        .map_err(|e| crate::Error::Internal(e.to_string()))
 }
 
 /// Error ratio of an SLO over a Grafana range variable (`$__range`), for
 /// calendar budgets computed exactly over "this month/week so far".
 pub fn error_ratio_over(slo: &Slo, range: &str) -> String {
     match (&slo.sli, &slo.budgeting) {
-        (Sli::Events { numerator, numerator_is_good, total, .. }, Budgeting::Occurrences) => {
+        (
+            Sli::Events {
+                numerator,
+                numerator_is_good,
+                total,
+                ..
+            },
+            Budgeting::Occurrences,
+        ) => {
             let n = numerator.increase(range);
             let t = total.increase(range);
             if *numerator_is_good {
@@ -27,12 +37,19 @@ pub fn error_ratio_over(slo: &Slo, range: &str) -> String {
                 format!("clamp_max({n} / ({t} > 0), 1) or on() vector(0)")
             }
         }
-        _ => format!("avg_over_time({}[{range}]) or on() vector(0)", selector(compile::SLICE_BAD, slo)),
+        _ => format!(
+            "avg_over_time({}[{range}]) or on() vector(0)",
+            selector(compile::SLICE_BAD, slo)
+        ),
     }
 }
 
 fn budget_remaining(slo: &Slo) -> String {
-    format!("1 - {} / {}", selector(PERIOD_ERROR_RATIO, slo), num(slo.error_budget()))
+    format!(
+        "1 - {} / {}",
+        selector(PERIOD_ERROR_RATIO, slo),
+        num(slo.error_budget())
+    )
 }
 
 fn slo_thresholds(slo: &Slo) -> Thresholds {
@@ -40,11 +57,16 @@ fn slo_thresholds(slo: &Slo) -> Thresholds {
 }
 
 fn budget_thresholds() -> Thresholds {
-    Thresholds::base("red").then(0.0, "orange").then(0.25, "green")
+    Thresholds::base("red")
+        .then(0.0, "orange")
+        .then(0.25, "green")
 }
 
 fn alerts_firing(slo: &Slo) -> String {
-    format!("sum(ALERTS{{slo=\"{}\", alertstate=\"firing\", severity=\"page\"}}) * 2 or sum(ALERTS{{slo=\"{}\", alertstate=\"firing\"}}) or on() vector(0)", slo.name, slo.name)
+    format!(
+        "sum(ALERTS{{slo=\"{}\", alertstate=\"firing\", severity=\"page\"}}) * 2 or sum(ALERTS{{slo=\"{}\", alertstate=\"firing\"}}) or on() vector(0)",
+        slo.name, slo.name
+    )
 }
 
 /// One row of stats per SLO: target, SLI, budget remaining, burn rates, alert state.
@@ -56,7 +78,11 @@ pub fn overview(slos: &[Slo]) -> Dashboard {
             3,
             4,
             PanelSpec::stat("Objective", "percentunit")
-                .describe(format!("{} over a {} window", slo.description, slo.window.words()))
+                .describe(format!(
+                    "{} over a {} window",
+                    slo.description,
+                    slo.window.words()
+                ))
                 .query(format!("vector({})", num(slo.objective)), "objective")
                 .decimals(3),
         );
@@ -73,22 +99,45 @@ pub fn overview(slos: &[Slo]) -> Dashboard {
             4,
             4,
             PanelSpec::stat("Error budget remaining", "percentunit")
-                .describe("Share of the window's error budget not yet spent; negative = SLO missed.")
+                .describe(
+                    "Share of the window's error budget not yet spent; negative = SLO missed.",
+                )
                 .query(budget_remaining(slo), "budget")
                 .decimals(1)
                 .thresholds(budget_thresholds()),
         );
-        let fast = slo.alerting.tiers.first().map(|t| t.long).unwrap_or(Dur::hours(1));
-        let slow = slo.alerting.tiers.last().map(|t| t.long).unwrap_or(Dur::days(3));
+        let fast = slo
+            .alerting
+            .tiers
+            .first()
+            .map(|t| t.long)
+            .unwrap_or(Dur::hours(1));
+        let slow = slo
+            .alerting
+            .tiers
+            .last()
+            .map(|t| t.long)
+            .unwrap_or(Dur::days(3));
         for w in [fast, slow] {
             b.add(
                 4,
                 4,
                 PanelSpec::stat(format!("Burn rate {}", w.prom()), "x")
                     .describe("Error ratio divided by the error budget; 1 = exactly on budget.")
-                    .query(format!("{} / {}", selector(&ratio_metric(w), slo), num(slo.error_budget())), "burn")
+                    .query(
+                        format!(
+                            "{} / {}",
+                            selector(&ratio_metric(w), slo),
+                            num(slo.error_budget())
+                        ),
+                        "burn",
+                    )
                     .decimals(2)
-                    .thresholds(Thresholds::base("green").then(1.0, "orange").then(6.0, "red")),
+                    .thresholds(
+                        Thresholds::base("green")
+                            .then(1.0, "orange")
+                            .then(6.0, "red"),
+                    ),
             );
         }
         b.add(
@@ -97,7 +146,11 @@ pub fn overview(slos: &[Slo]) -> Dashboard {
             PanelSpec::stat("Alert state", "none")
                 .describe("0 = quiet, 1 = ticket firing, 2 = page firing.")
                 .query(alerts_firing(slo), "alerts")
-                .thresholds(Thresholds::base("green").then(1.0, "orange").then(2.0, "red")),
+                .thresholds(
+                    Thresholds::base("green")
+                        .then(1.0, "orange")
+                        .then(2.0, "red"),
+                ),
         );
     }
     dashboard(
@@ -122,7 +175,12 @@ pub fn detail(service: &str, slos: &[&Slo]) -> Dashboard {
         })
         .unwrap_or_else(|| "utc".into());
     for slo in slos {
-        b.row(&format!("{} — {:.3}% over {}", slo.name, slo.objective * 100.0, slo.window.words()));
+        b.row(&format!(
+            "{} — {:.3}% over {}",
+            slo.name,
+            slo.objective * 100.0,
+            slo.window.words()
+        ));
         b.add(
             6,
             5,
@@ -140,12 +198,24 @@ pub fn detail(service: &str, slos: &[&Slo]) -> Dashboard {
             b.add(
                 6,
                 5,
-                PanelSpec::stat(format!("Budget remaining this {what} ({tz})"), "percentunit")
-                    .describe(format!("Exact calendar period so far, in the dashboard time zone {tz}."))
-                    .query(format!("1 - ({}) / {}", error_ratio_over(slo, "$__range"), num(slo.error_budget())), "budget")
-                    .decimals(1)
-                    .thresholds(budget_thresholds())
-                    .time_from(from),
+                PanelSpec::stat(
+                    format!("Budget remaining this {what} ({tz})"),
+                    "percentunit",
+                )
+                .describe(format!(
+                    "Exact calendar period so far, in the dashboard time zone {tz}."
+                ))
+                .query(
+                    format!(
+                        "1 - ({}) / {}",
+                        error_ratio_over(slo, "$__range"),
+                        num(slo.error_budget())
+                    ),
+                    "budget",
+                )
+                .decimals(1)
+                .thresholds(budget_thresholds())
+                .time_from(from),
             );
         }
         b.add(
@@ -162,25 +232,51 @@ pub fn detail(service: &str, slos: &[&Slo]) -> Dashboard {
             PanelSpec::stat("Alert state", "none")
                 .describe("0 = quiet, 1 = ticket firing, 2 = page firing.")
                 .query(alerts_firing(slo), "alerts")
-                .thresholds(Thresholds::base("green").then(1.0, "orange").then(2.0, "red")),
+                .thresholds(
+                    Thresholds::base("green")
+                        .then(1.0, "orange")
+                        .then(2.0, "red"),
+                ),
         );
         let mut burn = PanelSpec::timeseries("Burn rate per alert window", "x")
             .describe(tier_description(slo));
         for w in slo.alert_windows() {
-            burn = burn.query(format!("{} / {}", selector(&ratio_metric(w), slo), num(slo.error_budget())), w.prom());
+            burn = burn.query(
+                format!(
+                    "{} / {}",
+                    selector(&ratio_metric(w), slo),
+                    num(slo.error_budget())
+                ),
+                w.prom(),
+            );
         }
         let mut th = Thresholds::base("green");
-        let mut rates: Vec<f64> = slo.alerting.tiers.iter().map(|t| t.burn_rate_for(slo.window.nominal())).collect();
+        let mut rates: Vec<f64> = slo
+            .alerting
+            .tiers
+            .iter()
+            .map(|t| t.burn_rate_for(slo.window.nominal()))
+            .collect();
         rates.sort_by(f64::total_cmp);
         for (i, r) in rates.iter().enumerate() {
-            th = th.then(*r, if i + 1 == rates.len() { "red" } else { "orange" });
+            th = th.then(
+                *r,
+                if i + 1 == rates.len() {
+                    "red"
+                } else {
+                    "orange"
+                },
+            );
         }
         b.add(12, 8, burn.thresholds(th));
         b.add(
             12,
             8,
             PanelSpec::timeseries("SLI (5m and 1h)", "percentunit")
-                .query(format!("1 - {}", selector(&ratio_metric(Dur::mins(5)), slo)), "5m")
+                .query(
+                    format!("1 - {}", selector(&ratio_metric(Dur::mins(5)), slo)),
+                    "5m",
+                )
                 .query(format!("1 - ({})", error_ratio_over(slo, "1h")), "1h")
                 .range(0.0, 1.0)
                 .thresholds(slo_thresholds(slo)),
@@ -216,30 +312,66 @@ pub fn red() -> Dashboard {
     use metrics::HTTP_SERVER_REQUEST_DURATION as H;
     let svc = [(labels::SERVICE, "$service")];
     let count = sel(&H.count(), &svc);
-    let errors = sel(&H.count(), &[(labels::SERVICE, "$service"), (labels::STATUS_CLASS, "5xx")]);
+    let errors = sel(
+        &H.count(),
+        &[(labels::SERVICE, "$service"), (labels::STATUS_CLASS, "5xx")],
+    );
     let bucket = sel(&H.bucket(), &svc);
     let mut b = Builder::new();
     b.row("Rate, errors, duration");
-    b.add(8, 8, PanelSpec::timeseries("Requests per second by route", "reqps").query(format!("sum by ({}) (rate({count}[$__rate_interval]))", labels::ROUTE), "{{route}}"));
+    b.add(
+        8,
+        8,
+        PanelSpec::timeseries("Requests per second by route", "reqps").query(
+            format!(
+                "sum by ({}) (rate({count}[$__rate_interval]))",
+                labels::ROUTE
+            ),
+            "{{route}}",
+        ),
+    );
     b.add(
         8,
         8,
         PanelSpec::timeseries("5xx share", "percentunit")
-            .query(format!("sum(rate({errors}[$__rate_interval])) / sum(rate({count}[$__rate_interval]))"), "5xx")
+            .query(
+                format!(
+                    "sum(rate({errors}[$__rate_interval])) / sum(rate({count}[$__rate_interval]))"
+                ),
+                "5xx",
+            )
             .range(0.0, 1.0),
     );
     let mut lat = PanelSpec::timeseries("Latency quantiles", "s");
     for q in ["0.5", "0.95", "0.99"] {
-        lat = lat.query(format!("histogram_quantile({q}, sum by (le) (rate({bucket}[$__rate_interval])))"), format!("p{}", &q[2..]));
+        lat = lat.query(
+            format!("histogram_quantile({q}, sum by (le) (rate({bucket}[$__rate_interval])))"),
+            format!("p{}", &q[2..]),
+        );
     }
     b.add(8, 8, lat);
     b.row("By status class and route");
-    b.add(12, 8, PanelSpec::timeseries("Requests by status class", "reqps").query(format!("sum by ({}) (rate({count}[$__rate_interval]))", labels::STATUS_CLASS), "{{status_class}}"));
     b.add(
         12,
         8,
-        PanelSpec::timeseries("p99 latency by route", "s")
-            .query(format!("histogram_quantile(0.99, sum by (le, {}) (rate({bucket}[$__rate_interval])))", labels::ROUTE), "{{route}}"),
+        PanelSpec::timeseries("Requests by status class", "reqps").query(
+            format!(
+                "sum by ({}) (rate({count}[$__rate_interval]))",
+                labels::STATUS_CLASS
+            ),
+            "{{status_class}}",
+        ),
+    );
+    b.add(
+        12,
+        8,
+        PanelSpec::timeseries("p99 latency by route", "s").query(
+            format!(
+                "histogram_quantile(0.99, sum by (le, {}) (rate({bucket}[$__rate_interval])))",
+                labels::ROUTE
+            ),
+            "{{route}}",
+        ),
     );
     dashboard(
         "service-red",
@@ -260,36 +392,117 @@ pub fn kafka() -> Dashboard {
     b.add(
         12,
         8,
-        PanelSpec::timeseries("Lag (seconds, worst partition)", "s")
-            .query(format!("max by ({}, {}) ({})", labels::GROUP, labels::TOPIC, CONSUMER_GROUP_LAG_SECONDS.name), "{{group}} / {{topic}}"),
+        PanelSpec::timeseries("Lag (seconds, worst partition)", "s").query(
+            format!(
+                "max by ({}, {}) ({})",
+                labels::GROUP,
+                labels::TOPIC,
+                CONSUMER_GROUP_LAG_SECONDS.name
+            ),
+            "{{group}} / {{topic}}",
+        ),
     );
     b.add(
         12,
         8,
-        PanelSpec::timeseries("Lag (records)", "short")
-            .query(format!("sum by ({}, {}) ({})", labels::GROUP, labels::TOPIC, CONSUMER_GROUP_LAG_MESSAGES.name), "{{group}} / {{topic}}"),
+        PanelSpec::timeseries("Lag (records)", "short").query(
+            format!(
+                "sum by ({}, {}) ({})",
+                labels::GROUP,
+                labels::TOPIC,
+                CONSUMER_GROUP_LAG_MESSAGES.name
+            ),
+            "{{group}} / {{topic}}",
+        ),
     );
     b.row("Throughput and failures");
-    b.add(8, 8, PanelSpec::timeseries("Produced per second", "short").query(format!("sum by ({}) (rate({}[$__rate_interval]))", labels::TOPIC, KAFKA_MESSAGES_PRODUCED.series()), "{{topic}}"));
-    b.add(8, 8, PanelSpec::timeseries("Consumed per second", "short").query(format!("sum by ({}, {}) (rate({}[$__rate_interval]))", labels::SERVICE, labels::TOPIC, KAFKA_MESSAGES_CONSUMED.series()), "{{service}} {{topic}}"));
+    b.add(
+        8,
+        8,
+        PanelSpec::timeseries("Produced per second", "short").query(
+            format!(
+                "sum by ({}) (rate({}[$__rate_interval]))",
+                labels::TOPIC,
+                KAFKA_MESSAGES_PRODUCED.series()
+            ),
+            "{{topic}}",
+        ),
+    );
+    b.add(
+        8,
+        8,
+        PanelSpec::timeseries("Consumed per second", "short").query(
+            format!(
+                "sum by ({}, {}) (rate({}[$__rate_interval]))",
+                labels::SERVICE,
+                labels::TOPIC,
+                KAFKA_MESSAGES_CONSUMED.series()
+            ),
+            "{{service}} {{topic}}",
+        ),
+    );
     b.add(
         8,
         8,
         PanelSpec::timeseries("Failures and dead letters per second", "short")
-            .query(format!("sum by ({}) (rate({}[$__rate_interval]))", labels::SERVICE, KAFKA_MESSAGES_FAILED.series()), "failed {{service}}")
-            .query(format!("sum by ({}) (rate({}[$__rate_interval]))", labels::REASON, DLQ_MESSAGES.series()), "dlq {{reason}}"),
+            .query(
+                format!(
+                    "sum by ({}) (rate({}[$__rate_interval]))",
+                    labels::SERVICE,
+                    KAFKA_MESSAGES_FAILED.series()
+                ),
+                "failed {{service}}",
+            )
+            .query(
+                format!(
+                    "sum by ({}) (rate({}[$__rate_interval]))",
+                    labels::REASON,
+                    DLQ_MESSAGES.series()
+                ),
+                "dlq {{reason}}",
+            ),
     );
     b.row("Outbox and projection");
-    b.add(8, 8, PanelSpec::timeseries("Outbox backlog", "short").query(format!("sum({})", OUTBOX_BACKLOG.name), "events"));
-    b.add(8, 8, PanelSpec::timeseries("Oldest unsent outbox event", "s").query(format!("max({})", OUTBOX_OLDEST_AGE.name), "age"));
+    b.add(
+        8,
+        8,
+        PanelSpec::timeseries("Outbox backlog", "short")
+            .query(format!("sum({})", OUTBOX_BACKLOG.name), "events"),
+    );
+    b.add(
+        8,
+        8,
+        PanelSpec::timeseries("Oldest unsent outbox event", "s")
+            .query(format!("max({})", OUTBOX_OLDEST_AGE.name), "age"),
+    );
     b.add(
         8,
         8,
         PanelSpec::timeseries("Projection freshness", "s")
-            .query(format!("histogram_quantile(0.5, sum by (le) (rate({}[$__rate_interval])))", PROJECTION_FRESHNESS.bucket()), "p50")
-            .query(format!("histogram_quantile(0.99, sum by (le) (rate({}[$__rate_interval])))", PROJECTION_FRESHNESS.bucket()), "p99"),
+            .query(
+                format!(
+                    "histogram_quantile(0.5, sum by (le) (rate({}[$__rate_interval])))",
+                    PROJECTION_FRESHNESS.bucket()
+                ),
+                "p50",
+            )
+            .query(
+                format!(
+                    "histogram_quantile(0.99, sum by (le) (rate({}[$__rate_interval])))",
+                    PROJECTION_FRESHNESS.bucket()
+                ),
+                "p99",
+            ),
     );
-    dashboard("kafka-lag", "Kafka lag and pipeline", "Consumer-group lag in seconds and records, Kafka throughput, DLQ, outbox and projection freshness.", &["kafka", "generated"], "utc", b.finish(), vec![])
+    dashboard(
+        "kafka-lag",
+        "Kafka lag and pipeline",
+        "Consumer-group lag in seconds and records, Kafka throughput, DLQ, outbox and projection freshness.",
+        &["kafka", "generated"],
+        "utc",
+        b.finish(),
+        vec![],
+    )
 }
 
 /// Stable vs canary of one service under the same live traffic.
@@ -297,20 +510,50 @@ pub fn canary() -> Dashboard {
     use metrics::HTTP_SERVER_REQUEST_DURATION as H;
     let svc = [(labels::SERVICE, "$service")];
     let count = sel(&H.count(), &svc);
-    let errors = sel(&H.count(), &[(labels::SERVICE, "$service"), (labels::STATUS_CLASS, "5xx")]);
+    let errors = sel(
+        &H.count(),
+        &[(labels::SERVICE, "$service"), (labels::STATUS_CLASS, "5xx")],
+    );
     let bucket = sel(&H.bucket(), &svc);
     let v = labels::VERSION;
     let mut b = Builder::new();
     b.row("Stable vs canary");
     b.add(8, 8, PanelSpec::timeseries("Traffic share", "percentunit").query(format!("sum by ({v}) (rate({count}[$__rate_interval])) / ignoring({v}) group_left sum(rate({count}[$__rate_interval]))"), "{{version}}").range(0.0, 1.0));
     b.add(8, 8, PanelSpec::timeseries("5xx share", "percentunit").query(format!("sum by ({v}) (rate({errors}[$__rate_interval])) / sum by ({v}) (rate({count}[$__rate_interval]))"), "{{version}}"));
-    b.add(8, 8, PanelSpec::timeseries("p99 latency", "s").query(format!("histogram_quantile(0.99, sum by (le, {v}) (rate({bucket}[$__rate_interval])))"), "{{version}}"));
+    b.add(
+        8,
+        8,
+        PanelSpec::timeseries("p99 latency", "s").query(
+            format!(
+                "histogram_quantile(0.99, sum by (le, {v}) (rate({bucket}[$__rate_interval])))"
+            ),
+            "{{version}}",
+        ),
+    );
     b.row("Requests");
-    b.add(24, 8, PanelSpec::timeseries("Requests per second", "reqps").query(format!("sum by ({v}, {}) (rate({count}[$__rate_interval]))", labels::STATUS_CLASS), "{{version}} {{status_class}}"));
+    b.add(
+        24,
+        8,
+        PanelSpec::timeseries("Requests per second", "reqps").query(
+            format!(
+                "sum by ({v}, {}) (rate({count}[$__rate_interval]))",
+                labels::STATUS_CLASS
+            ),
+            "{{version}} {{status_class}}",
+        ),
+    );
     let mut vars = vec![label_variable("service", "Service", &H.count())];
     vars[0].query = format!("label_values({}, {})", H.count(), labels::SERVICE);
     let _ = services::COMMAND;
-    dashboard("canary", "Canary vs stable", "Canary and stable builds compared under the same live traffic (label `version`).", &["canary", "generated"], "utc", b.finish(), vars)
+    dashboard(
+        "canary",
+        "Canary vs stable",
+        "Canary and stable builds compared under the same live traffic (label `version`).",
+        &["canary", "generated"],
+        "utc",
+        b.finish(),
+        vars,
+    )
 }
 
 /// All dashboards by file name.
@@ -380,7 +623,15 @@ pub fn provisioning() -> Result<BTreeMap<String, String>, crate::Error> {
         "datasources/prometheus.yaml".into(),
         compile::to_yaml(&Datasources {
             api_version: 1,
-            datasources: vec![Ds { name: "Prometheus", uid: "prometheus", kind: "prometheus", access: "proxy", url: "http://prometheus:9090", is_default: true, editable: false }],
+            datasources: vec![Ds {
+                name: "Prometheus",
+                uid: "prometheus",
+                kind: "prometheus",
+                access: "proxy",
+                url: "http://prometheus:9090",
+                is_default: true,
+                editable: false,
+            }],
         })?,
     );
     out.insert(
@@ -394,7 +645,10 @@ pub fn provisioning() -> Result<BTreeMap<String, String>, crate::Error> {
                 disable_deletion: true,
                 allow_ui_updates: false,
                 update_interval_seconds: 60,
-                options: ProviderOptions { path: "/var/lib/grafana/dashboards", folders_from_files_structure: false },
+                options: ProviderOptions {
+                    path: "/var/lib/grafana/dashboards",
+                    folders_from_files_structure: false,
+                },
             }],
         })?,
     );

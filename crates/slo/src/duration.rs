@@ -47,18 +47,24 @@ impl Dur {
                 'h' => 3600,
                 'd' => 86_400,
                 'w' => 7 * 86_400,
-                _ => return Err(format!("`{s}` is not a duration: unknown unit `{c}`; use s, m, h, d or w (e.g. `30d`)")),
+                _ => {
+                    return Err(format!(
+                        "`{s}` is not a duration: unknown unit `{c}`; use s, m, h, d or w (e.g. `30d`)"
+                    ));
+                }
             };
-            let n: u64 = num
-                .parse()
-                .map_err(|_| format!("`{s}` is not a duration: a number must precede `{c}` (e.g. `5m`)"))?;
+            let n: u64 = num.parse().map_err(|_| {
+                format!("`{s}` is not a duration: a number must precede `{c}` (e.g. `5m`)")
+            })?;
             num.clear();
             total = total
                 .checked_add(n.saturating_mul(unit))
                 .ok_or_else(|| format!("`{s}` is too long"))?;
         }
         if !num.is_empty() {
-            return Err(format!("`{s}` is not a duration: a unit is missing after `{num}` (e.g. `{num}m`)"));
+            return Err(format!(
+                "`{s}` is not a duration: a unit is missing after `{num}` (e.g. `{num}m`)"
+            ));
         }
         if total == 0 {
             return Err(format!("`{s}` is zero; a duration must be positive"));
@@ -86,12 +92,16 @@ impl Dur {
     /// Plain-words rendering for people: `1 h`, `30 min`, `3 days`.
     pub fn words(self) -> String {
         let s = self.0;
-        if s % 86_400 == 0 {
+        if s.is_multiple_of(86_400) {
             let d = s / 86_400;
-            if d == 1 { "1 day".into() } else { format!("{d} days") }
-        } else if s % 3600 == 0 {
+            if d == 1 {
+                "1 day".into()
+            } else {
+                format!("{d} days")
+            }
+        } else if s.is_multiple_of(3600) {
             format!("{} h", s / 3600)
-        } else if s % 60 == 0 {
+        } else if s.is_multiple_of(60) {
             format!("{} min", s / 60)
         } else {
             format!("{s} s")
@@ -119,6 +129,7 @@ impl Serialize for Dur {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

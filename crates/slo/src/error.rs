@@ -17,7 +17,11 @@ pub struct SpecError {
 
 impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}: {} (fix: {})", self.file, self.line, self.column, self.field, self.message, self.fix)
+        write!(
+            f,
+            "{}:{}:{}: {}: {} (fix: {})",
+            self.file, self.line, self.column, self.field, self.message, self.fix
+        )
     }
 }
 
@@ -48,7 +52,10 @@ pub enum Error {
     #[error("{0}")]
     Spec(SpecErrors),
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     /// Something inside the engine went wrong (a bug, not bad input).
     #[error("internal error: {0}")]
     Internal(String),
@@ -56,7 +63,10 @@ pub enum Error {
 
 impl Error {
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
-        Error::Io { path: path.as_ref().display().to_string(), source }
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
     }
 }
 
@@ -119,15 +129,19 @@ pub fn locate(text: &str, path: &[Seg]) -> (usize, usize) {
                         break;
                     }
                     // flow mapping on one line: `window: {rolling: 30d}`
-                    if let Some(p) = lines[i].find(&format!("{{{k}:")).or_else(|| lines[i].find(&format!(", {k}:"))) {
-                        if (col as isize) > parent_indent || i == cursor {
-                            found = Some((i, p + 1));
-                            break;
-                        }
+                    if let Some(p) = lines[i]
+                        .find(&format!("{{{k}:"))
+                        .or_else(|| lines[i].find(&format!(", {k}:")))
+                        && ((col as isize) > parent_indent || i == cursor)
+                    {
+                        found = Some((i, p + 1));
+                        break;
                     }
                     i += 1;
                 }
-                let Some((line, col)) = found else { return best };
+                let Some((line, col)) = found else {
+                    return best;
+                };
                 best = (line + 1, col + 1);
                 cursor = line;
                 parent_indent = col as isize;
@@ -161,7 +175,9 @@ pub fn locate(text: &str, path: &[Seg]) -> (usize, usize) {
                     }
                     i += 1;
                 }
-                let Some((line, col)) = found else { return best };
+                let Some((line, col)) = found else {
+                    return best;
+                };
                 best = (line + 1, col + 1);
                 cursor = line;
                 // keys of the item sit at col + 2 on the dash line, so they pass `> col`

@@ -9,7 +9,10 @@ pub fn rule_count(slo: &Slo) -> (usize, String) {
     let g = compile::rules_for_slo(slo);
     let rec = g.rules.iter().filter(|r| r.record.is_some()).count();
     let alerts = g.rules.len() - rec;
-    (g.rules.len(), format!("{rec} recording + {alerts} alerting"))
+    (
+        g.rules.len(),
+        format!("{rec} recording + {alerts} alerting"),
+    )
 }
 
 fn human_secs(s: f64) -> String {
@@ -49,7 +52,7 @@ pub fn explain(slo: &Slo) -> String {
             t.number,
             t.severity.as_str(),
             tier_words(slo, t),
-            human_secs(detect.max(60.0f64.min(t.short.as_secs_f64())))
+            human_secs(detect)
         ));
     }
     if slo.has_traffic() && slo.alerting.min_events > 0 {
@@ -70,6 +73,7 @@ pub fn explain(slo: &Slo) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -78,8 +82,16 @@ mod tests {
         let text = "service: s\nslos:\n  - name: a\n    objective: 0.999\n    window: {rolling: 30d}\n    sli: {availability: {matchers: {service: s}}}\n";
         let slo = &crate::validate::parse_str("s.yaml", text).unwrap()[0];
         let e = explain(slo);
-        assert!(e.contains("pages when 2% of the 30-day budget burns within 1 h (burn rate 14.4)"), "{e}");
-        assert!(e.contains("opens a ticket when 10% of the 30-day budget burns within 3 days (burn rate 1)"), "{e}");
+        assert!(
+            e.contains("pages when 2% of the 30-day budget burns within 1 h (burn rate 14.4)"),
+            "{e}"
+        );
+        assert!(
+            e.contains(
+                "opens a ticket when 10% of the 30-day budget burns within 3 days (burn rate 1)"
+            ),
+            "{e}"
+        );
         assert!(e.contains("Prometheus rules: 11"), "{e}");
         assert!(e.contains("43.2 min"), "{e}");
     }

@@ -11,10 +11,19 @@ use crate::{Error, alertmanager, compile, dashboards, k8s, promtest};
 pub fn artifacts(slos: &[Slo]) -> Result<BTreeMap<PathBuf, String>, Error> {
     let mut out = BTreeMap::new();
     for (service, file) in compile::rule_files(slos) {
-        out.insert(PathBuf::from(format!("alerts/{service}.rules.yaml")), compile::to_yaml(&file)?);
+        out.insert(
+            PathBuf::from(format!("alerts/{service}.rules.yaml")),
+            compile::to_yaml(&file)?,
+        );
     }
-    out.insert(PathBuf::from("docs/slo-spec.schema.json"), crate::schema::schema_json()?);
-    out.insert(PathBuf::from("alerts/alertmanager.yml"), compile::to_yaml(&alertmanager::config(slos))?);
+    out.insert(
+        PathBuf::from("docs/slo-spec.schema.json"),
+        crate::schema::schema_json()?,
+    );
+    out.insert(
+        PathBuf::from("alerts/alertmanager.yml"),
+        compile::to_yaml(&alertmanager::config(slos))?,
+    );
     for (name, text) in promtest::test_files(slos)? {
         out.insert(PathBuf::from(format!("alerts/tests/{name}")), text);
     }
@@ -22,7 +31,10 @@ pub fn artifacts(slos: &[Slo]) -> Result<BTreeMap<PathBuf, String>, Error> {
         out.insert(PathBuf::from(format!("dashboards/{name}")), text);
     }
     for (name, text) in dashboards::provisioning()? {
-        out.insert(PathBuf::from(format!("dashboards/provisioning/{name}")), text);
+        out.insert(
+            PathBuf::from(format!("dashboards/provisioning/{name}")),
+            text,
+        );
     }
     for (name, text) in k8s::manifests(slos, &out)? {
         out.insert(PathBuf::from(format!("k8s/monitoring/{name}")), text);
@@ -37,9 +49,42 @@ pub fn generate(specs_dir: &Path, root: &Path) -> Result<Vec<PathBuf>, Error> {
     write_all(&slos, root)
 }
 
+/// Generated files that no longer correspond to a spec (e.g. a deleted SLO):
+/// files in the generated directories whose names follow the generated patterns.
+pub fn stale_files(root: &Path, want: &BTreeMap<PathBuf, String>) -> Vec<PathBuf> {
+    let patterns: [(&str, &str, &str); 5] = [
+        ("alerts", "", ".rules.yaml"),
+        ("alerts/tests", "", ".test.yaml"),
+        ("dashboards", "slo-", ".json"),
+        ("k8s/monitoring", "prometheusrule-slo-", ".yaml"),
+        ("k8s/monitoring", "configmap-dashboard-", ".yaml"),
+    ];
+    let mut out = Vec::new();
+    for (dir, prefix, suffix) in patterns {
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let rel = PathBuf::from(dir).join(&name);
+            if name.starts_with(prefix) && name.ends_with(suffix) && !want.contains_key(&rel) {
+                out.push(rel);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 pub fn write_all(slos: &[Slo], root: &Path) -> Result<Vec<PathBuf>, Error> {
     let mut changed = Vec::new();
-    for (rel, text) in artifacts(slos)? {
+    let all = artifacts(slos)?;
+    for rel in stale_files(root, &all) {
+        let path = root.join(&rel);
+        std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        changed.push(rel);
+    }
+    for (rel, text) in all {
         let path = root.join(&rel);
         if std::fs::read_to_string(&path).ok().as_deref() == Some(text.as_str()) {
             continue;

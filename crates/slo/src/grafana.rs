@@ -113,7 +113,10 @@ pub struct DataSourceRef {
 
 impl DataSourceRef {
     pub fn prometheus() -> Self {
-        DataSourceRef { kind: "prometheus".into(), uid: DATASOURCE_VAR.into() }
+        DataSourceRef {
+            kind: "prometheus".into(),
+            uid: DATASOURCE_VAR.into(),
+        }
     }
 }
 
@@ -206,10 +209,16 @@ pub struct Step {
 
 impl Thresholds {
     pub fn base(color: &'static str) -> Self {
-        Thresholds { mode: "absolute", steps: vec![Step { value: None, color }] }
+        Thresholds {
+            mode: "absolute",
+            steps: vec![Step { value: None, color }],
+        }
     }
     pub fn then(mut self, value: f64, color: &'static str) -> Self {
-        self.steps.push(Step { value: Some(value), color });
+        self.steps.push(Step {
+            value: Some(value),
+            color,
+        });
         self
     }
 }
@@ -286,7 +295,13 @@ impl Default for Builder {
 
 impl Builder {
     pub fn new() -> Self {
-        Builder { next_id: 1, x: 0, y: 0, row_h: 0, panels: Vec::new() }
+        Builder {
+            next_id: 1,
+            x: 0,
+            y: 0,
+            row_h: 0,
+            panels: Vec::new(),
+        }
     }
 
     fn id(&mut self) -> u32 {
@@ -311,7 +326,12 @@ impl Builder {
             id,
             title: title.into(),
             collapsed: false,
-            grid_pos: GridPos { h: 1, w: 24, x: 0, y: self.y },
+            grid_pos: GridPos {
+                h: 1,
+                w: 24,
+                x: 0,
+                y: self.y,
+            },
             panels: vec![],
         }));
         self.y += 1;
@@ -321,7 +341,12 @@ impl Builder {
         if self.x + w > 24 {
             self.newline();
         }
-        let pos = GridPos { h, w, x: self.x, y: self.y };
+        let pos = GridPos {
+            h,
+            w,
+            x: self.x,
+            y: self.y,
+        };
         self.x += w;
         self.row_h = self.row_h.max(h);
         pos
@@ -345,17 +370,32 @@ impl Builder {
             .collect();
         let options = match p.kind {
             "stat" => Options::Stat(StatOptions {
-                reduce_options: ReduceOptions { calcs: vec!["lastNotNull"], fields: String::new(), values: false },
+                reduce_options: ReduceOptions {
+                    calcs: vec!["lastNotNull"],
+                    fields: String::new(),
+                    values: false,
+                },
                 color_mode: "value",
                 graph_mode: "none",
                 text_mode: "auto",
                 justify_mode: "auto",
                 orientation: "auto",
             }),
-            "table" => Options::Table(TableOptions { show_header: true, cell_height: "sm" }),
+            "table" => Options::Table(TableOptions {
+                show_header: true,
+                cell_height: "sm",
+            }),
             _ => Options::TimeSeries(TimeSeriesOptions {
-                legend: Legend { display_mode: "list", placement: "bottom", show_legend: true, calcs: vec![] },
-                tooltip: Tooltip { mode: "multi", sort: "desc" },
+                legend: Legend {
+                    display_mode: "list",
+                    placement: "bottom",
+                    show_legend: true,
+                    calcs: vec![],
+                },
+                tooltip: Tooltip {
+                    mode: "multi",
+                    sort: "desc",
+                },
             }),
         };
         self.panels.push(Panel::Viz(Box::new(VizPanel {
@@ -367,7 +407,13 @@ impl Builder {
             grid_pos,
             targets,
             field_config: FieldConfigSource {
-                defaults: FieldConfig { unit: p.unit.into(), min: p.min, max: p.max, decimals: p.decimals, thresholds: p.thresholds },
+                defaults: FieldConfig {
+                    unit: p.unit.into(),
+                    min: p.min,
+                    max: p.max,
+                    decimals: p.decimals,
+                    thresholds: p.thresholds,
+                },
                 overrides: vec![],
             },
             options,
@@ -446,7 +492,15 @@ impl PanelSpec {
 }
 
 /// A dashboard with the datasource variable and an alerts annotation.
-pub fn dashboard(uid: &str, title: &str, description: &str, tags: &[&str], timezone: &str, panels: Vec<Panel>, extra_vars: Vec<Variable>) -> Dashboard {
+pub fn dashboard(
+    uid: &str,
+    title: &str,
+    description: &str,
+    tags: &[&str],
+    timezone: &str,
+    panels: Vec<Panel>,
+    extra_vars: Vec<Variable>,
+) -> Dashboard {
     let mut list = vec![Variable {
         kind: "datasource".into(),
         name: "datasource".into(),
@@ -466,7 +520,10 @@ pub fn dashboard(uid: &str, title: &str, description: &str, tags: &[&str], timez
         timezone: timezone.into(),
         editable: false,
         graph_tooltip: 1,
-        time: TimeRange { from: "now-6h".into(), to: "now".into() },
+        time: TimeRange {
+            from: "now-6h".into(),
+            to: "now".into(),
+        },
         refresh: "1m".into(),
         schema_version: SCHEMA_VERSION,
         version: 1,

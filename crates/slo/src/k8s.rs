@@ -55,46 +55,86 @@ struct StringData {
 
 fn labels(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
     let mut l = BTreeMap::new();
-    l.insert("app.kubernetes.io/part-of".to_string(), "todo-observability".to_string());
-    l.insert("app.kubernetes.io/managed-by".to_string(), "todoctl-slo".to_string());
+    l.insert(
+        "app.kubernetes.io/part-of".to_string(),
+        "todo-observability".to_string(),
+    );
+    l.insert(
+        "app.kubernetes.io/managed-by".to_string(),
+        "todoctl-slo".to_string(),
+    );
     for (k, v) in extra {
         l.insert(k.to_string(), v.to_string());
     }
     l
 }
 
-pub fn manifests(slos: &[Slo], generated: &BTreeMap<PathBuf, String>) -> Result<BTreeMap<String, String>, crate::Error> {
+pub fn manifests(
+    slos: &[Slo],
+    generated: &BTreeMap<PathBuf, String>,
+) -> Result<BTreeMap<String, String>, crate::Error> {
     let mut out = BTreeMap::new();
     for (service, file) in compile::rule_files(slos) {
         let obj = Object {
             api_version: "monitoring.coreos.com/v1",
             kind: "PrometheusRule",
-            metadata: Metadata { name: format!("slo-{service}"), namespace: NAMESPACE, labels: labels(&[("role", "alert-rules")]) },
-            body: RuleSpec { spec: RuleGroups { groups: file.groups } },
+            metadata: Metadata {
+                name: format!("slo-{service}"),
+                namespace: NAMESPACE,
+                labels: labels(&[("role", "alert-rules")]),
+            },
+            body: RuleSpec {
+                spec: RuleGroups {
+                    groups: file.groups,
+                },
+            },
         };
-        out.insert(format!("prometheusrule-slo-{service}.yaml"), compile::to_yaml(&obj)?);
+        out.insert(
+            format!("prometheusrule-slo-{service}.yaml"),
+            compile::to_yaml(&obj)?,
+        );
     }
     for (path, text) in generated {
-        let Ok(rel) = path.strip_prefix("dashboards") else { continue };
+        let Ok(rel) = path.strip_prefix("dashboards") else {
+            continue;
+        };
         let name = rel.to_string_lossy().to_string();
-        let Some(stem) = name.strip_suffix(".json") else { continue };
+        let Some(stem) = name.strip_suffix(".json") else {
+            continue;
+        };
         if stem.contains('/') {
             continue;
         }
         let obj = Object {
             api_version: "v1",
             kind: "ConfigMap",
-            metadata: Metadata { name: format!("grafana-dashboard-{stem}"), namespace: NAMESPACE, labels: labels(&[("grafana_dashboard", "1")]) },
-            body: Data { data: BTreeMap::from([(name.clone(), text.clone())]) },
+            metadata: Metadata {
+                name: format!("grafana-dashboard-{stem}"),
+                namespace: NAMESPACE,
+                labels: labels(&[("grafana_dashboard", "1")]),
+            },
+            body: Data {
+                data: BTreeMap::from([(name.clone(), text.clone())]),
+            },
         };
-        out.insert(format!("configmap-dashboard-{stem}.yaml"), compile::to_yaml(&obj)?);
+        out.insert(
+            format!("configmap-dashboard-{stem}.yaml"),
+            compile::to_yaml(&obj)?,
+        );
     }
     if let Some(am) = generated.get(&PathBuf::from("alerts/alertmanager.yml")) {
         let obj = Object {
             api_version: "v1",
             kind: "Secret",
-            metadata: Metadata { name: "alertmanager-todo".into(), namespace: NAMESPACE, labels: labels(&[]) },
-            body: StringData { kind: "Opaque", string_data: BTreeMap::from([("alertmanager.yaml".to_string(), am.clone())]) },
+            metadata: Metadata {
+                name: "alertmanager-todo".into(),
+                namespace: NAMESPACE,
+                labels: labels(&[]),
+            },
+            body: StringData {
+                kind: "Opaque",
+                string_data: BTreeMap::from([("alertmanager.yaml".to_string(), am.clone())]),
+            },
         };
         out.insert("secret-alertmanager.yaml".into(), compile::to_yaml(&obj)?);
     }

@@ -30,7 +30,10 @@ pub struct Slo {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Window {
     Rolling(Dur),
-    Calendar { unit: CalendarUnit, tz: chrono_tz::Tz },
+    Calendar {
+        unit: CalendarUnit,
+        tz: chrono_tz::Tz,
+    },
 }
 
 impl Window {
@@ -40,30 +43,50 @@ impl Window {
     pub fn nominal(&self) -> Dur {
         match self {
             Window::Rolling(d) => *d,
-            Window::Calendar { unit: CalendarUnit::Week, .. } => Dur::days(7),
-            Window::Calendar { unit: CalendarUnit::Month, .. } => Dur::days(30),
+            Window::Calendar {
+                unit: CalendarUnit::Week,
+                ..
+            } => Dur::days(7),
+            Window::Calendar {
+                unit: CalendarUnit::Month,
+                ..
+            } => Dur::days(30),
         }
     }
     /// Shortest possible period length (for "window shorter than alert" checks).
     pub fn shortest(&self) -> Dur {
         match self {
-            Window::Calendar { unit: CalendarUnit::Month, .. } => Dur::days(28),
+            Window::Calendar {
+                unit: CalendarUnit::Month,
+                ..
+            } => Dur::days(28),
             w => w.nominal(),
         }
     }
     /// Longest possible period length (for "tier can never fire" checks).
     pub fn longest(&self) -> Dur {
         match self {
-            Window::Calendar { unit: CalendarUnit::Month, .. } => Dur::days(31),
+            Window::Calendar {
+                unit: CalendarUnit::Month,
+                ..
+            } => Dur::days(31),
             w => w.nominal(),
         }
     }
     pub fn words(&self) -> String {
         match self {
-            Window::Rolling(d) if d.as_secs() % 86_400 == 0 => format!("{}-day", d.as_secs() / 86_400),
+            Window::Rolling(d) if d.as_secs() % 86_400 == 0 => {
+                format!("{}-day", d.as_secs() / 86_400)
+            }
             Window::Rolling(d) => format!("{} rolling", d.words()),
-            Window::Calendar { unit: CalendarUnit::Week, tz } => format!("calendar-week ({tz})"),
-            Window::Calendar { unit: CalendarUnit::Month, tz } => format!("calendar-month ({tz})"),
+            Window::Calendar {
+                unit: CalendarUnit::Week,
+                tz,
+            } => format!("calendar-week ({tz})"),
+            Window::Calendar {
+                unit: CalendarUnit::Month,
+                tz,
+            } => format!("calendar-month ({tz})"),
         }
     }
     /// Start and end (UTC) of the budget period containing `now`. Calendar
@@ -76,12 +99,18 @@ impl Window {
                 let local = now.with_timezone(tz).date_naive();
                 let (start, end) = match unit {
                     CalendarUnit::Month => {
-                        let start = NaiveDate::from_ymd_opt(local.year(), local.month(), 1).unwrap_or(local);
-                        let (y, m) = if local.month() == 12 { (local.year() + 1, 1) } else { (local.year(), local.month() + 1) };
+                        let start = NaiveDate::from_ymd_opt(local.year(), local.month(), 1)
+                            .unwrap_or(local);
+                        let (y, m) = if local.month() == 12 {
+                            (local.year() + 1, 1)
+                        } else {
+                            (local.year(), local.month() + 1)
+                        };
                         (start, NaiveDate::from_ymd_opt(y, m, 1).unwrap_or(local))
                     }
                     CalendarUnit::Week => {
-                        let start = local - chrono::Duration::days(local.weekday().num_days_from_monday() as i64);
+                        let start = local
+                            - chrono::Duration::days(local.weekday().num_days_from_monday() as i64);
                         (start, start + chrono::Duration::days(7))
                     }
                 };
@@ -95,7 +124,10 @@ fn local_midnight(tz: &chrono_tz::Tz, d: NaiveDate) -> DateTime<Utc> {
     // Midnight can be skipped by a DST jump in a few zones; take the earliest
     // valid instant of that day.
     (0..24)
-        .find_map(|h| d.and_hms_opt(h, 0, 0).and_then(|t| tz.from_local_datetime(&t).earliest()))
+        .find_map(|h| {
+            d.and_hms_opt(h, 0, 0)
+                .and_then(|t| tz.from_local_datetime(&t).earliest())
+        })
         .map(|t| t.with_timezone(&Utc))
         .unwrap_or_else(|| Utc.from_utc_datetime(&d.and_time(chrono::NaiveTime::MIN)))
 }
@@ -105,7 +137,10 @@ pub enum Budgeting {
     Occurrences,
     /// Budget counted in slices; for event SLIs a slice is good when its own
     /// good ratio reaches `slice_objective`, for consumer lag when the lag stays under the bound.
-    Timeslices { slice: Dur, slice_objective: Option<f64> },
+    Timeslices {
+        slice: Dur,
+        slice_objective: Option<f64>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -125,7 +160,11 @@ pub struct Matcher {
 
 impl Matcher {
     pub fn eq(name: &str, value: &str) -> Self {
-        Matcher { name: name.into(), op: MatchOp::Eq, value: value.into() }
+        Matcher {
+            name: name.into(),
+            op: MatchOp::Eq,
+            value: value.into(),
+        }
     }
     /// `value`, `!=value`, `=~regex`, `!~regex`.
     pub fn parse(name: &str, spec: &str) -> Self {
@@ -138,7 +177,11 @@ impl Matcher {
         } else {
             (MatchOp::Eq, spec)
         };
-        Matcher { name: name.into(), op, value: value.into() }
+        Matcher {
+            name: name.into(),
+            op,
+            value: value.into(),
+        }
     }
     pub fn render(&self) -> String {
         let op = match self.op {
@@ -147,20 +190,31 @@ impl Matcher {
             MatchOp::Re => "=~",
             MatchOp::Nre => "!~",
         };
-        format!("{}{}\"{}\"", self.name, op, self.value.replace('\\', "\\\\").replace('"', "\\\""))
+        format!(
+            "{}{}\"{}\"",
+            self.name,
+            op,
+            self.value.replace('\\', "\\\\").replace('"', "\\\"")
+        )
     }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Query {
-    Selector { metric: String, matchers: Vec<Matcher> },
+    Selector {
+        metric: String,
+        matchers: Vec<Matcher>,
+    },
     /// Raw PromQL returning an event count over `$window`.
     Promql(String),
 }
 
 impl Query {
     pub fn selector(metric: &str, matchers: Vec<Matcher>) -> Self {
-        Query::Selector { metric: metric.into(), matchers }
+        Query::Selector {
+            metric: metric.into(),
+            matchers,
+        }
     }
     pub fn render_selector(metric: &str, matchers: &[Matcher]) -> String {
         if matchers.is_empty() {
@@ -174,7 +228,10 @@ impl Query {
     pub fn increase(&self, window: &str) -> String {
         match self {
             Query::Selector { metric, matchers } => {
-                format!("sum(increase({}[{window}]))", Self::render_selector(metric, matchers))
+                format!(
+                    "sum(increase({}[{window}]))",
+                    Self::render_selector(metric, matchers)
+                )
             }
             Query::Promql(p) => format!("({})", p.replace("$window", window)),
         }
@@ -202,10 +259,23 @@ pub enum SliKind {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Sli {
     /// `good` (when `numerator_is_good`) or `bad` events over `total` events.
-    Events { kind: SliKind, numerator: Query, numerator_is_good: bool, total: Query },
-    ConsumerLag { group: String, topic: String, max_lag_seconds: f64 },
+    Events {
+        kind: SliKind,
+        numerator: Query,
+        numerator_is_good: bool,
+        total: Query,
+    },
+    ConsumerLag {
+        group: String,
+        topic: String,
+        max_lag_seconds: f64,
+    },
     /// A PromQL value per slice compared with a bound (timeslices only).
-    QueryThreshold { promql: String, good_when: Comparison, value: f64 },
+    QueryThreshold {
+        promql: String,
+        good_when: Comparison,
+        value: f64,
+    },
 }
 
 impl Sli {
@@ -231,7 +301,10 @@ impl Sli {
         use contracts::metrics::{CONSUMER_GROUP_LAG_SECONDS, labels};
         Query::render_selector(
             CONSUMER_GROUP_LAG_SECONDS.name,
-            &[Matcher::eq(labels::GROUP, group), Matcher::eq(labels::TOPIC, topic)],
+            &[
+                Matcher::eq(labels::GROUP, group),
+                Matcher::eq(labels::TOPIC, topic),
+            ],
         )
     }
 }
@@ -262,10 +335,34 @@ impl Tier {
 /// SRE Workbook defaults, ordered by urgency.
 pub fn default_tiers() -> Vec<Tier> {
     vec![
-        Tier { number: 1, severity: Severity::Page, factor: 14.4, long: Dur::hours(1), short: Dur::mins(5) },
-        Tier { number: 2, severity: Severity::Page, factor: 6.0, long: Dur::hours(6), short: Dur::mins(30) },
-        Tier { number: 3, severity: Severity::Ticket, factor: 3.0, long: Dur::days(1), short: Dur::hours(2) },
-        Tier { number: 4, severity: Severity::Ticket, factor: 1.0, long: Dur::days(3), short: Dur::hours(6) },
+        Tier {
+            number: 1,
+            severity: Severity::Page,
+            factor: 14.4,
+            long: Dur::hours(1),
+            short: Dur::mins(5),
+        },
+        Tier {
+            number: 2,
+            severity: Severity::Page,
+            factor: 6.0,
+            long: Dur::hours(6),
+            short: Dur::mins(30),
+        },
+        Tier {
+            number: 3,
+            severity: Severity::Ticket,
+            factor: 3.0,
+            long: Dur::days(1),
+            short: Dur::hours(2),
+        },
+        Tier {
+            number: 4,
+            severity: Severity::Ticket,
+            factor: 1.0,
+            long: Dur::days(3),
+            short: Dur::hours(6),
+        },
     ]
 }
 
@@ -297,7 +394,12 @@ impl Slo {
     }
     /// Distinct alert windows, ascending.
     pub fn alert_windows(&self) -> Vec<Dur> {
-        let mut w: Vec<Dur> = self.alerting.tiers.iter().flat_map(|t| [t.short, t.long]).collect();
+        let mut w: Vec<Dur> = self
+            .alerting
+            .tiers
+            .iter()
+            .flat_map(|t| [t.short, t.long])
+            .collect();
         w.sort();
         w.dedup();
         w
@@ -313,12 +415,16 @@ impl Slo {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn calendar_month_is_exact_in_time_zone() {
-        let w = Window::Calendar { unit: CalendarUnit::Month, tz: chrono_tz::Europe::Berlin };
+        let w = Window::Calendar {
+            unit: CalendarUnit::Month,
+            tz: chrono_tz::Europe::Berlin,
+        };
         let now = Utc.with_ymd_and_hms(2024, 2, 15, 12, 0, 0).unwrap();
         let (s, e) = w.period_bounds(now);
         assert_eq!(s, Utc.with_ymd_and_hms(2024, 1, 31, 23, 0, 0).unwrap());
@@ -330,7 +436,10 @@ mod tests {
 
     #[test]
     fn week_starts_monday() {
-        let w = Window::Calendar { unit: CalendarUnit::Week, tz: chrono_tz::UTC };
+        let w = Window::Calendar {
+            unit: CalendarUnit::Week,
+            tz: chrono_tz::UTC,
+        };
         let (s, _) = w.period_bounds(Utc.with_ymd_and_hms(2024, 5, 16, 9, 0, 0).unwrap());
         assert_eq!(s, Utc.with_ymd_and_hms(2024, 5, 13, 0, 0, 0).unwrap());
     }

@@ -18,8 +18,21 @@ use crate::duration::Dur;
 use crate::error::{SpecError, SpecErrors};
 use crate::spec::*;
 
-fn err(file: &str, doc: usize, field: &str, message: impl Into<String>, fix: impl Into<String>) -> SpecError {
-    SpecError { file: file.into(), line: doc, column: 1, field: field.into(), message: message.into(), fix: fix.into() }
+fn err(
+    file: &str,
+    doc: usize,
+    field: &str,
+    message: impl Into<String>,
+    fix: impl Into<String>,
+) -> SpecError {
+    SpecError {
+        file: file.into(),
+        line: doc,
+        column: 1,
+        field: field.into(),
+        message: message.into(),
+        fix: fix.into(),
+    }
 }
 
 /// Parses a multi-document YAML stream; returns spec files keyed by service.
@@ -38,7 +51,13 @@ pub fn import(file: &str, text: &str) -> Result<Vec<SpecFile>, SpecErrors> {
             Ok(v) => v,
             Err(e) => {
                 let line = e.location().map(|l| l.line()).unwrap_or(1);
-                return Err(SpecErrors(vec![err(file, line, "(document)", e.to_string(), "fix the YAML syntax")]));
+                return Err(SpecErrors(vec![err(
+                    file,
+                    line,
+                    "(document)",
+                    e.to_string(),
+                    "fix the YAML syntax",
+                )]));
             }
         };
         if v.is_null() {
@@ -50,11 +69,17 @@ pub fn import(file: &str, text: &str) -> Result<Vec<SpecFile>, SpecErrors> {
     let mut slis: BTreeMap<String, Value> = BTreeMap::new();
     for (line, d) in &docs {
         if d["apiVersion"] != "openslo/v1" {
-            errors.push(err(file, *line, "apiVersion", format!("unsupported apiVersion {}", d["apiVersion"]), "only `openslo/v1` documents can be imported"));
-        } else if d["kind"] == "SLI" {
-            if let Some(n) = d["metadata"]["name"].as_str() {
-                slis.insert(n.to_string(), d["spec"].clone());
-            }
+            errors.push(err(
+                file,
+                *line,
+                "apiVersion",
+                format!("unsupported apiVersion {}", d["apiVersion"]),
+                "only `openslo/v1` documents can be imported",
+            ));
+        } else if d["kind"] == "SLI"
+            && let Some(n) = d["metadata"]["name"].as_str()
+        {
+            slis.insert(n.to_string(), d["spec"].clone());
         }
     }
     let mut files: BTreeMap<String, SpecFile> = BTreeMap::new();
@@ -63,17 +88,32 @@ pub fn import(file: &str, text: &str) -> Result<Vec<SpecFile>, SpecErrors> {
             continue;
         }
         let line = *line;
-        let name = d["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let name = d["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let spec = &d["spec"];
         let Some(service) = spec["service"].as_str() else {
-            errors.push(err(file, line, "spec.service", "SLO has no service", "set `spec.service`"));
+            errors.push(err(
+                file,
+                line,
+                "spec.service",
+                "SLO has no service",
+                "set `spec.service`",
+            ));
             continue;
         };
         let indicator = if let Some(r) = spec["indicatorRef"].as_str() {
             match slis.get(r) {
                 Some(s) => s.clone(),
                 None => {
-                    errors.push(err(file, line, "spec.indicatorRef", format!("SLI `{r}` is not defined in this file"), "add the SLI document or inline it under `indicator`"));
+                    errors.push(err(
+                        file,
+                        line,
+                        "spec.indicatorRef",
+                        format!("SLI `{r}` is not defined in this file"),
+                        "add the SLI document or inline it under `indicator`",
+                    ));
                     continue;
                 }
             }
@@ -82,7 +122,13 @@ pub fn import(file: &str, text: &str) -> Result<Vec<SpecFile>, SpecErrors> {
         };
         let objective = &spec["objectives"][0];
         let Some(target) = objective["target"].as_f64() else {
-            errors.push(err(file, line, "spec.objectives[0].target", "missing target", "set `target`, e.g. 0.99"));
+            errors.push(err(
+                file,
+                line,
+                "spec.objectives[0].target",
+                "missing target",
+                "set `target`, e.g. 0.99",
+            ));
             continue;
         };
         let window = match window(&spec["timeWindow"][0]) {
@@ -92,14 +138,24 @@ pub fn import(file: &str, text: &str) -> Result<Vec<SpecFile>, SpecErrors> {
                 continue;
             }
         };
-        let timeslices = spec["budgetingMethod"].as_str().is_some_and(|m| m.eq_ignore_ascii_case("timeslices"));
-        let slice = objective["timeSliceWindow"].as_str().and_then(|s| Dur::parse(s).ok());
+        let timeslices = spec["budgetingMethod"]
+            .as_str()
+            .is_some_and(|m| m.eq_ignore_ascii_case("timeslices"));
+        let slice = objective["timeSliceWindow"]
+            .as_str()
+            .and_then(|s| Dur::parse(s).ok());
         let (sli, budgeting) = if let Some(r) = indicator.get("ratioMetric") {
             let q = |k: &str| r[k]["metricSource"]["spec"]["query"].as_str().map(query);
             let total = q("total");
             let (good, bad) = (q("good"), q("bad"));
             let Some(total) = total else {
-                errors.push(err(file, line, "indicator.ratioMetric.total", "no Prometheus query", "give `metricSource.spec.query`"));
+                errors.push(err(
+                    file,
+                    line,
+                    "indicator.ratioMetric.total",
+                    "no Prometheus query",
+                    "give `metricSource.spec.query`",
+                ));
                 continue;
             };
             let b = timeslices.then(|| BudgetingSpec {
@@ -107,10 +163,22 @@ pub fn import(file: &str, text: &str) -> Result<Vec<SpecFile>, SpecErrors> {
                 slice,
                 slice_objective: objective["timeSliceTarget"].as_f64(),
             });
-            (SliSpec { ratio: Some(RatioSpec { good, bad, total }), ..Default::default() }, b)
+            (
+                SliSpec {
+                    ratio: Some(RatioSpec { good, bad, total }),
+                    ..Default::default()
+                },
+                b,
+            )
         } else if let Some(t) = indicator.get("thresholdMetric") {
             let Some(promql) = t["metricSource"]["spec"]["query"].as_str() else {
-                errors.push(err(file, line, "indicator.thresholdMetric", "no Prometheus query", "give `metricSource.spec.query`"));
+                errors.push(err(
+                    file,
+                    line,
+                    "indicator.thresholdMetric",
+                    "no Prometheus query",
+                    "give `metricSource.spec.query`",
+                ));
                 continue;
             };
             let good_when = match objective["op"].as_str() {
@@ -119,40 +187,84 @@ pub fn import(file: &str, text: &str) -> Result<Vec<SpecFile>, SpecErrors> {
                 Some("gt") => Comparison::Above,
                 Some("gte") => Comparison::AtOrAbove,
                 other => {
-                    errors.push(err(file, line, "spec.objectives[0].op", format!("unsupported op {other:?}"), "use lt, lte, gt or gte"));
+                    errors.push(err(
+                        file,
+                        line,
+                        "spec.objectives[0].op",
+                        format!("unsupported op {other:?}"),
+                        "use lt, lte, gt or gte",
+                    ));
                     continue;
                 }
             };
             let Some(value) = objective["value"].as_f64() else {
-                errors.push(err(file, line, "spec.objectives[0].value", "thresholdMetric needs a value", "set `value`"));
+                errors.push(err(
+                    file,
+                    line,
+                    "spec.objectives[0].value",
+                    "thresholdMetric needs a value",
+                    "set `value`",
+                ));
                 continue;
             };
             (
-                SliSpec { query_threshold: Some(QueryThresholdSpec { promql: promql.to_string(), good_when, value }), ..Default::default() },
-                Some(BudgetingSpec { method: BudgetingMethod::Timeslices, slice: slice.or(Some(Dur::mins(1))), slice_objective: None }),
+                SliSpec {
+                    query_threshold: Some(QueryThresholdSpec {
+                        promql: promql.to_string(),
+                        good_when,
+                        value,
+                    }),
+                    ..Default::default()
+                },
+                Some(BudgetingSpec {
+                    method: BudgetingMethod::Timeslices,
+                    slice: slice.or(Some(Dur::mins(1))),
+                    slice_objective: None,
+                }),
             )
         } else {
-            errors.push(err(file, line, "spec.indicator", "only ratioMetric and thresholdMetric SLIs can be imported", "rewrite the SLI as a ratio or threshold metric"));
+            errors.push(err(
+                file,
+                line,
+                "spec.indicator",
+                "only ratioMetric and thresholdMetric SLIs can be imported",
+                "rewrite the SLI as a ratio or threshold metric",
+            ));
             continue;
         };
         let svc = service.to_string();
-        files.entry(svc.clone()).or_insert_with(|| SpecFile { service: svc, labels: BTreeMap::new(), slos: Vec::new() }).slos.push(SloSpec {
-            name,
-            description: spec["description"].as_str().map(str::to_string),
-            objective: target,
-            window,
-            budgeting,
-            sli,
-            alerting: None,
-        });
+        files
+            .entry(svc.clone())
+            .or_insert_with(|| SpecFile {
+                service: svc,
+                labels: BTreeMap::new(),
+                slos: Vec::new(),
+            })
+            .slos
+            .push(SloSpec {
+                name,
+                description: spec["description"].as_str().map(str::to_string),
+                objective: target,
+                window,
+                budgeting,
+                sli,
+                alerting: None,
+            });
     }
-    if errors.is_empty() { Ok(files.into_values().collect()) } else { Err(SpecErrors(errors)) }
+    if errors.is_empty() {
+        Ok(files.into_values().collect())
+    } else {
+        Err(SpecErrors(errors))
+    }
 }
 
 fn window(w: &Value) -> Result<WindowSpec, String> {
     let d = w["duration"].as_str().ok_or("timeWindow has no duration")?;
     if w["isRolling"].as_bool().unwrap_or(false) {
-        return Ok(WindowSpec { rolling: Some(Dur::parse(d)?), ..Default::default() });
+        return Ok(WindowSpec {
+            rolling: Some(Dur::parse(d)?),
+            ..Default::default()
+        });
     }
     let unit = match d {
         "1M" => CalendarUnit::Month,
@@ -160,41 +272,59 @@ fn window(w: &Value) -> Result<WindowSpec, String> {
         _ => return Err(format!("calendar window `{d}` is not supported (1M or 1w)")),
     };
     let tz = w["calendar"]["timeZone"].as_str().map(str::to_string);
-    Ok(WindowSpec { rolling: None, calendar: Some(unit), time_zone: tz })
+    Ok(WindowSpec {
+        rolling: None,
+        calendar: Some(unit),
+        time_zone: tz,
+    })
 }
 
 /// A plain selector becomes `metric` + `matchers`; other PromQL is rewritten
 /// to count events over `$window`.
 fn query(q: &str) -> QuerySpec {
     let q = q.trim();
-    if let Some((metric, rest)) = q.split_once('{') {
-        if !metric.contains(['(', ' ']) && rest.ends_with('}') && !rest.contains(['{', '(', '[']) {
-            let mut matchers = BTreeMap::new();
-            let mut ok = true;
-            for part in rest.trim_end_matches('}').split(',').filter(|p| !p.trim().is_empty()) {
-                let part = part.trim();
-                let (k, op, v) = if let Some((k, v)) = part.split_once("=~") {
-                    (k, "=~", v)
-                } else if let Some((k, v)) = part.split_once("!~") {
-                    (k, "!~", v)
-                } else if let Some((k, v)) = part.split_once("!=") {
-                    (k, "!=", v)
-                } else if let Some((k, v)) = part.split_once('=') {
-                    (k, "", v)
-                } else {
-                    ok = false;
-                    break;
-                };
-                let v = v.trim().trim_matches('"').to_string();
-                matchers.insert(k.trim().to_string(), format!("{op}{v}"));
-            }
-            if ok {
-                return QuerySpec { metric: Some(metric.to_string()), matchers, promql: None };
-            }
+    if let Some((metric, rest)) = q.split_once('{')
+        && !metric.contains(['(', ' '])
+        && rest.ends_with('}')
+        && !rest.contains(['{', '(', '['])
+    {
+        let mut matchers = BTreeMap::new();
+        let mut ok = true;
+        for part in rest
+            .trim_end_matches('}')
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+        {
+            let part = part.trim();
+            let (k, op, v) = if let Some((k, v)) = part.split_once("=~") {
+                (k, "=~", v)
+            } else if let Some((k, v)) = part.split_once("!~") {
+                (k, "!~", v)
+            } else if let Some((k, v)) = part.split_once("!=") {
+                (k, "!=", v)
+            } else if let Some((k, v)) = part.split_once('=') {
+                (k, "", v)
+            } else {
+                ok = false;
+                break;
+            };
+            let v = v.trim().trim_matches('"').to_string();
+            matchers.insert(k.trim().to_string(), format!("{op}{v}"));
+        }
+        if ok {
+            return QuerySpec {
+                metric: Some(metric.to_string()),
+                matchers,
+                promql: None,
+            };
         }
     }
     if !q.contains(['(', '{', '[', ' ']) {
-        return QuerySpec { metric: Some(q.to_string()), matchers: BTreeMap::new(), promql: None };
+        return QuerySpec {
+            metric: Some(q.to_string()),
+            matchers: BTreeMap::new(),
+            promql: None,
+        };
     }
     let replaced = q.replace("rate(", "increase(");
     let mut out = String::new();
@@ -210,7 +340,11 @@ fn query(q: &str) -> QuerySpec {
             (c, false) => out.push(c),
         }
     }
-    QuerySpec { metric: None, matchers: BTreeMap::new(), promql: Some(out) }
+    QuerySpec {
+        metric: None,
+        matchers: BTreeMap::new(),
+        promql: Some(out),
+    }
 }
 
 /// Renders imported spec files as YAML, one per service.
@@ -219,7 +353,12 @@ pub fn to_yaml(files: &[SpecFile]) -> Result<Vec<(String, String)>, crate::Error
         .iter()
         .map(|f| {
             serde_norway::to_string(f)
-                .map(|s| (format!("{}.yaml", f.service), format!("# Imported from OpenSLO v1 by `todoctl slo import`.\n{s}")))
+                .map(|s| {
+                    (
+                        format!("{}.yaml", f.service),
+                        format!("# Imported from OpenSLO v1 by `todoctl slo import`.\n{s}"),
+                    )
+                })
                 .map_err(|e| crate::Error::Internal(e.to_string()))
         })
         .collect()
@@ -232,7 +371,10 @@ mod tests {
     #[test]
     fn rewrites_rates_to_window_increases() {
         let q = query("sum(rate(http_requests_total{code=~\"5..\"}[1m]))");
-        assert_eq!(q.promql.as_deref(), Some("sum(increase(http_requests_total{code=~\"5..\"}[$window]))"));
+        assert_eq!(
+            q.promql.as_deref(),
+            Some("sum(increase(http_requests_total{code=~\"5..\"}[$window]))")
+        );
         let q = query("http_requests_total{job=\"api\", code!=\"500\"}");
         assert_eq!(q.metric.as_deref(), Some("http_requests_total"));
         assert_eq!(q.matchers["code"], "!=500");

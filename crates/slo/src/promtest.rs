@@ -70,7 +70,13 @@ impl<'a> Simulator<'a> {
             Pattern::Lag(v) => lag = v.clone(),
             Pattern::Nothing(_) => {}
         }
-        Simulator { slo, bad, total, lag, guard: true }
+        Simulator {
+            slo,
+            bad,
+            total,
+            lag,
+            guard: true,
+        }
     }
 
     fn inc(series: &[f64], t: usize, w: usize) -> Option<f64> {
@@ -83,8 +89,14 @@ impl<'a> Simulator<'a> {
     /// Error ratio recorded for window `w` minutes at minute `t`.
     pub fn error_ratio(&self, t: usize, w: usize) -> f64 {
         match &self.slo.sli {
-            Sli::Events { numerator_is_good, .. } => {
-                let (Some(b), Some(tot)) = (Self::inc(&self.bad, t, w), Self::inc(&self.total, t, w)) else { return 0.0 };
+            Sli::Events {
+                numerator_is_good, ..
+            } => {
+                let (Some(b), Some(tot)) =
+                    (Self::inc(&self.bad, t, w), Self::inc(&self.total, t, w))
+                else {
+                    return 0.0;
+                };
                 if tot <= 0.0 {
                     return 0.0;
                 }
@@ -95,13 +107,17 @@ impl<'a> Simulator<'a> {
                     (b / tot).min(1.0)
                 }
             }
-            Sli::ConsumerLag { max_lag_seconds, .. } => {
+            Sli::ConsumerLag {
+                max_lag_seconds, ..
+            } => {
                 if self.lag.is_empty() || t >= self.lag.len() {
                     return 0.0;
                 }
                 let from = t.saturating_sub(w);
                 let n = (t - from + 1) as f64;
-                let bad = (from..=t).filter(|s| self.lag[*s] > *max_lag_seconds).count() as f64;
+                let bad = (from..=t)
+                    .filter(|s| self.lag[*s] > *max_lag_seconds)
+                    .count() as f64;
                 bad / n
             }
             Sli::QueryThreshold { .. } => 0.0,
@@ -111,16 +127,26 @@ impl<'a> Simulator<'a> {
     fn threshold(&self, tier: &Tier) -> f64 {
         // Parse the rendered PromQL constant so the model compares exactly what Prometheus compares.
         match &self.slo.window {
-            Window::Calendar { unit: CalendarUnit::Month, .. } => {
-                let per_day: f64 = num(tier.factor * self.slo.error_budget() / 30.0).parse().unwrap_or(f64::NAN);
+            Window::Calendar {
+                unit: CalendarUnit::Month,
+                ..
+            } => {
+                let per_day: f64 = num(tier.factor * self.slo.error_budget() / 30.0)
+                    .parse()
+                    .unwrap_or(f64::NAN);
                 per_day * 31.0 // promtool evaluates in January 1970
             }
-            w => num(self.slo.threshold_for(tier, w.nominal())).parse().unwrap_or(f64::NAN),
+            w => num(self.slo.threshold_for(tier, w.nominal()))
+                .parse()
+                .unwrap_or(f64::NAN),
         }
     }
 
     pub fn firing(&self, t: usize) -> Firing {
-        let mut f = Firing { margin: f64::INFINITY, ..Default::default() };
+        let mut f = Firing {
+            margin: f64::INFINITY,
+            ..Default::default()
+        };
         for tier in &self.slo.alerting.tiers {
             let th = self.threshold(tier);
             let mins = |d: Dur| (d.as_secs() / 60) as usize;
@@ -157,7 +183,6 @@ impl<'a> Simulator<'a> {
     }
 }
 
-
 pub struct Scenario {
     pub name: &'static str,
     pub what: String,
@@ -175,7 +200,11 @@ fn minutes(d: Dur) -> usize {
 /// outage preceded by a clean hour: error ratio over the long window L grows
 /// as t/L, so it crosses the threshold θ at t = θ·L.
 pub fn predicted_page_minutes(slo: &Slo) -> Option<(u32, f64)> {
-    let t = slo.alerting.tiers.iter().find(|t| t.severity == Severity::Page)?;
+    let t = slo
+        .alerting
+        .tiers
+        .iter()
+        .find(|t| t.severity == Severity::Page)?;
     let sim = Simulator::new(slo, &Pattern::Nothing(0));
     let th = sim.threshold(t);
     let mut longest_window = minutes(t.long) as f64;
@@ -187,13 +216,26 @@ pub fn predicted_page_minutes(slo: &Slo) -> Option<(u32, f64)> {
 
 pub fn scenarios(slo: &Slo) -> Vec<Scenario> {
     let budget = slo.error_budget();
-    let max_short = slo.alerting.tiers.iter().map(|t| minutes(t.short)).max().unwrap_or(60);
-    let longest = slo.alerting.tiers.iter().map(|t| minutes(t.long)).max().unwrap_or(60);
-    let history = slo.alerting.tiers.iter().filter(|t| t.severity == Severity::Page).map(|t| minutes(t.long)).max().unwrap_or(60);
-    let day = 1440usize;
+    let max_short = slo
+        .alerting
+        .tiers
+        .iter()
+        .map(|t| minutes(t.short))
+        .max()
+        .unwrap_or(60);
+    let history = slo
+        .alerting
+        .tiers
+        .iter()
+        .filter(|t| t.severity == Severity::Page)
+        .map(|t| minutes(t.long))
+        .max()
+        .unwrap_or(60);
     let is_lag = !matches!(slo.sli, Sli::Events { .. });
     let bound = match &slo.sli {
-        Sli::ConsumerLag { max_lag_seconds, .. } => *max_lag_seconds,
+        Sli::ConsumerLag {
+            max_lag_seconds, ..
+        } => *max_lag_seconds,
         _ => 0.0,
     };
     // Builds a pattern from "bad share" per minute.
@@ -206,15 +248,23 @@ pub fn scenarios(slo: &Slo) -> Vec<Scenario> {
                 let s = bad_share(m);
                 let before = acc;
                 acc += s;
-                lag.push(if s >= 1.0 || acc.floor() > before.floor() { bound * 10.0 } else { bound * 0.1 });
+                lag.push(if s >= 1.0 || acc.floor() > before.floor() {
+                    bound * 10.0
+                } else {
+                    bound * 0.1
+                });
             }
             Pattern::Lag(lag)
         } else {
-            Pattern::Events((0..len).map(|m| (RATE_PER_MIN, RATE_PER_MIN * bad_share(m))).collect())
+            Pattern::Events(
+                (0..len)
+                    .map(|m| (RATE_PER_MIN, RATE_PER_MIN * bad_share(m)))
+                    .collect(),
+            )
         }
     };
     let mut out = Vec::new();
-    let healthy_len = day.max(longest.min(day));
+    let healthy_len = 720usize.max(max_short * 2);
     out.push(Scenario {
         name: "healthy",
         what: "errors at half the budget rate for a day: nothing fires".into(),
@@ -236,7 +286,7 @@ pub fn scenarios(slo: &Slo) -> Vec<Scenario> {
         checkpoints: vec![history + fire - 1, history + fire, history + 30, history + 120],
         no_data_at: None,
     });
-    let slow_len = day;
+    let slow_len = 720usize.max(max_short * 2);
     out.push(Scenario {
         name: "slow-burn",
         what: "errors at 1.5× the budget rate for a day: only the ticket fires".into(),
@@ -271,7 +321,10 @@ pub fn scenarios(slo: &Slo) -> Vec<Scenario> {
     let nd = minutes(slo.alerting.no_data_for);
     out.push(Scenario {
         name: "no-data",
-        what: format!("no SLI series at all: no burn alert, the no-data alert fires after {}", slo.alerting.no_data_for.words()),
+        what: format!(
+            "no SLI series at all: no burn alert, the no-data alert fires after {}",
+            slo.alerting.no_data_for.words()
+        ),
         pattern: Pattern::Nothing(nd + 5),
         checkpoints: vec![nd - 1, nd + 1],
         no_data_at: Some(nd),
@@ -348,7 +401,11 @@ fn gauge_values(vals: &[f64]) -> String {
             j += 1;
         }
         let n = j - i;
-        parts.push(if n == 1 { num(vals[i]) } else { format!("{}+0x{}", num(vals[i]), n - 1) });
+        parts.push(if n == 1 {
+            num(vals[i])
+        } else {
+            format!("{}+0x{}", num(vals[i]), n - 1)
+        });
         i = j;
     }
     parts.join(" ")
@@ -381,7 +438,10 @@ fn render_series(metric: &str, l: &BTreeMap<String, String>) -> String {
 /// Input series for a pattern, or the reason the SLI cannot be synthesised.
 fn input_series(slo: &Slo, p: &Pattern) -> Result<Vec<InputSeries>, String> {
     match (p, &slo.sli) {
-        (Pattern::Nothing(_), _) => Ok(vec![InputSeries { series: "up{job=\"synthetic\"}".into(), values: "1+0x10".into() }]),
+        (Pattern::Nothing(_), _) => Ok(vec![InputSeries {
+            series: "up{job=\"synthetic\"}".into(),
+            values: "1+0x10".into(),
+        }]),
         (Pattern::Lag(v), Sli::ConsumerLag { group, topic, .. }) => {
             let mut l = BTreeMap::new();
             l.insert("group".to_string(), group.clone());
@@ -392,19 +452,47 @@ fn input_series(slo: &Slo, p: &Pattern) -> Result<Vec<InputSeries>, String> {
                 values: gauge_values(v),
             }])
         }
-        (Pattern::Events(v), Sli::Events { numerator, numerator_is_good, total, .. }) => {
-            let (Query::Selector { metric: nm, matchers: nmat }, Query::Selector { metric: tm, matchers: tmat }) = (numerator, total) else {
+        (
+            Pattern::Events(v),
+            Sli::Events {
+                numerator,
+                numerator_is_good,
+                total,
+                ..
+            },
+        ) => {
+            let (
+                Query::Selector {
+                    metric: nm,
+                    matchers: nmat,
+                },
+                Query::Selector {
+                    metric: tm,
+                    matchers: tmat,
+                },
+            ) = (numerator, total)
+            else {
                 return Err("raw PromQL SLIs cannot be synthesised".into());
             };
             let nl = eq_labels(nmat).ok_or("regex matchers cannot be synthesised")?;
             let tl = eq_labels(tmat).ok_or("regex matchers cannot be synthesised")?;
             let bad: Vec<f64> = v.iter().map(|(_, b)| *b).collect();
             let tot: Vec<f64> = v.iter().map(|(t, _)| *t).collect();
-            let num_incs: Vec<f64> = if *numerator_is_good { v.iter().map(|(t, b)| t - b).collect() } else { bad.clone() };
+            let num_incs: Vec<f64> = if *numerator_is_good {
+                v.iter().map(|(t, b)| t - b).collect()
+            } else {
+                bad.clone()
+            };
             if nm != tm {
                 return Ok(vec![
-                    InputSeries { series: render_series(nm, &nl), values: counter_values(&num_incs) },
-                    InputSeries { series: render_series(tm, &tl), values: counter_values(&tot) },
+                    InputSeries {
+                        series: render_series(nm, &nl),
+                        values: counter_values(&num_incs),
+                    },
+                    InputSeries {
+                        series: render_series(tm, &tl),
+                        values: counter_values(&tot),
+                    },
                 ]);
             }
             // Same counter: numerator series plus the rest, told apart by a label.
@@ -420,8 +508,14 @@ fn input_series(slo: &Slo, p: &Pattern) -> Result<Vec<InputSeries>, String> {
             }
             let rest: Vec<f64> = tot.iter().zip(&num_incs).map(|(t, n)| t - n).collect();
             Ok(vec![
-                InputSeries { series: render_series(nm, &union), values: counter_values(&num_incs) },
-                InputSeries { series: render_series(tm, &other), values: counter_values(&rest) },
+                InputSeries {
+                    series: render_series(nm, &union),
+                    values: counter_values(&num_incs),
+                },
+                InputSeries {
+                    series: render_series(tm, &other),
+                    values: counter_values(&rest),
+                },
             ])
         }
         _ => Err("pattern does not fit the SLI".into()),
@@ -429,7 +523,12 @@ fn input_series(slo: &Slo, p: &Pattern) -> Result<Vec<InputSeries>, String> {
 }
 
 fn exp_burn(slo: &Slo, sev: Severity, tiers: &[u32]) -> Vec<ExpAlert> {
-    let all: Vec<&Tier> = slo.alerting.tiers.iter().filter(|t| t.severity == sev).collect();
+    let all: Vec<&Tier> = slo
+        .alerting
+        .tiers
+        .iter()
+        .filter(|t| t.severity == sev)
+        .collect();
     let ann = compile::burn_annotations(slo, &all, sev);
     tiers
         .iter()
@@ -440,29 +539,44 @@ fn exp_burn(slo: &Slo, sev: Severity, tiers: &[u32]) -> Vec<ExpAlert> {
             l.extend(slo.labels.clone());
             l.insert("severity".into(), sev.as_str().into());
             l.insert("tier".into(), n.to_string());
-            ExpAlert { exp_labels: l, exp_annotations: ann.clone() }
+            ExpAlert {
+                exp_labels: l,
+                exp_annotations: ann.clone(),
+            }
         })
         .collect()
 }
 
 fn exp_no_data(slo: &Slo) -> ExpAlert {
     let group = compile::rules_for_slo(slo);
-    let rule = group.rules.iter().find(|r| r.alert.as_deref() == Some(compile::no_data_alert_name(slo).as_str()));
+    let rule = group
+        .rules
+        .iter()
+        .find(|r| r.alert.as_deref() == Some(compile::no_data_alert_name(slo).as_str()));
     let mut l = rule.map(|r| r.labels.clone()).unwrap_or_default();
     // absent() keeps the equality matchers of its selector as labels.
     let sel_labels = match &slo.sli {
-        Sli::Events { total: Query::Selector { matchers, .. }, .. } => {
-            matchers.iter().filter(|m| m.op == MatchOp::Eq).map(|m| (m.name.clone(), m.value.clone())).collect()
-        }
-        Sli::ConsumerLag { group, topic, .. } => {
-            BTreeMap::from([("group".to_string(), group.clone()), ("topic".to_string(), topic.clone())])
-        }
+        Sli::Events {
+            total: Query::Selector { matchers, .. },
+            ..
+        } => matchers
+            .iter()
+            .filter(|m| m.op == MatchOp::Eq)
+            .map(|m| (m.name.clone(), m.value.clone()))
+            .collect(),
+        Sli::ConsumerLag { group, topic, .. } => BTreeMap::from([
+            ("group".to_string(), group.clone()),
+            ("topic".to_string(), topic.clone()),
+        ]),
         _ => BTreeMap::new(),
     };
     for (k, v) in sel_labels {
         l.entry(k).or_insert(v);
     }
-    ExpAlert { exp_labels: l, exp_annotations: rule.map(|r| r.annotations.clone()).unwrap_or_default() }
+    ExpAlert {
+        exp_labels: l,
+        exp_annotations: rule.map(|r| r.annotations.clone()).unwrap_or_default(),
+    }
 }
 
 /// Result of planning one SLO's tests: the file or why it is not possible.
@@ -475,10 +589,21 @@ pub fn test_file(slo: &Slo) -> Result<String, String> {
         for &cp in &sc.checkpoints {
             let f = sim.firing(cp);
             if f.margin < 1e-6 {
-                return Err(format!("scenario {} minute {cp} sits on a threshold (margin {})", sc.name, f.margin));
+                return Err(format!(
+                    "scenario {} minute {cp} sits on a threshold (margin {})",
+                    sc.name, f.margin
+                ));
             }
-            let page = if matches!(sc.pattern, Pattern::Nothing(_)) { vec![] } else { f.page.clone() };
-            let ticket = if matches!(sc.pattern, Pattern::Nothing(_)) { vec![] } else { f.ticket.clone() };
+            let page = if matches!(sc.pattern, Pattern::Nothing(_)) {
+                vec![]
+            } else {
+                f.page.clone()
+            };
+            let ticket = if matches!(sc.pattern, Pattern::Nothing(_)) {
+                vec![]
+            } else {
+                f.ticket.clone()
+            };
             checks.push(AlertTest {
                 eval_time: format!("{cp}m"),
                 alertname: compile::burn_alert_name(slo, Severity::Page),
@@ -493,7 +618,11 @@ pub fn test_file(slo: &Slo) -> Result<String, String> {
                 checks.push(AlertTest {
                     eval_time: format!("{cp}m"),
                     alertname: compile::no_data_alert_name(slo),
-                    exp_alerts: if cp >= at { vec![exp_no_data(slo)] } else { vec![] },
+                    exp_alerts: if cp >= at {
+                        vec![exp_no_data(slo)]
+                    } else {
+                        vec![]
+                    },
                 });
             }
         }
@@ -523,7 +652,10 @@ pub fn test_files(slos: &[Slo]) -> Result<BTreeMap<String, String>, crate::Error
             Ok(t) => {
                 out.insert(format!("{}.test.yaml", s.name), t);
             }
-            Err(why) => skipped.push(format!("- `{}`: no generated test ({why}); cover it with a hand-written test.", s.name)),
+            Err(why) => skipped.push(format!(
+                "- `{}`: no generated test ({why}); cover it with a hand-written test.",
+                s.name
+            )),
         }
     }
     let mut readme = String::from(

@@ -160,5 +160,7 @@ pub fn schema() -> Value {
 }
 
 pub fn schema_json() -> Result<String, crate::Error> {
-    serde_json::to_string_pretty(&schema()).map(|s| s + "\n").map_err(|e| crate::Error::Internal(e.to_string()))
+    serde_json::to_string_pretty(&schema())
+        .map(|s| s + "\n")
+        .map_err(|e| crate::Error::Internal(e.to_string()))
 }

@@ -37,9 +37,17 @@ pub fn parse_str(file: &str, text: &str) -> Result<Vec<Slo>, SpecErrors> {
         Ok(s) => s,
         Err(e) => return Err(SpecErrors(vec![yaml_error(file, text, &e)])),
     };
-    let mut ctx = Ctx { file, text, errors: Vec::new() };
+    let mut ctx = Ctx {
+        file,
+        text,
+        errors: Vec::new(),
+    };
     let slos = check_file(&mut ctx, &spec);
-    if ctx.errors.is_empty() { Ok(slos) } else { Err(SpecErrors(ctx.errors)) }
+    if ctx.errors.is_empty() {
+        Ok(slos)
+    } else {
+        Err(SpecErrors(ctx.errors))
+    }
 }
 
 /// Loads every `*.yaml`/`*.yml` in `dir` (sorted), validates each file and
@@ -117,13 +125,21 @@ fn yaml_error(file: &str, text: &str, e: &serde_norway::Error) -> SpecError {
     }
     let fix = if let Some(rest) = message.strip_prefix("unknown field `") {
         let name = rest.split('`').next().unwrap_or("");
-        let expected = rest.split_once(", expected ").map(|(_, x)| x).unwrap_or("the documented fields");
-        format!("remove `{name}` or correct its spelling; allowed here: {expected} (see docs/slo-spec.md)")
+        let expected = rest
+            .split_once(", expected ")
+            .map(|(_, x)| x)
+            .unwrap_or("the documented fields");
+        format!(
+            "remove `{name}` or correct its spelling; allowed here: {expected} (see docs/slo-spec.md)"
+        )
     } else if let Some(rest) = message.strip_prefix("missing field `") {
         let name = rest.split('`').next().unwrap_or("");
         format!("add `{name}` here (see docs/slo-spec.md)")
     } else if message.contains("unknown variant") {
-        let expected = message.split_once("expected ").map(|(_, x)| x).unwrap_or("a documented value");
+        let expected = message
+            .split_once("expected ")
+            .map(|(_, x)| x)
+            .unwrap_or("a documented value");
         format!("use one of {expected}")
     } else if message.contains("invalid type") {
         "give this field the documented type (see docs/slo-spec.md)".into()
@@ -136,7 +152,11 @@ fn yaml_error(file: &str, text: &str, e: &serde_norway::Error) -> SpecError {
     // reported line when the parser stopped at its parent.
     let field = if let Some(rest) = message.strip_prefix("unknown field `") {
         let name = rest.split('`').next().unwrap_or("");
-        if field == "(document)" { name.to_string() } else { format!("{field}.{name}") }
+        if field == "(document)" {
+            name.to_string()
+        } else {
+            format!("{field}.{name}")
+        }
     } else {
         let key = text
             .lines()
@@ -145,17 +165,31 @@ fn yaml_error(file: &str, text: &str, e: &serde_norway::Error) -> SpecError {
             .map(|(k, _)| k.trim().to_string())
             .filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
         match key {
-            Some(k) if field != "(document)" && !field.ends_with(&k) && !message.starts_with("missing field") => format!("{field}.{k}"),
+            Some(k)
+                if field != "(document)"
+                    && !field.ends_with(&k)
+                    && !message.starts_with("missing field") =>
+            {
+                format!("{field}.{k}")
+            }
             _ => field,
         }
     };
-    SpecError { file: file.to_string(), line, column, field, message, fix }
+    SpecError {
+        file: file.to_string(),
+        line,
+        column,
+        field,
+        message,
+        fix,
+    }
 }
 
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && s.starts_with(|c: char| c.is_ascii_lowercase())
         && !s.ends_with('-')
 }
@@ -169,7 +203,8 @@ fn valid_label_name(s: &str) -> bool {
 
 fn valid_metric_name(s: &str) -> bool {
     !s.is_empty()
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
         && !s.starts_with(|c: char| c.is_ascii_digit())
 }
 
@@ -189,12 +224,19 @@ fn check_file(ctx: &mut Ctx<'_>, spec: &SpecFile) -> Vec<Slo> {
             ctx.err(
                 &format!("labels.{k}"),
                 format!("`{k}` cannot be used as an extra label"),
-                format!("use a Prometheus label name other than {}", RESERVED_LABELS.join(", ")),
+                format!(
+                    "use a Prometheus label name other than {}",
+                    RESERVED_LABELS.join(", ")
+                ),
             );
         }
     }
     if spec.slos.is_empty() {
-        ctx.err("slos", "no SLOs in this file", "add at least one entry under `slos:` or delete the file");
+        ctx.err(
+            "slos",
+            "no SLOs in this file",
+            "add at least one entry under `slos:` or delete the file",
+        );
     }
     let mut names: BTreeMap<&str, usize> = BTreeMap::new();
     let mut out = Vec::new();
@@ -226,21 +268,37 @@ fn check_slo(ctx: &mut Ctx<'_>, p: &str, file: &SpecFile, s: &SloSpec) -> Option
     }
     if !(s.objective > 0.0 && s.objective < 1.0) {
         let fix = if s.objective > 1.0 && s.objective < 100.0 {
-            format!("write the objective as a fraction: {} for {}%", crate::compile::num(s.objective / 100.0), s.objective)
+            format!(
+                "write the objective as a fraction: {} for {}%",
+                crate::compile::num(s.objective / 100.0),
+                s.objective
+            )
         } else {
             "use a fraction strictly between 0 and 1, e.g. 0.999".into()
         };
-        ctx.err(&format!("{p}.objective"), format!("objective {} is out of range", s.objective), fix);
+        ctx.err(
+            &format!("{p}.objective"),
+            format!("objective {} is out of range", s.objective),
+            fix,
+        );
     }
     let window = check_window(ctx, &format!("{p}.window"), &s.window);
     let sli = check_sli(ctx, &format!("{p}.sli"), &s.sli);
-    let budgeting = check_budgeting(ctx, &format!("{p}.budgeting"), s.budgeting.as_ref(), sli.as_ref());
+    let budgeting = check_budgeting(
+        ctx,
+        &format!("{p}.budgeting"),
+        s.budgeting.as_ref(),
+        sli.as_ref(),
+    );
     let alerting = check_alerting(ctx, &format!("{p}.alerting"), s, window.as_ref());
     if ctx.errors.len() > before {
         return None;
     }
     let (window, sli, budgeting, alerting) = (window?, sli?, budgeting?, alerting?);
-    let description = s.description.clone().unwrap_or_else(|| default_description(&sli));
+    let description = s
+        .description
+        .clone()
+        .unwrap_or_else(|| default_description(&sli));
     Some(Slo {
         name: s.name.clone(),
         service: file.service.clone(),
@@ -257,34 +315,59 @@ fn check_slo(ctx: &mut Ctx<'_>, p: &str, file: &SpecFile, s: &SloSpec) -> Option
 
 fn default_description(sli: &Sli) -> String {
     match sli {
-        Sli::Events { kind: SliKind::Latency { threshold_seconds }, .. } => {
+        Sli::Events {
+            kind: SliKind::Latency { threshold_seconds },
+            ..
+        } => {
             format!("Share of requests served within {threshold_seconds} s.")
         }
-        Sli::Events { kind: SliKind::Freshness { threshold_seconds }, .. } => {
+        Sli::Events {
+            kind: SliKind::Freshness { threshold_seconds },
+            ..
+        } => {
             format!("Share of events visible in the read model within {threshold_seconds} s.")
         }
-        Sli::Events { kind: SliKind::Availability, .. } => "Share of requests not failing with a 5xx.".into(),
+        Sli::Events {
+            kind: SliKind::Availability,
+            ..
+        } => "Share of requests not failing with a 5xx.".into(),
         Sli::Events { .. } => "Share of good events.".into(),
-        Sli::ConsumerLag { max_lag_seconds, .. } => {
+        Sli::ConsumerLag {
+            max_lag_seconds, ..
+        } => {
             format!("Share of minutes in which consumer lag stays under {max_lag_seconds} s.")
         }
-        Sli::QueryThreshold { .. } => "Share of time slices in which the value stays within its bound.".into(),
+        Sli::QueryThreshold { .. } => {
+            "Share of time slices in which the value stays within its bound.".into()
+        }
     }
 }
 
 fn check_window(ctx: &mut Ctx<'_>, p: &str, w: &WindowSpec) -> Option<Window> {
     match (w.rolling, w.calendar) {
         (Some(_), Some(_)) => {
-            ctx.err(p, "both `rolling` and `calendar` are set", "keep exactly one of `rolling: 30d` or `calendar: month`");
+            ctx.err(
+                p,
+                "both `rolling` and `calendar` are set",
+                "keep exactly one of `rolling: 30d` or `calendar: month`",
+            );
             None
         }
         (None, None) => {
-            ctx.err(p, "no window given", "set `rolling: 30d` (or 28d) or `calendar: month` / `calendar: week`");
+            ctx.err(
+                p,
+                "no window given",
+                "set `rolling: 30d` (or 28d) or `calendar: month` / `calendar: week`",
+            );
             None
         }
         (Some(d), None) => {
             if w.time_zone.is_some() {
-                ctx.err(&format!("{p}.time_zone"), "`time_zone` only applies to calendar windows", "remove `time_zone` or use `calendar:`");
+                ctx.err(
+                    &format!("{p}.time_zone"),
+                    "`time_zone` only applies to calendar windows",
+                    "remove `time_zone` or use `calendar:`",
+                );
                 return None;
             }
             if d < Dur::days(1) || d.as_secs() % 86_400 != 0 {
@@ -314,22 +397,31 @@ fn check_window(ctx: &mut Ctx<'_>, p: &str, w: &WindowSpec) -> Option<Window> {
     }
 }
 
-fn check_matchers(ctx: &mut Ctx<'_>, p: &str, m: &BTreeMap<String, String>, metric: Option<&metrics::Metric>) -> Vec<Matcher> {
+fn check_matchers(
+    ctx: &mut Ctx<'_>,
+    p: &str,
+    m: &BTreeMap<String, String>,
+    metric: Option<&metrics::Metric>,
+) -> Vec<Matcher> {
     let mut out = Vec::new();
     for (k, v) in m {
         if !valid_label_name(k) {
-            ctx.err(&format!("{p}.{k}"), format!("`{k}` is not a valid label name"), "use letters, digits and `_`, not starting with a digit or `__`");
+            ctx.err(
+                &format!("{p}.{k}"),
+                format!("`{k}` is not a valid label name"),
+                "use letters, digits and `_`, not starting with a digit or `__`",
+            );
             continue;
         }
-        if let Some(metric) = metric {
-            if !metric.labels.contains(&k.as_str()) {
-                ctx.err(
-                    &format!("{p}.{k}"),
-                    format!("metric `{}` has no label `{k}`", metric.name),
-                    format!("use one of its labels: {}", metric.labels.join(", ")),
-                );
-                continue;
-            }
+        if let Some(metric) = metric
+            && !metric.labels.contains(&k.as_str())
+        {
+            ctx.err(
+                &format!("{p}.{k}"),
+                format!("metric `{}` has no label `{k}`", metric.name),
+                format!("use one of its labels: {}", metric.labels.join(", ")),
+            );
+            continue;
         }
         out.push(Matcher::parse(k, v));
     }
@@ -340,14 +432,19 @@ fn check_matchers(ctx: &mut Ctx<'_>, p: &str, m: &BTreeMap<String, String>, metr
 fn contract_family(series: &str) -> Option<&'static metrics::Metric> {
     metrics::ALL.iter().find(|m| {
         series == m.series()
-            || (m.kind == metrics::MetricKind::Histogram && [m.bucket(), m.count(), m.sum()].iter().any(|s| s == series))
+            || (m.kind == metrics::MetricKind::Histogram
+                && [m.bucket(), m.count(), m.sum()].iter().any(|s| s == series))
     })
 }
 
 fn check_query(ctx: &mut Ctx<'_>, p: &str, q: &QuerySpec) -> Option<Query> {
     match (&q.metric, &q.promql) {
         (Some(_), Some(_)) => {
-            ctx.err(p, "both `metric` and `promql` are set", "keep either a counter selector (`metric` + `matchers`) or `promql`");
+            ctx.err(
+                p,
+                "both `metric` and `promql` are set",
+                "keep either a counter selector (`metric` + `matchers`) or `promql`",
+            );
             None
         }
         (None, None) => {
@@ -356,31 +453,47 @@ fn check_query(ctx: &mut Ctx<'_>, p: &str, q: &QuerySpec) -> Option<Query> {
         }
         (Some(metric), None) => {
             if !valid_metric_name(metric) {
-                ctx.err(&format!("{p}.metric"), format!("`{metric}` is not a valid metric name"), "use letters, digits, `_` and `:`");
+                ctx.err(
+                    &format!("{p}.metric"),
+                    format!("`{metric}` is not a valid metric name"),
+                    "use letters, digits, `_` and `:`",
+                );
                 return None;
             }
             let family = contract_family(metric);
-            if family.is_none() {
-                if let Some(m) = metrics::ALL.iter().find(|m| metric.starts_with(m.name) || m.name.starts_with(metric.as_str())) {
-                    let expected = match m.kind {
-                        metrics::MetricKind::Counter => m.series(),
-                        metrics::MetricKind::Histogram => m.count(),
-                        metrics::MetricKind::Gauge => m.name.to_string(),
-                    };
-                    ctx.err(
-                        &format!("{p}.metric"),
-                        format!("`{metric}` is not a series of the contract metric `{}`", m.name),
-                        format!("did you mean `{expected}`?"),
-                    );
-                    return None;
-                }
+            if family.is_none()
+                && let Some(m) = metrics::ALL
+                    .iter()
+                    .find(|m| metric.starts_with(m.name) || m.name.starts_with(metric.as_str()))
+            {
+                let expected = match m.kind {
+                    metrics::MetricKind::Counter => m.series(),
+                    metrics::MetricKind::Histogram => m.count(),
+                    metrics::MetricKind::Gauge => m.name.to_string(),
+                };
+                ctx.err(
+                    &format!("{p}.metric"),
+                    format!(
+                        "`{metric}` is not a series of the contract metric `{}`",
+                        m.name
+                    ),
+                    format!("did you mean `{expected}`?"),
+                );
+                return None;
             }
             let matchers = check_matchers(ctx, &format!("{p}.matchers"), &q.matchers, family);
-            Some(Query::Selector { metric: metric.clone(), matchers })
+            Some(Query::Selector {
+                metric: metric.clone(),
+                matchers,
+            })
         }
         (None, Some(promql)) => {
             if !q.matchers.is_empty() {
-                ctx.err(&format!("{p}.matchers"), "`matchers` cannot be combined with `promql`", "put the matchers inside the PromQL expression");
+                ctx.err(
+                    &format!("{p}.matchers"),
+                    "`matchers` cannot be combined with `promql`",
+                    "put the matchers inside the PromQL expression",
+                );
                 return None;
             }
             if !promql.contains("$window") {
@@ -391,8 +504,14 @@ fn check_query(ctx: &mut Ctx<'_>, p: &str, q: &QuerySpec) -> Option<Query> {
                 );
                 return None;
             }
-            if promql.matches('(').count() != promql.matches(')').count() || promql.matches('[').count() != promql.matches(']').count() {
-                ctx.err(&format!("{p}.promql"), "unbalanced brackets in PromQL", "check the parentheses and `[...]` ranges");
+            if promql.matches('(').count() != promql.matches(')').count()
+                || promql.matches('[').count() != promql.matches(']').count()
+            {
+                ctx.err(
+                    &format!("{p}.promql"),
+                    "unbalanced brackets in PromQL",
+                    "check the parentheses and `[...]` ranges",
+                );
                 return None;
             }
             Some(Query::Promql(promql.clone()))
@@ -401,12 +520,20 @@ fn check_query(ctx: &mut Ctx<'_>, p: &str, q: &QuerySpec) -> Option<Query> {
 }
 
 fn fmt_list(v: &[f64]) -> String {
-    v.iter().map(|b| format!("{b}")).collect::<Vec<_>>().join(", ")
+    v.iter()
+        .map(|b| format!("{b}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Good/total queries for a histogram threshold SLI, refusing thresholds
 /// that are not bucket boundaries.
-fn check_threshold(ctx: &mut Ctx<'_>, p: &str, t: &ThresholdSpec, default: &'static metrics::Metric) -> Option<(Query, Query, f64)> {
+fn check_threshold(
+    ctx: &mut Ctx<'_>,
+    p: &str,
+    t: &ThresholdSpec,
+    default: &'static metrics::Metric,
+) -> Option<(Query, Query, f64)> {
     let family: Option<&metrics::Metric> = match &t.metric {
         None => Some(default),
         Some(name) => metrics::ALL.iter().find(|m| m.name == name),
@@ -414,34 +541,66 @@ fn check_threshold(ctx: &mut Ctx<'_>, p: &str, t: &ThresholdSpec, default: &'sta
     let name = t.metric.clone().unwrap_or_else(|| default.name.to_string());
     if let Some(f) = family {
         if f.kind != metrics::MetricKind::Histogram {
-            ctx.err(&format!("{p}.metric"), format!("`{name}` is not a histogram"), "name a histogram family (without `_bucket`)");
+            ctx.err(
+                &format!("{p}.metric"),
+                format!("`{name}` is not a histogram"),
+                "name a histogram family (without `_bucket`)",
+            );
             return None;
         }
     } else if !valid_metric_name(&name) || name.ends_with("_bucket") {
-        ctx.err(&format!("{p}.metric"), format!("`{name}` is not a histogram family name"), "give the family name without `_bucket`/`_count`");
+        ctx.err(
+            &format!("{p}.metric"),
+            format!("`{name}` is not a histogram family name"),
+            "give the family name without `_bucket`/`_count`",
+        );
         return None;
     }
     let buckets: Vec<f64> = match (family, &t.buckets) {
         (Some(_), Some(_)) => {
-            ctx.err(&format!("{p}.buckets"), format!("`{name}` is a contract metric; its buckets are known"), "remove `buckets`");
+            ctx.err(
+                &format!("{p}.buckets"),
+                format!("`{name}` is a contract metric; its buckets are known"),
+                "remove `buckets`",
+            );
             return None;
         }
         (Some(f), None) => f.buckets.to_vec(),
         (None, Some(b)) => b.clone(),
         (None, None) => {
-            ctx.err(&format!("{p}.metric"), format!("buckets of `{name}` are unknown"), "list the histogram's bucket boundaries under `buckets:`");
+            ctx.err(
+                &format!("{p}.metric"),
+                format!("buckets of `{name}` are unknown"),
+                "list the histogram's bucket boundaries under `buckets:`",
+            );
             return None;
         }
     };
     let th = t.threshold_seconds;
     if !(th > 0.0 && th.is_finite()) {
-        ctx.err(&format!("{p}.threshold_seconds"), format!("threshold {th} must be positive"), format!("use one of the bucket boundaries: {}", fmt_list(&buckets)));
+        ctx.err(
+            &format!("{p}.threshold_seconds"),
+            format!("threshold {th} must be positive"),
+            format!("use one of the bucket boundaries: {}", fmt_list(&buckets)),
+        );
         return None;
     }
-    if !buckets.iter().any(|b| (b - th).abs() <= 1e-12 * b.abs().max(1.0)) {
-        let below = buckets.iter().copied().filter(|b| *b < th).fold(None, |_, b| Some(b));
+    if !buckets
+        .iter()
+        .any(|b| (b - th).abs() <= 1e-12 * b.abs().max(1.0))
+    {
+        let below = buckets
+            .iter()
+            .copied()
+            .filter(|b| *b < th)
+            .fold(None, |_, b| Some(b));
         let above = buckets.iter().copied().find(|b| *b > th);
-        let nearest = [below, above].iter().flatten().map(|b| format!("{b}")).collect::<Vec<_>>().join(" or ");
+        let nearest = [below, above]
+            .iter()
+            .flatten()
+            .map(|b| format!("{b}"))
+            .collect::<Vec<_>>()
+            .join(" or ");
         ctx.err(
             &format!("{p}.threshold_seconds"),
             format!("{th} s is not a bucket boundary of `{name}`, so the share under it cannot be counted exactly"),
@@ -452,24 +611,39 @@ fn check_threshold(ctx: &mut Ctx<'_>, p: &str, t: &ThresholdSpec, default: &'sta
     let matchers = check_matchers(ctx, &format!("{p}.matchers"), &t.matchers, family);
     let mut good_m = matchers.clone();
     good_m.push(le_matcher(th));
-    Some((Query::selector(&format!("{name}_bucket"), good_m), Query::selector(&format!("{name}_count"), matchers), th))
+    Some((
+        Query::selector(&format!("{name}_bucket"), good_m),
+        Query::selector(&format!("{name}_count"), matchers),
+        th,
+    ))
 }
 
 /// `le` as exposed: Go clients print `1`, others `1.0`; match both for integers.
 pub fn le_matcher(th: f64) -> Matcher {
     let s = format!("{th}");
     if th.fract() == 0.0 {
-        Matcher { name: "le".into(), op: MatchOp::Re, value: format!("{s}(\\.0)?") }
+        Matcher {
+            name: "le".into(),
+            op: MatchOp::Re,
+            value: format!("{s}(\\.0)?"),
+        }
     } else {
         Matcher::eq("le", &s)
     }
 }
 
 fn check_sli(ctx: &mut Ctx<'_>, p: &str, s: &SliSpec) -> Option<Sli> {
-    let set = [s.ratio.is_some(), s.availability.is_some(), s.latency.is_some(), s.freshness.is_some(), s.consumer_lag.is_some(), s.query_threshold.is_some()]
-        .iter()
-        .filter(|b| **b)
-        .count();
+    let set = [
+        s.ratio.is_some(),
+        s.availability.is_some(),
+        s.latency.is_some(),
+        s.freshness.is_some(),
+        s.consumer_lag.is_some(),
+        s.query_threshold.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
     if set != 1 {
         ctx.err(
             p,
@@ -484,23 +658,40 @@ fn check_sli(ctx: &mut Ctx<'_>, p: &str, s: &SliSpec) -> Option<Sli> {
             (Some(g), None) => (check_query(ctx, &format!("{rp}.good"), g), true),
             (None, Some(b)) => (check_query(ctx, &format!("{rp}.bad"), b), false),
             _ => {
-                ctx.err(&rp, "a ratio needs exactly one of `good` or `bad`", "keep `good` (good/total) or `bad` (bad/total), not both");
+                ctx.err(
+                    &rp,
+                    "a ratio needs exactly one of `good` or `bad`",
+                    "keep `good` (good/total) or `bad` (bad/total), not both",
+                );
                 return None;
             }
         };
         let total = check_query(ctx, &format!("{rp}.total"), &r.total);
         let (num, total) = (num?, total?);
         if num == total {
-            ctx.err(&format!("{rp}.total"), "numerator and `total` are the same query", "select only the good or bad events in the numerator");
+            ctx.err(
+                &format!("{rp}.total"),
+                "numerator and `total` are the same query",
+                "select only the good or bad events in the numerator",
+            );
             return None;
         }
-        return Some(Sli::Events { kind: SliKind::Ratio, numerator: num, numerator_is_good: good, total });
+        return Some(Sli::Events {
+            kind: SliKind::Ratio,
+            numerator: num,
+            numerator_is_good: good,
+            total,
+        });
     }
     if let Some(a) = &s.availability {
         use metrics::{HTTP_SERVER_REQUEST_DURATION as H, labels};
         let ap = format!("{p}.availability");
         if a.matchers.contains_key(labels::STATUS_CLASS) {
-            ctx.err(&format!("{ap}.matchers.{}", labels::STATUS_CLASS), "availability sets `status_class` itself (5xx = bad)", "remove this matcher or use a `ratio` SLI");
+            ctx.err(
+                &format!("{ap}.matchers.{}", labels::STATUS_CLASS),
+                "availability sets `status_class` itself (5xx = bad)",
+                "remove this matcher or use a `ratio` SLI",
+            );
             return None;
         }
         let m = check_matchers(ctx, &format!("{ap}.matchers"), &a.matchers, Some(&H));
@@ -514,27 +705,63 @@ fn check_sli(ctx: &mut Ctx<'_>, p: &str, s: &SliSpec) -> Option<Sli> {
         });
     }
     if let Some(l) = &s.latency {
-        let (good, total, th) = check_threshold(ctx, &format!("{p}.latency"), l, &metrics::HTTP_SERVER_REQUEST_DURATION)?;
-        return Some(Sli::Events { kind: SliKind::Latency { threshold_seconds: th }, numerator: good, numerator_is_good: true, total });
+        let (good, total, th) = check_threshold(
+            ctx,
+            &format!("{p}.latency"),
+            l,
+            &metrics::HTTP_SERVER_REQUEST_DURATION,
+        )?;
+        return Some(Sli::Events {
+            kind: SliKind::Latency {
+                threshold_seconds: th,
+            },
+            numerator: good,
+            numerator_is_good: true,
+            total,
+        });
     }
     if let Some(f) = &s.freshness {
-        let (good, total, th) = check_threshold(ctx, &format!("{p}.freshness"), f, &metrics::PROJECTION_FRESHNESS)?;
-        return Some(Sli::Events { kind: SliKind::Freshness { threshold_seconds: th }, numerator: good, numerator_is_good: true, total });
+        let (good, total, th) = check_threshold(
+            ctx,
+            &format!("{p}.freshness"),
+            f,
+            &metrics::PROJECTION_FRESHNESS,
+        )?;
+        return Some(Sli::Events {
+            kind: SliKind::Freshness {
+                threshold_seconds: th,
+            },
+            numerator: good,
+            numerator_is_good: true,
+            total,
+        });
     }
     if let Some(c) = &s.consumer_lag {
         let cp = format!("{p}.consumer_lag");
         let mut ok = true;
         for (f, v) in [("group", &c.group), ("topic", &c.topic)] {
             if v.trim().is_empty() {
-                ctx.err(&format!("{cp}.{f}"), format!("`{f}` is empty"), format!("name the consumer {f}"));
+                ctx.err(
+                    &format!("{cp}.{f}"),
+                    format!("`{f}` is empty"),
+                    format!("name the consumer {f}"),
+                );
                 ok = false;
             }
         }
         if !(c.max_lag_seconds > 0.0 && c.max_lag_seconds.is_finite()) {
-            ctx.err(&format!("{cp}.max_lag_seconds"), format!("{} is not a positive number of seconds", c.max_lag_seconds), "use e.g. `30`");
+            ctx.err(
+                &format!("{cp}.max_lag_seconds"),
+                format!("{} is not a positive number of seconds", c.max_lag_seconds),
+                "use e.g. `30`",
+            );
             ok = false;
         }
-        return ok.then(|| Sli::ConsumerLag { group: c.group.clone(), topic: c.topic.clone(), max_lag_seconds: c.max_lag_seconds });
+        return ok.then(|| Sli::ConsumerLag {
+            group: c.group.clone(),
+            topic: c.topic.clone(),
+            max_lag_seconds: c.max_lag_seconds,
+        });
     }
     if let Some(q) = &s.query_threshold {
         let qp = format!("{p}.query_threshold");
@@ -543,27 +770,58 @@ fn check_sli(ctx: &mut Ctx<'_>, p: &str, s: &SliSpec) -> Option<Sli> {
             return None;
         }
         if !q.value.is_finite() {
-            ctx.err(&format!("{qp}.value"), "the bound must be a finite number", "use e.g. `0.5`");
+            ctx.err(
+                &format!("{qp}.value"),
+                "the bound must be a finite number",
+                "use e.g. `0.5`",
+            );
             return None;
         }
-        return Some(Sli::QueryThreshold { promql: q.promql.clone(), good_when: q.good_when, value: q.value });
+        return Some(Sli::QueryThreshold {
+            promql: q.promql.clone(),
+            good_when: q.good_when,
+            value: q.value,
+        });
     }
     None
 }
 
-fn check_budgeting(ctx: &mut Ctx<'_>, p: &str, b: Option<&BudgetingSpec>, sli: Option<&Sli>) -> Option<Budgeting> {
-    let is_lag = matches!(sli, Some(Sli::ConsumerLag { .. } | Sli::QueryThreshold { .. }));
+fn check_budgeting(
+    ctx: &mut Ctx<'_>,
+    p: &str,
+    b: Option<&BudgetingSpec>,
+    sli: Option<&Sli>,
+) -> Option<Budgeting> {
+    let is_lag = matches!(
+        sli,
+        Some(Sli::ConsumerLag { .. } | Sli::QueryThreshold { .. })
+    );
     let Some(b) = b else {
-        return Some(if is_lag { Budgeting::Timeslices { slice: Dur::mins(1), slice_objective: None } } else { Budgeting::Occurrences });
+        return Some(if is_lag {
+            Budgeting::Timeslices {
+                slice: Dur::mins(1),
+                slice_objective: None,
+            }
+        } else {
+            Budgeting::Occurrences
+        });
     };
     match b.method {
         BudgetingMethod::Occurrences => {
             if is_lag {
-                ctx.err(&format!("{p}.method"), "consumer lag has no events to count", "use `method: timeslices` (or omit `budgeting`)");
+                ctx.err(
+                    &format!("{p}.method"),
+                    "consumer lag has no events to count",
+                    "use `method: timeslices` (or omit `budgeting`)",
+                );
                 return None;
             }
             if b.slice.is_some() || b.slice_objective.is_some() {
-                ctx.err(p, "`slice`/`slice_objective` only apply to timeslices", "remove them or use `method: timeslices`");
+                ctx.err(
+                    p,
+                    "`slice`/`slice_objective` only apply to timeslices",
+                    "remove them or use `method: timeslices`",
+                );
                 return None;
             }
             Some(Budgeting::Occurrences)
@@ -571,12 +829,20 @@ fn check_budgeting(ctx: &mut Ctx<'_>, p: &str, b: Option<&BudgetingSpec>, sli: O
         BudgetingMethod::Timeslices => {
             let slice = b.slice.unwrap_or(Dur::mins(1));
             if slice < Dur::mins(1) || slice > Dur::hours(1) || slice.as_secs() % 60 != 0 {
-                ctx.err(&format!("{p}.slice"), format!("slice `{slice}` must be whole minutes between 1m and 1h"), "use e.g. `1m` or `5m`");
+                ctx.err(
+                    &format!("{p}.slice"),
+                    format!("slice `{slice}` must be whole minutes between 1m and 1h"),
+                    "use e.g. `1m` or `5m`",
+                );
                 return None;
             }
             match (is_lag, b.slice_objective) {
                 (true, Some(_)) => {
-                    ctx.err(&format!("{p}.slice_objective"), "a lag slice is good when lag stays under `max_lag_seconds`", "remove `slice_objective`");
+                    ctx.err(
+                        &format!("{p}.slice_objective"),
+                        "a lag slice is good when lag stays under `max_lag_seconds`",
+                        "remove `slice_objective`",
+                    );
                     None
                 }
                 (false, None) => {
@@ -584,46 +850,93 @@ fn check_budgeting(ctx: &mut Ctx<'_>, p: &str, b: Option<&BudgetingSpec>, sli: O
                     None
                 }
                 (false, Some(o)) if !(o > 0.0 && o < 1.0) => {
-                    ctx.err(&format!("{p}.slice_objective"), format!("{o} is out of range"), "use a fraction strictly between 0 and 1");
+                    ctx.err(
+                        &format!("{p}.slice_objective"),
+                        format!("{o} is out of range"),
+                        "use a fraction strictly between 0 and 1",
+                    );
                     None
                 }
-                (_, o) => Some(Budgeting::Timeslices { slice, slice_objective: o }),
+                (_, o) => Some(Budgeting::Timeslices {
+                    slice,
+                    slice_objective: o,
+                }),
             }
         }
     }
 }
 
-fn check_alerting(ctx: &mut Ctx<'_>, p: &str, s: &SloSpec, window: Option<&Window>) -> Option<Alerting> {
+fn check_alerting(
+    ctx: &mut Ctx<'_>,
+    p: &str,
+    s: &SloSpec,
+    window: Option<&Window>,
+) -> Option<Alerting> {
     let a = s.alerting.clone().unwrap_or_default();
     let mut tiers = match &a.tiers {
         None => default_tiers(),
         Some(t) if t.is_empty() => {
-            ctx.err(&format!("{p}.tiers"), "empty tier list: this SLO would never alert", "omit `tiers` for the default set or list at least one tier");
+            ctx.err(
+                &format!("{p}.tiers"),
+                "empty tier list: this SLO would never alert",
+                "omit `tiers` for the default set or list at least one tier",
+            );
             return None;
         }
         Some(ts) => ts
             .iter()
-            .map(|t| Tier { number: 0, severity: t.severity, factor: t.factor, long: t.long, short: t.short })
+            .map(|t| Tier {
+                number: 0,
+                severity: t.severity,
+                factor: t.factor,
+                long: t.long,
+                short: t.short,
+            })
             .collect(),
     };
     let before = ctx.errors.len();
     let budget = 1.0 - s.objective;
     for (i, t) in tiers.iter().enumerate() {
-        let tp = if a.tiers.is_some() { format!("{p}.tiers[{i}]") } else { "objective".to_string() };
-        let tp_of = |f: &str| if a.tiers.is_some() { format!("{tp}.{f}") } else { format!("{}.objective", p.trim_end_matches(".alerting")) };
+        let tp = if a.tiers.is_some() {
+            format!("{p}.tiers[{i}]")
+        } else {
+            "objective".to_string()
+        };
+        let tp_of = |f: &str| {
+            if a.tiers.is_some() {
+                format!("{tp}.{f}")
+            } else {
+                format!("{}.objective", p.trim_end_matches(".alerting"))
+            }
+        };
         if !(t.factor > 0.0 && t.factor.is_finite()) {
-            ctx.err(&tp_of("factor"), format!("factor {} must be positive", t.factor), "use e.g. 14.4, 6, 3 or 1");
+            ctx.err(
+                &tp_of("factor"),
+                format!("factor {} must be positive", t.factor),
+                "use e.g. 14.4, 6, 3 or 1",
+            );
             continue;
         }
         if t.short >= t.long {
-            ctx.err(&tp_of("short"), format!("short window `{}` is not shorter than long window `{}`", t.short, t.long), "use a short window of about 1/12 of the long one (e.g. 5m for 1h)");
+            ctx.err(
+                &tp_of("short"),
+                format!(
+                    "short window `{}` is not shorter than long window `{}`",
+                    t.short, t.long
+                ),
+                "use a short window of about 1/12 of the long one (e.g. 5m for 1h)",
+            );
             continue;
         }
         let Some(w) = window else { continue };
         if w.shortest() < t.long {
             ctx.err(
                 &tp_of("long"),
-                format!("alert window `{}` is longer than the SLO window ({} days)", t.long, w.shortest().as_secs() / 86_400),
+                format!(
+                    "alert window `{}` is longer than the SLO window ({} days)",
+                    t.long,
+                    w.shortest().as_secs() / 86_400
+                ),
                 "shorten the tier's `long` window or lengthen the SLO window",
             );
             continue;
@@ -634,9 +947,14 @@ fn check_alerting(ctx: &mut Ctx<'_>, p: &str, s: &SloSpec, window: Option<&Windo
                 let max_factor = crate::compile::num(t.factor / (rate * budget) * 0.999_999);
                 let min_objective = crate::compile::num(1.0 - 1.0 / rate);
                 let fix = if a.tiers.is_some() {
-                    format!("lower the factor below {max_factor} or raise the objective above {min_objective}")
+                    format!(
+                        "lower the factor below {max_factor} or raise the objective above {min_objective}"
+                    )
                 } else {
-                    format!("raise the objective above {min_objective} (the default page tier burns at {}) or set `alerting.tiers` with smaller factors", crate::compile::num(rate))
+                    format!(
+                        "raise the objective above {min_objective} (the default page tier burns at {}) or set `alerting.tiers` with smaller factors",
+                        crate::compile::num(rate)
+                    )
                 };
                 ctx.err(
                     &tp_of("factor"),
@@ -656,11 +974,19 @@ fn check_alerting(ctx: &mut Ctx<'_>, p: &str, s: &SloSpec, window: Option<&Windo
         return None;
     }
     // Most urgent first: pages before tickets, faster (higher factor) first.
-    tiers.sort_by(|a, b| a.severity.cmp(&b.severity).then(b.factor.total_cmp(&a.factor)).then(a.long.cmp(&b.long)));
+    tiers.sort_by(|a, b| {
+        a.severity
+            .cmp(&b.severity)
+            .then(b.factor.total_cmp(&a.factor))
+            .then(a.long.cmp(&b.long))
+    });
     for (i, t) in tiers.iter_mut().enumerate() {
         t.number = i as u32 + 1;
     }
-    let nd = a.no_data.clone().unwrap_or(NoDataSpec { for_: None, severity: None });
+    let nd = a.no_data.clone().unwrap_or(NoDataSpec {
+        for_: None,
+        severity: None,
+    });
     Some(Alerting {
         tiers,
         min_events: a.min_events.unwrap_or(DEFAULT_MIN_EVENTS),

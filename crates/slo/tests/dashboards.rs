@@ -6,7 +6,8 @@ fn dashboards_validate_against_grafana_schema() {
     let root = common::repo_root();
     let schema_path = root.join("../shared/schemas/grafana/dashboard.jsonschema.json");
     let schema: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(&schema_path).unwrap_or_else(|e| panic!("{}: {e}", schema_path.display())),
+        &std::fs::read_to_string(&schema_path)
+            .unwrap_or_else(|e| panic!("{}: {e}", schema_path.display())),
     )
     .expect("schema json");
     let validator = jsonschema::validator_for(&schema).expect("compile schema");
@@ -20,11 +21,20 @@ fn dashboards_validate_against_grafana_schema() {
             failures.push(format!("{name}: {} at {}", e, e.instance_path()));
         }
     }
-    assert!(failures.is_empty(), "{} schema errors:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} schema errors:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     // The validator is strict: a stray field must be refused, or this test proves nothing.
-    let mut bad: serde_json::Value = serde_json::from_str(&dashboards["slo-overview.json"]).expect("json");
+    let mut bad: serde_json::Value =
+        serde_json::from_str(&dashboards["slo-overview.json"]).expect("json");
     bad["panels"][1]["bogus"] = serde_json::json!(1);
-    assert!(!validator.is_valid(&bad), "schema accepted an unknown panel field");
+    assert!(
+        !validator.is_valid(&bad),
+        "schema accepted an unknown panel field"
+    );
 }
 
 #[test]
@@ -33,7 +43,12 @@ fn panel_ids_are_unique_and_queries_use_contract_names() {
     let slos = slo::validate::load_dir(&root.join("slo")).expect("specs");
     for (name, text) in slo::dashboards::all(&slos).expect("dashboards") {
         let v: serde_json::Value = serde_json::from_str(&text).expect("json");
-        let ids: Vec<u64> = v["panels"].as_array().expect("panels").iter().map(|p| p["id"].as_u64().expect("id")).collect();
+        let ids: Vec<u64> = v["panels"]
+            .as_array()
+            .expect("panels")
+            .iter()
+            .map(|p| p["id"].as_u64().expect("id"))
+            .collect();
         let mut sorted = ids.clone();
         sorted.sort_unstable();
         sorted.dedup();
@@ -41,7 +56,10 @@ fn panel_ids_are_unique_and_queries_use_contract_names() {
     }
     let red = slo::dashboards::red();
     let s = serde_json::to_string(&red).expect("json");
-    assert!(s.contains(contracts_name()), "RED dashboard must use the typed histogram name");
+    assert!(
+        s.contains(contracts_name()),
+        "RED dashboard must use the typed histogram name"
+    );
 }
 
 fn contracts_name() -> &'static str {

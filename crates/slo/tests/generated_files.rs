@@ -18,7 +18,14 @@ fn committed_artifacts_match_the_specs() {
             stale.push(rel.clone());
         }
     }
-    assert!(stale.is_empty(), "generated files were out of date and have been rewritten; review and commit them: {stale:#?}");
+    for rel in slo::generate::stale_files(&root, &want) {
+        std::fs::remove_file(root.join(&rel)).expect("remove stale file");
+        stale.push(rel);
+    }
+    assert!(
+        stale.is_empty(),
+        "generated files were out of date and have been rewritten; review and commit them: {stale:#?}"
+    );
 }
 
 #[test]
@@ -29,4 +36,11 @@ fn generation_is_deterministic_and_idempotent() {
     assert!(!first.is_empty());
     let second = slo::generate(&specs, dir.path()).expect("generate again");
     assert!(second.is_empty(), "re-running changed {second:?}");
+    // A file left behind by a deleted SLO is removed.
+    std::fs::write(dir.path().join("alerts/tests/deleted-slo.test.yaml"), "x").expect("write");
+    let third = slo::generate(&specs, dir.path()).expect("generate again");
+    assert_eq!(
+        third,
+        vec![PathBuf::from("alerts/tests/deleted-slo.test.yaml")]
+    );
 }

@@ -21,8 +21,18 @@ fn promtool_check_rules_passes_on_every_rules_file() {
         .filter(|p| p.to_string_lossy().ends_with(".rules.yaml"))
         .collect();
     assert!(!files.is_empty());
-    let out = Command::new(&promtool).arg("check").arg("rules").args(&files).output().expect("promtool");
-    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(&promtool)
+        .arg("check")
+        .arg("rules")
+        .args(&files)
+        .output()
+        .expect("promtool");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -34,7 +44,12 @@ fn amtool_check_config_passes() {
         .arg(dir.path().join("alerts/alertmanager.yml"))
         .output()
         .expect("amtool");
-    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -47,7 +62,63 @@ fn promtool_test_rules_passes_on_generated_scenarios() {
         .filter(|p| p.to_string_lossy().ends_with(".test.yaml"))
         .collect();
     files.sort();
-    assert!(files.len() >= 6, "one test file per SLO expected, got {files:?}");
-    let out = Command::new(&promtool).arg("test").arg("rules").args(&files).output().expect("promtool");
-    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        files.len() >= 6,
+        "one test file per SLO expected, got {files:?}"
+    );
+    let out = Command::new(&promtool)
+        .arg("test")
+        .arg("rules")
+        .args(&files)
+        .output()
+        .expect("promtool");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn alertmanager_routes_pages_to_oncall_and_tickets_to_ticket() {
+    let amtool = require_tool("amtool");
+    let dir = generated();
+    let cfg = dir.path().join("alerts/alertmanager.yml");
+    for (labels, want) in [
+        (
+            ["severity=page", "tier=1", "slo=command-api-availability"],
+            "oncall",
+        ),
+        (
+            ["severity=ticket", "tier=3", "slo=command-api-availability"],
+            "ticket",
+        ),
+        (
+            ["severity=ticket", "tier=no-data", "slo=query-consumer-lag"],
+            "ticket",
+        ),
+    ] {
+        let out = Command::new(&amtool)
+            .args([
+                "config",
+                "routes",
+                "test",
+                &format!("--config.file={}", cfg.display()),
+            ])
+            .args(labels)
+            .output()
+            .expect("amtool");
+        let got = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(
+            out.status.success() && got == want,
+            "{labels:?}: got `{got}` {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    assert!(
+        text.contains("tier=\"1\"") && text.contains("tier=~\"2|3|4\""),
+        "inhibition of lower tiers missing:\n{text}"
+    );
 }

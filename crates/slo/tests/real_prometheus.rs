@@ -31,13 +31,19 @@ impl Drop for Prometheus {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -50,8 +56,15 @@ fn get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
     let mut buf = String::new();
     s.read_to_string(&mut buf)?;
-    let status = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
@@ -62,7 +75,10 @@ fn query(port: u16, q: &str, time: Option<f64>) -> Value {
     }
     let (status, body) = get(port, &path).expect("query");
     let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-    assert!(status == 200 && v["status"] == "success", "query `{q}` failed: {status} {body}");
+    assert!(
+        status == 200 && v["status"] == "success",
+        "query `{q}` failed: {status} {body}"
+    );
     v["data"].clone()
 }
 
@@ -83,23 +99,43 @@ fn serve_metrics(stop: Arc<AtomicBool>) -> u16 {
             let n = |rate: f64| (t * rate).floor();
             let mut body = String::new();
             let h = "http_server_request_duration_seconds";
-            for (svc, ok_rate, err_rate) in [("command-service", 40.0, 3.0), ("query-service", 90.0, 1.0)] {
-                let l = format!("service=\"{svc}\",route=\"/v1/todos\",method=\"GET\",version=\"stable\"");
+            for (svc, ok_rate, err_rate) in
+                [("command-service", 40.0, 3.0), ("query-service", 90.0, 1.0)]
+            {
+                let l = format!(
+                    "service=\"{svc}\",route=\"/v1/todos\",method=\"GET\",version=\"stable\""
+                );
                 let ok = n(ok_rate);
                 let err = n(err_rate);
                 body.push_str(&format!("{h}_count{{{l},status_class=\"2xx\"}} {ok}\n{h}_count{{{l},status_class=\"5xx\"}} {err}\n"));
                 for (le, share) in [("0.1", 0.7), ("0.25", 0.9), ("+Inf", 1.0)] {
-                    body.push_str(&format!("{h}_bucket{{{l},status_class=\"2xx\",le=\"{le}\"}} {}\n", (ok * share).floor()));
+                    body.push_str(&format!(
+                        "{h}_bucket{{{l},status_class=\"2xx\",le=\"{le}\"}} {}\n",
+                        (ok * share).floor()
+                    ));
                 }
             }
             let fresh = "projection_freshness_seconds";
             let total = n(25.0);
-            body.push_str(&format!("{fresh}_bucket{{service=\"query-service\",version=\"stable\",le=\"1\"}} {}\n", (total * 0.97).floor()));
-            body.push_str(&format!("{fresh}_count{{service=\"query-service\",version=\"stable\"}} {total}\n"));
-            let lag = if (t as u64 / 4) % 2 == 0 { 5.0 } else { 45.0 };
+            body.push_str(&format!(
+                "{fresh}_bucket{{service=\"query-service\",version=\"stable\",le=\"1\"}} {}\n",
+                (total * 0.97).floor()
+            ));
+            body.push_str(&format!(
+                "{fresh}_count{{service=\"query-service\",version=\"stable\"}} {total}\n"
+            ));
+            let lag = if (t as u64 / 4).is_multiple_of(2) {
+                5.0
+            } else {
+                45.0
+            };
             body.push_str(&format!("kafka_consumergroup_lag_seconds{{group=\"query-service\",topic=\"todo-events\",partition=\"0\"}} {lag}\n"));
             body.push_str(&format!("kafka_consumergroup_lag_seconds{{group=\"query-service\",topic=\"todo-events\",partition=\"1\"}} {}\n", lag / 5.0));
-            let _ = write!(c, "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            let _ = write!(
+                c,
+                "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
         }
     });
     port
@@ -114,27 +150,42 @@ fn start_prometheus(rules_dir: &Path, target_port: u16) -> Prometheus {
         if p.to_string_lossy().ends_with(".rules.yaml") {
             // Timeslice groups evaluate once per slice (1m); run them every
             // second here so the test gathers slices quickly. The maths is the same.
-            let text = std::fs::read_to_string(&p).expect("rules").replace("interval: 1m", "interval: 1s");
+            let text = std::fs::read_to_string(&p)
+                .expect("rules")
+                .replace("interval: 1m", "interval: 1s");
             let dst = dir.path().join(p.file_name().expect("name"));
             std::fs::write(&dst, text).expect("write rules");
             rule_files.push(dst);
         }
     }
-    let files: String = rule_files.iter().map(|p| format!("  - {}\n", p.display())).collect();
+    let files: String = rule_files
+        .iter()
+        .map(|p| format!("  - {}\n", p.display()))
+        .collect();
     let cfg = format!(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n{files}scrape_configs:\n  - job_name: synthetic\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
     );
     std::fs::write(dir.path().join("prometheus.yml"), cfg).expect("config");
     let port = free_port();
     let child = Command::new(bin)
-        .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+        .arg(format!(
+            "--config.file={}",
+            dir.path().join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start prometheus");
-    let prom = Prometheus { child, port, _dir: dir };
+    let prom = Prometheus {
+        child,
+        port,
+        _dir: dir,
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok((200, _)) = get(port, "/-/ready") {
@@ -160,7 +211,10 @@ fn matrix(data: &Value) -> Vec<Series> {
                             vs.iter()
                                 .map(|p| {
                                     let t = p[0].as_f64().unwrap_or(0.0);
-                                    let v: f64 = p[1].as_str().and_then(|x| x.parse().ok()).unwrap_or(f64::NAN);
+                                    let v: f64 = p[1]
+                                        .as_str()
+                                        .and_then(|x| x.parse().ok())
+                                        .unwrap_or(f64::NAN);
                                     ((t * 1000.0).round() as i64, v)
                                 })
                                 .collect()
@@ -199,17 +253,31 @@ fn increase(samples: &[(i64, f64)], range_start: i64, range_end: i64) -> Option<
     }
     let threshold = avg * 1.1;
     let mut interval = sampled;
-    interval += if to_start < threshold { to_start } else { avg / 2.0 };
-    interval += if to_end < threshold { to_end } else { avg / 2.0 };
+    interval += if to_start < threshold {
+        to_start
+    } else {
+        avg / 2.0
+    };
+    interval += if to_end < threshold {
+        to_end
+    } else {
+        avg / 2.0
+    };
     Some(result * (interval / sampled))
 }
 
 /// `sum(increase(sel[w]))` at `ts` (ms); `drop_after` hides samples newer than
 /// that timestamp (samples the rule could not have seen yet).
 fn sum_increase(port: u16, q: &Query, w: &str, w_ms: i64, ts: i64, drop_after: i64) -> Option<f64> {
-    let Query::Selector { metric, matchers } = q else { panic!("selector expected") };
+    let Query::Selector { metric, matchers } = q else {
+        panic!("selector expected")
+    };
     let sel = Query::render_selector(metric, matchers);
-    let m = matrix(&query(port, &format!("{sel}[{w}]"), Some(ts as f64 / 1000.0)));
+    let m = matrix(&query(
+        port,
+        &format!("{sel}[{w}]"),
+        Some(ts as f64 / 1000.0),
+    ));
     let mut sum: Option<f64> = None;
     for s in m {
         let s: Series = s.into_iter().filter(|(t, _)| *t <= drop_after).collect();
@@ -221,7 +289,15 @@ fn sum_increase(port: u16, q: &Query, w: &str, w_ms: i64, ts: i64, drop_after: i
 }
 
 fn expected_events(port: u16, slo: &Slo, w: &str, w_ms: i64, ts: i64, drop_after: i64) -> f64 {
-    let Sli::Events { numerator, numerator_is_good, total, .. } = &slo.sli else { unreachable!() };
+    let Sli::Events {
+        numerator,
+        numerator_is_good,
+        total,
+        ..
+    } = &slo.sli
+    else {
+        unreachable!()
+    };
     let n = sum_increase(port, numerator, w, w_ms, ts, drop_after);
     let t = sum_increase(port, total, w, w_ms, ts, drop_after);
     match (t, *numerator_is_good) {
@@ -235,7 +311,11 @@ fn expected_events(port: u16, slo: &Slo, w: &str, w_ms: i64, ts: i64, drop_after
 }
 
 fn recorded(port: u16, metric: &str, slo: &str, last: usize) -> Series {
-    let m = matrix(&query(port, &format!("{metric}{{slo=\"{slo}\"}}[20s]"), None));
+    let m = matrix(&query(
+        port,
+        &format!("{metric}{{slo=\"{slo}\"}}[20s]"),
+        None,
+    ));
     let s = m.into_iter().next().unwrap_or_default();
     s[s.len().saturating_sub(last)..].to_vec()
 }
@@ -254,11 +334,16 @@ fn recording_rules_match_an_independent_computation_and_dashboards_query_cleanly
     // Readiness: wait until every SLO has at least 12 recorded 5m samples.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let ready = slos.iter().all(|s| recorded(port, "slo:sli_error:ratio_rate5m", &s.name, 100).len() >= 12);
+        let ready = slos
+            .iter()
+            .all(|s| recorded(port, "slo:sli_error:ratio_rate5m", &s.name, 100).len() >= 12);
         if ready {
             break;
         }
-        assert!(Instant::now() < deadline, "recording rules produced no samples within 120 s");
+        assert!(
+            Instant::now() < deadline,
+            "recording rules produced no samples within 120 s"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
 
@@ -269,9 +354,19 @@ fn recording_rules_match_an_independent_computation_and_dashboards_query_cleanly
         let mut windows: Vec<(String, String, i64)> = s
             .alert_windows()
             .into_iter()
-            .map(|w| (slo::compile::ratio_metric(w), w.prom(), w.as_secs() as i64 * 1000))
+            .map(|w| {
+                (
+                    slo::compile::ratio_metric(w),
+                    w.prom(),
+                    w.as_secs() as i64 * 1000,
+                )
+            })
             .collect();
-        windows.push((slo::compile::PERIOD_ERROR_RATIO.to_string(), s.window.nominal().prom(), s.window.nominal().as_secs() as i64 * 1000));
+        windows.push((
+            slo::compile::PERIOD_ERROR_RATIO.to_string(),
+            s.window.nominal().prom(),
+            s.window.nominal().as_secs() as i64 * 1000,
+        ));
         for (metric, w, w_ms) in windows {
             let rec = recorded(port, &metric, &s.name, 5);
             assert!(!rec.is_empty(), "{metric} for {} missing", s.name);
@@ -289,12 +384,30 @@ fn recording_rules_match_an_independent_computation_and_dashboards_query_cleanly
                         }
                     }
                     _ => {
-                        let m = matrix(&query(port, &format!("{}{{slo=\"{}\"}}[{w}]", slo::compile::SLICE_BAD, s.name), Some(ts as f64 / 1000.0)));
-                        let v: Vec<f64> = m.into_iter().next().unwrap_or_default().into_iter().map(|p| p.1).collect();
-                        if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 }
+                        let m = matrix(&query(
+                            port,
+                            &format!("{}{{slo=\"{}\"}}[{w}]", slo::compile::SLICE_BAD, s.name),
+                            Some(ts as f64 / 1000.0),
+                        ));
+                        let v: Vec<f64> = m
+                            .into_iter()
+                            .next()
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|p| p.1)
+                            .collect();
+                        if v.is_empty() {
+                            0.0
+                        } else {
+                            v.iter().sum::<f64>() / v.len() as f64
+                        }
                     }
                 };
-                assert!((want - got).abs() <= 1e-9, "{metric}{{slo={}}} at {ts}: prometheus {got}, rust {want}", s.name);
+                assert!(
+                    (want - got).abs() <= 1e-9,
+                    "{metric}{{slo={}}} at {ts}: prometheus {got}, rust {want}",
+                    s.name
+                );
                 if got > 0.0 {
                     nonzero += 1;
                 }
@@ -302,10 +415,22 @@ fn recording_rules_match_an_independent_computation_and_dashboards_query_cleanly
             }
         }
         // The slice rule itself: worst partition's latest lag sample against the bound.
-        if let Sli::ConsumerLag { group, topic, max_lag_seconds } = &s.sli {
+        if let Sli::ConsumerLag {
+            group,
+            topic,
+            max_lag_seconds,
+        } = &s.sli
+        {
             for (ts, got) in recorded(port, slo::compile::SLICE_BAD, &s.name, 5) {
-                let m = matrix(&query(port, &format!("{}[5m]", Sli::lag_selector(group, topic)), Some(ts as f64 / 1000.0)));
-                let worst = m.iter().filter_map(|s| s.last().map(|p| p.1)).fold(f64::MIN, f64::max);
+                let m = matrix(&query(
+                    port,
+                    &format!("{}[5m]", Sli::lag_selector(group, topic)),
+                    Some(ts as f64 / 1000.0),
+                ));
+                let worst = m
+                    .iter()
+                    .filter_map(|s| s.last().map(|p| p.1))
+                    .fold(f64::MIN, f64::max);
                 let want = if worst > *max_lag_seconds { 1.0 } else { 0.0 };
                 if (want - got).abs() > 1e-9 {
                     late_scrapes += 1;
@@ -316,8 +441,14 @@ fn recording_rules_match_an_independent_computation_and_dashboards_query_cleanly
         }
     }
     assert!(checked >= 200, "only {checked} values checked");
-    assert!(nonzero >= checked / 2, "synthetic data should burn budget: {nonzero}/{checked}");
-    assert!(late_scrapes * 10 <= checked, "{late_scrapes} of {checked} values needed the late-scrape allowance");
+    assert!(
+        nonzero >= checked / 2,
+        "synthetic data should burn budget: {nonzero}/{checked}"
+    );
+    assert!(
+        late_scrapes * 10 <= checked,
+        "{late_scrapes} of {checked} values needed the late-scrape allowance"
+    );
 
     // Every dashboard expression parses and evaluates without error.
     let mut exprs = BTreeMap::new();
@@ -334,10 +465,19 @@ fn recording_rules_match_an_independent_computation_and_dashboards_query_cleanly
     }
     assert!(exprs.len() > 50, "{}", exprs.len());
     for (e, dash) in &exprs {
-        let q = e.replace("$__rate_interval", "1m").replace("$__range", "1h").replace("$service", "command-service");
+        let q = e
+            .replace("$__rate_interval", "1m")
+            .replace("$__range", "1h")
+            .replace("$service", "command-service");
         let (status, body) = get(port, &format!("/api/v1/query?query={}", enc(&q))).expect("query");
-        assert!(status == 200 && body.contains("\"status\":\"success\""), "{dash}: `{e}` failed: {body}");
+        assert!(
+            status == 200 && body.contains("\"status\":\"success\""),
+            "{dash}: `{e}` failed: {body}"
+        );
     }
     stop.store(true, Ordering::Relaxed);
-    println!("checked {checked} recorded values ({late_scrapes} late scrapes), {} dashboard expressions", exprs.len());
+    println!(
+        "checked {checked} recorded values ({late_scrapes} late scrapes), {} dashboard expressions",
+        exprs.len()
+    );
 }

@@ -17,8 +17,19 @@ fn published_schema_accepts_every_spec_and_rejects_structural_errors() {
         assert!(errs.is_empty(), "{}: {errs:?}", p.display());
     }
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid");
-    for name in ["unknown-top-field", "unknown-slo-field", "missing-objective", "objective-as-percent", "both-window-kinds", "two-sli-kinds", "unknown-severity", "empty-tier-list"] {
-        let doc = yaml_to_json(&std::fs::read_to_string(fixtures.join(format!("{name}.yaml"))).expect("fixture"));
+    for name in [
+        "unknown-top-field",
+        "unknown-slo-field",
+        "missing-objective",
+        "objective-as-percent",
+        "both-window-kinds",
+        "two-sli-kinds",
+        "unknown-severity",
+        "empty-tier-list",
+    ] {
+        let doc = yaml_to_json(
+            &std::fs::read_to_string(fixtures.join(format!("{name}.yaml"))).expect("fixture"),
+        );
         assert!(!v.is_valid(&doc), "schema accepted {name}");
     }
 }

@@ -49,5 +49,9 @@ pub fn run(cmd: SloCommand) -> anyhow::Result<ExitCode> {
     };
     std::io::stdout().write_all(outcome.stdout.as_bytes())?;
     std::io::stderr().write_all(outcome.stderr.as_bytes())?;
-    Ok(if outcome.ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if outcome.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -3,12 +3,19 @@ use std::path::PathBuf;
 use std::process::Command;
 
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
 }
 
 /// Path of a required external tool; fails loudly instead of skipping.
 pub fn require_tool(name: &str) -> PathBuf {
-    let out = Command::new("sh").arg("-c").arg(format!("command -v {name}")).output().expect("sh");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .expect("sh");
     let p = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert!(
         out.status.success() && !p.is_empty(),
