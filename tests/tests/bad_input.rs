@@ -112,7 +112,7 @@ async fn every_bad_input_gets_a_4xx_problem_naming_the_field() -> anyhow::Result
         case("query service is read-only", Method::DELETE, "query", "/v1/todos", 405, None),
     ];
     // PATCH cases on an existing todo.
-    let mut patch = |name: &'static str, body: Value, status: u16, field: Option<&'static str>| {
+    let patch = |name: &'static str, body: Value, status: u16, field: Option<&'static str>| {
         let mut c = case(name, Method::PATCH, "command", format!("/v1/todos/{id}"), status, field);
         c.body = Some(serde_json::to_vec(&body).unwrap_or_default());
         c.content_type = Some("application/json");

@@ -157,8 +157,45 @@ pub enum Failure {
 
 pub type HandleFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send + 'a>>;
 
+/// Handles one record at a time.
 pub trait Handler: Send + Sync {
     fn handle<'a>(&'a self, msg: &'a OwnedMessage) -> HandleFuture<'a>;
+}
+
+/// A record the batch handler refuses: it is dead-lettered, the rest of the
+/// batch stands.
+#[derive(Debug, Clone)]
+pub struct Poison {
+    pub kind: &'static str,
+    pub error: String,
+}
+
+/// Per record: `None` handled, `Some` poison. The whole batch fails with
+/// [`Failure::Retryable`] or [`Failure::Unavailable`] when its transaction did.
+pub type BatchFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<Option<Poison>>, Failure>> + Send + 'a>>;
+
+/// Handles records in batches (one transaction per batch), in order.
+pub trait BatchHandler: Send + Sync {
+    fn handle_batch<'a>(&'a self, msgs: &'a [OwnedMessage]) -> BatchFuture<'a>;
+}
+
+/// Runs a per-record [`Handler`] as a batch handler of batches of one.
+struct OneByOne<'h>(&'h dyn Handler);
+
+impl BatchHandler for OneByOne<'_> {
+    fn handle_batch<'a>(&'a self, msgs: &'a [OwnedMessage]) -> BatchFuture<'a> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(msgs.len());
+            for m in msgs {
+                match self.0.handle(m).await {
+                    Ok(()) => out.push(None),
+                    Err(Failure::Poison { kind, error }) => out.push(Some(Poison { kind, error })),
+                    Err(other) => return Err(other),
+                }
+            }
+            Ok(out)
+        })
+    }
 }
 
 /// How a consume loop retries and where it dead-letters.
@@ -174,6 +211,9 @@ pub struct LoopConfig {
     /// Store offsets after handling (the default). Off only to simulate a
     /// consumer that dies before its commit.
     pub store_offsets: bool,
+    /// Most records handed to a batch handler at once (what is already
+    /// fetched; the loop never waits to fill a batch).
+    pub max_batch: usize,
 }
 
 fn backoff(cfg: &LoopConfig, attempt: u32) -> Duration {
@@ -193,52 +233,50 @@ pub async fn consume_loop(
     handler: &dyn Handler,
     shutdown: CancellationToken,
 ) {
+    let one = LoopConfig { max_batch: 1, ..cfg.clone() };
+    consume_batches(consumer, producer, &one, metrics, &OneByOne(handler), shutdown).await;
+}
+
+/// Consume until `shutdown`, handing whatever is already fetched (up to
+/// `max_batch`) to the handler in one call.
+pub async fn consume_batches(
+    consumer: &StreamConsumer,
+    producer: &FutureProducer,
+    cfg: &LoopConfig,
+    metrics: &Metrics,
+    handler: &dyn BatchHandler,
+    shutdown: CancellationToken,
+) {
+    use futures_util_now_or_never::now_or_never;
+    let ctx = LoopCtx { producer, cfg, metrics, handler, shutdown: &shutdown };
     loop {
-        let borrowed = tokio::select! {
+        let first = tokio::select! {
             _ = shutdown.cancelled() => break,
             m = consumer.recv() => m,
         };
-        let msg = match borrowed {
-            Ok(m) => m.detach(),
+        let mut batch = match first {
+            Ok(m) => vec![m.detach()],
             Err(e) => {
                 tracing::warn!(error = %e, group = %cfg.group, "consumer error");
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
         };
-        let topic_labels = Metrics::topic(msg.topic());
-        let mut attempt = 0u32;
-        loop {
-            match handler.handle(&msg).await {
-                Ok(()) => break,
-                Err(Failure::Poison { kind, error }) => {
-                    dead_letter(producer, cfg, metrics, &msg, kind, &error, attempt + 1).await;
-                    break;
-                }
-                Err(Failure::Retryable(error)) => {
-                    metrics.failed.get_or_create(&topic_labels).inc();
-                    attempt += 1;
-                    if attempt >= cfg.max_attempts {
-                        dead_letter(producer, cfg, metrics, &msg, "handler-failed", &error, attempt).await;
-                        break;
-                    }
-                    tracing::warn!(error, attempt, offset = msg.offset(), partition = msg.partition(), "handler failed, retrying");
-                }
-                Err(Failure::Unavailable(error)) => {
-                    metrics.failed.get_or_create(&topic_labels).inc();
-                    attempt = attempt.saturating_add(1);
-                    tracing::warn!(error, attempt, "dependency unavailable, retrying the same record");
-                }
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(backoff(cfg, attempt)) => {}
+        while batch.len() < cfg.max_batch.max(1) {
+            match now_or_never(consumer.recv()) {
+                Some(Ok(m)) => batch.push(m.detach()),
+                _ => break,
             }
         }
-        metrics.consumed.get_or_create(&topic_labels).inc();
-        if cfg.store_offsets {
-            if let Err(e) = consumer.store_offset(msg.topic(), msg.partition(), msg.offset()) {
-                tracing::warn!(error = %e, "storing offset failed; the record may be redelivered");
+        if !ctx.process(&batch).await {
+            return;
+        }
+        for msg in &batch {
+            metrics.consumed.get_or_create(&Metrics::topic(msg.topic())).inc();
+            if cfg.store_offsets {
+                if let Err(e) = consumer.store_offset(msg.topic(), msg.partition(), msg.offset()) {
+                    tracing::warn!(error = %e, "storing offset failed; the record may be redelivered");
+                }
             }
         }
     }
@@ -246,6 +284,88 @@ pub async fn consume_loop(
     if cfg.store_offsets {
         if let Err(e) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
             tracing::debug!(error = %e, "final commit");
+        }
+    }
+}
+
+mod futures_util_now_or_never {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    /// Poll once: the value if it is ready now.
+    pub fn now_or_never<F: Future>(f: F) -> Option<F::Output> {
+        let mut f = pin!(f);
+        match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(v) => Some(v),
+            Poll::Pending => None,
+        }
+    }
+}
+
+struct LoopCtx<'a> {
+    producer: &'a FutureProducer,
+    cfg: &'a LoopConfig,
+    metrics: &'a Metrics,
+    handler: &'a dyn BatchHandler,
+    shutdown: &'a CancellationToken,
+}
+
+impl LoopCtx<'_> {
+    /// Handle a batch to completion (handled or dead-lettered). `false` when
+    /// shutdown interrupted it (nothing is stored then, so it is redelivered).
+    async fn process(&self, batch: &[OwnedMessage]) -> bool {
+        let mut attempt = 0u32;
+        loop {
+            match self.handler.handle_batch(batch).await {
+                Ok(outcomes) => {
+                    for (msg, outcome) in batch.iter().zip(outcomes) {
+                        if let Some(p) = outcome {
+                            dead_letter(self.producer, self.cfg, self.metrics, msg, p.kind, &p.error, attempt + 1).await;
+                        }
+                    }
+                    return true;
+                }
+                Err(Failure::Retryable(error)) | Err(Failure::Poison { error, .. }) if batch.len() > 1 => {
+                    // Isolate the record that fails: one by one, each with its
+                    // own retries.
+                    tracing::warn!(error, size = batch.len(), "batch failed; handling its records one by one");
+                    for m in batch {
+                        if !Box::pin(self.process(std::slice::from_ref(m))).await {
+                            return false;
+                        }
+                    }
+                    return true;
+                }
+                Err(Failure::Poison { kind, error }) => {
+                    dead_letter(self.producer, self.cfg, self.metrics, &batch[0], kind, &error, attempt + 1).await;
+                    return true;
+                }
+                Err(Failure::Retryable(error)) => {
+                    self.count_failed(batch);
+                    attempt += 1;
+                    if attempt >= self.cfg.max_attempts {
+                        dead_letter(self.producer, self.cfg, self.metrics, &batch[0], "handler-failed", &error, attempt).await;
+                        return true;
+                    }
+                    tracing::warn!(error, attempt, offset = batch[0].offset(), partition = batch[0].partition(), "handler failed, retrying");
+                }
+                Err(Failure::Unavailable(error)) => {
+                    self.count_failed(batch);
+                    attempt = attempt.saturating_add(1);
+                    tracing::warn!(error, attempt, "dependency unavailable, retrying the same records");
+                }
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return false,
+                _ = tokio::time::sleep(backoff(self.cfg, attempt)) => {}
+            }
+        }
+    }
+
+    fn count_failed(&self, batch: &[OwnedMessage]) {
+        for m in batch {
+            self.metrics.failed.get_or_create(&Metrics::topic(m.topic())).inc();
         }
     }
 }

@@ -80,6 +80,7 @@ impl Application {
             backoff_base: Duration::from_millis(self.config.backoff_base_ms),
             backoff_max: Duration::from_secs(10),
             store_offsets: true,
+            max_batch: 1,
         };
         let p = self.processor.clone();
         let token = shutdown.clone();

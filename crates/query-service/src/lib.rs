@@ -84,13 +84,14 @@ impl Application {
                 backoff_base: Duration::from_millis(50),
                 backoff_max: Duration::from_secs(5),
                 store_offsets: self.state.config.store_offsets,
+                max_batch: 500,
             };
             let handler = projector::Projector { pool: self.state.pool.clone(), metrics: self.state.metrics.clone() };
             let metrics = self.state.metrics.clone();
             let producer = self.producer.clone();
             let token = shutdown.clone();
             Some(tokio::spawn(async move {
-                bus::consume_loop(&consumer, &producer, &cfg, &metrics, &handler, token).await;
+                bus::consume_batches(&consumer, &producer, &cfg, &metrics, &handler, token).await;
             }))
         } else {
             None

@@ -1,13 +1,14 @@
-//! The projector: `todo-events` → read model. Apply and dedupe record commit
-//! in one transaction; the offset is stored only afterwards.
+//! The projector: `todo-events` → read model. Each batch of fetched records
+//! is applied with its dedupe records in one transaction; offsets are stored
+//! only afterwards.
 
 use bus::rdkafka::message::{Message, OwnedMessage};
-use bus::{Failure, HandleFuture, Handler};
+use bus::{BatchFuture, BatchHandler, Failure, Poison};
 use chrono::Utc;
 use service_kit::metrics::{Metrics, NoLabels};
 use sqlx::PgPool;
 use todo_store::StoreError;
-use todo_store::read::{self, Applied, Tables};
+use todo_store::read::{self, Tables};
 
 pub struct Projector {
     pub pool: PgPool,
@@ -25,20 +26,32 @@ pub fn decode(msg: &OwnedMessage) -> Result<contracts::TodoEvent, Failure> {
     contracts::schema::decode_todo_event(payload).map_err(|e| Failure::Poison { kind: "schema", error: e.to_string() })
 }
 
-impl Handler for Projector {
-    fn handle<'a>(&'a self, msg: &'a OwnedMessage) -> HandleFuture<'a> {
+impl BatchHandler for Projector {
+    fn handle_batch<'a>(&'a self, msgs: &'a [OwnedMessage]) -> BatchFuture<'a> {
         Box::pin(async move {
-            let ev = decode(msg)?;
-            match read::apply(&self.pool, Tables::Live, &ev).await.map_err(failure)? {
-                Applied::Applied => {
-                    let lag = (Utc::now() - ev.occurred_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
-                    self.metrics.freshness.get_or_create(&NoLabels {}).observe(lag.max(0.0));
-                }
-                Applied::Duplicate => {
-                    tracing::debug!(event_id = %ev.event_id, "duplicate event skipped");
+            let mut outcomes = Vec::with_capacity(msgs.len());
+            let mut events = Vec::with_capacity(msgs.len());
+            for m in msgs {
+                match decode(m) {
+                    Ok(ev) => {
+                        events.push(ev);
+                        outcomes.push(None);
+                    }
+                    Err(Failure::Poison { kind, error }) => outcomes.push(Some(Poison { kind, error })),
+                    Err(other) => return Err(other),
                 }
             }
-            Ok(())
+            let applied = read::apply_batch(&self.pool, Tables::Live, &events).await.map_err(failure)?;
+            let now = Utc::now();
+            let freshness = self.metrics.freshness.get_or_create(&NoLabels {});
+            for ev in events.iter().filter(|e| applied.contains(&e.event_id)) {
+                let lag = (now - ev.occurred_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+                freshness.observe(lag.max(0.0));
+            }
+            if applied.len() < events.len() {
+                tracing::debug!(duplicates = events.len() - applied.len(), "duplicate events skipped");
+            }
+            Ok(outcomes)
         })
     }
 }

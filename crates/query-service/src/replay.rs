@@ -12,6 +12,16 @@ use bus::rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgPool;
 use todo_store::read::{self, Tables};
 
+const BATCH: usize = 1000;
+
+async fn flush(pool: &PgPool, pending: &mut Vec<contracts::TodoEvent>, report: &mut ReplayReport) -> anyhow::Result<()> {
+    let applied = read::apply_batch(pool, Tables::Rebuild, pending).await?.len() as u64;
+    report.applied += applied;
+    report.duplicates += pending.len() as u64 - applied;
+    pending.clear();
+    Ok(())
+}
+
 /// What a replay did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct ReplayReport {
@@ -75,6 +85,7 @@ pub async fn replay(
     // below the last offset after batched produces, so the watermark alone
     // could end a replay early.
     let mut at_watermarks = remaining.is_empty();
+    let mut pending = Vec::with_capacity(BATCH);
     loop {
         let wait = if at_watermarks { idle } else { Duration::from_secs(30) };
         let msg = match tokio::time::timeout(wait, consumer.recv()).await {
@@ -90,14 +101,16 @@ pub async fn replay(
         at_watermarks = remaining.is_empty();
         report.records += 1;
         match msg.payload().map(contracts::schema::decode_todo_event) {
-            Some(Ok(ev)) => match read::apply(pool, Tables::Rebuild, &ev).await? {
-                read::Applied::Applied => report.applied += 1,
-                read::Applied::Duplicate => report.duplicates += 1,
-            },
+            Some(Ok(ev)) => pending.push(ev),
             _ => report.skipped_invalid += 1,
         }
-        progress(report.records, total.max(report.records));
+        if pending.len() >= BATCH {
+            flush(pool, &mut pending, &mut report).await?;
+            progress(report.records, total.max(report.records));
+        }
     }
+    flush(pool, &mut pending, &mut report).await?;
+    progress(report.records, total.max(report.records));
     report.caught_up_from_live = read::swap_rebuild(pool).await.context("swapping the rebuilt read model in")?;
     Ok(report)
 }

@@ -9,6 +9,7 @@ pub mod compile;
 pub mod dashboards;
 pub mod duration;
 pub mod error;
+pub mod eval;
 pub mod explain;
 pub mod generate;
 pub mod grafana;

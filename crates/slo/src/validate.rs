@@ -172,6 +172,8 @@ fn yaml_error(file: &str, text: &str, e: &serde_norway::Error) -> SpecError {
             {
                 format!("{field}.{k}")
             }
+            // syntax errors carry no path: name the key on the reported line
+            Some(k) if field == "(document)" => k,
             _ => field,
         }
     };

@@ -1,7 +1,7 @@
 //! Loads the generated rules into a real Prometheus (child process, random
 //! port, temp dir) that scrapes synthetic counters served by this test, then
-//! checks every recording rule against an independent computation in Rust
-//! (Prometheus 2.x `increase()` extrapolation re-implemented here) to 1e-9,
+//! checks every recording rule against the native Rust evaluator
+//! (`slo::eval`, which re-implements Prometheus 2.x `increase()`) to 1e-9,
 //! and runs every dashboard expression against the same server.
 mod common;
 
@@ -226,46 +226,6 @@ fn matrix(data: &Value) -> Vec<Series> {
         .unwrap_or_default()
 }
 
-/// Prometheus 2.x `extrapolatedRate(isCounter=true, isRate=false)`, written
-/// from its documented algorithm.
-fn increase(samples: &[(i64, f64)], range_start: i64, range_end: i64) -> Option<f64> {
-    if samples.len() < 2 {
-        return None;
-    }
-    let (first, last) = (samples[0], samples[samples.len() - 1]);
-    let mut result = last.1 - first.1;
-    let mut prev = first.1;
-    for s in &samples[1..] {
-        if s.1 < prev {
-            result += prev;
-        }
-        prev = s.1;
-    }
-    let mut to_start = (first.0 - range_start) as f64 / 1000.0;
-    let to_end = (range_end - last.0) as f64 / 1000.0;
-    let sampled = (last.0 - first.0) as f64 / 1000.0;
-    let avg = sampled / (samples.len() - 1) as f64;
-    if result > 0.0 && first.1 >= 0.0 {
-        let to_zero = sampled * (first.1 / result);
-        if to_zero < to_start {
-            to_start = to_zero;
-        }
-    }
-    let threshold = avg * 1.1;
-    let mut interval = sampled;
-    interval += if to_start < threshold {
-        to_start
-    } else {
-        avg / 2.0
-    };
-    interval += if to_end < threshold {
-        to_end
-    } else {
-        avg / 2.0
-    };
-    Some(result * (interval / sampled))
-}
-
 /// `sum(increase(sel[w]))` at `ts` (ms); `drop_after` hides samples newer than
 /// that timestamp (samples the rule could not have seen yet).
 fn sum_increase(port: u16, q: &Query, w: &str, w_ms: i64, ts: i64, drop_after: i64) -> Option<f64> {
@@ -278,14 +238,11 @@ fn sum_increase(port: u16, q: &Query, w: &str, w_ms: i64, ts: i64, drop_after: i
         &format!("{sel}[{w}]"),
         Some(ts as f64 / 1000.0),
     ));
-    let mut sum: Option<f64> = None;
-    for s in m {
-        let s: Series = s.into_iter().filter(|(t, _)| *t <= drop_after).collect();
-        if let Some(v) = increase(&s, ts - w_ms, ts) {
-            sum = Some(sum.unwrap_or(0.0) + v);
-        }
-    }
-    sum
+    let visible: Vec<Series> = m
+        .into_iter()
+        .map(|s| s.into_iter().filter(|(t, _)| *t <= drop_after).collect())
+        .collect();
+    slo::eval::sum_increase(visible.iter().map(Vec::as_slice), ts - w_ms, ts)
 }
 
 fn expected_events(port: u16, slo: &Slo, w: &str, w_ms: i64, ts: i64, drop_after: i64) -> f64 {
@@ -300,14 +257,7 @@ fn expected_events(port: u16, slo: &Slo, w: &str, w_ms: i64, ts: i64, drop_after
     };
     let n = sum_increase(port, numerator, w, w_ms, ts, drop_after);
     let t = sum_increase(port, total, w, w_ms, ts, drop_after);
-    match (t, *numerator_is_good) {
-        (Some(t), true) if t > 0.0 => (1.0 - n.unwrap_or(0.0) / t).max(0.0),
-        (Some(t), false) if t > 0.0 => match n {
-            Some(n) => (n / t).min(1.0),
-            None => 0.0,
-        },
-        _ => 0.0,
-    }
+    slo::eval::occurrence_error_ratio(n, t, *numerator_is_good)
 }
 
 fn recorded(port: u16, metric: &str, slo: &str, last: usize) -> Series {

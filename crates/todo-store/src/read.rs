@@ -1,6 +1,8 @@
 //! Query side: apply events to the read model exactly once, serve reads,
 //! reconstruct history, and rebuild-and-swap for replays.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
+
 use chrono::{DateTime, TimeZone, Utc};
 use contracts::{Priority, TodoEvent};
 use sqlx::postgres::PgRow;
@@ -47,51 +49,123 @@ pub enum Applied {
 
 /// Apply one event and record it, in one transaction.
 pub async fn apply(pool: &PgPool, tables: Tables, ev: &TodoEvent) -> Result<Applied, StoreError> {
-    let mut tx = pool.begin().await?;
-    let outcome = apply_in(&mut tx, tables, ev).await?;
-    tx.commit().await?;
-    Ok(outcome)
+    let applied = apply_batch(pool, tables, std::slice::from_ref(ev)).await?;
+    Ok(if applied.contains(&ev.event_id) { Applied::Applied } else { Applied::Duplicate })
 }
 
-async fn apply_in(tx: &mut Transaction<'_, Postgres>, tables: Tables, ev: &TodoEvent) -> Result<Applied, StoreError> {
-    let envelope = serde_json::to_value(ev).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let inserted = sqlx::query(audited(format!(
+/// Apply a batch of events (in order) in one transaction, with their dedupe
+/// records. Returns the ids of the events that were new; the others were seen
+/// before and changed nothing. Four statements per batch, whatever its size.
+pub async fn apply_batch(pool: &PgPool, tables: Tables, events: &[TodoEvent]) -> Result<HashSet<Uuid>, StoreError> {
+    if events.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let mut tx = pool.begin().await?;
+    let envelopes = events
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let inserted: HashSet<Uuid> = sqlx::query_scalar(audited(format!(
         "INSERT INTO {} (todo_id, version, event_id, event_type, user_id, occurred_at, envelope)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+         SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::uuid[], $4::text[], $5::text[], $6::timestamptz[], $7::jsonb[])
+         ON CONFLICT DO NOTHING RETURNING event_id",
         tables.history()
     )))
-    .bind(ev.todo_id)
-    .bind(ev.stream_version)
-    .bind(ev.event_id)
-    .bind(ev.event_type())
-    .bind(&ev.user_id)
-    .bind(ev.occurred_at)
-    .bind(envelope)
-    .execute(&mut **tx)
+    .bind(events.iter().map(|e| e.todo_id).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.stream_version).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.event_id).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.event_type().to_string()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.user_id.clone()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
+    .bind(envelopes)
+    .fetch_all(&mut *tx)
     .await?
-    .rows_affected();
-    if inserted == 0 {
-        return Ok(Applied::Duplicate);
+    .into_iter()
+    .collect();
+    if inserted.is_empty() {
+        tx.commit().await?;
+        return Ok(inserted);
     }
-    let current = sqlx::query(audited(format!("SELECT * FROM {} WHERE id = $1 FOR UPDATE", tables.todos())))
-        .bind(ev.todo_id)
-        .fetch_optional(&mut **tx)
+    let mut streams: BTreeMap<Uuid, Vec<&TodoEvent>> = BTreeMap::new();
+    for e in events.iter().filter(|e| inserted.contains(&e.event_id)) {
+        streams.entry(e.todo_id).or_default().push(e);
+    }
+    let ids: Vec<Uuid> = streams.keys().copied().collect();
+    // Lock in id order, so concurrent appliers cannot deadlock.
+    let mut current: HashMap<Uuid, Todo> = HashMap::new();
+    for r in sqlx::query(audited(format!("SELECT * FROM {} WHERE id = ANY($1) ORDER BY id FOR UPDATE", tables.todos())))
+        .bind(&ids)
+        .fetch_all(&mut *tx)
         .await?
-        .map(|r| todo_from_row(&r))
-        .transpose()?;
-    let contiguous = match &current {
-        Some(t) => t.version + 1 == ev.stream_version,
-        None => ev.stream_version == 1,
-    };
-    let next = if contiguous {
-        todo_domain::apply(current, ev)
-    } else {
-        // Out of order or after a delete: rebuild from the recorded history,
-        // folding only the contiguous prefix of versions.
-        refold(tx, tables, ev.todo_id).await?
-    };
-    write_state(tx, tables, ev.todo_id, next.as_ref()).await?;
-    Ok(Applied::Applied)
+    {
+        let t = todo_from_row(&r)?;
+        current.insert(t.id, t);
+    }
+    let mut next: Vec<(Uuid, Option<Todo>)> = Vec::with_capacity(streams.len());
+    for (id, mut evs) in streams {
+        evs.sort_by_key(|e| e.stream_version);
+        let mut state = current.remove(&id);
+        let mut expected = state.as_ref().map_or(1, |t| t.version + 1);
+        let mut contiguous = true;
+        for e in evs {
+            if e.stream_version != expected {
+                contiguous = false;
+                break;
+            }
+            state = todo_domain::apply(state, e);
+            expected += 1;
+        }
+        if !contiguous {
+            // Out of order or after a delete: rebuild from the recorded
+            // history, folding only the contiguous prefix of versions.
+            state = refold(&mut tx, tables, id).await?;
+        }
+        next.push((id, state));
+    }
+    write_states(&mut tx, tables, &next).await?;
+    tx.commit().await?;
+    Ok(inserted)
+}
+
+/// Upsert live states and delete deleted ones, one statement each.
+async fn write_states(tx: &mut Transaction<'_, Postgres>, tables: Tables, states: &[(Uuid, Option<Todo>)]) -> Result<(), StoreError> {
+    let live: Vec<&Todo> = states.iter().filter_map(|(_, t)| t.as_ref()).filter(|t| !t.deleted).collect();
+    let gone: Vec<Uuid> = states.iter().filter(|(_, t)| t.as_ref().is_none_or(|t| t.deleted)).map(|(id, _)| *id).collect();
+    if !live.is_empty() {
+        sqlx::query(audited(format!(
+            "INSERT INTO {} (id, owner, title, description, priority, priority_rank, due_date, tags, completed, completed_at, version, created_at, updated_at)
+             SELECT t.id, t.owner, t.title, t.description, t.priority, t.priority_rank, t.due_date,
+                    ARRAY(SELECT jsonb_array_elements_text(t.tags)), t.completed, t.completed_at, t.version, t.created_at, t.updated_at
+             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int2[], $7::timestamptz[], $8::jsonb[],
+                         $9::bool[], $10::timestamptz[], $11::int8[], $12::timestamptz[], $13::timestamptz[])
+                  AS t(id, owner, title, description, priority, priority_rank, due_date, tags, completed, completed_at, version, created_at, updated_at)
+             ON CONFLICT (id) DO UPDATE SET owner = EXCLUDED.owner, title = EXCLUDED.title, description = EXCLUDED.description,
+               priority = EXCLUDED.priority, priority_rank = EXCLUDED.priority_rank, due_date = EXCLUDED.due_date, tags = EXCLUDED.tags,
+               completed = EXCLUDED.completed, completed_at = EXCLUDED.completed_at, version = EXCLUDED.version,
+               created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at",
+            tables.todos()
+        )))
+        .bind(live.iter().map(|t| t.id).collect::<Vec<_>>())
+        .bind(live.iter().map(|t| t.owner.clone()).collect::<Vec<_>>())
+        .bind(live.iter().map(|t| t.title.clone()).collect::<Vec<_>>())
+        .bind(live.iter().map(|t| t.description.clone()).collect::<Vec<_>>())
+        .bind(live.iter().map(|t| t.priority.as_str().to_string()).collect::<Vec<_>>())
+        .bind(live.iter().map(|t| t.priority.rank()).collect::<Vec<_>>())
+        .bind(live.iter().map(|t| t.due_date).collect::<Vec<_>>())
+        .bind(live.iter().map(|t| serde_json::json!(t.tags)).collect::<Vec<_>>())
+        .bind(live.iter().map(|t| t.completed).collect::<Vec<_>>())
+        .bind(live.iter().map(|t| t.completed_at).collect::<Vec<_>>())
+        .bind(live.iter().map(|t| t.version).collect::<Vec<_>>())
+        .bind(live.iter().map(|t| t.created_at).collect::<Vec<_>>())
+        .bind(live.iter().map(|t| t.updated_at).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !gone.is_empty() {
+        sqlx::query(audited(format!("DELETE FROM {} WHERE id = ANY($1)", tables.todos()))).bind(&gone).execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 async fn refold(tx: &mut Transaction<'_, Postgres>, tables: Tables, id: Uuid) -> Result<Option<Todo>, StoreError> {
@@ -104,41 +178,6 @@ async fn refold(tx: &mut Transaction<'_, Postgres>, tables: Tables, id: Uuid) ->
         state = todo_domain::apply(state, e);
     }
     Ok(state)
-}
-
-async fn write_state(tx: &mut Transaction<'_, Postgres>, tables: Tables, id: Uuid, todo: Option<&Todo>) -> Result<(), StoreError> {
-    match todo {
-        Some(t) if !t.deleted => {
-            sqlx::query(audited(format!(
-                "INSERT INTO {} (id, owner, title, description, priority, priority_rank, due_date, tags, completed, completed_at, version, created_at, updated_at)
-                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)
-                 ON CONFLICT (id) DO UPDATE SET owner = EXCLUDED.owner, title = EXCLUDED.title, description = EXCLUDED.description,
-                   priority = EXCLUDED.priority, priority_rank = EXCLUDED.priority_rank, due_date = EXCLUDED.due_date, tags = EXCLUDED.tags,
-                   completed = EXCLUDED.completed, completed_at = EXCLUDED.completed_at, version = EXCLUDED.version,
-                   created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at",
-                tables.todos()
-            )))
-            .bind(t.id)
-            .bind(&t.owner)
-            .bind(&t.title)
-            .bind(&t.description)
-            .bind(t.priority.as_str())
-            .bind(t.priority.rank())
-            .bind(t.due_date)
-            .bind(&t.tags)
-            .bind(t.completed)
-            .bind(t.completed_at)
-            .bind(t.version)
-            .bind(t.created_at)
-            .bind(t.updated_at)
-            .execute(&mut **tx)
-            .await?;
-        }
-        _ => {
-            sqlx::query(audited(format!("DELETE FROM {} WHERE id = $1", tables.todos()))).bind(id).execute(&mut **tx).await?;
-        }
-    }
-    Ok(())
 }
 
 fn todo_from_row(r: &PgRow) -> Result<Todo, StoreError> {
@@ -335,7 +374,7 @@ pub async fn swap_rebuild(pool: &PgPool) -> Result<u64, StoreError> {
     ids.dedup();
     for id in ids {
         let state = refold(&mut tx, Tables::Rebuild, id).await?;
-        write_state(&mut tx, Tables::Rebuild, id, state.as_ref()).await?;
+        write_states(&mut tx, Tables::Rebuild, &[(id, state)]).await?;
     }
     sqlx::raw_sql(
         "ALTER TABLE read_todos RENAME TO read_todos_old; ALTER TABLE read_history RENAME TO read_history_old;
