@@ -117,7 +117,7 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
         .method_not_allowed_fallback(service_kit::problem::method_not_allowed)
         .fallback(service_kit::problem::not_found_fallback)
         .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), service_kit::metrics::track_http))
-        .layer(DefaultBodyLimit::max(service_kit::extract::MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(service_kit::extract::DRAIN_BODY_BYTES))
         .layer(axum::Extension(service_kit::auth::authenticator(state.config.auth_mode)))
         .with_state(state)
 }

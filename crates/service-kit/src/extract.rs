@@ -8,8 +8,13 @@ use serde::de::DeserializeOwned;
 
 use crate::problem::{ApiError, FieldProblem};
 
-/// Largest accepted JSON body; the router also sets `DefaultBodyLimit`.
+/// Largest accepted JSON body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// What the router reads at most (`DefaultBodyLimit`). Bodies between the two
+/// limits are read to the end and then refused with a clean 413: closing a
+/// connection with unread data makes the kernel reset it, and the client would
+/// see a broken pipe instead of the problem response.
+pub const DRAIN_BODY_BYTES: usize = 1024 * 1024;
 
 fn path_of<E>(err: &serde_path_to_error::Error<E>) -> String {
     let p = err.path().to_string();
@@ -61,6 +66,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 ApiError::field("body", e.body_text())
             }
         })?;
+        if bytes.len() > MAX_BODY_BYTES {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "request body is {} bytes; at most {MAX_BODY_BYTES} are accepted",
+                bytes.len()
+            )));
+        }
         if bytes.is_empty() {
             return Err(ApiError::field("body", "request body is empty; send a JSON object"));
         }
