@@ -63,9 +63,17 @@ fn openslo_errors_name_the_document_line() {
 struct LocalOpenSlo(std::path::PathBuf);
 
 impl jsonschema::Retrieve for LocalOpenSlo {
-    fn retrieve(&self, uri: &jsonschema::Uri<String>) -> Result<serde_json::Value, Box<dyn std::error::Error + Send + Sync>> {
-        let rel = uri.as_str().strip_prefix("https://openslo.com/schemas/v1/").ok_or_else(|| format!("unexpected $ref {}", uri.as_str()))?;
-        Ok(serde_json::from_str(&std::fs::read_to_string(self.0.join(rel))?)?)
+    fn retrieve(
+        &self,
+        uri: &jsonschema::Uri<String>,
+    ) -> Result<serde_json::Value, Box<dyn std::error::Error + Send + Sync>> {
+        let rel = uri
+            .as_str()
+            .strip_prefix("https://openslo.com/schemas/v1/")
+            .ok_or_else(|| format!("unexpected $ref {}", uri.as_str()))?;
+        Ok(serde_json::from_str(&std::fs::read_to_string(
+            self.0.join(rel),
+        )?)?)
     }
 }
 
@@ -73,13 +81,25 @@ impl jsonschema::Retrieve for LocalOpenSlo {
 fn import_fixture_is_valid_openslo_per_the_vendored_schema() {
     use serde::Deserialize;
     let dir = common::repo_root().join("../shared/schemas/openslo/v1");
-    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("openslo.schema.json")).expect("schema")).expect("json");
-    let validator = jsonschema::options().with_retriever(LocalOpenSlo(dir)).build(&schema).expect("compile openslo schema");
-    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/openslo/todo.yaml")).expect("fixture");
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("openslo.schema.json")).expect("schema"),
+    )
+    .expect("json");
+    let validator = jsonschema::options()
+        .with_retriever(LocalOpenSlo(dir))
+        .build(&schema)
+        .expect("compile openslo schema");
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/openslo/todo.yaml"),
+    )
+    .expect("fixture");
     let mut n = 0;
     for doc in serde_norway::Deserializer::from_str(&text) {
         let v = serde_json::Value::deserialize(doc).expect("yaml");
-        let errs: Vec<String> = validator.iter_errors(&v).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        let errs: Vec<String> = validator
+            .iter_errors(&v)
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect();
         assert!(errs.is_empty(), "{}: {errs:?}", v["metadata"]["name"]);
         n += 1;
     }
