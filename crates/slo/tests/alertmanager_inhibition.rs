@@ -50,8 +50,7 @@ fn webhook(received: Arc<Mutex<Vec<(String, Value)>>>) -> u16 {
             let mut data = Vec::new();
             let mut buf = [0u8; 8192];
             // read headers, then Content-Length bytes of body
-            loop {
-                let Ok(n) = c.read(&mut buf) else { break };
+            while let Ok(n) = c.read(&mut buf) {
                 if n == 0 {
                     break;
                 }
