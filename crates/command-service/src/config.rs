@@ -56,7 +56,9 @@ mod defaults {
         500
     }
     pub fn linger_ms() -> u32 {
-        1
+        // A few ms of linger batches produce requests under load (the relay
+        // then fetches bigger outbox batches too) for little added latency.
+        5
     }
     pub fn delivery_timeout_ms() -> u32 {
         30_000

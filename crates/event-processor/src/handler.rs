@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use bus::rdkafka::message::{Message, OwnedMessage};
 use bus::rdkafka::producer::{FutureProducer, FutureRecord};
-use bus::{Failure, HandleFuture, Handler};
+use bus::{BatchFuture, BatchHandler, Failure, Poison};
 use chrono::{DateTime, Utc};
 use contracts::{
     NOTIFICATION_EVENT_SCHEMA_VERSION, NotificationEvent, NotificationKind, TodoEvent, TodoEventData, USER_EVENT_SCHEMA_VERSION,
@@ -45,56 +45,79 @@ impl Processor {
         }
     }
 
-    pub async fn notify_due(&self, kind_reason: &str, todo_id: Uuid, user_id: &str, title: &str, due: Option<DateTime<Utc>>, caused_by: Uuid, trace: Option<contracts::TraceContext>) -> Result<(), Failure> {
-        let ev = NotificationEvent {
-            event_id: Uuid::new_v5(&DERIVED, format!("{kind_reason}:{caused_by}").as_bytes()),
+    #[allow(clippy::too_many_arguments)]
+    fn notification(&self, reason: &str, todo_id: Uuid, user_id: &str, title: &str, due: Option<DateTime<Utc>>, caused_by: Uuid, trace: Option<contracts::TraceContext>) -> NotificationEvent {
+        NotificationEvent {
+            event_id: Uuid::new_v5(&DERIVED, format!("{reason}:{caused_by}").as_bytes()),
             event_type: NotificationKind::Email,
             schema_version: NOTIFICATION_EVENT_SCHEMA_VERSION,
             occurred_at: Utc::now(),
             user_id: user_id.to_string(),
             todo_id,
-            reason: kind_reason.to_string(),
+            reason: reason.to_string(),
             title: title.to_string(),
             due_date: due,
             caused_by,
-            trace: trace.clone(),
-        };
+            trace,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn notify_due(&self, kind_reason: &str, todo_id: Uuid, user_id: &str, title: &str, due: Option<DateTime<Utc>>, caused_by: Uuid, trace: Option<contracts::TraceContext>) -> Result<(), Failure> {
+        let ev = self.notification(kind_reason, todo_id, user_id, title, due, caused_by, trace.clone());
         let bytes = contracts::schema::encode_notification_event(&ev)
             .map_err(|e| Failure::Retryable(format!("notification failed its schema: {e}")))?;
         self.produce(topics::NOTIFICATION_EVENTS, &user_id.to_string(), ev.event_type.as_str(), NOTIFICATION_EVENT_SCHEMA_VERSION, bytes, trace.as_ref().map(|t| t.traceparent.as_str())).await?;
         store::mark_notified(&self.pool, todo_id, Utc::now()).await.map_err(store_failure)
     }
 
-    async fn process(&self, ev: &TodoEvent) -> Result<(), Failure> {
-        if let (Some(marker), TodoEventData::Created(c)) = (&self.fail_marker, &ev.data) {
-            if c.title.contains(marker.as_str()) {
+    fn user_registered(&self, user_id: &str, cause: &TodoEvent) -> Result<Vec<u8>, Failure> {
+        let ue = UserEvent {
+            event_id: Uuid::new_v5(&DERIVED, format!("user.registered:{user_id}").as_bytes()),
+            event_type: UserEventKind::Registered,
+            schema_version: USER_EVENT_SCHEMA_VERSION,
+            occurred_at: cause.occurred_at,
+            user_id: user_id.to_string(),
+            caused_by: cause.event_id,
+            trace: cause.trace.clone(),
+        };
+        contracts::schema::encode_user_event(&ue).map_err(|e| Failure::Retryable(e.to_string()))
+    }
+
+    /// Record the batch, then emit what it caused, then mark notifications
+    /// sent: a crash anywhere repeats work (same ids), never loses it.
+    async fn process(&self, events: &[TodoEvent]) -> Result<(), Failure> {
+        if let Some(marker) = &self.fail_marker {
+            let hit = events.iter().any(|e| matches!(&e.data, TodoEventData::Created(c) if c.title.contains(marker.as_str())));
+            if hit {
                 return Err(Failure::Retryable(format!("injected failure: title contains '{marker}'")));
             }
         }
-        let traceparent = ev.trace.as_ref().map(|t| t.traceparent.as_str());
-        if store::remember_user(&self.pool, &ev.user_id, ev.event_id, ev.occurred_at).await.map_err(store_failure)? {
-            let ue = UserEvent {
-                event_id: Uuid::new_v5(&DERIVED, format!("user.registered:{}", ev.user_id).as_bytes()),
-                event_type: UserEventKind::Registered,
-                schema_version: USER_EVENT_SCHEMA_VERSION,
-                occurred_at: ev.occurred_at,
-                user_id: ev.user_id.clone(),
-                caused_by: ev.event_id,
-                trace: ev.trace.clone(),
-            };
-            let bytes = contracts::schema::encode_user_event(&ue).map_err(|e| Failure::Retryable(e.to_string()))?;
-            self.produce(topics::USER_EVENTS, &ev.user_id, ue.event_type.as_str(), USER_EVENT_SCHEMA_VERSION, bytes, traceparent).await?;
+        let now = Utc::now();
+        let effects = store::apply_batch(&self.pool, events, now, now + self.due_soon).await.map_err(store_failure)?;
+        let by_id: std::collections::HashMap<Uuid, &TodoEvent> = events.iter().map(|e| (e.event_id, e)).collect();
+        let mut sends = Vec::new();
+        for (user, cause) in &effects.registered {
+            let Some(ev) = by_id.get(cause) else { continue };
+            let bytes = self.user_registered(user, ev)?;
+            let tp = ev.trace.as_ref().map(|t| t.traceparent.clone());
+            sends.push((topics::USER_EVENTS, user.clone(), UserEventKind::Registered.as_str(), USER_EVENT_SCHEMA_VERSION, bytes, tp));
         }
-        store::track_due(&self.pool, ev).await.map_err(store_failure)?;
-        if let TodoEventData::Created(c) = &ev.data {
-            if let Some(due) = c.due_date {
-                let now = Utc::now();
-                if due >= now && due <= now + self.due_soon {
-                    self.notify_due("due-soon-on-create", ev.todo_id, &ev.user_id, &c.title, Some(due), ev.event_id, ev.trace.clone()).await?;
-                }
-            }
+        let mut notified = Vec::new();
+        for (due, cause) in &effects.due_soon {
+            let trace = by_id.get(cause).and_then(|e| e.trace.clone());
+            let ev = self.notification("due-soon-on-create", due.todo_id, &due.user_id, &due.title, Some(due.due_date), *cause, trace.clone());
+            let bytes = contracts::schema::encode_notification_event(&ev)
+                .map_err(|e| Failure::Retryable(format!("notification failed its schema: {e}")))?;
+            sends.push((topics::NOTIFICATION_EVENTS, due.user_id.clone(), ev.event_type.as_str(), NOTIFICATION_EVENT_SCHEMA_VERSION, bytes, trace.map(|t| t.traceparent)));
+            notified.push(due.todo_id);
         }
-        Ok(())
+        let results = futures::future::join_all(
+            sends.iter().map(|(topic, key, ty, ver, bytes, tp)| self.produce(topic, key, ty, *ver, bytes.clone(), tp.as_deref())),
+        )
+        .await;
+        results.into_iter().collect::<Result<Vec<()>, Failure>>()?;
+        store::mark_notified_many(&self.pool, &notified, Utc::now()).await.map_err(store_failure)
     }
 
     /// Notify every open todo due within the window that was not notified yet.
@@ -110,13 +133,26 @@ impl Processor {
     }
 }
 
-impl Handler for Processor {
-    fn handle<'a>(&'a self, msg: &'a OwnedMessage) -> HandleFuture<'a> {
+impl BatchHandler for Processor {
+    fn handle_batch<'a>(&'a self, msgs: &'a [OwnedMessage]) -> BatchFuture<'a> {
         Box::pin(async move {
-            let payload = msg.payload().ok_or(Failure::Poison { kind: "empty", error: "record has no payload".into() })?;
-            let ev = contracts::schema::decode_todo_event(payload)
-                .map_err(|e| Failure::Poison { kind: "schema", error: e.to_string() })?;
-            self.process(&ev).await
+            let mut outcomes = Vec::with_capacity(msgs.len());
+            let mut events = Vec::with_capacity(msgs.len());
+            for m in msgs {
+                let decoded = m
+                    .payload()
+                    .ok_or(Poison { kind: "empty", error: "record has no payload".into() })
+                    .and_then(|p| contracts::schema::decode_todo_event(p).map_err(|e| Poison { kind: "schema", error: e.to_string() }));
+                match decoded {
+                    Ok(ev) => {
+                        events.push(ev);
+                        outcomes.push(None);
+                    }
+                    Err(p) => outcomes.push(Some(p)),
+                }
+            }
+            self.process(&events).await?;
+            Ok(outcomes)
         })
     }
 }

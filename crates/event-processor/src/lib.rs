@@ -80,12 +80,12 @@ impl Application {
             backoff_base: Duration::from_millis(self.config.backoff_base_ms),
             backoff_max: Duration::from_secs(10),
             store_offsets: true,
-            max_batch: 1,
+            max_batch: 500,
         };
         let p = self.processor.clone();
         let token = shutdown.clone();
         let consume = tokio::spawn(async move {
-            bus::consume_loop(&consumer, &p.producer, &cfg, &p.metrics, p.as_ref(), token).await;
+            bus::consume_batches(&consumer, &p.producer, &cfg, &p.metrics, p.as_ref(), token).await;
         });
         let sweep = tokio::spawn(sweep_loop(self.processor.clone(), self.config.schedule()?, shutdown.clone()));
         tracing::info!(port = self.port(), "event processor running");

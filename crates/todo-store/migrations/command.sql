@@ -1,20 +1,21 @@
 -- Command side: the event store, the outbox and idempotency records.
 CREATE TABLE IF NOT EXISTS events (
-    global_seq   bigserial PRIMARY KEY,
-    event_id     uuid        NOT NULL UNIQUE,
     stream_id    uuid        NOT NULL,
     version      bigint      NOT NULL CHECK (version >= 1),
+    event_id     uuid        NOT NULL UNIQUE,
     event_type   text        NOT NULL,
     user_id      text        NOT NULL,
     occurred_at  timestamptz NOT NULL,
     payload      jsonb       NOT NULL,
     -- Optimistic concurrency: two writers of the same version cannot both commit.
-    CONSTRAINT events_stream_version UNIQUE (stream_id, version)
+    CONSTRAINT events_stream_version PRIMARY KEY (stream_id, version)
 );
 
 CREATE TABLE IF NOT EXISTS outbox (
     id           bigserial PRIMARY KEY,
-    event_id     uuid        NOT NULL UNIQUE,
+    -- No unique index here: the row is written by the same statement as its
+    -- event, whose event_id is unique already.
+    event_id     uuid        NOT NULL,
     topic        text        NOT NULL,
     record_key   text        NOT NULL,
     payload      bytea       NOT NULL,

@@ -32,9 +32,9 @@ pub async fn load_stream(pool: &PgPool, todo_id: Uuid) -> Result<Vec<TodoEvent>,
         .collect()
 }
 
-/// Every event of every stream, in commit order (for tests and audits).
+/// Every event of every stream, oldest first (for tests and audits).
 pub async fn all_events(pool: &PgPool) -> Result<Vec<TodoEvent>, StoreError> {
-    let rows = sqlx::query("SELECT payload FROM events ORDER BY global_seq").fetch_all(pool).await?;
+    let rows = sqlx::query("SELECT payload FROM events ORDER BY occurred_at, stream_id, version").fetch_all(pool).await?;
     rows.into_iter()
         .map(|r| {
             let v: serde_json::Value = r.try_get("payload")?;

@@ -7,78 +7,6 @@ use uuid::Uuid;
 
 use crate::StoreError;
 
-/// Record a user; `true` the first time the user is seen.
-pub async fn remember_user(pool: &PgPool, user_id: &str, caused_by: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError> {
-    let n = sqlx::query(
-        "INSERT INTO ep_known_users (user_id, first_seen_at, caused_by) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-    )
-    .bind(user_id)
-    .bind(at)
-    .bind(caused_by)
-    .execute(pool)
-    .await?
-    .rows_affected();
-    if n == 1 {
-        return Ok(true);
-    }
-    // A redelivered first event must produce the same announcement again (the
-    // produce may not have happened before the crash); its id is deterministic.
-    let first: Option<Uuid> = sqlx::query("SELECT caused_by FROM ep_known_users WHERE user_id = $1")
-        .bind(user_id)
-        .fetch_optional(pool)
-        .await?
-        .map(|r| r.try_get("caused_by"))
-        .transpose()?;
-    Ok(first == Some(caused_by))
-}
-
-/// Track a todo's due date and whether it is still open. Idempotent: an event
-/// at or below the stored version changes nothing.
-pub async fn track_due(pool: &PgPool, ev: &TodoEvent) -> Result<(), StoreError> {
-    match &ev.data {
-        TodoEventData::Created(c) => {
-            sqlx::query(
-                "INSERT INTO ep_due_todos (todo_id, user_id, title, due_date, active, version) VALUES ($1,$2,$3,$4,true,$5)
-                 ON CONFLICT (todo_id) DO NOTHING",
-            )
-            .bind(ev.todo_id)
-            .bind(&ev.user_id)
-            .bind(&c.title)
-            .bind(c.due_date)
-            .bind(ev.stream_version)
-            .execute(pool)
-            .await?;
-        }
-        TodoEventData::Updated(u) => {
-            let due_changed = u.due_date.is_some();
-            sqlx::query(
-                "UPDATE ep_due_todos SET title = COALESCE($2, title),
-                   due_date = CASE WHEN $3 THEN $4 ELSE due_date END,
-                   notified_at = CASE WHEN $3 THEN NULL ELSE notified_at END,
-                   version = $5
-                 WHERE todo_id = $1 AND version < $5",
-            )
-            .bind(ev.todo_id)
-            .bind(u.title.as_deref())
-            .bind(due_changed)
-            .bind(u.due_date.flatten())
-            .bind(ev.stream_version)
-            .execute(pool)
-            .await?;
-        }
-        TodoEventData::Completed(_) | TodoEventData::Deleted(_) | TodoEventData::Reopened(_) => {
-            let active = matches!(ev.data, TodoEventData::Reopened(_));
-            sqlx::query("UPDATE ep_due_todos SET active = $2, version = $3 WHERE todo_id = $1 AND version < $3")
-                .bind(ev.todo_id)
-                .bind(active)
-                .bind(ev.stream_version)
-                .execute(pool)
-                .await?;
-        }
-    }
-    Ok(())
-}
-
 #[derive(Debug, Clone)]
 pub struct DueTodo {
     pub todo_id: Uuid,
@@ -111,5 +39,169 @@ pub async fn due_between(pool: &PgPool, now: DateTime<Utc>, until: DateTime<Utc>
 
 pub async fn mark_notified(pool: &PgPool, todo_id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError> {
     sqlx::query("UPDATE ep_due_todos SET notified_at = $2 WHERE todo_id = $1").bind(todo_id).bind(at).execute(pool).await?;
+    Ok(())
+}
+
+/// What the event processor must emit after a batch was recorded.
+#[derive(Debug, Default)]
+pub struct BatchEffects {
+    /// `(user_id, caused_by)`: announce `user.registered` (again, on redelivery
+    /// of the event that first showed the user; the id is deterministic).
+    pub registered: Vec<(String, Uuid)>,
+    /// Todos created with a due date inside the window and not yet notified.
+    pub due_soon: Vec<(DueTodo, Uuid)>,
+}
+
+#[derive(Debug, Clone)]
+struct DueState {
+    user_id: String,
+    title: String,
+    due_date: Option<DateTime<Utc>>,
+    active: bool,
+    version: i64,
+    notified_at: Option<DateTime<Utc>>,
+}
+
+/// Record a batch of todo events (users seen, due dates) in one transaction
+/// and say what to emit. Idempotent: events at or below a todo's stored
+/// version change nothing. `window` is `[now, until]` for due-soon-on-create.
+pub async fn apply_batch(
+    pool: &PgPool,
+    events: &[TodoEvent],
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<BatchEffects, StoreError> {
+    let mut effects = BatchEffects::default();
+    if events.is_empty() {
+        return Ok(effects);
+    }
+    let mut tx = pool.begin().await?;
+
+    // Users: the first event per user in this batch.
+    let mut seen = std::collections::HashSet::new();
+    let firsts: Vec<&TodoEvent> = events.iter().filter(|e| seen.insert(e.user_id.as_str())).collect();
+    let rows = sqlx::query(
+        "WITH b AS (SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::timestamptz[]) AS b(user_id, caused_by, at)),
+         ins AS (INSERT INTO ep_known_users (user_id, first_seen_at, caused_by)
+                 SELECT user_id, at, caused_by FROM b ON CONFLICT DO NOTHING RETURNING user_id, caused_by)
+         SELECT user_id, caused_by FROM ins
+         UNION
+         SELECT k.user_id, k.caused_by FROM ep_known_users k JOIN b ON k.user_id = b.user_id AND k.caused_by = b.caused_by",
+    )
+    .bind(firsts.iter().map(|e| e.user_id.clone()).collect::<Vec<_>>())
+    .bind(firsts.iter().map(|e| e.event_id).collect::<Vec<_>>())
+    .bind(firsts.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
+    .fetch_all(&mut *tx)
+    .await?;
+    for r in rows {
+        effects.registered.push((r.try_get("user_id")?, r.try_get("caused_by")?));
+    }
+
+    // Due dates: fold the batch into the stored state of each todo.
+    let ids: Vec<Uuid> = {
+        let mut v: Vec<Uuid> = events.iter().map(|e| e.todo_id).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    let mut states: std::collections::HashMap<Uuid, DueState> = std::collections::HashMap::new();
+    for r in sqlx::query(
+        "SELECT todo_id, user_id, title, due_date, active, version, notified_at FROM ep_due_todos
+         WHERE todo_id = ANY($1) ORDER BY todo_id FOR UPDATE",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?
+    {
+        states.insert(
+            r.try_get("todo_id")?,
+            DueState {
+                user_id: r.try_get("user_id")?,
+                title: r.try_get("title")?,
+                due_date: r.try_get("due_date")?,
+                active: r.try_get("active")?,
+                version: r.try_get("version")?,
+                notified_at: r.try_get("notified_at")?,
+            },
+        );
+    }
+    for e in events {
+        let state = states.get_mut(&e.todo_id);
+        match (&e.data, state) {
+            (TodoEventData::Created(c), None) => {
+                states.insert(
+                    e.todo_id,
+                    DueState {
+                        user_id: e.user_id.clone(),
+                        title: c.title.clone(),
+                        due_date: c.due_date,
+                        active: true,
+                        version: e.stream_version,
+                        notified_at: None,
+                    },
+                );
+            }
+            (_, Some(s)) if e.stream_version > s.version => {
+                match &e.data {
+                    TodoEventData::Created(_) => {}
+                    TodoEventData::Updated(u) => {
+                        if let Some(t) = &u.title {
+                            s.title = t.clone();
+                        }
+                        if let Some(d) = u.due_date {
+                            s.due_date = d;
+                            s.notified_at = None;
+                        }
+                    }
+                    TodoEventData::Completed(_) | TodoEventData::Deleted(_) => s.active = false,
+                    TodoEventData::Reopened(_) => s.active = true,
+                }
+                s.version = e.stream_version;
+            }
+            _ => {}
+        }
+    }
+    let rows: Vec<(&Uuid, &DueState)> = states.iter().collect();
+    sqlx::query(
+        "INSERT INTO ep_due_todos (todo_id, user_id, title, due_date, active, version, notified_at)
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::bool[], $6::int8[], $7::timestamptz[])
+         ON CONFLICT (todo_id) DO UPDATE SET user_id = EXCLUDED.user_id, title = EXCLUDED.title, due_date = EXCLUDED.due_date,
+           active = EXCLUDED.active, version = EXCLUDED.version, notified_at = EXCLUDED.notified_at",
+    )
+    .bind(rows.iter().map(|(id, _)| **id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, s)| s.user_id.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, s)| s.title.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, s)| s.due_date).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, s)| s.active).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, s)| s.version).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, s)| s.notified_at).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+
+    // A created todo due inside the window and not notified yet (also after a
+    // crash between sending and marking: at least once, same id).
+    for e in events {
+        if let (TodoEventData::Created(c), Some(s)) = (&e.data, states.get(&e.todo_id)) {
+            let due_now = s.due_date.filter(|d| *d >= now && *d <= until);
+            if let (Some(due), true, None) = (due_now, s.active, s.notified_at) {
+                if c.due_date == Some(due) {
+                    effects.due_soon.push((
+                        DueTodo { todo_id: e.todo_id, user_id: s.user_id.clone(), title: s.title.clone(), due_date: due },
+                        e.event_id,
+                    ));
+                }
+            }
+        }
+    }
+    Ok(effects)
+}
+
+/// Mark todos notified, after their notifications were acknowledged.
+pub async fn mark_notified_many(pool: &PgPool, todo_ids: &[Uuid], at: DateTime<Utc>) -> Result<(), StoreError> {
+    if todo_ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("UPDATE ep_due_todos SET notified_at = $2 WHERE todo_id = ANY($1)").bind(todo_ids).bind(at).execute(pool).await?;
     Ok(())
 }
