@@ -6,22 +6,20 @@ CREATE TABLE IF NOT EXISTS events (
     event_type   text        NOT NULL,
     user_id      text        NOT NULL,
     occurred_at  timestamptz NOT NULL,
-    payload      jsonb       NOT NULL,
+    -- The exact record bytes sent to Kafka (schema-validated JSON). `json`
+    -- keeps them as written; `jsonb` would cost a conversion on every write.
+    payload      json        NOT NULL,
     -- Optimistic concurrency: two writers of the same version cannot both commit.
     CONSTRAINT events_stream_version PRIMARY KEY (stream_id, version)
 );
 
+-- A pointer to an event not yet acknowledged by the broker; the relay reads
+-- the record from `events`, so the payload is written once.
 CREATE TABLE IF NOT EXISTS outbox (
     id           bigserial PRIMARY KEY,
-    -- No unique index here: the row is written by the same statement as its
-    -- event, whose event_id is unique already.
-    event_id     uuid        NOT NULL,
+    stream_id    uuid        NOT NULL,
+    version      bigint      NOT NULL,
     topic        text        NOT NULL,
-    record_key   text        NOT NULL,
-    payload      bytea       NOT NULL,
-    event_type   text        NOT NULL,
-    traceparent  text,
-    tracestate   text,
     created_at   timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 

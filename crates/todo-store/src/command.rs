@@ -20,25 +20,25 @@ pub struct IdempotencyRecord {
 
 /// Events of one stream, oldest first.
 pub async fn load_stream(pool: &PgPool, todo_id: Uuid) -> Result<Vec<TodoEvent>, StoreError> {
-    let rows = sqlx::query("SELECT payload FROM events WHERE stream_id = $1 ORDER BY version")
+    let rows = sqlx::query("SELECT payload::text AS payload FROM events WHERE stream_id = $1 ORDER BY version")
         .bind(todo_id)
         .fetch_all(pool)
         .await?;
     rows.into_iter()
         .map(|r| {
-            let v: serde_json::Value = r.try_get("payload")?;
-            serde_json::from_value(v).map_err(|e| StoreError::Corrupt(format!("event of stream {todo_id}: {e}")))
+            let text: String = r.try_get("payload")?;
+            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("event of stream {todo_id}: {e}")))
         })
         .collect()
 }
 
 /// Every event of every stream, oldest first (for tests and audits).
 pub async fn all_events(pool: &PgPool) -> Result<Vec<TodoEvent>, StoreError> {
-    let rows = sqlx::query("SELECT payload FROM events ORDER BY occurred_at, stream_id, version").fetch_all(pool).await?;
+    let rows = sqlx::query("SELECT payload::text AS payload FROM events ORDER BY occurred_at, stream_id, version").fetch_all(pool).await?;
     rows.into_iter()
         .map(|r| {
-            let v: serde_json::Value = r.try_get("payload")?;
-            serde_json::from_value(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+            let text: String = r.try_get("payload")?;
+            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))
         })
         .collect()
 }
@@ -86,10 +86,6 @@ pub async fn append(
     let mut times: Vec<DateTime<Utc>> = Vec::with_capacity(events.len());
     let mut payloads = Vec::with_capacity(events.len());
     let mut topics = Vec::with_capacity(events.len());
-    let mut keys = Vec::with_capacity(events.len());
-    let mut records = Vec::with_capacity(events.len());
-    let mut parents: Vec<Option<String>> = Vec::with_capacity(events.len());
-    let mut states: Vec<Option<String>> = Vec::with_capacity(events.len());
     for ne in events {
         let e = ne.event;
         ids.push(e.event_id);
@@ -98,12 +94,8 @@ pub async fn append(
         types.push(e.event_type().to_string());
         users.push(e.user_id.clone());
         times.push(e.occurred_at);
-        payloads.push(serde_json::to_value(e).map_err(|err| StoreError::Corrupt(err.to_string()))?);
+        payloads.push(String::from_utf8(ne.record.clone()).map_err(|err| StoreError::Corrupt(err.to_string()))?);
         topics.push(ne.topic.to_string());
-        keys.push(e.todo_id.to_string());
-        records.push(ne.record.clone());
-        parents.push(e.trace.as_ref().map(|t| t.traceparent.clone()));
-        states.push(e.trace.as_ref().and_then(|t| t.tracestate.clone()));
     }
     let (user, key, rec) = match idempotency {
         Some((u, k, r)) => (Some(u), Some(k), Some(r)),
@@ -113,13 +105,13 @@ pub async fn append(
         r#"
         WITH e AS (
             INSERT INTO events (event_id, stream_id, version, event_type, user_id, occurred_at, payload)
-            SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::int8[], $4::text[], $5::text[], $6::timestamptz[], $7::jsonb[])
+            SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::int8[], $4::text[], $5::text[], $6::timestamptz[], $7::text[]::json[])
         ), o AS (
-            INSERT INTO outbox (event_id, topic, record_key, payload, event_type, traceparent, tracestate)
-            SELECT * FROM UNNEST($1::uuid[], $8::text[], $9::text[], $10::bytea[], $4::text[], $11::text[], $12::text[])
+            INSERT INTO outbox (stream_id, version, topic)
+            SELECT * FROM UNNEST($2::uuid[], $3::int8[], $8::text[])
         ), i AS (
             INSERT INTO idempotency_keys (user_id, idem_key, request_hash, status, response_body, etag, location)
-            SELECT $13, $14, $15, $16, $17, $18, $19 WHERE $14::text IS NOT NULL
+            SELECT $9, $10, $11, $12, $13, $14, $15 WHERE $10::text IS NOT NULL
         )
         SELECT 1
         "#,
@@ -132,10 +124,6 @@ pub async fn append(
     .bind(&times)
     .bind(&payloads)
     .bind(&topics)
-    .bind(&keys)
-    .bind(&records)
-    .bind(&parents)
-    .bind(&states)
     .bind(user)
     .bind(key)
     .bind(rec.map(|r| r.request_hash.clone()))
@@ -164,7 +152,10 @@ pub struct OutboxRow {
 /// The oldest unsent rows, in commit order.
 pub async fn outbox_batch(pool: &PgPool, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
     let rows = sqlx::query(
-        "SELECT id, event_id, topic, record_key, payload, event_type, traceparent, tracestate FROM outbox ORDER BY id LIMIT $1",
+        "SELECT o.id, e.event_id, o.topic, e.stream_id::text AS record_key, convert_to(e.payload::text, 'UTF8') AS payload,
+                e.event_type, e.payload->'trace'->>'traceparent' AS traceparent, e.payload->'trace'->>'tracestate' AS tracestate
+         FROM outbox o JOIN events e ON e.stream_id = o.stream_id AND e.version = o.version
+         ORDER BY o.id LIMIT $1",
     )
     .bind(limit)
     .fetch_all(pool)

@@ -24,6 +24,10 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreErr
         .max_connections(max_connections)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(2))
+        // The default pings every connection on checkout: one extra round
+        // trip per query. A broken connection fails its query instead, which
+        // callers already treat as "unavailable, retry".
+        .test_before_acquire(false)
         .connect_with(opts)
         .await?;
     Ok(pool)
@@ -35,6 +39,7 @@ pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, StoreErro
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(2))
+        .test_before_acquire(false)
         .connect_lazy_with(opts))
 }
 
