@@ -27,7 +27,10 @@ pub struct Reply {
 
 impl Reply {
     pub fn content_type(&self) -> &str {
-        self.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 }
 
@@ -36,16 +39,33 @@ pub async fn reply(resp: reqwest::Response) -> anyhow::Result<Reply> {
     let headers = resp.headers().clone();
     let raw = resp.text().await?;
     let body = serde_json::from_str(&raw).unwrap_or(Value::Null);
-    Ok(Reply { status, headers, body, raw })
+    Ok(Reply {
+        status,
+        headers,
+        body,
+        raw,
+    })
 }
 
 impl Api {
     pub fn new(command: &ServiceProcess, query: &ServiceProcess) -> Self {
-        Self { http: reqwest::Client::new(), command: command.base_url(), query: query.base_url() }
+        Self {
+            http: reqwest::Client::new(),
+            command: command.base_url(),
+            query: query.base_url(),
+        }
     }
 
     pub async fn create(&self, user: &str, body: Value) -> anyhow::Result<Reply> {
-        reply(self.http.post(format!("{}/v1/todos", self.command)).header("x-user-id", user).json(&body).send().await?).await
+        reply(
+            self.http
+                .post(format!("{}/v1/todos", self.command))
+                .header("x-user-id", user)
+                .json(&body)
+                .send()
+                .await?,
+        )
+        .await
     }
 
     pub async fn send(&self, req: reqwest::RequestBuilder, user: &str) -> anyhow::Result<Reply> {
@@ -53,12 +73,25 @@ impl Api {
     }
 
     pub async fn get(&self, user: &str, path: &str) -> anyhow::Result<Reply> {
-        reply(self.http.get(format!("{}{path}", self.query)).header("x-user-id", user).send().await?).await
+        reply(
+            self.http
+                .get(format!("{}{path}", self.query))
+                .header("x-user-id", user)
+                .send()
+                .await?,
+        )
+        .await
     }
 
     /// Poll the query API until `path` answers with `want` (a readiness-style
     /// wait on the projection, not a sleep).
-    pub async fn wait_for(&self, user: &str, path: &str, timeout: Duration, want: impl Fn(&Reply) -> bool) -> anyhow::Result<Reply> {
+    pub async fn wait_for(
+        &self,
+        user: &str,
+        path: &str,
+        timeout: Duration,
+        want: impl Fn(&Reply) -> bool,
+    ) -> anyhow::Result<Reply> {
         let start = std::time::Instant::now();
         loop {
             let r = self.get(user, path).await?;
@@ -66,7 +99,11 @@ impl Api {
                 return Ok(r);
             }
             if start.elapsed() > timeout {
-                anyhow::bail!("timed out after {timeout:?} waiting on {path}; last reply {} {}", r.status, r.raw);
+                anyhow::bail!(
+                    "timed out after {timeout:?} waiting on {path}; last reply {} {}",
+                    r.status,
+                    r.raw
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -74,9 +111,12 @@ impl Api {
 
     /// Wait until the todo is visible at `version` in the query service.
     pub async fn wait_version(&self, user: &str, id: &str, version: i64) -> anyhow::Result<Reply> {
-        self.wait_for(user, &format!("/v1/todos/{id}"), Duration::from_secs(30), |r| {
-            r.status == 200 && r.body["version"].as_i64() == Some(version)
-        })
+        self.wait_for(
+            user,
+            &format!("/v1/todos/{id}"),
+            Duration::from_secs(30),
+            |r| r.status == 200 && r.body["version"].as_i64() == Some(version),
+        )
         .await
     }
 }
@@ -95,19 +135,42 @@ impl Platform {
         Self::start_with(&[], &[], true).await
     }
 
-    pub async fn start_with(command_env: &[(&str, &str)], query_env: &[(&str, &str)], processor: bool) -> anyhow::Result<Self> {
-        let stack = Stack::start().await.context("starting postgres and the broker")?;
-        let (command, query) =
-            tokio::try_join!(stack.spawn(Service::Command, command_env), stack.spawn(Service::Query, query_env))?;
-        let processor = if processor { Some(stack.spawn(Service::Processor, &[]).await?) } else { None };
+    pub async fn start_with(
+        command_env: &[(&str, &str)],
+        query_env: &[(&str, &str)],
+        processor: bool,
+    ) -> anyhow::Result<Self> {
+        let stack = Stack::start()
+            .await
+            .context("starting postgres and the broker")?;
+        let (command, query) = tokio::try_join!(
+            stack.spawn(Service::Command, command_env),
+            stack.spawn(Service::Query, query_env)
+        )?;
+        let processor = if processor {
+            Some(stack.spawn(Service::Processor, &[]).await?)
+        } else {
+            None
+        };
         let api = Api::new(&command, &query);
-        Ok(Self { stack, command, query, processor, api })
+        Ok(Self {
+            stack,
+            command,
+            query,
+            processor,
+            api,
+        })
     }
 }
 
 /// Read every record currently on `topic` (all partitions, from the start),
 /// waiting until at least `min` arrived.
-pub async fn read_topic(brokers: &str, topic: &str, min: usize, timeout: Duration) -> anyhow::Result<Vec<bus::rdkafka::message::OwnedMessage>> {
+pub async fn read_topic(
+    brokers: &str,
+    topic: &str,
+    min: usize,
+    timeout: Duration,
+) -> anyhow::Result<Vec<bus::rdkafka::message::OwnedMessage>> {
     let consumer: StreamConsumer = bus::rdkafka::ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("test-reader-{}", uuid::Uuid::new_v4()))
@@ -123,7 +186,10 @@ pub async fn read_topic(brokers: &str, topic: &str, min: usize, timeout: Duratio
         match tokio::time::timeout_at(deadline, consumer.recv()).await {
             Ok(Ok(m)) => out.push(m.detach()),
             Ok(Err(e)) => anyhow::bail!("reading {topic}: {e}"),
-            Err(_) => anyhow::bail!("timed out reading {topic}: got {} of {min} records", out.len()),
+            Err(_) => anyhow::bail!(
+                "timed out reading {topic}: got {} of {min} records",
+                out.len()
+            ),
         }
     }
     // Drain whatever else arrives shortly after (extra records matter for
@@ -139,5 +205,7 @@ pub fn header(m: &bus::rdkafka::message::OwnedMessage, name: &str) -> Option<Str
 }
 
 pub fn payload_json(m: &bus::rdkafka::message::OwnedMessage) -> Value {
-    m.payload().and_then(|p| serde_json::from_slice(p).ok()).unwrap_or(Value::Null)
+    m.payload()
+        .and_then(|p| serde_json::from_slice(p).ok())
+        .unwrap_or(Value::Null)
 }

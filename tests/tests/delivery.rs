@@ -14,22 +14,45 @@ use todo_store::read;
 async fn workload(api: &Api, user: &str, n: usize) -> anyhow::Result<Vec<(String, i64)>> {
     let mut out = Vec::new();
     for i in 0..n {
-        let r = api.create(user, json!({"title": format!("task {i}"), "tags": ["load"], "priority": "medium"})).await?;
+        let r = api
+            .create(
+                user,
+                json!({"title": format!("task {i}"), "tags": ["load"], "priority": "medium"}),
+            )
+            .await?;
         anyhow::ensure!(r.status == 201, "create: {} {}", r.status, r.raw);
         let id = r.body["id"].as_str().unwrap_or_default().to_string();
         let mut version = 1;
         if i % 2 == 0 {
-            let r = api.send(api.http.patch(format!("{}/v1/todos/{id}", api.command)).json(&json!({"priority": "high", "due_date": "2030-01-01T00:00:00Z"})), user).await?;
+            let r = api
+                .send(
+                    api.http
+                        .patch(format!("{}/v1/todos/{id}", api.command))
+                        .json(&json!({"priority": "high", "due_date": "2030-01-01T00:00:00Z"})),
+                    user,
+                )
+                .await?;
             anyhow::ensure!(r.status == 200, "update: {}", r.raw);
             version += 1;
         }
         if i % 3 == 0 {
-            let r = api.send(api.http.post(format!("{}/v1/todos/{id}/complete", api.command)), user).await?;
+            let r = api
+                .send(
+                    api.http
+                        .post(format!("{}/v1/todos/{id}/complete", api.command)),
+                    user,
+                )
+                .await?;
             anyhow::ensure!(r.status == 200, "complete: {}", r.raw);
             version += 1;
         }
         if i % 5 == 4 {
-            let r = api.send(api.http.delete(format!("{}/v1/todos/{id}", api.command)), user).await?;
+            let r = api
+                .send(
+                    api.http.delete(format!("{}/v1/todos/{id}", api.command)),
+                    user,
+                )
+                .await?;
             anyhow::ensure!(r.status == 204, "delete: {}", r.raw);
             version = -1;
         }
@@ -40,11 +63,20 @@ async fn workload(api: &Api, user: &str, n: usize) -> anyhow::Result<Vec<(String
 
 /// Wait until the read model reflects every stream of the event store.
 async fn wait_projected(pool: &sqlx::PgPool) -> anyhow::Result<()> {
-    devstack::wait_until("the read model to catch up with the event store", Duration::from_secs(60), || async {
-        let events = todo_store::command::all_events(pool).await.unwrap_or_default();
-        let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM read_history").fetch_one(pool).await.unwrap_or(-1);
-        applied == events.len() as i64
-    })
+    devstack::wait_until(
+        "the read model to catch up with the event store",
+        Duration::from_secs(60),
+        || async {
+            let events = todo_store::command::all_events(pool)
+                .await
+                .unwrap_or_default();
+            let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM read_history")
+                .fetch_one(pool)
+                .await
+                .unwrap_or(-1);
+            applied == events.len() as i64
+        },
+    )
     .await
 }
 
@@ -56,23 +88,43 @@ async fn assert_read_model_is_fold_of_event_store(pool: &sqlx::PgPool) -> anyhow
     for e in events.iter() {
         streams.entry(e.todo_id).or_default().push(e.clone());
     }
-    let mut expected: Vec<todo_domain::Todo> =
-        streams.values().filter_map(|evs| todo_domain::fold(evs)).filter(|t| !t.deleted).collect();
+    let mut expected: Vec<todo_domain::Todo> = streams
+        .values()
+        .filter_map(|evs| todo_domain::fold(evs))
+        .filter(|t| !t.deleted)
+        .collect();
     expected.sort_by_key(|t| t.id);
     let actual = read::snapshot(pool).await?;
-    assert_eq!(actual, expected, "read model differs from the fold of the event store");
-    let per_event: Vec<(i64,)> = sqlx::query_as("SELECT count(*) FROM read_history GROUP BY event_id HAVING count(*) > 1").fetch_all(pool).await?;
+    assert_eq!(
+        actual, expected,
+        "read model differs from the fold of the event store"
+    );
+    let per_event: Vec<(i64,)> =
+        sqlx::query_as("SELECT count(*) FROM read_history GROUP BY event_id HAVING count(*) > 1")
+            .fetch_all(pool)
+            .await?;
     assert!(per_event.is_empty(), "an event was recorded twice");
-    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM read_history").fetch_one(pool).await?;
-    assert_eq!(applied, events.len() as i64, "every event applied exactly once");
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM read_history")
+        .fetch_one(pool)
+        .await?;
+    assert_eq!(
+        applied,
+        events.len() as i64,
+        "every event applied exactly once"
+    );
     Ok(())
 }
 
 async fn consumed_total(base_url: &str) -> anyhow::Result<f64> {
-    let text = reqwest::get(format!("{base_url}/metrics")).await?.text().await?;
+    let text = reqwest::get(format!("{base_url}/metrics"))
+        .await?
+        .text()
+        .await?;
     Ok(text
         .lines()
-        .filter(|l| l.starts_with("kafka_messages_consumed_total{") && l.contains("topic=\"todo-events\""))
+        .filter(|l| {
+            l.starts_with("kafka_messages_consumed_total{") && l.contains("topic=\"todo-events\"")
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum())
 }
@@ -90,9 +142,11 @@ async fn redelivered_events_do_not_double_apply() -> anyhow::Result<()> {
 
     // Its successor starts from the last committed offset: the beginning.
     let again = p.stack.spawn(Service::Query, &[]).await?;
-    devstack::wait_until("every record to be redelivered", Duration::from_secs(60), || async {
-        consumed_total(&again.base_url()).await.unwrap_or(0.0) >= total
-    })
+    devstack::wait_until(
+        "every record to be redelivered",
+        Duration::from_secs(60),
+        || async { consumed_total(&again.base_url()).await.unwrap_or(0.0) >= total },
+    )
     .await?;
     assert_read_model_is_fold_of_event_store(&pool).await
 }
@@ -109,13 +163,19 @@ async fn writes_during_a_broker_outage_all_reach_the_read_model_once() -> anyhow
     let during = workload(&p.api, "alice", 20).await?;
     assert_eq!(during.len(), 20);
     let (backlog, _) = todo_store::command::outbox_stats(&pool).await?;
-    assert!(backlog > 0, "the outbox holds events while the broker is away");
+    assert!(
+        backlog > 0,
+        "the outbox holds events while the broker is away"
+    );
     p.stack.broker.resume()?;
 
     wait_projected(&pool).await?;
     assert_read_model_is_fold_of_event_store(&pool).await?;
     devstack::wait_until("the outbox to drain", Duration::from_secs(30), || async {
-        todo_store::command::outbox_stats(&pool).await.map(|(n, _)| n == 0).unwrap_or(false)
+        todo_store::command::outbox_stats(&pool)
+            .await
+            .map(|(n, _)| n == 0)
+            .unwrap_or(false)
     })
     .await
 }
@@ -123,7 +183,8 @@ async fn writes_during_a_broker_outage_all_reach_the_read_model_once() -> anyhow
 #[tokio::test]
 async fn malformed_records_go_to_the_dlq_and_later_events_are_projected() -> anyhow::Result<()> {
     let p = Platform::start().await?;
-    let producer: FutureProducer = bus::KafkaSettings::new(p.stack.broker.brokers(), "test-kcat").producer()?;
+    let producer: FutureProducer =
+        bus::KafkaSettings::new(p.stack.broker.brokers(), "test-kcat").producer()?;
     let garbage: [&[u8]; 3] = [
         b"this is not json",
         br#"{"schema_version":1,"event_type":"todo.created","todo_id":"nope"}"#,
@@ -131,24 +192,47 @@ async fn malformed_records_go_to_the_dlq_and_later_events_are_projected() -> any
     ];
     for g in garbage {
         producer
-            .send(FutureRecord::to(contracts::topics::TODO_EVENTS).key("k").payload(g), Duration::from_secs(5))
+            .send(
+                FutureRecord::to(contracts::topics::TODO_EVENTS)
+                    .key("k")
+                    .payload(g),
+                Duration::from_secs(5),
+            )
             .await
             .map_err(|(e, _)| e)?;
     }
-    let r = p.api.create("alice", json!({"title": "after the poison"})).await?;
+    let r = p
+        .api
+        .create("alice", json!({"title": "after the poison"}))
+        .await?;
     let id = r.body["id"].as_str().unwrap_or_default().to_string();
     p.api.wait_version("alice", &id, 1).await?;
 
     // Each consumer group dead-letters what it cannot read: 3 from the query
     // service and 3 from the event processor.
-    let dlq = read_topic(&p.stack.broker.brokers(), contracts::topics::TODO_EVENTS_DLQ, 6, Duration::from_secs(30)).await?;
+    let dlq = read_topic(
+        &p.stack.broker.brokers(),
+        contracts::topics::TODO_EVENTS_DLQ,
+        6,
+        Duration::from_secs(30),
+    )
+    .await?;
     assert_eq!(dlq.len(), 6);
     for group in ["query-service", "event-processor"] {
-        let mine: Vec<_> = dlq.iter().filter(|m| system_tests::header(m, "dlq-consumer-group").as_deref() == Some(group)).collect();
+        let mine: Vec<_> = dlq
+            .iter()
+            .filter(|m| system_tests::header(m, "dlq-consumer-group").as_deref() == Some(group))
+            .collect();
         assert_eq!(mine.len(), 3, "group {group}");
         for m in mine {
-            assert_eq!(system_tests::header(m, "dlq-error-kind").as_deref(), Some("schema"));
-            assert_eq!(system_tests::header(m, "dlq-source-topic").as_deref(), Some("todo-events"));
+            assert_eq!(
+                system_tests::header(m, "dlq-error-kind").as_deref(),
+                Some("schema")
+            );
+            assert_eq!(
+                system_tests::header(m, "dlq-source-topic").as_deref(),
+                Some("todo-events")
+            );
             assert!(system_tests::header(m, "dlq-error").is_some_and(|e| !e.is_empty()));
             assert!(system_tests::header(m, "dlq-source-offset").is_some());
         }
@@ -164,27 +248,57 @@ async fn replay_rebuilds_a_read_model_identical_to_the_live_one() -> anyhow::Res
     workload(&p.api, "bob", 10).await?;
     wait_projected(&pool).await?;
     let live = read::snapshot(&pool).await?;
-    let live_history: i64 = sqlx::query_scalar("SELECT count(*) FROM read_history").fetch_one(&pool).await?;
+    let live_history: i64 = sqlx::query_scalar("SELECT count(*) FROM read_history")
+        .fetch_one(&pool)
+        .await?;
     assert!(!live.is_empty());
 
     // Damage the live read model; the replay must restore it from the topic.
-    sqlx::query("UPDATE read_todos SET title = 'corrupted' WHERE owner = 'alice'").execute(&pool).await?;
-    sqlx::query("DELETE FROM read_todos WHERE owner = 'bob'").execute(&pool).await?;
+    sqlx::query("UPDATE read_todos SET title = 'corrupted' WHERE owner = 'alice'")
+        .execute(&pool)
+        .await?;
+    sqlx::query("DELETE FROM read_todos WHERE owner = 'bob'")
+        .execute(&pool)
+        .await?;
 
     let bin = devstack::workspace_bin("todoctl")?;
     let out = tokio::process::Command::new(bin)
-        .args(["replay", "--database-url", &p.stack.wiring.database_url, "--brokers", &p.stack.broker.brokers(), "--output", "json"])
+        .args([
+            "replay",
+            "--database-url",
+            &p.stack.wiring.database_url,
+            "--brokers",
+            &p.stack.broker.brokers(),
+            "--output",
+            "json",
+        ])
         .output()
         .await?;
-    assert!(out.status.success(), "todoctl replay failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "todoctl replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!(report["applied"].as_i64(), Some(live_history), "{report}");
-    assert_eq!(report["caught_up_from_live"].as_i64(), Some(0), "everything came from the topic: {report}");
+    assert_eq!(
+        report["caught_up_from_live"].as_i64(),
+        Some(0),
+        "everything came from the topic: {report}"
+    );
 
     let rebuilt = read::snapshot(&pool).await?;
-    assert_eq!(rebuilt, live, "the rebuilt read model equals the live one before the damage");
+    assert_eq!(
+        rebuilt, live,
+        "the rebuilt read model equals the live one before the damage"
+    );
     // And the live projector keeps working on the swapped-in tables.
-    let r = p.api.create("alice", json!({"title": "after replay"})).await?;
-    p.api.wait_version("alice", r.body["id"].as_str().unwrap_or_default(), 1).await?;
+    let r = p
+        .api
+        .create("alice", json!({"title": "after replay"}))
+        .await?;
+    p.api
+        .wait_version("alice", r.body["id"].as_str().unwrap_or_default(), 1)
+        .await?;
     Ok(())
 }

@@ -14,26 +14,58 @@ async fn postgres_down_gives_503_with_retry_after_and_recovers() -> anyhow::Resu
         assert_eq!(r.body["checks"]["postgres"], "ok");
         assert_eq!(r.body["checks"]["kafka"], "ok");
     }
-    let before = p.api.create("alice", json!({"title": "before the outage"})).await?;
+    let before = p
+        .api
+        .create("alice", json!({"title": "before the outage"}))
+        .await?;
     assert_eq!(before.status, 201);
 
     p.stack.postgres.stop();
-    let r = p.api.create("alice", json!({"title": "during the outage"})).await?;
+    let r = p
+        .api
+        .create("alice", json!({"title": "during the outage"}))
+        .await?;
     assert_eq!(r.status, 503, "{}", r.raw);
     assert_eq!(r.headers["retry-after"], "1");
     assert_eq!(r.content_type(), "application/problem+json");
     let r = p.api.get("alice", "/v1/todos").await?;
     assert_eq!(r.status, 503, "{}", r.raw);
-    let ready = reply(p.api.http.get(format!("{}/readyz", p.api.command)).send().await?).await?;
+    let ready = reply(
+        p.api
+            .http
+            .get(format!("{}/readyz", p.api.command))
+            .send()
+            .await?,
+    )
+    .await?;
     assert_eq!(ready.status, 503);
-    assert!(ready.body["checks"]["postgres"].as_str().is_some_and(|s| s.starts_with("error")));
-    let live = reply(p.api.http.get(format!("{}/healthz", p.api.command)).send().await?).await?;
+    assert!(
+        ready.body["checks"]["postgres"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("error"))
+    );
+    let live = reply(
+        p.api
+            .http
+            .get(format!("{}/healthz", p.api.command))
+            .send()
+            .await?,
+    )
+    .await?;
     assert_eq!(live.status, 200, "liveness does not depend on Postgres");
 
     p.stack.postgres.restart().await?;
-    let after = devstack::wait_until("writes to succeed again", Duration::from_secs(30), || async {
-        p.api.create("alice", json!({"title": "after the outage"})).await.map(|r| r.status == 201).unwrap_or(false)
-    })
+    let after = devstack::wait_until(
+        "writes to succeed again",
+        Duration::from_secs(30),
+        || async {
+            p.api
+                .create("alice", json!({"title": "after the outage"}))
+                .await
+                .map(|r| r.status == 201)
+                .unwrap_or(false)
+        },
+    )
     .await;
     after?;
     let id = before.body["id"].as_str().unwrap_or_default();
@@ -45,11 +77,19 @@ async fn postgres_down_gives_503_with_retry_after_and_recovers() -> anyhow::Resu
 async fn sigterm_drains_in_flight_requests_then_exits_cleanly() -> anyhow::Result<()> {
     let p = Platform::start_with(&[], &[], false).await?;
     // A slow instance: every request takes 700 ms.
-    let mut slow = p.stack.spawn(Service::Command, &[("FAULT_LATENCY_MS", "700")]).await?;
+    let mut slow = p
+        .stack
+        .spawn(Service::Command, &[("FAULT_LATENCY_MS", "700")])
+        .await?;
     let url = format!("{}/v1/todos", slow.base_url());
     let http = p.api.http.clone();
     let in_flight = tokio::spawn(async move {
-        http.post(url).header("x-user-id", "alice").json(&json!({"title": "in flight"})).send().await.map(|r| r.status().as_u16())
+        http.post(url)
+            .header("x-user-id", "alice")
+            .json(&json!({"title": "in flight"}))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
     });
     // Wait until the server is handling it: the scrape itself is one active
     // request, the slow write the second.
@@ -60,7 +100,13 @@ async fn sigterm_drains_in_flight_requests_then_exits_cleanly() -> anyhow::Resul
             let text = reqwest::get(url).await.ok().map(|r| r.text());
             let Some(text) = text else { return false };
             let text = text.await.unwrap_or_default();
-            text.lines().any(|l| l.starts_with("http_server_active_requests{") && l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).is_some_and(|v| v >= 2.0))
+            text.lines().any(|l| {
+                l.starts_with("http_server_active_requests{")
+                    && l.rsplit(' ')
+                        .next()
+                        .and_then(|v| v.parse::<f64>().ok())
+                        .is_some_and(|v| v >= 2.0)
+            })
         }
     })
     .await?;

@@ -25,35 +25,82 @@ async fn filters_sorts_and_cursor_pagination() -> anyhow::Result<()> {
         ids.push(r.body["id"].as_str().unwrap_or_default().to_string());
     }
     for id in ids.iter().take(5) {
-        let r = p.api.send(p.api.http.post(format!("{}/v1/todos/{id}/complete", p.api.command)), "alice").await?;
+        let r = p
+            .api
+            .send(
+                p.api
+                    .http
+                    .post(format!("{}/v1/todos/{id}/complete", p.api.command)),
+                "alice",
+            )
+            .await?;
         assert_eq!(r.status, 200);
     }
-    p.api.create("bob", json!({"title": "Report for bob"})).await?;
+    p.api
+        .create("bob", json!({"title": "Report for bob"}))
+        .await?;
     for (i, id) in ids.iter().enumerate() {
-        p.api.wait_version("alice", id, if i < 5 { 2 } else { 1 }).await?;
+        p.api
+            .wait_version("alice", id, if i < 5 { 2 } else { 1 })
+            .await?;
     }
-    let all = p.api.get("alice", "/v1/todos?limit=100").await?.body["items"].as_array().cloned().unwrap_or_default();
+    let all = p.api.get("alice", "/v1/todos?limit=100").await?.body["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(all.len(), 23, "bob's todo is not listed for alice");
 
     // Filters, checked against the same predicate applied client-side.
     let check = |query: &str, pred: &dyn Fn(&Value) -> bool| {
-        let want: HashSet<String> = all.iter().filter(|t| pred(t)).map(|t| t["id"].as_str().unwrap_or_default().to_string()).collect();
+        let want: HashSet<String> = all
+            .iter()
+            .filter(|t| pred(t))
+            .map(|t| t["id"].as_str().unwrap_or_default().to_string())
+            .collect();
         (query.to_string(), want)
     };
     let cases = vec![
         check("completed=true", &|t| t["completed"] == true),
-        check("completed=false&priority=high,urgent", &|t| t["completed"] == false && ["high", "urgent"].contains(&t["priority"].as_str().unwrap_or(""))),
-        check("tag=work,q4", &|t| t["tags"].as_array().is_some_and(|a| a.contains(&json!("work")))),
-        check("q=REPORT", &|t| t["title"].as_str().unwrap_or("").to_lowercase().contains("report")),
-        check("q=%25", &|t| t["title"].as_str().unwrap_or("").contains('%')),
-        check("due_after=2027-01-05T00:00:00Z&due_before=2027-01-15T00:00:00Z", &|t| {
-            t["due_date"].as_str().is_some_and(|d| d > "2027-01-05" && d < "2027-01-15")
+        check("completed=false&priority=high,urgent", &|t| {
+            t["completed"] == false
+                && ["high", "urgent"].contains(&t["priority"].as_str().unwrap_or(""))
         }),
+        check("tag=work,q4", &|t| {
+            t["tags"]
+                .as_array()
+                .is_some_and(|a| a.contains(&json!("work")))
+        }),
+        check("q=REPORT", &|t| {
+            t["title"]
+                .as_str()
+                .unwrap_or("")
+                .to_lowercase()
+                .contains("report")
+        }),
+        check("q=%25", &|t| {
+            t["title"].as_str().unwrap_or("").contains('%')
+        }),
+        check(
+            "due_after=2027-01-05T00:00:00Z&due_before=2027-01-15T00:00:00Z",
+            &|t| {
+                t["due_date"]
+                    .as_str()
+                    .is_some_and(|d| d > "2027-01-05" && d < "2027-01-15")
+            },
+        ),
     ];
     for (q, want) in cases {
-        let got: HashSet<String> = p.api.get("alice", &format!("/v1/todos?limit=100&{q}")).await?.body["items"]
+        let got: HashSet<String> = p
+            .api
+            .get("alice", &format!("/v1/todos?limit=100&{q}"))
+            .await?
+            .body["items"]
             .as_array()
-            .map(|a| a.iter().map(|t| t["id"].as_str().unwrap_or_default().to_string()).collect())
+            .map(|a| {
+                a.iter()
+                    .map(|t| t["id"].as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
             .unwrap_or_default();
         assert_eq!(got, want, "filter {q}");
     }
@@ -62,7 +109,11 @@ async fn filters_sorts_and_cursor_pagination() -> anyhow::Result<()> {
     // correctly ordered list with no repeats.
     for key in ["created_at", "updated_at", "due_date", "priority", "title"] {
         for desc in [false, true] {
-            let sort = if desc { format!("-{key}") } else { key.to_string() };
+            let sort = if desc {
+                format!("-{key}")
+            } else {
+                key.to_string()
+            };
             let mut seen = Vec::new();
             let mut cursor: Option<String> = None;
             loop {
@@ -78,11 +129,22 @@ async fn filters_sorts_and_cursor_pagination() -> anyhow::Result<()> {
                     None => break,
                 }
             }
-            let seen_ids: Vec<&str> = seen.iter().map(|t| t["id"].as_str().unwrap_or_default()).collect();
-            assert_eq!(seen_ids.iter().collect::<HashSet<_>>().len(), 23, "{sort}: no repeats, no gaps");
+            let seen_ids: Vec<&str> = seen
+                .iter()
+                .map(|t| t["id"].as_str().unwrap_or_default())
+                .collect();
+            assert_eq!(
+                seen_ids.iter().collect::<HashSet<_>>().len(),
+                23,
+                "{sort}: no repeats, no gaps"
+            );
             let sort_key = |t: &Value| -> (String, String) {
                 let k = match key {
-                    "priority" => priorities.iter().position(|p| *p == t["priority"].as_str().unwrap_or("")).unwrap_or(0).to_string(),
+                    "priority" => priorities
+                        .iter()
+                        .position(|p| *p == t["priority"].as_str().unwrap_or(""))
+                        .unwrap_or(0)
+                        .to_string(),
                     "title" => t["title"].as_str().unwrap_or("").to_string(),
                     // Timestamps compare as instants, not strings (fraction widths vary).
                     other => t[other]

@@ -9,7 +9,13 @@ use system_tests::Platform;
 #[tokio::test]
 async fn created_todo_becomes_visible_in_the_query_service() -> anyhow::Result<()> {
     let p = Platform::start().await?;
-    let r = p.api.create("alice", json!({"title": "  Write the runbook ", "priority": "high", "tags": ["ops", "docs"]})).await?;
+    let r = p
+        .api
+        .create(
+            "alice",
+            json!({"title": "  Write the runbook ", "priority": "high", "tags": ["ops", "docs"]}),
+        )
+        .await?;
     assert_eq!(r.status, 201, "{}", r.raw);
     let id = r.body["id"].as_str().expect("id").to_string();
     assert_eq!(r.body["title"], "Write the runbook");
@@ -20,7 +26,12 @@ async fn created_todo_becomes_visible_in_the_query_service() -> anyhow::Result<(
     assert_eq!(seen.body["title"], "Write the runbook");
     assert_eq!(seen.body["priority"], "high");
 
-    let list = p.api.wait_for("alice", "/v1/todos", Duration::from_secs(10), |r| r.body["items"].as_array().is_some_and(|a| !a.is_empty())).await?;
+    let list = p
+        .api
+        .wait_for("alice", "/v1/todos", Duration::from_secs(10), |r| {
+            r.body["items"].as_array().is_some_and(|a| !a.is_empty())
+        })
+        .await?;
     assert_eq!(list.body["items"][0]["id"], id.as_str());
     // Another user sees nothing of alice's.
     let other = p.api.get("bob", "/v1/todos").await?;
@@ -47,13 +58,28 @@ async fn concurrent_updates_with_the_same_expected_version_one_wins() -> anyhow:
             p.api.send(req, "alice")
         });
         let replies = futures::future::join_all(reqs).await;
-        let statuses: Vec<u16> = replies.into_iter().map(|r| r.map(|r| r.status).unwrap_or(0)).collect();
-        assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "round {round}: {statuses:?}");
-        assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 7, "round {round}: {statuses:?}");
+        let statuses: Vec<u16> = replies
+            .into_iter()
+            .map(|r| r.map(|r| r.status).unwrap_or(0))
+            .collect();
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 200).count(),
+            1,
+            "round {round}: {statuses:?}"
+        );
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 409).count(),
+            7,
+            "round {round}: {statuses:?}"
+        );
     }
     let pool = p.stack.pool().await?;
     let events = todo_store::command::load_stream(&pool, id.parse()?).await?;
-    assert_eq!(events.len(), 6, "one create and exactly one update per round");
+    assert_eq!(
+        events.len(),
+        6,
+        "one create and exactly one update per round"
+    );
     Ok(())
 }
 
@@ -62,7 +88,12 @@ async fn idempotent_retry_replays_the_first_response_and_writes_one_event() -> a
     let p = Platform::start_with(&[], &[], false).await?;
     let body = json!({"title": "pay invoice", "tags": ["money"]});
     let send = |body: serde_json::Value, key: &str| {
-        let req = p.api.http.post(format!("{}/v1/todos", p.api.command)).header("idempotency-key", key).json(&body);
+        let req = p
+            .api
+            .http
+            .post(format!("{}/v1/todos", p.api.command))
+            .header("idempotency-key", key)
+            .json(&body);
         p.api.send(req, "alice")
     };
     let first = send(body.clone(), "key-1").await?;
@@ -82,7 +113,17 @@ async fn idempotent_retry_replays_the_first_response_and_writes_one_event() -> a
     assert_eq!(other.status, 422, "{}", other.raw);
     assert_eq!(other.content_type(), "application/problem+json");
     // The key is per user: bob may use it too.
-    let bob = p.api.send(p.api.http.post(format!("{}/v1/todos", p.api.command)).header("idempotency-key", "key-1").json(&body), "bob").await?;
+    let bob = p
+        .api
+        .send(
+            p.api
+                .http
+                .post(format!("{}/v1/todos", p.api.command))
+                .header("idempotency-key", "key-1")
+                .json(&body),
+            "bob",
+        )
+        .await?;
     assert_eq!(bob.status, 201);
     assert_ne!(bob.body["id"], first.body["id"]);
 
@@ -94,37 +135,117 @@ async fn idempotent_retry_replays_the_first_response_and_writes_one_event() -> a
 }
 
 #[tokio::test]
-async fn as_of_returns_the_state_at_that_time_and_history_lists_every_event() -> anyhow::Result<()> {
+async fn as_of_returns_the_state_at_that_time_and_history_lists_every_event() -> anyhow::Result<()>
+{
     let p = Platform::start_with(&[], &[], false).await?;
-    let r = p.api.create("alice", json!({"title": "v1", "priority": "low"})).await?;
+    let r = p
+        .api
+        .create("alice", json!({"title": "v1", "priority": "low"}))
+        .await?;
     let id = r.body["id"].as_str().expect("id").to_string();
-    let created_at = chrono::DateTime::parse_from_rfc3339(r.body["created_at"].as_str().expect("created_at"))?;
+    let created_at =
+        chrono::DateTime::parse_from_rfc3339(r.body["created_at"].as_str().expect("created_at"))?;
     p.api.wait_version("alice", &id, 1).await?;
     // Each event gets a distinct timestamp; remember a point between them.
     let between_1_2 = chrono::Utc::now();
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let r = p.api.send(p.api.http.patch(format!("{}/v1/todos/{id}", p.api.command)).json(&json!({"title": "v2", "priority": "urgent"})), "alice").await?;
+    let r = p
+        .api
+        .send(
+            p.api
+                .http
+                .patch(format!("{}/v1/todos/{id}", p.api.command))
+                .json(&json!({"title": "v2", "priority": "urgent"})),
+            "alice",
+        )
+        .await?;
     assert_eq!(r.status, 200, "{}", r.raw);
     let between_2_3 = chrono::Utc::now();
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let r = p.api.send(p.api.http.post(format!("{}/v1/todos/{id}/complete", p.api.command)), "alice").await?;
+    let r = p
+        .api
+        .send(
+            p.api
+                .http
+                .post(format!("{}/v1/todos/{id}/complete", p.api.command)),
+            "alice",
+        )
+        .await?;
     assert_eq!(r.status, 200);
     p.api.wait_version("alice", &id, 3).await?;
 
-    let enc = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true).replace('+', "%2B");
-    let at1 = p.api.get("alice", &format!("/v1/todos/{id}?as_of={}", enc(between_1_2))).await?;
-    assert_eq!((at1.status, at1.body["title"].as_str(), at1.body["completed"].as_bool()), (200, Some("v1"), Some(false)));
-    let at2 = p.api.get("alice", &format!("/v1/todos/{id}?as_of={}", enc(between_2_3))).await?;
-    assert_eq!((at2.body["title"].as_str(), at2.body["priority"].as_str(), at2.body["completed"].as_bool()), (Some("v2"), Some("urgent"), Some(false)));
-    let now = p.api.get("alice", &format!("/v1/todos/{id}?as_of={}", enc(chrono::Utc::now()))).await?;
+    let enc = |t: chrono::DateTime<chrono::Utc>| {
+        t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+            .replace('+', "%2B")
+    };
+    let at1 = p
+        .api
+        .get(
+            "alice",
+            &format!("/v1/todos/{id}?as_of={}", enc(between_1_2)),
+        )
+        .await?;
+    assert_eq!(
+        (
+            at1.status,
+            at1.body["title"].as_str(),
+            at1.body["completed"].as_bool()
+        ),
+        (200, Some("v1"), Some(false))
+    );
+    let at2 = p
+        .api
+        .get(
+            "alice",
+            &format!("/v1/todos/{id}?as_of={}", enc(between_2_3)),
+        )
+        .await?;
+    assert_eq!(
+        (
+            at2.body["title"].as_str(),
+            at2.body["priority"].as_str(),
+            at2.body["completed"].as_bool()
+        ),
+        (Some("v2"), Some("urgent"), Some(false))
+    );
+    let now = p
+        .api
+        .get(
+            "alice",
+            &format!("/v1/todos/{id}?as_of={}", enc(chrono::Utc::now())),
+        )
+        .await?;
     assert_eq!(now.body["completed"], true);
-    let before = p.api.get("alice", &format!("/v1/todos/{id}?as_of={}", enc(created_at.to_utc() - chrono::Duration::seconds(1)))).await?;
+    let before = p
+        .api
+        .get(
+            "alice",
+            &format!(
+                "/v1/todos/{id}?as_of={}",
+                enc(created_at.to_utc() - chrono::Duration::seconds(1))
+            ),
+        )
+        .await?;
     assert_eq!(before.status, 404);
     assert_eq!(before.content_type(), "application/problem+json");
 
-    let h = p.api.get("alice", &format!("/v1/todos/{id}/history")).await?;
-    let types: Vec<_> = h.body["events"].as_array().expect("events").iter().map(|e| e["event_type"].as_str().unwrap_or("")).collect();
+    let h = p
+        .api
+        .get("alice", &format!("/v1/todos/{id}/history"))
+        .await?;
+    let types: Vec<_> = h.body["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap_or(""))
+        .collect();
     assert_eq!(types, ["todo.created", "todo.updated", "todo.completed"]);
-    assert_eq!(p.api.get("bob", &format!("/v1/todos/{id}/history")).await?.status, 404);
+    assert_eq!(
+        p.api
+            .get("bob", &format!("/v1/todos/{id}/history"))
+            .await?
+            .status,
+        404
+    );
     Ok(())
 }

@@ -85,12 +85,23 @@ impl KafkaSettings {
             .base()
             .set("group.id", group)
             .set("enable.auto.commit", "true")
-            .set("auto.commit.interval.ms", self.auto_commit_interval_ms.to_string())
+            .set(
+                "auto.commit.interval.ms",
+                self.auto_commit_interval_ms.to_string(),
+            )
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", self.session_timeout_ms.to_string())
-            .set("heartbeat.interval.ms", (self.session_timeout_ms / 3).max(100).to_string())
-            .set("max.poll.interval.ms", self.session_timeout_ms.max(6_000).to_string())
+            .set(
+                "heartbeat.interval.ms",
+                (self.session_timeout_ms / 3).max(100).to_string(),
+            )
+            .set(
+                "max.poll.interval.ms",
+                self.session_timeout_ms.max(6_000).to_string(),
+            )
+            // Return as soon as there is data: freshness first. (fetch.min.bytes
+            // of 16 KiB was measured: no throughput gain, p99 freshness 26 → 66 ms.)
             .set("fetch.wait.max.ms", "10")
             .set("enable.partition.eof", "false")
             .create()?)
@@ -109,31 +120,58 @@ impl KafkaSettings {
 }
 
 /// Create topics; ones that already exist are fine.
-pub async fn ensure_topics(settings: &KafkaSettings, topics: &[(&str, i32)]) -> Result<(), BusError> {
+pub async fn ensure_topics(
+    settings: &KafkaSettings,
+    topics: &[(&str, i32)],
+) -> Result<(), BusError> {
     let admin: AdminClient<DefaultClientContext> = settings.base().create()?;
-    let new: Vec<NewTopic<'_>> =
-        topics.iter().map(|(name, parts)| NewTopic::new(name, *parts, TopicReplication::Fixed(1))).collect();
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|(name, parts)| NewTopic::new(name, *parts, TopicReplication::Fixed(1)))
+        .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics(new.iter(), &opts).await? {
         match result {
             Ok(_) => {}
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => return Err(BusError::Topic { topic, error: code.to_string() }),
+            Err((topic, code)) => {
+                return Err(BusError::Topic {
+                    topic,
+                    error: code.to_string(),
+                });
+            }
         }
     }
     Ok(())
 }
 
 /// Headers every record we produce carries.
-pub fn record_headers(event_type: &str, schema_version: u32, traceparent: Option<&str>, tracestate: Option<&str>) -> OwnedHeaders {
+pub fn record_headers(
+    event_type: &str,
+    schema_version: u32,
+    traceparent: Option<&str>,
+    tracestate: Option<&str>,
+) -> OwnedHeaders {
     let mut hs = OwnedHeaders::new()
-        .insert(Header { key: h::EVENT_TYPE, value: Some(event_type) })
-        .insert(Header { key: h::SCHEMA_VERSION, value: Some(&schema_version.to_string()) });
+        .insert(Header {
+            key: h::EVENT_TYPE,
+            value: Some(event_type),
+        })
+        .insert(Header {
+            key: h::SCHEMA_VERSION,
+            value: Some(&schema_version.to_string()),
+        });
     if let Some(tp) = traceparent {
-        hs = hs.insert(Header { key: h::TRACEPARENT, value: Some(tp) });
+        hs = hs.insert(Header {
+            key: h::TRACEPARENT,
+            value: Some(tp),
+        });
     }
     if let Some(ts) = tracestate {
-        hs = hs.insert(Header { key: h::TRACESTATE, value: Some(ts) });
+        hs = hs.insert(Header {
+            key: h::TRACESTATE,
+            value: Some(ts),
+        });
     }
     hs
 }
@@ -141,7 +179,10 @@ pub fn record_headers(event_type: &str, schema_version: u32, traceparent: Option
 /// A header as UTF-8, if present.
 pub fn header<'a>(msg: &'a OwnedMessage, name: &str) -> Option<&'a str> {
     let hs = msg.headers()?;
-    hs.iter().find(|hd| hd.key == name).and_then(|hd| hd.value).and_then(|v| std::str::from_utf8(v).ok())
+    hs.iter()
+        .find(|hd| hd.key == name)
+        .and_then(|hd| hd.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
 }
 
 /// How handling one record failed.
@@ -172,7 +213,8 @@ pub struct Poison {
 
 /// Per record: `None` handled, `Some` poison. The whole batch fails with
 /// [`Failure::Retryable`] or [`Failure::Unavailable`] when its transaction did.
-pub type BatchFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<Option<Poison>>, Failure>> + Send + 'a>>;
+pub type BatchFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Vec<Option<Poison>>, Failure>> + Send + 'a>>;
 
 /// Handles records in batches (one transaction per batch), in order.
 pub trait BatchHandler: Send + Sync {
@@ -233,8 +275,19 @@ pub async fn consume_loop(
     handler: &dyn Handler,
     shutdown: CancellationToken,
 ) {
-    let one = LoopConfig { max_batch: 1, ..cfg.clone() };
-    consume_batches(consumer, producer, &one, metrics, &OneByOne(handler), shutdown).await;
+    let one = LoopConfig {
+        max_batch: 1,
+        ..cfg.clone()
+    };
+    consume_batches(
+        consumer,
+        producer,
+        &one,
+        metrics,
+        &OneByOne(handler),
+        shutdown,
+    )
+    .await;
 }
 
 /// Consume until `shutdown`, handing whatever is already fetched (up to
@@ -248,7 +301,13 @@ pub async fn consume_batches(
     shutdown: CancellationToken,
 ) {
     use futures_util_now_or_never::now_or_never;
-    let ctx = LoopCtx { producer, cfg, metrics, handler, shutdown: &shutdown };
+    let ctx = LoopCtx {
+        producer,
+        cfg,
+        metrics,
+        handler,
+        shutdown: &shutdown,
+    };
     loop {
         let first = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -272,7 +331,10 @@ pub async fn consume_batches(
             return;
         }
         for msg in &batch {
-            metrics.consumed.get_or_create(&Metrics::topic(msg.topic())).inc();
+            metrics
+                .consumed
+                .get_or_create(&Metrics::topic(msg.topic()))
+                .inc();
             if cfg.store_offsets {
                 if let Err(e) = consumer.store_offset(msg.topic(), msg.partition(), msg.offset()) {
                     tracing::warn!(error = %e, "storing offset failed; the record may be redelivered");
@@ -321,15 +383,30 @@ impl LoopCtx<'_> {
                 Ok(outcomes) => {
                     for (msg, outcome) in batch.iter().zip(outcomes) {
                         if let Some(p) = outcome {
-                            dead_letter(self.producer, self.cfg, self.metrics, msg, p.kind, &p.error, attempt + 1).await;
+                            dead_letter(
+                                self.producer,
+                                self.cfg,
+                                self.metrics,
+                                msg,
+                                p.kind,
+                                &p.error,
+                                attempt + 1,
+                            )
+                            .await;
                         }
                     }
                     return true;
                 }
-                Err(Failure::Retryable(error)) | Err(Failure::Poison { error, .. }) if batch.len() > 1 => {
+                Err(Failure::Retryable(error)) | Err(Failure::Poison { error, .. })
+                    if batch.len() > 1 =>
+                {
                     // Isolate the record that fails: one by one, each with its
                     // own retries.
-                    tracing::warn!(error, size = batch.len(), "batch failed; handling its records one by one");
+                    tracing::warn!(
+                        error,
+                        size = batch.len(),
+                        "batch failed; handling its records one by one"
+                    );
                     for m in batch {
                         if !Box::pin(self.process(std::slice::from_ref(m))).await {
                             return false;
@@ -338,22 +415,50 @@ impl LoopCtx<'_> {
                     return true;
                 }
                 Err(Failure::Poison { kind, error }) => {
-                    dead_letter(self.producer, self.cfg, self.metrics, &batch[0], kind, &error, attempt + 1).await;
+                    dead_letter(
+                        self.producer,
+                        self.cfg,
+                        self.metrics,
+                        &batch[0],
+                        kind,
+                        &error,
+                        attempt + 1,
+                    )
+                    .await;
                     return true;
                 }
                 Err(Failure::Retryable(error)) => {
                     self.count_failed(batch);
                     attempt += 1;
                     if attempt >= self.cfg.max_attempts {
-                        dead_letter(self.producer, self.cfg, self.metrics, &batch[0], "handler-failed", &error, attempt).await;
+                        dead_letter(
+                            self.producer,
+                            self.cfg,
+                            self.metrics,
+                            &batch[0],
+                            "handler-failed",
+                            &error,
+                            attempt,
+                        )
+                        .await;
                         return true;
                     }
-                    tracing::warn!(error, attempt, offset = batch[0].offset(), partition = batch[0].partition(), "handler failed, retrying");
+                    tracing::warn!(
+                        error,
+                        attempt,
+                        offset = batch[0].offset(),
+                        partition = batch[0].partition(),
+                        "handler failed, retrying"
+                    );
                 }
                 Err(Failure::Unavailable(error)) => {
                     self.count_failed(batch);
                     attempt = attempt.saturating_add(1);
-                    tracing::warn!(error, attempt, "dependency unavailable, retrying the same records");
+                    tracing::warn!(
+                        error,
+                        attempt,
+                        "dependency unavailable, retrying the same records"
+                    );
                 }
             }
             tokio::select! {
@@ -365,7 +470,10 @@ impl LoopCtx<'_> {
 
     fn count_failed(&self, batch: &[OwnedMessage]) {
         for m in batch {
-            self.metrics.failed.get_or_create(&Metrics::topic(m.topic())).inc();
+            self.metrics
+                .failed
+                .get_or_create(&Metrics::topic(m.topic()))
+                .inc();
         }
     }
 }
@@ -385,22 +493,49 @@ async fn dead_letter(
     let mut headers = OwnedHeaders::new();
     if let Some(orig) = msg.headers() {
         for hd in orig.iter() {
-            headers = headers.insert(Header { key: hd.key, value: hd.value });
+            headers = headers.insert(Header {
+                key: hd.key,
+                value: hd.value,
+            });
         }
     }
     let headers = headers
-        .insert(Header { key: h::DLQ_ERROR, value: Some(error) })
-        .insert(Header { key: h::DLQ_ERROR_KIND, value: Some(kind) })
-        .insert(Header { key: h::DLQ_ATTEMPTS, value: Some(&attempts_s) })
-        .insert(Header { key: h::DLQ_SOURCE_TOPIC, value: Some(msg.topic()) })
-        .insert(Header { key: h::DLQ_SOURCE_PARTITION, value: Some(&partition) })
-        .insert(Header { key: h::DLQ_SOURCE_OFFSET, value: Some(&offset) })
-        .insert(Header { key: h::DLQ_CONSUMER_GROUP, value: Some(&cfg.group) });
+        .insert(Header {
+            key: h::DLQ_ERROR,
+            value: Some(error),
+        })
+        .insert(Header {
+            key: h::DLQ_ERROR_KIND,
+            value: Some(kind),
+        })
+        .insert(Header {
+            key: h::DLQ_ATTEMPTS,
+            value: Some(&attempts_s),
+        })
+        .insert(Header {
+            key: h::DLQ_SOURCE_TOPIC,
+            value: Some(msg.topic()),
+        })
+        .insert(Header {
+            key: h::DLQ_SOURCE_PARTITION,
+            value: Some(&partition),
+        })
+        .insert(Header {
+            key: h::DLQ_SOURCE_OFFSET,
+            value: Some(&offset),
+        })
+        .insert(Header {
+            key: h::DLQ_CONSUMER_GROUP,
+            value: Some(&cfg.group),
+        });
     let payload = msg.payload().unwrap_or(&[]);
     let key = msg.key().unwrap_or(&[]);
     // Keep trying: losing a poison record would hide the problem.
     loop {
-        let record = FutureRecord::to(cfg.dlq_topic).payload(payload).key(key).headers(headers.clone());
+        let record = FutureRecord::to(cfg.dlq_topic)
+            .payload(payload)
+            .key(key)
+            .headers(headers.clone());
         match producer.send(record, Duration::from_secs(5)).await {
             Ok(_) => break,
             Err((e, _)) => {
@@ -409,7 +544,13 @@ async fn dead_letter(
             }
         }
     }
-    metrics.dlq.get_or_create(&DlqLabels { topic: msg.topic().to_string(), reason: kind }).inc();
+    metrics
+        .dlq
+        .get_or_create(&DlqLabels {
+            topic: msg.topic().to_string(),
+            reason: kind,
+        })
+        .inc();
     tracing::warn!(
         kind,
         error,

@@ -69,7 +69,15 @@ pub async fn create(
         due_date: body.due_date,
         tags: body.tags,
     });
-    execute(&app, &principal, &headers, None, cmd, ("POST", "/v1/todos", fingerprint)).await
+    execute(
+        &app,
+        &principal,
+        &headers,
+        None,
+        cmd,
+        ("POST", "/v1/todos", fingerprint),
+    )
+    .await
 }
 
 pub async fn update(
@@ -87,38 +95,100 @@ pub async fn update(
         due_date: body.due_date,
         tags: body.tags,
     });
-    execute(&app, &principal, &headers, Some(id), cmd, ("PATCH", "/v1/todos/{id}", fingerprint)).await
+    execute(
+        &app,
+        &principal,
+        &headers,
+        Some(id),
+        cmd,
+        ("PATCH", "/v1/todos/{id}", fingerprint),
+    )
+    .await
 }
 
-pub async fn complete(State(app): State<AppState>, principal: Principal, IdPath(id): IdPath, headers: HeaderMap) -> Result<Response, ApiError> {
-    execute(&app, &principal, &headers, Some(id), Command::Complete, ("POST", "/v1/todos/{id}/complete", vec![])).await
+pub async fn complete(
+    State(app): State<AppState>,
+    principal: Principal,
+    IdPath(id): IdPath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    execute(
+        &app,
+        &principal,
+        &headers,
+        Some(id),
+        Command::Complete,
+        ("POST", "/v1/todos/{id}/complete", vec![]),
+    )
+    .await
 }
 
-pub async fn reopen(State(app): State<AppState>, principal: Principal, IdPath(id): IdPath, headers: HeaderMap) -> Result<Response, ApiError> {
-    execute(&app, &principal, &headers, Some(id), Command::Reopen, ("POST", "/v1/todos/{id}/reopen", vec![])).await
+pub async fn reopen(
+    State(app): State<AppState>,
+    principal: Principal,
+    IdPath(id): IdPath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    execute(
+        &app,
+        &principal,
+        &headers,
+        Some(id),
+        Command::Reopen,
+        ("POST", "/v1/todos/{id}/reopen", vec![]),
+    )
+    .await
 }
 
-pub async fn delete(State(app): State<AppState>, principal: Principal, IdPath(id): IdPath, headers: HeaderMap) -> Result<Response, ApiError> {
-    execute(&app, &principal, &headers, Some(id), Command::Delete, ("DELETE", "/v1/todos/{id}", vec![])).await
+pub async fn delete(
+    State(app): State<AppState>,
+    principal: Principal,
+    IdPath(id): IdPath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    execute(
+        &app,
+        &principal,
+        &headers,
+        Some(id),
+        Command::Delete,
+        ("DELETE", "/v1/todos/{id}", vec![]),
+    )
+    .await
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(v) = headers.get(IDEMPOTENCY_KEY) else { return Ok(None) };
-    let s = v.to_str().map_err(|_| ApiError::field("Idempotency-Key", "must be visible ASCII"))?;
+    let Some(v) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let s = v
+        .to_str()
+        .map_err(|_| ApiError::field("Idempotency-Key", "must be visible ASCII"))?;
     if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::field("Idempotency-Key", "must be 1 to 255 visible ASCII characters"));
+        return Err(ApiError::field(
+            "Idempotency-Key",
+            "must be 1 to 255 visible ASCII characters",
+        ));
     }
     Ok(Some(s.to_string()))
 }
 
 /// `If-Match: "3"` (also `W/"3"` or `3`) → expected stream version 3.
 fn expected_version(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
-    let Some(v) = headers.get(header::IF_MATCH) else { return Ok(None) };
-    let s = v.to_str().map_err(|_| ApiError::field("If-Match", "must be ASCII"))?.trim();
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let s = v
+        .to_str()
+        .map_err(|_| ApiError::field("If-Match", "must be ASCII"))?
+        .trim();
     let s = s.strip_prefix("W/").unwrap_or(s).trim_matches('"');
     match s.parse::<i64>() {
         Ok(n) if n >= 0 => Ok(Some(n)),
-        _ => Err(ApiError::field("If-Match", format!("expected an ETag like \"3\" (the todo's version), got '{s}'"))),
+        _ => Err(ApiError::field(
+            "If-Match",
+            format!("expected an ETag like \"3\" (the todo's version), got '{s}'"),
+        )),
     }
 }
 
@@ -126,19 +196,38 @@ fn trace_context(headers: &HeaderMap) -> Option<TraceContext> {
     let tp = headers.get("traceparent")?.to_str().ok()?;
     // Only a well-formed W3C traceparent is propagated; anything else is dropped.
     let parts: Vec<&str> = tp.split('-').collect();
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if parts.len() != 4 || !hex(parts[0], 2) || !hex(parts[1], 32) || !hex(parts[2], 16) || !hex(parts[3], 2) {
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    if parts.len() != 4
+        || !hex(parts[0], 2)
+        || !hex(parts[1], 32)
+        || !hex(parts[2], 16)
+        || !hex(parts[3], 2)
+    {
         return None;
     }
-    let tracestate = headers.get("tracestate").and_then(|v| v.to_str().ok()).filter(|s| s.len() <= 512).map(str::to_string);
-    Some(TraceContext { traceparent: tp.to_string(), tracestate })
+    let tracestate = headers
+        .get("tracestate")
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| s.len() <= 512)
+        .map(str::to_string);
+    Some(TraceContext {
+        traceparent: tp.to_string(),
+        tracestate,
+    })
 }
 
 fn domain_error(e: DomainError) -> ApiError {
     match e {
-        DomainError::Invalid(errors) => {
-            ApiError::Validation(errors.into_iter().map(|f| FieldProblem::new(f.field, f.message)).collect())
-        }
+        DomainError::Invalid(errors) => ApiError::Validation(
+            errors
+                .into_iter()
+                .map(|f| FieldProblem::new(f.field, f.message))
+                .collect(),
+        ),
         DomainError::NotFound => ApiError::NotFound("todo not found".into()),
         DomainError::AlreadyExists => ApiError::Conflict("todo already exists".into()),
         DomainError::InvalidTransition(why) => ApiError::Conflict(why.into()),
@@ -149,14 +238,18 @@ pub(crate) fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::Unavailable(detail) => {
             tracing::warn!(detail, "postgres unavailable");
-            ApiError::Unavailable { detail: "the database is unavailable; retry later".into(), retry_after_secs: 1 }
+            ApiError::Unavailable {
+                detail: "the database is unavailable; retry later".into(),
+                retry_after_secs: 1,
+            }
         }
         other => ApiError::Internal(anyhow::Error::new(other)),
     }
 }
 
 fn replay(rec: &IdempotencyRecord) -> Response {
-    let mut resp = Response::builder().status(StatusCode::from_u16(rec.status).unwrap_or(StatusCode::OK));
+    let mut resp =
+        Response::builder().status(StatusCode::from_u16(rec.status).unwrap_or(StatusCode::OK));
     if !rec.body.is_empty() {
         resp = resp.header(header::CONTENT_TYPE, "application/json");
     }
@@ -206,13 +299,22 @@ async fn execute(
         h.finalize().to_vec()
     };
     if let Some(key) = &idem_key {
-        if let Some(rec) = store::find_idempotency(&app.pool, &principal.subject, key).await.map_err(store_error)? {
+        if let Some(rec) = store::find_idempotency(&app.pool, &principal.subject, key)
+            .await
+            .map_err(store_error)?
+        {
             return check_replay(&rec, &hash);
         }
     }
     let todo_id = id.unwrap_or_else(Uuid::now_v7);
     for attempt in 1..=MAX_ATTEMPTS {
-        let history = if id.is_some() { store::load_stream(&app.pool, todo_id).await.map_err(store_error)? } else { vec![] };
+        let history = if id.is_some() {
+            store::load_stream(&app.pool, todo_id)
+                .await
+                .map_err(store_error)?
+        } else {
+            vec![]
+        };
         let state = todo_domain::fold(&history);
         let current_version = state.as_ref().map_or(0, |t| t.version);
         if let (Some(expected), Some(t)) = (expected, &state) {
@@ -224,28 +326,55 @@ async fn execute(
             }
         }
         // Postgres keeps microseconds: truncate so that every copy of the event agrees.
-        let ctx = Context { user_id: principal.subject.clone(), todo_id, now: Utc::now().trunc_subsecs(6) };
+        let ctx = Context {
+            user_id: principal.subject.clone(),
+            todo_id,
+            now: Utc::now().trunc_subsecs(6),
+        };
         let decided = todo_domain::handle(state.as_ref(), &cmd, &ctx).map_err(domain_error)?;
-        let events = todo_domain::envelope(decided, &ctx, current_version, trace.clone(), Uuid::new_v4);
+        let events =
+            todo_domain::envelope(decided, &ctx, current_version, trace.clone(), Uuid::new_v4);
         let after = events.iter().fold(state, |s, e| todo_domain::apply(s, e));
         let mut new_events = Vec::with_capacity(events.len());
         for e in &events {
-            let record = contracts::schema::encode_todo_event(e)
-                .map_err(|err| ApiError::Internal(anyhow::anyhow!("event failed its own schema: {err}")))?;
-            new_events.push(NewEvent { event: e, topic: topics::TODO_EVENTS, record });
+            let record = contracts::schema::encode_todo_event(e).map_err(|err| {
+                ApiError::Internal(anyhow::anyhow!("event failed its own schema: {err}"))
+            })?;
+            new_events.push(NewEvent {
+                event: e,
+                topic: topics::TODO_EVENTS,
+                record,
+            });
         }
         let (status, body, etag, location) = match (&cmd, &after) {
             (Command::Delete, _) => (StatusCode::NO_CONTENT, vec![], None, None),
             (c, Some(t)) => {
                 let body = serde_json::to_vec(t).map_err(anyhow::Error::from)?;
-                let status = if matches!(c, Command::Create(_)) { StatusCode::CREATED } else { StatusCode::OK };
-                let location = matches!(c, Command::Create(_)).then(|| format!("/v1/todos/{todo_id}"));
+                let status = if matches!(c, Command::Create(_)) {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                };
+                let location =
+                    matches!(c, Command::Create(_)).then(|| format!("/v1/todos/{todo_id}"));
                 (status, body, Some(format!("\"{}\"", t.version)), location)
             }
-            (_, None) => return Err(ApiError::Internal(anyhow::anyhow!("command produced no state"))),
+            (_, None) => {
+                return Err(ApiError::Internal(anyhow::anyhow!(
+                    "command produced no state"
+                )));
+            }
         };
-        let record = IdempotencyRecord { request_hash: hash.clone(), status: status.as_u16(), body, etag, location };
-        let idem = idem_key.as_deref().map(|k| (principal.subject.as_str(), k, &record));
+        let record = IdempotencyRecord {
+            request_hash: hash.clone(),
+            status: status.as_u16(),
+            body,
+            etag,
+            location,
+        };
+        let idem = idem_key
+            .as_deref()
+            .map(|k| (principal.subject.as_str(), k, &record));
         match store::append(&app.pool, &new_events, idem).await {
             Ok(()) => {
                 if !events.is_empty() {
@@ -268,15 +397,22 @@ async fn execute(
             }
             Err(StoreError::IdempotencyRace) => {
                 let key = idem_key.as_deref().unwrap_or_default();
-                return match store::find_idempotency(&app.pool, &principal.subject, key).await.map_err(store_error)? {
+                return match store::find_idempotency(&app.pool, &principal.subject, key)
+                    .await
+                    .map_err(store_error)?
+                {
                     Some(rec) => check_replay(&rec, &hash),
-                    None => Err(ApiError::Conflict("a concurrent request with this Idempotency-Key failed; retry".into())),
+                    None => Err(ApiError::Conflict(
+                        "a concurrent request with this Idempotency-Key failed; retry".into(),
+                    )),
                 };
             }
             Err(e) => return Err(store_error(e)),
         }
     }
-    Err(ApiError::Conflict("version conflict persisted after retries; reload and retry".into()))
+    Err(ApiError::Conflict(
+        "version conflict persisted after retries; reload and retry".into(),
+    ))
 }
 
 /// Fault injection (off unless configured): a share of requests fail with 500,
@@ -288,11 +424,16 @@ pub async fn inject_faults(
     next: axum::middleware::Next,
 ) -> Response {
     if app.config.fault_latency_ms > 0 {
-        tokio::time::sleep(std::time::Duration::from_millis(app.config.fault_latency_ms)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(
+            app.config.fault_latency_ms,
+        ))
+        .await;
     }
     if app.config.fault_error_rate > 0.0 && rand::random::<f64>() < app.config.fault_error_rate {
-        let mut resp = ApiError::Internal(anyhow::anyhow!("injected fault (fault_error_rate)")).into_response();
-        resp.headers_mut().insert("x-injected-fault", HeaderValue::from_static("true"));
+        let mut resp = ApiError::Internal(anyhow::anyhow!("injected fault (fault_error_rate)"))
+            .into_response();
+        resp.headers_mut()
+            .insert("x-injected-fault", HeaderValue::from_static("true"));
         return resp;
     }
     next.run(req).await

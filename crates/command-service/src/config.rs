@@ -77,7 +77,10 @@ impl Config {
 
     pub fn check(&self) -> anyhow::Result<()> {
         if !(0.0..=1.0).contains(&self.fault_error_rate) {
-            anyhow::bail!("config key 'fault_error_rate' must be between 0.0 and 1.0, got {}", self.fault_error_rate);
+            anyhow::bail!(
+                "config key 'fault_error_rate' must be between 0.0 and 1.0, got {}",
+                self.fault_error_rate
+            );
         }
         if self.relay_batch_size < 1 {
             anyhow::bail!("config key 'relay_batch_size' must be at least 1");

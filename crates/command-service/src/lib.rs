@@ -45,18 +45,35 @@ impl Application {
         let pool = todo_store::connect(&config.database_url, config.db_max_connections)
             .await
             .context("connecting to Postgres (database_url)")?;
-        todo_store::migrate::run(&pool, todo_store::migrate::Component::Command).await.context("migrating")?;
-        let mut kafka = bus::KafkaSettings::new(config.kafka_brokers.clone(), format!("{SERVICE}-{}", config.version));
+        todo_store::migrate::run(&pool, todo_store::migrate::Component::Command)
+            .await
+            .context("migrating")?;
+        let mut kafka = bus::KafkaSettings::new(
+            config.kafka_brokers.clone(),
+            format!("{SERVICE}-{}", config.version),
+        );
         kafka.linger_ms = config.kafka_linger_ms;
         kafka.delivery_timeout_ms = config.kafka_delivery_timeout_ms;
-        let producer = kafka.producer().context("creating Kafka producer (kafka_brokers)")?;
+        let producer = kafka
+            .producer()
+            .context("creating Kafka producer (kafka_brokers)")?;
         let metrics = Metrics::new(SERVICE, &config.version);
         let listener = TcpListener::bind(&config.listen_addr)
             .await
             .with_context(|| format!("binding listen_addr {}", config.listen_addr))?;
-        let state = AppState { pool, metrics, config: Arc::new(config), outbox_wake: Arc::new(relay::OutboxSignal::default()) };
+        let state = AppState {
+            pool,
+            metrics,
+            config: Arc::new(config),
+            outbox_wake: Arc::new(relay::OutboxSignal::default()),
+        };
         let router = router(state.clone(), readiness(&state, &producer));
-        Ok(Self { listener, router, state, producer })
+        Ok(Self {
+            listener,
+            router,
+            state,
+            producer,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -70,7 +87,9 @@ impl Application {
             let producer = self.producer.clone();
             let st = self.state.clone();
             let token = shutdown.clone();
-            Some(tokio::spawn(async move { relay::run(st, producer, token).await }))
+            Some(tokio::spawn(async move {
+                relay::run(st, producer, token).await
+            }))
         } else {
             None
         };
@@ -78,7 +97,9 @@ impl Application {
         tracing::info!(port = self.port(), version = %self.state.config.version, "command service listening");
         let grace = Duration::from_secs(self.state.config.shutdown_timeout_secs);
         let token = shutdown.clone();
-        axum::serve(self.listener, self.router).with_graceful_shutdown(async move { token.cancelled().await }).await?;
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move { token.cancelled().await })
+            .await?;
         if let Some(relay) = relay {
             if tokio::time::timeout(grace, relay).await.is_err() {
                 tracing::warn!("relay did not stop within the shutdown timeout");
@@ -99,7 +120,9 @@ fn readiness(state: &AppState, producer: &bus::rdkafka::producer::FutureProducer
         })
         .check("kafka", move || {
             let producer = producer.clone();
-            async move { bus::broker_reachable(bus::rdkafka::producer::Producer::client(&producer)).await }
+            async move {
+                bus::broker_reachable(bus::rdkafka::producer::Producer::client(&producer)).await
+            }
         })
 }
 
@@ -109,15 +132,28 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
         .route("/v1/todos/{id}", patch(api::update).delete(api::delete))
         .route("/v1/todos/{id}/complete", post(api::complete))
         .route("/v1/todos/{id}/reopen", post(api::reopen))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), api::inject_faults));
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            api::inject_faults,
+        ));
     Router::new()
         .merge(api)
-        .route("/metrics", get(service_kit::metrics::metrics_handler).with_state(state.metrics.clone()))
+        .route(
+            "/metrics",
+            get(service_kit::metrics::metrics_handler).with_state(state.metrics.clone()),
+        )
         .merge(service_kit::health::routes(readiness))
         .method_not_allowed_fallback(service_kit::problem::method_not_allowed)
         .fallback(service_kit::problem::not_found_fallback)
-        .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), service_kit::metrics::track_http))
-        .layer(DefaultBodyLimit::max(service_kit::extract::DRAIN_BODY_BYTES))
-        .layer(axum::Extension(service_kit::auth::authenticator(state.config.auth_mode)))
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            service_kit::metrics::track_http,
+        ))
+        .layer(DefaultBodyLimit::max(
+            service_kit::extract::DRAIN_BODY_BYTES,
+        ))
+        .layer(axum::Extension(service_kit::auth::authenticator(
+            state.config.auth_mode,
+        )))
         .with_state(state)
 }

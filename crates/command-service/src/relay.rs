@@ -48,7 +48,11 @@ pub async fn run(app: AppState, producer: FutureProducer, shutdown: Cancellation
                 leader.store(false, Ordering::Relaxed);
                 failures = failures.saturating_add(1);
                 let wait = Duration::from_millis(100 * u64::from(failures.min(20)));
-                tracing::warn!(error = format!("{e:#}"), retry_in_ms = wait.as_millis() as u64, "outbox relay error");
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    retry_in_ms = wait.as_millis() as u64,
+                    "outbox relay error"
+                );
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(wait) => {}
@@ -58,12 +62,20 @@ pub async fn run(app: AppState, producer: FutureProducer, shutdown: Cancellation
     }
 }
 
-async fn lead(app: &AppState, producer: &FutureProducer, leader: &AtomicBool, shutdown: &CancellationToken) -> anyhow::Result<()> {
+async fn lead(
+    app: &AppState,
+    producer: &FutureProducer,
+    leader: &AtomicBool,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
     let mut lock_conn = app.pool.acquire().await?.detach();
     let mut listener = PgListener::connect_with(&app.pool).await?;
     listener.listen(CHANNEL).await?;
     loop {
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(RELAY_LOCK).fetch_one(&mut lock_conn).await?;
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(RELAY_LOCK)
+            .fetch_one(&mut lock_conn)
+            .await?;
         if got {
             break;
         }
@@ -95,7 +107,11 @@ async fn lead(app: &AppState, producer: &FutureProducer, leader: &AtomicBool, sh
             store::outbox_delete(&app.pool, &sent).await?;
         }
         if failed > 0 {
-            tracing::warn!(failed, backoff_ms, "broker did not acknowledge some outbox rows; retrying");
+            tracing::warn!(
+                failed,
+                backoff_ms,
+                "broker did not acknowledge some outbox rows; retrying"
+            );
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 _ = tokio::time::sleep(Duration::from_millis(backoff_ms)) => {}
@@ -112,10 +128,22 @@ async fn lead(app: &AppState, producer: &FutureProducer, leader: &AtomicBool, sh
 
 /// Send a batch concurrently (never awaiting one by one); returns the ids
 /// the broker acknowledged and how many failed.
-async fn publish(app: &AppState, producer: &FutureProducer, rows: &[OutboxRow]) -> (Vec<i64>, usize) {
+async fn publish(
+    app: &AppState,
+    producer: &FutureProducer,
+    rows: &[OutboxRow],
+) -> (Vec<i64>, usize) {
     let sends = rows.iter().map(|row| {
-        let headers = bus::record_headers(&row.event_type, TODO_EVENT_SCHEMA_VERSION, row.traceparent.as_deref(), row.tracestate.as_deref());
-        let record = FutureRecord::to(&row.topic).key(&row.key).payload(&row.payload).headers(headers);
+        let headers = bus::record_headers(
+            &row.event_type,
+            TODO_EVENT_SCHEMA_VERSION,
+            row.traceparent.as_deref(),
+            row.tracestate.as_deref(),
+        );
+        let record = FutureRecord::to(&row.topic)
+            .key(&row.key)
+            .payload(&row.payload)
+            .headers(headers);
         producer.send(record, Duration::from_secs(0))
     });
     let results = join_all(sends).await;
@@ -150,7 +178,11 @@ async fn notify_peers(app: AppState, leader: Arc<AtomicBool>, shutdown: Cancella
         if leader.load(Ordering::Relaxed) {
             continue;
         }
-        if let Err(e) = sqlx::query("SELECT pg_notify($1, '')").bind(CHANNEL).execute(&app.pool).await {
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
+            .bind(CHANNEL)
+            .execute(&app.pool)
+            .await
+        {
             tracing::debug!(error = %e, "notify failed; the leader's safety-net timer will pick the rows up");
         }
     }

@@ -27,15 +27,24 @@ fn main() {
     for _ in 0..n {
         std::hint::black_box(contracts::schema::encode_todo_event(&ev).expect("valid"));
     }
-    println!("encode+validate: {:.1} µs", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+    println!(
+        "encode+validate: {:.1} µs",
+        t.elapsed().as_secs_f64() * 1e6 / n as f64
+    );
     let t = Instant::now();
     for _ in 0..n {
         std::hint::black_box(contracts::schema::decode_todo_event(&bytes).expect("valid"));
     }
-    println!("decode+validate: {:.1} µs", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+    println!(
+        "decode+validate: {:.1} µs",
+        t.elapsed().as_secs_f64() * 1e6 / n as f64
+    );
     let t = Instant::now();
     for _ in 0..n {
         std::hint::black_box(serde_json::to_vec(&ev).expect("json"));
     }
-    println!("serde only:      {:.1} µs", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+    println!(
+        "serde only:      {:.1} µs",
+        t.elapsed().as_secs_f64() * 1e6 / n as f64
+    );
 }

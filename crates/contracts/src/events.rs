@@ -23,7 +23,12 @@ pub enum Priority {
 }
 
 impl Priority {
-    pub const ALL: [Priority; 4] = [Priority::Low, Priority::Medium, Priority::High, Priority::Urgent];
+    pub const ALL: [Priority; 4] = [
+        Priority::Low,
+        Priority::Medium,
+        Priority::High,
+        Priority::Urgent,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -156,14 +161,19 @@ pub struct TodoUpdated {
 pub mod double_option {
     use super::*;
 
-    pub fn serialize<S: Serializer, T: Serialize>(v: &Option<Option<T>>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer, T: Serialize>(
+        v: &Option<Option<T>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         match v {
             Some(inner) => inner.serialize(s),
             None => s.serialize_none(),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
         Option::<T>::deserialize(d).map(Some)
     }
 }
@@ -256,7 +266,10 @@ mod tests {
             todo_id: Uuid::nil(),
             stream_version: 2,
             trace: None,
-            data: TodoEventData::Updated(TodoUpdated { due_date: Some(None), ..Default::default() }),
+            data: TodoEventData::Updated(TodoUpdated {
+                due_date: Some(None),
+                ..Default::default()
+            }),
         };
         let json = serde_json::to_value(&ev).expect("serializes");
         assert_eq!(json["event_type"], "todo.updated");

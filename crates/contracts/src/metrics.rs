@@ -59,9 +59,13 @@ pub mod labels {
 }
 
 /// Latency buckets for HTTP. Every SLO latency threshold must be one of these.
-pub const HTTP_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+pub const HTTP_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 /// Buckets for event → read-model freshness.
-pub const FRESHNESS_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
+pub const FRESHNESS_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
 
 use labels::*;
 
@@ -207,9 +211,18 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), ALL.len());
         for m in ALL {
-            assert_eq!(m.kind == MetricKind::Histogram, !m.buckets.is_empty(), "{}", m.name);
+            assert_eq!(
+                m.kind == MetricKind::Histogram,
+                !m.buckets.is_empty(),
+                "{}",
+                m.name
+            );
             assert!(m.buckets.windows(2).all(|w| w[0] < w[1]), "{}", m.name);
-            assert!(!m.name.ends_with("_total"), "{}: the _total suffix is added on exposition", m.name);
+            assert!(
+                !m.name.ends_with("_total"),
+                "{}: the _total suffix is added on exposition",
+                m.name
+            );
         }
     }
 }

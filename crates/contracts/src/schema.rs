@@ -11,7 +11,8 @@ use serde::de::DeserializeOwned;
 use crate::{NotificationEvent, TodoEvent, UserEvent};
 
 pub const TODO_EVENT_V1: &str = include_str!("../schemas/todo-event.v1.schema.json");
-pub const NOTIFICATION_EVENT_V1: &str = include_str!("../schemas/notification-event.v1.schema.json");
+pub const NOTIFICATION_EVENT_V1: &str =
+    include_str!("../schemas/notification-event.v1.schema.json");
 pub const USER_EVENT_V1: &str = include_str!("../schemas/user-event.v1.schema.json");
 
 /// Why a record could not be decoded or encoded.
@@ -22,7 +23,11 @@ pub enum SchemaError {
     #[error("record has unsupported schema_version {0}")]
     UnsupportedVersion(String),
     #[error("record violates {schema} at '{path}': {message}")]
-    Invalid { schema: &'static str, path: String, message: String },
+    Invalid {
+        schema: &'static str,
+        path: String,
+        message: String,
+    },
     #[error("record matches the schema but not the type: {0}")]
     Mismatch(String),
 }
@@ -91,7 +96,9 @@ impl Schema {
             Some(1) => {}
             other => {
                 return Err(SchemaError::UnsupportedVersion(
-                    other.map(|v| v.to_string()).unwrap_or_else(|| "missing".into()),
+                    other
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "missing".into()),
                 ));
             }
         }
@@ -100,7 +107,8 @@ impl Schema {
     }
 
     fn encode<T: Serialize>(self, record: &T) -> Result<Vec<u8>, SchemaError> {
-        let value = serde_json::to_value(record).map_err(|e| SchemaError::Mismatch(e.to_string()))?;
+        let value =
+            serde_json::to_value(record).map_err(|e| SchemaError::Mismatch(e.to_string()))?;
         self.validate(&value)?;
         serde_json::to_vec(&value).map_err(|e| SchemaError::Mismatch(e.to_string()))
     }
@@ -156,7 +164,11 @@ mod tests {
 
     #[test]
     fn every_schema_compiles() {
-        for s in [Schema::TodoEventV1, Schema::NotificationEventV1, Schema::UserEventV1] {
+        for s in [
+            Schema::TodoEventV1,
+            Schema::NotificationEventV1,
+            Schema::UserEventV1,
+        ] {
             let _ = s.validator();
         }
     }
@@ -170,12 +182,22 @@ mod tests {
 
     #[test]
     fn rejects_hand_written_garbage() {
-        assert!(matches!(decode_todo_event(b"hello"), Err(SchemaError::NotJson(_))));
-        assert!(matches!(decode_todo_event(b"{}"), Err(SchemaError::UnsupportedVersion(_))));
+        assert!(matches!(
+            decode_todo_event(b"hello"),
+            Err(SchemaError::NotJson(_))
+        ));
+        assert!(matches!(
+            decode_todo_event(b"{}"),
+            Err(SchemaError::UnsupportedVersion(_))
+        ));
         let mut v = serde_json::to_value(created()).expect("json");
         v["data"]["tags"] = serde_json::json!(["NOT VALID"]);
-        let err = decode_todo_event(&serde_json::to_vec(&v).expect("bytes")).expect_err("invalid tag");
-        assert!(matches!(err, SchemaError::Invalid { ref path, .. } if path.starts_with("/data/tags")), "{err}");
+        let err =
+            decode_todo_event(&serde_json::to_vec(&v).expect("bytes")).expect_err("invalid tag");
+        assert!(
+            matches!(err, SchemaError::Invalid { ref path, .. } if path.starts_with("/data/tags")),
+            "{err}"
+        );
         let mut v = serde_json::to_value(created()).expect("json");
         v["surprise"] = serde_json::json!(1);
         assert!(decode_todo_event(&serde_json::to_vec(&v).expect("bytes")).is_err());

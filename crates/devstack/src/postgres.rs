@@ -17,10 +17,17 @@ pub fn pg_bin(tool: &str) -> PathBuf {
         return PathBuf::from(d).join(tool);
     }
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path().join("bin"))).filter(|p| p.join(tool).exists()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+                .filter(|p| p.join(tool).exists())
+                .collect()
+        })
         .unwrap_or_default();
     versions.sort();
-    versions.pop().map(|d| d.join(tool)).unwrap_or_else(|| PathBuf::from(tool))
+    versions
+        .pop()
+        .map(|d| d.join(tool))
+        .unwrap_or_else(|| PathBuf::from(tool))
 }
 
 #[derive(Debug, Clone)]
@@ -36,7 +43,12 @@ pub struct Options {
 
 impl Options {
     pub fn for_tests() -> Self {
-        Self { unsafe_fast: true, max_connections: 400, port: None, data_dir: None }
+        Self {
+            unsafe_fast: true,
+            max_connections: 400,
+            port: None,
+            data_dir: None,
+        }
     }
 }
 
@@ -51,8 +63,15 @@ pub struct Postgres {
 
 fn ids_of(user: &str) -> anyhow::Result<(u32, u32)> {
     let id = |flag: &str| -> anyhow::Result<u32> {
-        let out = Command::new("id").arg(flag).arg(user).output().context("running id")?;
-        anyhow::ensure!(out.status.success(), "user '{user}' does not exist (install the postgresql package)");
+        let out = Command::new("id")
+            .arg(flag)
+            .arg(user)
+            .output()
+            .context("running id")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "user '{user}' does not exist (install the postgresql package)"
+        );
         Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
     };
     Ok((id("-u")?, id("-g")?))
@@ -71,7 +90,11 @@ fn accessible_by(dir: &Path, (uid, gid): (u32, u32)) -> bool {
 }
 
 fn am_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
 }
 
 fn chown_tree(path: &Path, uid: u32, gid: u32) -> anyhow::Result<()> {
@@ -86,7 +109,11 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) -> anyhow::Result<()> {
 
 impl Postgres {
     pub async fn start(opts: Options) -> anyhow::Result<Self> {
-        let run_as = if am_root() { Some(ids_of("postgres")?) } else { None };
+        let run_as = if am_root() {
+            Some(ids_of("postgres")?)
+        } else {
+            None
+        };
         let (tmp, base) = match &opts.data_dir {
             Some(d) => {
                 std::fs::create_dir_all(d)?;
@@ -96,9 +123,16 @@ impl Postgres {
                         // reach it, so keep the cluster in a stable temp path.
                         let mut h = std::collections::hash_map::DefaultHasher::new();
                         std::hash::Hash::hash(&d, &mut h);
-                        let alt = std::env::temp_dir().join(format!("todo-stack-pg-{:016x}", std::hash::Hasher::finish(&h)));
+                        let alt = std::env::temp_dir().join(format!(
+                            "todo-stack-pg-{:016x}",
+                            std::hash::Hasher::finish(&h)
+                        ));
                         std::fs::create_dir_all(&alt)?;
-                        eprintln!("note: the postgres user cannot reach {}; keeping its data in {}", d.display(), alt.display());
+                        eprintln!(
+                            "note: the postgres user cannot reach {}; keeping its data in {}",
+                            d.display(),
+                            alt.display()
+                        );
                         alt
                     }
                     _ => d.clone(),
@@ -117,18 +151,38 @@ impl Postgres {
         }
         if !dir.join("PG_VERSION").exists() {
             let mut cmd = Command::new(pg_bin("initdb"));
-            cmd.args(["-D"]).arg(&dir).args(["-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C", "-N"]);
+            cmd.args(["-D"]).arg(&dir).args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "-N",
+            ]);
             if let Some((uid, gid)) = run_as {
                 cmd.uid(uid).gid(gid);
             }
-            let out = cmd.output().with_context(|| format!("running {}", pg_bin("initdb").display()))?;
-            anyhow::ensure!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+            let out = cmd
+                .output()
+                .with_context(|| format!("running {}", pg_bin("initdb").display()))?;
+            anyhow::ensure!(
+                out.status.success(),
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let port = match opts.port {
             Some(p) => p,
             None => crate::free_port()?,
         };
-        let mut pg = Self { _tmp: tmp, dir, port, child: None, run_as, opts };
+        let mut pg = Self {
+            _tmp: tmp,
+            dir,
+            port,
+            child: None,
+            run_as,
+            opts,
+        };
         pg.spawn().await?;
         Ok(pg)
     }
@@ -136,23 +190,60 @@ impl Postgres {
     async fn spawn(&mut self) -> anyhow::Result<()> {
         let mut cmd = Command::new(pg_bin("postgres"));
         cmd.arg("-D").arg(&self.dir);
-        cmd.args(["-p", &self.port.to_string(), "-c", "listen_addresses=127.0.0.1", "-k"]).arg(&self.dir);
-        cmd.args(["-c", &format!("max_connections={}", self.opts.max_connections)]);
+        cmd.args([
+            "-p",
+            &self.port.to_string(),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-k",
+        ])
+        .arg(&self.dir);
+        cmd.args([
+            "-c",
+            &format!("max_connections={}", self.opts.max_connections),
+        ]);
         if self.opts.unsafe_fast {
-            cmd.args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]);
+            cmd.args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ]);
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(std::fs::File::create(self.dir.join("../postgres.log"))?));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(
+                self.dir.join("../postgres.log"),
+            )?));
         if let Some((uid, gid)) = self.run_as {
             cmd.uid(uid).gid(gid);
         }
-        self.child = Some(cmd.spawn().with_context(|| format!("starting {}", pg_bin("postgres").display()))?);
+        self.child = Some(
+            cmd.spawn()
+                .with_context(|| format!("starting {}", pg_bin("postgres").display()))?,
+        );
         let url = self.url("postgres");
-        crate::wait_until("postgres to accept connections", Duration::from_secs(30), || {
-            let url = url.clone();
-            async move { <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.is_ok() }
-        })
+        crate::wait_until(
+            "postgres to accept connections",
+            Duration::from_secs(30),
+            || {
+                let url = url.clone();
+                async move {
+                    <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+                        .await
+                        .is_ok()
+                }
+            },
+        )
         .await
-        .with_context(|| format!("postgres did not start; see {}", self.dir.join("../postgres.log").display()))
+        .with_context(|| {
+            format!(
+                "postgres did not start; see {}",
+                self.dir.join("../postgres.log").display()
+            )
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -166,15 +257,20 @@ impl Postgres {
     /// A fresh database with a unique name; returns its URL.
     pub async fn create_database(&self, prefix: &str) -> anyhow::Result<String> {
         let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&self.url("postgres")).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut conn).await?;
+        let mut conn =
+            <sqlx::PgConnection as sqlx::Connection>::connect(&self.url("postgres")).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut conn)
+            .await?;
         Ok(self.url(&name))
     }
 
     /// Fast shutdown (SIGINT), as an operator restart would do.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
             for _ in 0..100 {
                 if let Ok(Some(_)) = child.try_wait() {
                     return;

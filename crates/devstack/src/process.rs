@@ -17,29 +17,65 @@ pub struct ServiceProcess {
 impl ServiceProcess {
     /// Start `binary` with `env` (the port variable is set by the caller via
     /// `<PREFIX>_LISTEN_ADDR`), then wait for `/healthz`.
-    pub async fn spawn(binary: &str, port: u16, env: &[(String, String)], log_dir: &std::path::Path) -> anyhow::Result<Self> {
+    pub async fn spawn(
+        binary: &str,
+        port: u16,
+        env: &[(String, String)],
+        log_dir: &std::path::Path,
+    ) -> anyhow::Result<Self> {
         let bin = crate::workspace_bin(binary)?;
         let log = log_dir.join(format!("{binary}-{port}.log"));
         let mut cmd = Command::new(&bin);
         cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn,rdkafka=warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn,rdkafka=warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::from(std::fs::File::create(&log)?))
-            .stderr(Stdio::from(std::fs::OpenOptions::new().append(true).open(&log)?))
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new().append(true).open(&log)?,
+            ))
             .kill_on_drop(true);
-        let child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;
-        let mut sp = Self { name: binary.to_string(), child: Some(child), port, log };
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let mut sp = Self {
+            name: binary.to_string(),
+            child: Some(child),
+            port,
+            log,
+        };
         let url = format!("http://127.0.0.1:{port}/healthz");
         let client = reqwest::Client::new();
-        let res = crate::wait_until(&format!("{binary} /healthz"), Duration::from_secs(30), || {
-            let (client, url) = (client.clone(), url.clone());
-            async move { client.get(&url).send().await.map(|r| r.status().is_success()).unwrap_or(false) }
-        })
+        let res = crate::wait_until(
+            &format!("{binary} /healthz"),
+            Duration::from_secs(30),
+            || {
+                let (client, url) = (client.clone(), url.clone());
+                async move {
+                    client
+                        .get(&url)
+                        .send()
+                        .await
+                        .map(|r| r.status().is_success())
+                        .unwrap_or(false)
+                }
+            },
+        )
         .await;
         if let Err(e) = res {
             let exited = sp.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
             let log = std::fs::read_to_string(&sp.log).unwrap_or_default();
-            let tail: String = log.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+            let tail: String = log
+                .lines()
+                .rev()
+                .take(20)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n");
             anyhow::bail!("{e}; exit status {exited:?}; last log lines:\n{tail}");
         }
         Ok(sp)
@@ -59,9 +95,13 @@ impl ServiceProcess {
 
     /// SIGTERM and wait for a graceful exit (SIGKILL after `grace`).
     pub async fn stop(&mut self, grace: Duration) -> anyhow::Result<Option<i32>> {
-        let Some(mut child) = self.child.take() else { return Ok(None) };
+        let Some(mut child) = self.child.take() else {
+            return Ok(None);
+        };
         if let Some(pid) = child.id() {
-            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
         }
         match tokio::time::timeout(grace, child.wait()).await {
             Ok(st) => Ok(st?.code()),

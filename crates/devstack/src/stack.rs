@@ -40,7 +40,12 @@ pub struct Wiring {
 
 impl Wiring {
     /// Environment for `service` on `port`, plus `extra` (`KEY` without prefix).
-    pub fn env(&self, service: Service, port: u16, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    pub fn env(
+        &self,
+        service: Service,
+        port: u16,
+        extra: &[(&str, &str)],
+    ) -> Vec<(String, String)> {
         let p = service.prefix();
         let mut env = vec![
             (format!("{p}_LISTEN_ADDR"), format!("127.0.0.1:{port}")),
@@ -56,12 +61,27 @@ impl Wiring {
         env
     }
 
-    pub async fn spawn(&self, service: Service, extra: &[(&str, &str)]) -> anyhow::Result<ServiceProcess> {
+    pub async fn spawn(
+        &self,
+        service: Service,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<ServiceProcess> {
         self.spawn_on(service, free_port()?, extra).await
     }
 
-    pub async fn spawn_on(&self, service: Service, port: u16, extra: &[(&str, &str)]) -> anyhow::Result<ServiceProcess> {
-        ServiceProcess::spawn(service.binary(), port, &self.env(service, port, extra), &self.log_dir).await
+    pub async fn spawn_on(
+        &self,
+        service: Service,
+        port: u16,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<ServiceProcess> {
+        ServiceProcess::spawn(
+            service.binary(),
+            port,
+            &self.env(service, port, extra),
+            &self.log_dir,
+        )
+        .await
     }
 }
 
@@ -78,7 +98,13 @@ impl Stack {
     pub async fn start() -> anyhow::Result<Self> {
         let logs = tempfile::Builder::new().prefix("todo-logs-").tempdir()?;
         let log_dir = logs.path().to_path_buf();
-        Self::start_with(crate::postgres::Options::for_tests(), None, log_dir, Some(logs)).await
+        Self::start_with(
+            crate::postgres::Options::for_tests(),
+            None,
+            log_dir,
+            Some(logs),
+        )
+        .await
     }
 
     pub async fn start_with(
@@ -87,22 +113,39 @@ impl Stack {
         log_dir: PathBuf,
         logs: Option<tempfile::TempDir>,
     ) -> anyhow::Result<Self> {
-        let (postgres, broker) = tokio::try_join!(Postgres::start(pg), Broker::start_on(broker_port))?;
+        let (postgres, broker) =
+            tokio::try_join!(Postgres::start(pg), Broker::start_on(broker_port))?;
         broker.create_topics(contracts::topics::ALL).await?;
         let database_url = postgres.create_database("todo").await?;
-        let wiring = Wiring { database_url, brokers: broker.brokers(), log_dir };
-        Ok(Self { postgres, broker, wiring, _logs: logs })
+        let wiring = Wiring {
+            database_url,
+            brokers: broker.brokers(),
+            log_dir,
+        };
+        Ok(Self {
+            postgres,
+            broker,
+            wiring,
+            _logs: logs,
+        })
     }
 
     pub fn log_dir(&self) -> &Path {
         &self.wiring.log_dir
     }
 
-    pub async fn spawn(&self, service: Service, extra: &[(&str, &str)]) -> anyhow::Result<ServiceProcess> {
+    pub async fn spawn(
+        &self,
+        service: Service,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<ServiceProcess> {
         self.wiring.spawn(service, extra).await
     }
 
     pub async fn pool(&self) -> anyhow::Result<sqlx::PgPool> {
-        Ok(sqlx::postgres::PgPoolOptions::new().max_connections(4).connect(&self.wiring.database_url).await?)
+        Ok(sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&self.wiring.database_url)
+            .await?)
     }
 }

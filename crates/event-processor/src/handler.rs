@@ -7,8 +7,8 @@ use bus::rdkafka::producer::{FutureProducer, FutureRecord};
 use bus::{BatchFuture, BatchHandler, Failure, Poison};
 use chrono::{DateTime, Utc};
 use contracts::{
-    NOTIFICATION_EVENT_SCHEMA_VERSION, NotificationEvent, NotificationKind, TodoEvent, TodoEventData, USER_EVENT_SCHEMA_VERSION,
-    UserEvent, UserEventKind, topics,
+    NOTIFICATION_EVENT_SCHEMA_VERSION, NotificationEvent, NotificationKind, TodoEvent,
+    TodoEventData, USER_EVENT_SCHEMA_VERSION, UserEvent, UserEventKind, topics,
 };
 use service_kit::metrics::Metrics;
 use sqlx::PgPool;
@@ -28,16 +28,34 @@ pub struct Processor {
 }
 
 fn store_failure(e: StoreError) -> Failure {
-    if e.is_unavailable() { Failure::Unavailable(e.to_string()) } else { Failure::Retryable(e.to_string()) }
+    if e.is_unavailable() {
+        Failure::Unavailable(e.to_string())
+    } else {
+        Failure::Retryable(e.to_string())
+    }
 }
 
 impl Processor {
-    async fn produce(&self, topic: &str, key: &str, event_type: &str, version: u32, payload: Vec<u8>, traceparent: Option<&str>) -> Result<(), Failure> {
+    async fn produce(
+        &self,
+        topic: &str,
+        key: &str,
+        event_type: &str,
+        version: u32,
+        payload: Vec<u8>,
+        traceparent: Option<&str>,
+    ) -> Result<(), Failure> {
         let headers = bus::record_headers(event_type, version, traceparent, None);
-        let record = FutureRecord::to(topic).key(key).payload(&payload).headers(headers);
+        let record = FutureRecord::to(topic)
+            .key(key)
+            .payload(&payload)
+            .headers(headers);
         match self.producer.send(record, Duration::from_secs(0)).await {
             Ok(_) => {
-                self.metrics.produced.get_or_create(&Metrics::topic(topic)).inc();
+                self.metrics
+                    .produced
+                    .get_or_create(&Metrics::topic(topic))
+                    .inc();
                 Ok(())
             }
             // The broker being away is not the event's fault: retry, never DLQ.
@@ -46,7 +64,16 @@ impl Processor {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn notification(&self, reason: &str, todo_id: Uuid, user_id: &str, title: &str, due: Option<DateTime<Utc>>, caused_by: Uuid, trace: Option<contracts::TraceContext>) -> NotificationEvent {
+    fn notification(
+        &self,
+        reason: &str,
+        todo_id: Uuid,
+        user_id: &str,
+        title: &str,
+        due: Option<DateTime<Utc>>,
+        caused_by: Uuid,
+        trace: Option<contracts::TraceContext>,
+    ) -> NotificationEvent {
         NotificationEvent {
             event_id: Uuid::new_v5(&DERIVED, format!("{reason}:{caused_by}").as_bytes()),
             event_type: NotificationKind::Email,
@@ -63,12 +90,39 @@ impl Processor {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub async fn notify_due(&self, kind_reason: &str, todo_id: Uuid, user_id: &str, title: &str, due: Option<DateTime<Utc>>, caused_by: Uuid, trace: Option<contracts::TraceContext>) -> Result<(), Failure> {
-        let ev = self.notification(kind_reason, todo_id, user_id, title, due, caused_by, trace.clone());
+    pub async fn notify_due(
+        &self,
+        kind_reason: &str,
+        todo_id: Uuid,
+        user_id: &str,
+        title: &str,
+        due: Option<DateTime<Utc>>,
+        caused_by: Uuid,
+        trace: Option<contracts::TraceContext>,
+    ) -> Result<(), Failure> {
+        let ev = self.notification(
+            kind_reason,
+            todo_id,
+            user_id,
+            title,
+            due,
+            caused_by,
+            trace.clone(),
+        );
         let bytes = contracts::schema::encode_notification_event(&ev)
             .map_err(|e| Failure::Retryable(format!("notification failed its schema: {e}")))?;
-        self.produce(topics::NOTIFICATION_EVENTS, &user_id.to_string(), ev.event_type.as_str(), NOTIFICATION_EVENT_SCHEMA_VERSION, bytes, trace.as_ref().map(|t| t.traceparent.as_str())).await?;
-        store::mark_notified(&self.pool, todo_id, Utc::now()).await.map_err(store_failure)
+        self.produce(
+            topics::NOTIFICATION_EVENTS,
+            &user_id.to_string(),
+            ev.event_type.as_str(),
+            NOTIFICATION_EVENT_SCHEMA_VERSION,
+            bytes,
+            trace.as_ref().map(|t| t.traceparent.as_str()),
+        )
+        .await?;
+        store::mark_notified(&self.pool, todo_id, Utc::now())
+            .await
+            .map_err(store_failure)
     }
 
     fn user_registered(&self, user_id: &str, cause: &TodoEvent) -> Result<Vec<u8>, Failure> {
@@ -90,44 +144,88 @@ impl Processor {
         if let Some(marker) = &self.fail_marker {
             let hit = events.iter().any(|e| matches!(&e.data, TodoEventData::Created(c) if c.title.contains(marker.as_str())));
             if hit {
-                return Err(Failure::Retryable(format!("injected failure: title contains '{marker}'")));
+                return Err(Failure::Retryable(format!(
+                    "injected failure: title contains '{marker}'"
+                )));
             }
         }
         let now = Utc::now();
-        let effects = store::apply_batch(&self.pool, events, now, now + self.due_soon).await.map_err(store_failure)?;
-        let by_id: std::collections::HashMap<Uuid, &TodoEvent> = events.iter().map(|e| (e.event_id, e)).collect();
+        let effects = store::apply_batch(&self.pool, events, now, now + self.due_soon)
+            .await
+            .map_err(store_failure)?;
+        let by_id: std::collections::HashMap<Uuid, &TodoEvent> =
+            events.iter().map(|e| (e.event_id, e)).collect();
         let mut sends = Vec::new();
         for (user, cause) in &effects.registered {
             let Some(ev) = by_id.get(cause) else { continue };
             let bytes = self.user_registered(user, ev)?;
             let tp = ev.trace.as_ref().map(|t| t.traceparent.clone());
-            sends.push((topics::USER_EVENTS, user.clone(), UserEventKind::Registered.as_str(), USER_EVENT_SCHEMA_VERSION, bytes, tp));
+            sends.push((
+                topics::USER_EVENTS,
+                user.clone(),
+                UserEventKind::Registered.as_str(),
+                USER_EVENT_SCHEMA_VERSION,
+                bytes,
+                tp,
+            ));
         }
         let mut notified = Vec::new();
         for (due, cause) in &effects.due_soon {
             let trace = by_id.get(cause).and_then(|e| e.trace.clone());
-            let ev = self.notification("due-soon-on-create", due.todo_id, &due.user_id, &due.title, Some(due.due_date), *cause, trace.clone());
+            let ev = self.notification(
+                "due-soon-on-create",
+                due.todo_id,
+                &due.user_id,
+                &due.title,
+                Some(due.due_date),
+                *cause,
+                trace.clone(),
+            );
             let bytes = contracts::schema::encode_notification_event(&ev)
                 .map_err(|e| Failure::Retryable(format!("notification failed its schema: {e}")))?;
-            sends.push((topics::NOTIFICATION_EVENTS, due.user_id.clone(), ev.event_type.as_str(), NOTIFICATION_EVENT_SCHEMA_VERSION, bytes, trace.map(|t| t.traceparent)));
+            sends.push((
+                topics::NOTIFICATION_EVENTS,
+                due.user_id.clone(),
+                ev.event_type.as_str(),
+                NOTIFICATION_EVENT_SCHEMA_VERSION,
+                bytes,
+                trace.map(|t| t.traceparent),
+            ));
             notified.push(due.todo_id);
         }
-        let results = futures::future::join_all(
-            sends.iter().map(|(topic, key, ty, ver, bytes, tp)| self.produce(topic, key, ty, *ver, bytes.clone(), tp.as_deref())),
-        )
-        .await;
+        let results =
+            futures::future::join_all(sends.iter().map(|(topic, key, ty, ver, bytes, tp)| {
+                self.produce(topic, key, ty, *ver, bytes.clone(), tp.as_deref())
+            }))
+            .await;
         results.into_iter().collect::<Result<Vec<()>, Failure>>()?;
-        store::mark_notified_many(&self.pool, &notified, Utc::now()).await.map_err(store_failure)
+        store::mark_notified_many(&self.pool, &notified, Utc::now())
+            .await
+            .map_err(store_failure)
     }
 
     /// Notify every open todo due within the window that was not notified yet.
     pub async fn sweep(&self) -> Result<usize, Failure> {
         let now = Utc::now();
-        let due = store::due_between(&self.pool, now, now + self.due_soon).await.map_err(store_failure)?;
+        let due = store::due_between(&self.pool, now, now + self.due_soon)
+            .await
+            .map_err(store_failure)?;
         let n = due.len();
         for d in due {
-            let cause = Uuid::new_v5(&DERIVED, format!("{}:{}", d.todo_id, d.due_date.timestamp_micros()).as_bytes());
-            self.notify_due("due-soon-sweep", d.todo_id, &d.user_id, &d.title, Some(d.due_date), cause, None).await?;
+            let cause = Uuid::new_v5(
+                &DERIVED,
+                format!("{}:{}", d.todo_id, d.due_date.timestamp_micros()).as_bytes(),
+            );
+            self.notify_due(
+                "due-soon-sweep",
+                d.todo_id,
+                &d.user_id,
+                &d.title,
+                Some(d.due_date),
+                cause,
+                None,
+            )
+            .await?;
         }
         Ok(n)
     }
@@ -141,8 +239,16 @@ impl BatchHandler for Processor {
             for m in msgs {
                 let decoded = m
                     .payload()
-                    .ok_or(Poison { kind: "empty", error: "record has no payload".into() })
-                    .and_then(|p| contracts::schema::decode_todo_event(p).map_err(|e| Poison { kind: "schema", error: e.to_string() }));
+                    .ok_or(Poison {
+                        kind: "empty",
+                        error: "record has no payload".into(),
+                    })
+                    .and_then(|p| {
+                        contracts::schema::decode_todo_event(p).map_err(|e| Poison {
+                            kind: "schema",
+                            error: e.to_string(),
+                        })
+                    });
                 match decoded {
                     Ok(ev) => {
                         events.push(ev);

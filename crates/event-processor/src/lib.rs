@@ -34,10 +34,17 @@ impl Application {
         let pool = todo_store::connect(&config.database_url, config.db_max_connections)
             .await
             .context("connecting to Postgres (database_url)")?;
-        todo_store::migrate::run(&pool, todo_store::migrate::Component::Processor).await.context("migrating")?;
-        let mut kafka = bus::KafkaSettings::new(config.kafka_brokers.clone(), format!("{SERVICE}-{}", config.version));
+        todo_store::migrate::run(&pool, todo_store::migrate::Component::Processor)
+            .await
+            .context("migrating")?;
+        let mut kafka = bus::KafkaSettings::new(
+            config.kafka_brokers.clone(),
+            format!("{SERVICE}-{}", config.version),
+        );
         kafka.session_timeout_ms = config.kafka_session_timeout_ms;
-        let producer = kafka.producer().context("creating Kafka producer (kafka_brokers)")?;
+        let producer = kafka
+            .producer()
+            .context("creating Kafka producer (kafka_brokers)")?;
         let metrics = Metrics::new(SERVICE, &config.version);
         let listener = TcpListener::bind(&config.listen_addr)
             .await
@@ -49,20 +56,32 @@ impl Application {
             due_soon: chrono::Duration::hours(config.due_soon_hours),
             fail_marker: config.fault_fail_title_marker.clone(),
         });
-        let readiness = Readiness::new()
-            .check("postgres", move || {
-                let pool = pool.clone();
-                async move { todo_store::ping(&pool).await.map_err(|e| e.to_string()) }
-            })
-            .check("kafka", move || {
-                let p = producer.clone();
-                async move { bus::broker_reachable(bus::rdkafka::producer::Producer::client(&p)).await }
-            });
+        let readiness =
+            Readiness::new()
+                .check("postgres", move || {
+                    let pool = pool.clone();
+                    async move { todo_store::ping(&pool).await.map_err(|e| e.to_string()) }
+                })
+                .check("kafka", move || {
+                    let p = producer.clone();
+                    async move {
+                        bus::broker_reachable(bus::rdkafka::producer::Producer::client(&p)).await
+                    }
+                });
         let router = Router::new()
-            .route("/metrics", get(service_kit::metrics::metrics_handler).with_state(metrics.clone()))
+            .route(
+                "/metrics",
+                get(service_kit::metrics::metrics_handler).with_state(metrics.clone()),
+            )
             .merge(service_kit::health::routes(readiness))
             .fallback(service_kit::problem::not_found_fallback);
-        Ok(Self { listener, router, config, processor, kafka })
+        Ok(Self {
+            listener,
+            router,
+            config,
+            processor,
+            kafka,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -70,8 +89,13 @@ impl Application {
     }
 
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let consumer = self.kafka.consumer(&self.config.group_id).context("creating Kafka consumer")?;
-        consumer.subscribe(&[contracts::topics::TODO_EVENTS]).context("subscribing to todo-events")?;
+        let consumer = self
+            .kafka
+            .consumer(&self.config.group_id)
+            .context("creating Kafka consumer")?;
+        consumer
+            .subscribe(&[contracts::topics::TODO_EVENTS])
+            .context("subscribing to todo-events")?;
         let cfg = bus::LoopConfig {
             service: SERVICE,
             group: self.config.group_id.clone(),
@@ -87,23 +111,35 @@ impl Application {
         let consume = tokio::spawn(async move {
             bus::consume_batches(&consumer, &p.producer, &cfg, &p.metrics, p.as_ref(), token).await;
         });
-        let sweep = tokio::spawn(sweep_loop(self.processor.clone(), self.config.schedule()?, shutdown.clone()));
+        let sweep = tokio::spawn(sweep_loop(
+            self.processor.clone(),
+            self.config.schedule()?,
+            shutdown.clone(),
+        ));
         tracing::info!(port = self.port(), "event processor running");
         let token = shutdown.clone();
-        axum::serve(self.listener, self.router).with_graceful_shutdown(async move { token.cancelled().await }).await?;
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move { token.cancelled().await })
+            .await?;
         let _ = tokio::time::timeout(Duration::from_secs(20), consume).await;
         sweep.abort();
         Ok(())
     }
 }
 
-async fn sweep_loop(p: Arc<handler::Processor>, schedule: cron::Schedule, shutdown: CancellationToken) {
+async fn sweep_loop(
+    p: Arc<handler::Processor>,
+    schedule: cron::Schedule,
+    shutdown: CancellationToken,
+) {
     loop {
         let Some(next) = schedule.upcoming(chrono::Utc).next() else {
             tracing::warn!("sweep schedule has no upcoming time; sweeps stop");
             return;
         };
-        let wait = (next - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        let wait = (next - chrono::Utc::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO);
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}

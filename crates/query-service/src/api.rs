@@ -26,7 +26,10 @@ fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::Unavailable(detail) => {
             tracing::warn!(detail, "postgres unavailable");
-            ApiError::Unavailable { detail: "the database is unavailable; retry later".into(), retry_after_secs: 1 }
+            ApiError::Unavailable {
+                detail: "the database is unavailable; retry later".into(),
+                retry_after_secs: 1,
+            }
         }
         other => ApiError::Internal(anyhow::Error::new(other)),
     }
@@ -59,12 +62,20 @@ struct Cursor {
 }
 
 fn encode_cursor(c: &Cursor) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(c).unwrap_or_default())
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(c).unwrap_or_default())
 }
 
 fn decode_cursor(s: &str) -> Result<Cursor, ApiError> {
-    let bad = || ApiError::field("cursor", "not a cursor issued by this API; start again without 'cursor'");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
+    let bad = || {
+        ApiError::field(
+            "cursor",
+            "not a cursor issued by this API; start again without 'cursor'",
+        )
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .map_err(|_| bad())?;
     serde_json::from_slice(&bytes).map_err(|_| bad())
 }
 
@@ -83,7 +94,9 @@ fn parse_sort(raw: Option<&str>) -> Result<(SortKey, bool), ApiError> {
         _ => {
             return Err(ApiError::field(
                 "sort",
-                format!("unknown sort '{raw}'; use created_at, updated_at, due_date, priority or title, with '-' for descending"),
+                format!(
+                    "unknown sort '{raw}'; use created_at, updated_at, due_date, priority or title, with '-' for descending"
+                ),
             ));
         }
     };
@@ -93,9 +106,15 @@ fn parse_sort(raw: Option<&str>) -> Result<(SortKey, bool), ApiError> {
 fn parse_tags(raw: &str) -> Result<Vec<String>, ApiError> {
     let tags: Vec<String> = raw.split(',').map(|t| t.trim().to_string()).collect();
     for t in &tags {
-        let ok = !t.is_empty() && t.len() <= 32 && t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        let ok = !t.is_empty()
+            && t.len() <= 32
+            && t.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !ok {
-            return Err(ApiError::field("tag", format!("'{t}' is not a tag (1 to 32 of a-z, 0-9, '-')")));
+            return Err(ApiError::field(
+                "tag",
+                format!("'{t}' is not a tag (1 to 32 of a-z, 0-9, '-')"),
+            ));
         }
     }
     if tags.len() > 10 {
@@ -110,18 +129,28 @@ pub struct ListResponse {
     next_cursor: Option<String>,
 }
 
-pub async fn list(State(app): State<AppState>, principal: Principal, ApiQuery(p): ApiQuery<ListParams>) -> Result<Json<ListResponse>, ApiError> {
+pub async fn list(
+    State(app): State<AppState>,
+    principal: Principal,
+    ApiQuery(p): ApiQuery<ListParams>,
+) -> Result<Json<ListResponse>, ApiError> {
     let (sort, descending) = parse_sort(p.sort.as_deref())?;
     let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::field("limit", format!("must be between 1 and {MAX_LIMIT}, got {limit}")));
+        return Err(ApiError::field(
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}, got {limit}"),
+        ));
     }
     let after = match p.cursor.as_deref() {
         None => None,
         Some(c) => {
             let c = decode_cursor(c)?;
             if c.s != sort || c.d != descending {
-                return Err(ApiError::field("cursor", "was issued for a different sort; keep 'sort' unchanged while paging"));
+                return Err(ApiError::field(
+                    "cursor",
+                    "was issued for a different sort; keep 'sort' unchanged while paging",
+                ));
             }
             Some((c.v, c.id))
         }
@@ -131,12 +160,21 @@ pub async fn list(State(app): State<AppState>, principal: Principal, ApiQuery(p)
         Some(raw) => raw
             .split(',')
             .map(|s| {
-                Priority::parse(s.trim())
-                    .ok_or_else(|| ApiError::field("priority", format!("'{s}' is not one of low, medium, high, urgent")))
+                Priority::parse(s.trim()).ok_or_else(|| {
+                    ApiError::field(
+                        "priority",
+                        format!("'{s}' is not one of low, medium, high, urgent"),
+                    )
+                })
             })
             .collect::<Result<_, _>>()?,
     };
-    let tags = p.tag.as_deref().map(parse_tags).transpose()?.unwrap_or_default();
+    let tags = p
+        .tag
+        .as_deref()
+        .map(parse_tags)
+        .transpose()?
+        .unwrap_or_default();
     if let Some(q) = &p.q {
         if q.chars().count() > 200 {
             return Err(ApiError::field("q", "at most 200 characters"));
@@ -144,15 +182,39 @@ pub async fn list(State(app): State<AppState>, principal: Principal, ApiQuery(p)
     }
     if let (Some(b), Some(a)) = (p.due_before, p.due_after) {
         if a >= b {
-            return Err(ApiError::field("due_after", "must be earlier than due_before"));
+            return Err(ApiError::field(
+                "due_after",
+                "must be earlier than due_before",
+            ));
         }
     }
-    let filter = ListFilter { completed: p.completed, priorities, tags, due_before: p.due_before, due_after: p.due_after, text: p.q };
-    let page = Page { sort, descending, after, limit };
-    let mut items = read::list(&app.pool, &principal.subject, &filter, &page).await.map_err(store_error)?;
+    let filter = ListFilter {
+        completed: p.completed,
+        priorities,
+        tags,
+        due_before: p.due_before,
+        due_after: p.due_after,
+        text: p.q,
+    };
+    let page = Page {
+        sort,
+        descending,
+        after,
+        limit,
+    };
+    let mut items = read::list(&app.pool, &principal.subject, &filter, &page)
+        .await
+        .map_err(store_error)?;
     let next_cursor = if items.len() as i64 > limit {
         items.truncate(limit as usize);
-        items.last().map(|t| encode_cursor(&Cursor { s: sort, d: descending, v: sort.value_of(t), id: t.id }))
+        items.last().map(|t| {
+            encode_cursor(&Cursor {
+                s: sort,
+                d: descending,
+                v: sort.value_of(t),
+                id: t.id,
+            })
+        })
     } else {
         None
     };
@@ -182,7 +244,10 @@ pub async fn get(
     let not_found = || ApiError::NotFound(format!("todo {id} not found"));
     match p.as_of {
         None => {
-            let todo = read::get(&app.pool, id).await.map_err(store_error)?.ok_or_else(not_found)?;
+            let todo = read::get(&app.pool, id)
+                .await
+                .map_err(store_error)?
+                .ok_or_else(not_found)?;
             if todo.owner != principal.subject {
                 return Err(not_found());
             }
@@ -193,14 +258,22 @@ pub async fn get(
             let state = todo_domain::fold(events.iter().filter(|e| e.occurred_at <= as_of));
             match state {
                 Some(t) if !t.deleted => Ok(with_etag(&t)),
-                Some(_) => Err(ApiError::NotFound(format!("todo {id} was deleted at {as_of}"))),
-                None => Err(ApiError::NotFound(format!("todo {id} did not exist at {as_of}"))),
+                Some(_) => Err(ApiError::NotFound(format!(
+                    "todo {id} was deleted at {as_of}"
+                ))),
+                None => Err(ApiError::NotFound(format!(
+                    "todo {id} did not exist at {as_of}"
+                ))),
             }
         }
     }
 }
 
-async fn owned_history(app: &AppState, principal: &Principal, id: Uuid) -> Result<Vec<TodoEvent>, ApiError> {
+async fn owned_history(
+    app: &AppState,
+    principal: &Principal,
+    id: Uuid,
+) -> Result<Vec<TodoEvent>, ApiError> {
     let events = read::history(&app.pool, id).await.map_err(store_error)?;
     match events.first() {
         Some(first) if first.user_id == principal.subject => Ok(events),
@@ -214,7 +287,14 @@ pub struct HistoryResponse {
     events: Vec<TodoEvent>,
 }
 
-pub async fn history(State(app): State<AppState>, principal: Principal, IdPath(id): IdPath) -> Result<Json<HistoryResponse>, ApiError> {
+pub async fn history(
+    State(app): State<AppState>,
+    principal: Principal,
+    IdPath(id): IdPath,
+) -> Result<Json<HistoryResponse>, ApiError> {
     let events = owned_history(&app, &principal, id).await?;
-    Ok(Json(HistoryResponse { todo_id: id, events }))
+    Ok(Json(HistoryResponse {
+        todo_id: id,
+        events,
+    }))
 }

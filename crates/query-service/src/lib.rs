@@ -42,15 +42,26 @@ impl Application {
         let pool = todo_store::connect(&config.database_url, config.db_max_connections)
             .await
             .context("connecting to Postgres (database_url)")?;
-        todo_store::migrate::run(&pool, todo_store::migrate::Component::Query).await.context("migrating")?;
-        let mut kafka = bus::KafkaSettings::new(config.kafka_brokers.clone(), format!("{SERVICE}-{}", config.version));
+        todo_store::migrate::run(&pool, todo_store::migrate::Component::Query)
+            .await
+            .context("migrating")?;
+        let mut kafka = bus::KafkaSettings::new(
+            config.kafka_brokers.clone(),
+            format!("{SERVICE}-{}", config.version),
+        );
         kafka.session_timeout_ms = config.kafka_session_timeout_ms;
-        let producer = kafka.producer().context("creating Kafka producer (kafka_brokers)")?;
+        let producer = kafka
+            .producer()
+            .context("creating Kafka producer (kafka_brokers)")?;
         let listener = TcpListener::bind(&config.listen_addr)
             .await
             .with_context(|| format!("binding listen_addr {}", config.listen_addr))?;
         let metrics = Metrics::new(SERVICE, &config.version);
-        let state = AppState { pool, metrics, config: Arc::new(config) };
+        let state = AppState {
+            pool,
+            metrics,
+            config: Arc::new(config),
+        };
         let readiness = {
             let pool = state.pool.clone();
             let p = producer.clone();
@@ -61,11 +72,19 @@ impl Application {
                 })
                 .check("kafka", move || {
                     let p = p.clone();
-                    async move { bus::broker_reachable(bus::rdkafka::producer::Producer::client(&p)).await }
+                    async move {
+                        bus::broker_reachable(bus::rdkafka::producer::Producer::client(&p)).await
+                    }
                 })
         };
         let router = router(state.clone(), readiness);
-        Ok(Self { listener, router, state, kafka, producer })
+        Ok(Self {
+            listener,
+            router,
+            state,
+            kafka,
+            producer,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -74,8 +93,13 @@ impl Application {
 
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let projector = if self.state.config.projector_enabled {
-            let consumer = self.kafka.consumer(&self.state.config.group_id).context("creating Kafka consumer")?;
-            consumer.subscribe(&[contracts::topics::TODO_EVENTS]).context("subscribing to todo-events")?;
+            let consumer = self
+                .kafka
+                .consumer(&self.state.config.group_id)
+                .context("creating Kafka consumer")?;
+            consumer
+                .subscribe(&[contracts::topics::TODO_EVENTS])
+                .context("subscribing to todo-events")?;
             let cfg = bus::LoopConfig {
                 service: SERVICE,
                 group: self.state.config.group_id.clone(),
@@ -86,7 +110,10 @@ impl Application {
                 store_offsets: self.state.config.store_offsets,
                 max_batch: 500,
             };
-            let handler = projector::Projector { pool: self.state.pool.clone(), metrics: self.state.metrics.clone() };
+            let handler = projector::Projector {
+                pool: self.state.pool.clone(),
+                metrics: self.state.metrics.clone(),
+            };
             let metrics = self.state.metrics.clone();
             let producer = self.producer.clone();
             let token = shutdown.clone();
@@ -99,7 +126,9 @@ impl Application {
         tracing::info!(port = self.port(), "query service listening");
         let grace = Duration::from_secs(self.state.config.shutdown_timeout_secs);
         let token = shutdown.clone();
-        axum::serve(self.listener, self.router).with_graceful_shutdown(async move { token.cancelled().await }).await?;
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move { token.cancelled().await })
+            .await?;
         if let Some(p) = projector {
             if tokio::time::timeout(grace, p).await.is_err() {
                 tracing::warn!("projector did not stop within the shutdown timeout");
@@ -114,11 +143,19 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
         .route("/v1/todos", get(api::list))
         .route("/v1/todos/{id}", get(api::get))
         .route("/v1/todos/{id}/history", get(api::history))
-        .route("/metrics", get(service_kit::metrics::metrics_handler).with_state(state.metrics.clone()))
+        .route(
+            "/metrics",
+            get(service_kit::metrics::metrics_handler).with_state(state.metrics.clone()),
+        )
         .merge(service_kit::health::routes(readiness))
         .method_not_allowed_fallback(service_kit::problem::method_not_allowed)
         .fallback(service_kit::problem::not_found_fallback)
-        .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), service_kit::metrics::track_http))
-        .layer(axum::Extension(service_kit::auth::authenticator(state.config.auth_mode)))
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            service_kit::metrics::track_http,
+        ))
+        .layer(axum::Extension(service_kit::auth::authenticator(
+            state.config.auth_mode,
+        )))
         .with_state(state)
 }

@@ -27,7 +27,13 @@ async fn main() -> std::process::ExitCode {
     };
     let shutdown = CancellationToken::new();
     service_kit::shutdown::cancel_on_signal(shutdown.clone());
-    let result = async { query_service::Application::build(config).await?.run(shutdown).await }.await;
+    let result = async {
+        query_service::Application::build(config)
+            .await?
+            .run(shutdown)
+            .await
+    }
+    .await;
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

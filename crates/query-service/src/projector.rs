@@ -17,13 +17,23 @@ pub struct Projector {
 
 /// Classify a store error for the consume loop.
 pub fn failure(e: StoreError) -> Failure {
-    if e.is_unavailable() { Failure::Unavailable(e.to_string()) } else { Failure::Retryable(e.to_string()) }
+    if e.is_unavailable() {
+        Failure::Unavailable(e.to_string())
+    } else {
+        Failure::Retryable(e.to_string())
+    }
 }
 
 /// Decode a `todo-events` record or say why it is poison.
 pub fn decode(msg: &OwnedMessage) -> Result<contracts::TodoEvent, Failure> {
-    let payload = msg.payload().ok_or(Failure::Poison { kind: "empty", error: "record has no payload".into() })?;
-    contracts::schema::decode_todo_event(payload).map_err(|e| Failure::Poison { kind: "schema", error: e.to_string() })
+    let payload = msg.payload().ok_or(Failure::Poison {
+        kind: "empty",
+        error: "record has no payload".into(),
+    })?;
+    contracts::schema::decode_todo_event(payload).map_err(|e| Failure::Poison {
+        kind: "schema",
+        error: e.to_string(),
+    })
 }
 
 impl BatchHandler for Projector {
@@ -37,11 +47,15 @@ impl BatchHandler for Projector {
                         events.push(ev);
                         outcomes.push(None);
                     }
-                    Err(Failure::Poison { kind, error }) => outcomes.push(Some(Poison { kind, error })),
+                    Err(Failure::Poison { kind, error }) => {
+                        outcomes.push(Some(Poison { kind, error }))
+                    }
                     Err(other) => return Err(other),
                 }
             }
-            let applied = read::apply_batch(&self.pool, Tables::Live, &events).await.map_err(failure)?;
+            let applied = read::apply_batch(&self.pool, Tables::Live, &events)
+                .await
+                .map_err(failure)?;
             let now = Utc::now();
             let freshness = self.metrics.freshness.get_or_create(&NoLabels {});
             for ev in events.iter().filter(|e| applied.contains(&e.event_id)) {
@@ -49,7 +63,10 @@ impl BatchHandler for Projector {
                 freshness.observe(lag.max(0.0));
             }
             if applied.len() < events.len() {
-                tracing::debug!(duplicates = events.len() - applied.len(), "duplicate events skipped");
+                tracing::debug!(
+                    duplicates = events.len() - applied.len(),
+                    "duplicate events skipped"
+                );
             }
             Ok(outcomes)
         })

@@ -14,8 +14,14 @@ use todo_store::read::{self, Tables};
 
 const BATCH: usize = 1000;
 
-async fn flush(pool: &PgPool, pending: &mut Vec<contracts::TodoEvent>, report: &mut ReplayReport) -> anyhow::Result<()> {
-    let applied = read::apply_batch(pool, Tables::Rebuild, pending).await?.len() as u64;
+async fn flush(
+    pool: &PgPool,
+    pending: &mut Vec<contracts::TodoEvent>,
+    report: &mut ReplayReport,
+) -> anyhow::Result<()> {
+    let applied = read::apply_batch(pool, Tables::Rebuild, pending)
+        .await?
+        .len() as u64;
     report.applied += applied;
     report.duplicates += pending.len() as u64 - applied;
     pending.clear();
@@ -53,24 +59,33 @@ pub async fn replay(
             .set("fetch.wait.max.ms", "10");
         c.create().context("creating replay consumer")?
     };
-    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).context("reading topic metadata")?;
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .context("reading topic metadata")?;
     let partitions: Vec<i32> = md
         .topics()
         .iter()
         .filter(|t| t.name() == topic)
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
         .collect();
-    anyhow::ensure!(!partitions.is_empty(), "topic {topic} has no partitions (does it exist?)");
+    anyhow::ensure!(
+        !partitions.is_empty(),
+        "topic {topic} has no partitions (does it exist?)"
+    );
     let mut remaining: HashMap<i32, i64> = HashMap::new();
     let mut total = 0u64;
     for p in &partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, *p, Duration::from_secs(10)).context("reading watermarks")?;
+        let (low, high) = consumer
+            .fetch_watermarks(topic, *p, Duration::from_secs(10))
+            .context("reading watermarks")?;
         if high > low {
             remaining.insert(*p, high);
             total += (high - low) as u64;
         }
     }
-    read::prepare_rebuild(pool).await.context("creating rebuild tables")?;
+    read::prepare_rebuild(pool)
+        .await
+        .context("creating rebuild tables")?;
     let mut report = ReplayReport::default();
     report.expected = total;
     tracing::debug!(?remaining, total, "replay watermarks");
@@ -87,7 +102,11 @@ pub async fn replay(
     let mut at_watermarks = remaining.is_empty();
     let mut pending = Vec::with_capacity(BATCH);
     loop {
-        let wait = if at_watermarks { idle } else { Duration::from_secs(30) };
+        let wait = if at_watermarks {
+            idle
+        } else {
+            Duration::from_secs(30)
+        };
         let msg = match tokio::time::timeout(wait, consumer.recv()).await {
             Ok(m) => m?,
             Err(_) if at_watermarks => break,
@@ -111,6 +130,8 @@ pub async fn replay(
     }
     flush(pool, &mut pending, &mut report).await?;
     progress(report.records, total.max(report.records));
-    report.caught_up_from_live = read::swap_rebuild(pool).await.context("swapping the rebuilt read model in")?;
+    report.caught_up_from_live = read::swap_rebuild(pool)
+        .await
+        .context("swapping the rebuilt read model in")?;
     Ok(report)
 }

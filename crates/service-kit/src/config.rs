@@ -11,7 +11,11 @@ pub enum ConfigError {
     #[error("{file}: {message}")]
     File { file: String, message: String },
     #[error("config key '{key}' (from {source_hint}): {message}")]
-    Field { key: String, source_hint: String, message: String },
+    Field {
+        key: String,
+        source_hint: String,
+        message: String,
+    },
 }
 
 /// Load `T` from `file` (if given and present) overlaid with environment
@@ -31,16 +35,21 @@ pub fn load_from<T: DeserializeOwned>(
     let mut file_name = String::from("defaults");
     if let Some(path) = file {
         file_name = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::File { file: file_name.clone(), message: e.to_string() })?;
-        root = text
-            .parse::<toml::Table>()
-            .map_err(|e| ConfigError::File { file: file_name.clone(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            file: file_name.clone(),
+            message: e.to_string(),
+        })?;
+        root = text.parse::<toml::Table>().map_err(|e| ConfigError::File {
+            file: file_name.clone(),
+            message: e.to_string(),
+        })?;
     }
     let want = format!("{}_", prefix.to_ascii_uppercase());
     let mut from_env = Vec::new();
     for (k, v) in env {
-        let Some(rest) = k.strip_prefix(&want) else { continue };
+        let Some(rest) = k.strip_prefix(&want) else {
+            continue;
+        };
         let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
         let value = format!("v = {v}")
             .parse::<toml::Table>()
@@ -49,11 +58,15 @@ pub fn load_from<T: DeserializeOwned>(
             .unwrap_or(toml::Value::String(v));
         let mut table = &mut root;
         for seg in &path[..path.len() - 1] {
-            let entry = table.entry(seg.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let entry = table
+                .entry(seg.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             if !entry.is_table() {
                 *entry = toml::Value::Table(toml::Table::new());
             }
-            let toml::Value::Table(t) = entry else { unreachable!("made a table just above") };
+            let toml::Value::Table(t) = entry else {
+                unreachable!("made a table just above")
+            };
             table = t;
         }
         if let Some(last) = path.last() {
@@ -65,8 +78,16 @@ pub fn load_from<T: DeserializeOwned>(
     serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
         let env_key = format!("{want}{}", key.replace('.', "__").to_ascii_uppercase());
-        let source_hint = if from_env.iter().any(|k| *k == env_key) { format!("env {env_key}") } else { file_name.clone() };
-        ConfigError::Field { key, source_hint, message: e.into_inner().to_string() }
+        let source_hint = if from_env.iter().any(|k| *k == env_key) {
+            format!("env {env_key}")
+        } else {
+            file_name.clone()
+        };
+        ConfigError::Field {
+            key,
+            source_hint,
+            message: e.into_inner().to_string(),
+        }
     })
 }
 
@@ -90,16 +111,28 @@ mod tests {
 
     #[test]
     fn env_overrides_defaults_with_types() {
-        let env = vec![("APP_TIMEOUT_MS".to_string(), "250".to_string()), ("APP_FLAG".into(), "true".into())];
+        let env = vec![
+            ("APP_TIMEOUT_MS".to_string(), "250".to_string()),
+            ("APP_FLAG".into(), "true".into()),
+        ];
         let c: Cfg = load_from("app", None, env).expect("loads");
-        assert_eq!(c, Cfg { listen_addr: "127.0.0.1:0".into(), timeout_ms: 250, flag: true });
+        assert_eq!(
+            c,
+            Cfg {
+                listen_addr: "127.0.0.1:0".into(),
+                timeout_ms: 250,
+                flag: true
+            }
+        );
     }
 
     #[test]
     fn unknown_and_mistyped_keys_are_named() {
-        let err = load_from::<Cfg>("app", None, vec![("APP_TIMEOUT".into(), "1".into())]).expect_err("unknown");
+        let err = load_from::<Cfg>("app", None, vec![("APP_TIMEOUT".into(), "1".into())])
+            .expect_err("unknown");
         assert!(err.to_string().contains("timeout"), "{err}");
-        let err = load_from::<Cfg>("app", None, vec![("APP_TIMEOUT_MS".into(), "soon".into())]).expect_err("type");
+        let err = load_from::<Cfg>("app", None, vec![("APP_TIMEOUT_MS".into(), "soon".into())])
+            .expect_err("type");
         assert!(err.to_string().contains("APP_TIMEOUT_MS"), "{err}");
     }
 }

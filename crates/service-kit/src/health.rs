@@ -28,7 +28,8 @@ impl Readiness {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
-        self.checks.push((name, Arc::new(move || Box::pin(f()) as CheckFuture)));
+        self.checks
+            .push((name, Arc::new(move || Box::pin(f()) as CheckFuture)));
         self
     }
 
@@ -47,9 +48,19 @@ impl Readiness {
         let ok = results.iter().all(|(_, r)| r.is_ok());
         let checks: serde_json::Map<String, serde_json::Value> = results
             .into_iter()
-            .map(|(n, r)| (n.to_string(), serde_json::Value::String(r.err().map_or("ok".into(), |e| format!("error: {e}")))))
+            .map(|(n, r)| {
+                (
+                    n.to_string(),
+                    serde_json::Value::String(
+                        r.err().map_or("ok".into(), |e| format!("error: {e}")),
+                    ),
+                )
+            })
             .collect();
-        (ok, serde_json::json!({ "status": if ok { "ready" } else { "not ready" }, "checks": checks }))
+        (
+            ok,
+            serde_json::json!({ "status": if ok { "ready" } else { "not ready" }, "checks": checks }),
+        )
     }
 }
 
@@ -68,12 +79,22 @@ pub async fn healthz() -> impl IntoResponse {
 
 pub async fn readyz(readiness: Readiness) -> impl IntoResponse {
     let (ok, body) = readiness.run().await;
-    (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
+    (
+        if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        Json(body),
+    )
 }
 
 /// Routes `/healthz` and `/readyz` for any router state.
 pub fn routes<S: Clone + Send + Sync + 'static>(readiness: Readiness) -> axum::Router<S> {
     axum::Router::new()
         .route("/healthz", axum::routing::get(healthz))
-        .route("/readyz", axum::routing::get(move || readyz(readiness.clone())))
+        .route(
+            "/readyz",
+            axum::routing::get(move || readyz(readiness.clone())),
+        )
 }

@@ -70,8 +70,14 @@ impl Metrics {
     pub fn new(service: &str, version: &str) -> Self {
         let mut registry = Registry::with_labels(
             [
-                (Cow::Borrowed(m::labels::SERVICE), Cow::Owned(service.to_string())),
-                (Cow::Borrowed(m::labels::VERSION), Cow::Owned(version.to_string())),
+                (
+                    Cow::Borrowed(m::labels::SERVICE),
+                    Cow::Owned(service.to_string()),
+                ),
+                (
+                    Cow::Borrowed(m::labels::VERSION),
+                    Cow::Owned(version.to_string()),
+                ),
             ]
             .into_iter(),
         );
@@ -91,22 +97,67 @@ impl Metrics {
             todos_created: Counter::default(),
             todos_completed: Counter::default(),
         };
-        registry.register(m::HTTP_SERVER_REQUEST_DURATION.name, m::HTTP_SERVER_REQUEST_DURATION.help, this.http.clone());
-        registry.register(m::HTTP_SERVER_ACTIVE_REQUESTS.name, m::HTTP_SERVER_ACTIVE_REQUESTS.help, this.http_active.clone());
-        registry.register(m::KAFKA_MESSAGES_PRODUCED.name, m::KAFKA_MESSAGES_PRODUCED.help, this.produced.clone());
-        registry.register(m::KAFKA_MESSAGES_CONSUMED.name, m::KAFKA_MESSAGES_CONSUMED.help, this.consumed.clone());
-        registry.register(m::KAFKA_MESSAGES_FAILED.name, m::KAFKA_MESSAGES_FAILED.help, this.failed.clone());
+        registry.register(
+            m::HTTP_SERVER_REQUEST_DURATION.name,
+            m::HTTP_SERVER_REQUEST_DURATION.help,
+            this.http.clone(),
+        );
+        registry.register(
+            m::HTTP_SERVER_ACTIVE_REQUESTS.name,
+            m::HTTP_SERVER_ACTIVE_REQUESTS.help,
+            this.http_active.clone(),
+        );
+        registry.register(
+            m::KAFKA_MESSAGES_PRODUCED.name,
+            m::KAFKA_MESSAGES_PRODUCED.help,
+            this.produced.clone(),
+        );
+        registry.register(
+            m::KAFKA_MESSAGES_CONSUMED.name,
+            m::KAFKA_MESSAGES_CONSUMED.help,
+            this.consumed.clone(),
+        );
+        registry.register(
+            m::KAFKA_MESSAGES_FAILED.name,
+            m::KAFKA_MESSAGES_FAILED.help,
+            this.failed.clone(),
+        );
         registry.register(m::DLQ_MESSAGES.name, m::DLQ_MESSAGES.help, this.dlq.clone());
-        registry.register(m::PROJECTION_FRESHNESS.name, m::PROJECTION_FRESHNESS.help, this.freshness.clone());
-        registry.register(m::OUTBOX_BACKLOG.name, m::OUTBOX_BACKLOG.help, this.outbox_backlog.clone());
-        registry.register(m::OUTBOX_OLDEST_AGE.name, m::OUTBOX_OLDEST_AGE.help, this.outbox_oldest_age.clone());
-        registry.register(m::TODOS_CREATED.name, m::TODOS_CREATED.help, this.todos_created.clone());
-        registry.register(m::TODOS_COMPLETED.name, m::TODOS_COMPLETED.help, this.todos_completed.clone());
-        Self { registry: Arc::new(registry), ..this }
+        registry.register(
+            m::PROJECTION_FRESHNESS.name,
+            m::PROJECTION_FRESHNESS.help,
+            this.freshness.clone(),
+        );
+        registry.register(
+            m::OUTBOX_BACKLOG.name,
+            m::OUTBOX_BACKLOG.help,
+            this.outbox_backlog.clone(),
+        );
+        registry.register(
+            m::OUTBOX_OLDEST_AGE.name,
+            m::OUTBOX_OLDEST_AGE.help,
+            this.outbox_oldest_age.clone(),
+        );
+        registry.register(
+            m::TODOS_CREATED.name,
+            m::TODOS_CREATED.help,
+            this.todos_created.clone(),
+        );
+        registry.register(
+            m::TODOS_COMPLETED.name,
+            m::TODOS_COMPLETED.help,
+            this.todos_completed.clone(),
+        );
+        Self {
+            registry: Arc::new(registry),
+            ..this
+        }
     }
 
     pub fn topic(topic: &str) -> TopicLabels {
-        TopicLabels { topic: topic.to_string() }
+        TopicLabels {
+            topic: topic.to_string(),
+        }
     }
 
     pub fn encode(&self) -> String {
@@ -159,7 +210,14 @@ pub async fn track_http(State(metrics): State<Metrics>, req: Request, next: Next
     metrics.http_active.inc();
     let resp = next.run(req).await;
     metrics.http_active.dec();
-    let labels = HttpLabels { route, method, status_class: status_class(resp.status().as_u16()) };
-    metrics.http.get_or_create(&labels).observe(start.elapsed().as_secs_f64());
+    let labels = HttpLabels {
+        route,
+        method,
+        status_class: status_class(resp.status().as_u16()),
+    };
+    metrics
+        .http
+        .get_or_create(&labels)
+        .observe(start.elapsed().as_secs_f64());
     resp
 }

@@ -17,7 +17,10 @@ pub struct FieldProblem {
 
 impl FieldProblem {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -26,7 +29,10 @@ impl FieldProblem {
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("bad request: {detail}")]
-    BadRequest { detail: String, errors: Vec<FieldProblem> },
+    BadRequest {
+        detail: String,
+        errors: Vec<FieldProblem>,
+    },
     #[error("validation failed")]
     Validation(Vec<FieldProblem>),
     #[error("unauthorized: {0}")]
@@ -47,7 +53,10 @@ pub enum ApiError {
     Unprocessable(String),
     /// A dependency (Postgres, the broker) is unreachable: retry later.
     #[error("unavailable: {detail}")]
-    Unavailable { detail: String, retry_after_secs: u32 },
+    Unavailable {
+        detail: String,
+        retry_after_secs: u32,
+    },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -55,7 +64,10 @@ pub enum ApiError {
 impl ApiError {
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
         let p = FieldProblem::new(field, message);
-        ApiError::BadRequest { detail: format!("invalid '{}': {}", p.field, p.message), errors: vec![p] }
+        ApiError::BadRequest {
+            detail: format!("invalid '{}': {}", p.field, p.message),
+            errors: vec![p],
+        }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -111,13 +123,20 @@ impl IntoResponse for ApiError {
         let (detail, errors) = match &self {
             ApiError::BadRequest { detail, errors } => (detail.clone(), errors.clone()),
             ApiError::Validation(errors) => (
-                errors.iter().map(|e| format!("'{}' {}", e.field, e.message)).collect::<Vec<_>>().join("; "),
+                errors
+                    .iter()
+                    .map(|e| format!("'{}' {}", e.field, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
                 errors.clone(),
             ),
             ApiError::Unavailable { detail, .. } => (detail.clone(), vec![]),
             ApiError::Internal(err) => {
                 tracing::error!(error = format!("{err:#}"), "internal error");
-                ("an internal error occurred; it has been logged".to_string(), vec![])
+                (
+                    "an internal error occurred; it has been logged".to_string(),
+                    vec![],
+                )
             }
             ApiError::Unauthorized(d)
             | ApiError::Forbidden(d)
@@ -136,12 +155,18 @@ impl IntoResponse for ApiError {
             errors,
         };
         let mut resp = (status, axum::Json(body)).into_response();
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if let ApiError::Unavailable { retry_after_secs, .. } = self {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let ApiError::Unavailable {
+            retry_after_secs, ..
+        } = self
+        {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
         }
         if status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         resp
     }
@@ -162,6 +187,7 @@ pub async fn method_not_allowed() -> Response {
         errors: vec![],
     };
     let mut resp = (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     resp
 }

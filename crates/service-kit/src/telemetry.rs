@@ -4,7 +4,8 @@ use tracing_subscriber::EnvFilter;
 
 /// Install the global subscriber; a second call (tests) is a no-op.
 pub fn init(service: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,rdkafka=warn"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,rdkafka=warn"));
     let res = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)

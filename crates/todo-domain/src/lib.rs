@@ -101,7 +101,11 @@ pub struct Context {
 
 /// Decide which events a command causes. `state` is `None` when the stream has
 /// no events yet.
-pub fn handle(state: Option<&Todo>, command: &Command, ctx: &Context) -> Result<Vec<TodoEventData>, DomainError> {
+pub fn handle(
+    state: Option<&Todo>,
+    command: &Command,
+    ctx: &Context,
+) -> Result<Vec<TodoEventData>, DomainError> {
     let live = state.filter(|t| !t.deleted && t.owner == ctx.user_id);
     match (command, state, live) {
         (Command::Create(c), None, _) => Ok(vec![TodoEventData::Created(validate::create(c)?)]),
@@ -126,7 +130,9 @@ pub fn handle(state: Option<&Todo>, command: &Command, ctx: &Context) -> Result<
             Err(DomainError::InvalidTransition("todo is already completed"))
         }
         (Command::Complete, _, Some(_)) => Ok(vec![TodoEventData::Completed(Empty {})]),
-        (Command::Reopen, _, Some(todo)) if !todo.completed => Err(DomainError::InvalidTransition("todo is not completed")),
+        (Command::Reopen, _, Some(todo)) if !todo.completed => {
+            Err(DomainError::InvalidTransition("todo is not completed"))
+        }
         (Command::Reopen, _, Some(_)) => Ok(vec![TodoEventData::Reopened(Empty {})]),
         (Command::Delete, _, Some(_)) => Ok(vec![TodoEventData::Deleted(Empty {})]),
     }

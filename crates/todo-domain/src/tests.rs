@@ -2,14 +2,17 @@
 //! then these events (or this error) follow.
 
 use super::*;
-use contracts::TodoCreated;
 use chrono::TimeZone;
+use contracts::TodoCreated;
 
 fn ctx(user: &str) -> Context {
     Context {
         user_id: user.into(),
         todo_id: Uuid::from_u128(7),
-        now: Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).single().unwrap_or_default(),
+        now: Utc
+            .with_ymd_and_hms(2026, 1, 2, 3, 4, 5)
+            .single()
+            .unwrap_or_default(),
     }
 }
 
@@ -46,7 +49,10 @@ fn created(title: &str) -> TodoEventData {
 }
 
 fn create(title: &str) -> Command {
-    Command::Create(CreateTodo { title: title.into(), ..Default::default() })
+    Command::Create(CreateTodo {
+        title: title.into(),
+        ..Default::default()
+    })
 }
 
 #[test]
@@ -75,22 +81,41 @@ fn title_length_counts_characters_not_bytes() {
     let ok = "é".repeat(MAX_TITLE_CHARS);
     assert!(given(vec![]).when("alice", create(&ok)).is_ok());
     let too_long = "é".repeat(MAX_TITLE_CHARS + 1);
-    assert!(matches!(given(vec![]).when("alice", create(&too_long)), Err(DomainError::Invalid(_))));
+    assert!(matches!(
+        given(vec![]).when("alice", create(&too_long)),
+        Err(DomainError::Invalid(_))
+    ));
 }
 
 #[test]
 fn too_many_tags_and_duplicates_are_handled() {
     let tags: Vec<String> = (0..11).map(|i| format!("t{i}")).collect();
-    let cmd = Command::Create(CreateTodo { title: "t".into(), tags: Some(tags), ..Default::default() });
-    assert!(matches!(given(vec![]).when("alice", cmd), Err(DomainError::Invalid(_))));
-    let cmd = Command::Create(CreateTodo { title: "t".into(), tags: Some(vec!["a".into(), "a".into()]), ..Default::default() });
-    let Ok(events) = given(vec![]).when("alice", cmd) else { panic!("valid") };
+    let cmd = Command::Create(CreateTodo {
+        title: "t".into(),
+        tags: Some(tags),
+        ..Default::default()
+    });
+    assert!(matches!(
+        given(vec![]).when("alice", cmd),
+        Err(DomainError::Invalid(_))
+    ));
+    let cmd = Command::Create(CreateTodo {
+        title: "t".into(),
+        tags: Some(vec!["a".into(), "a".into()]),
+        ..Default::default()
+    });
+    let Ok(events) = given(vec![]).when("alice", cmd) else {
+        panic!("valid")
+    };
     assert!(matches!(&events[0], TodoEventData::Created(c) if c.tags == ["a"]));
 }
 
 #[test]
 fn create_twice_is_refused() {
-    assert_eq!(given(vec![created("a")]).when("alice", create("b")), Err(DomainError::AlreadyExists));
+    assert_eq!(
+        given(vec![created("a")]).when("alice", create("b")),
+        Err(DomainError::AlreadyExists)
+    );
 }
 
 #[test]
@@ -104,43 +129,79 @@ fn update_emits_only_changed_fields() {
     let then = given(vec![created("a")]).when("alice", cmd);
     assert_eq!(
         then,
-        Ok(vec![TodoEventData::Updated(TodoUpdated { priority: Some(Priority::Urgent), ..Default::default() })])
+        Ok(vec![TodoEventData::Updated(TodoUpdated {
+            priority: Some(Priority::Urgent),
+            ..Default::default()
+        })])
     );
 }
 
 #[test]
 fn update_without_changes_emits_nothing_and_empty_patch_is_invalid() {
-    let same = Command::Update(UpdateTodo { title: Some("a".into()), ..Default::default() });
+    let same = Command::Update(UpdateTodo {
+        title: Some("a".into()),
+        ..Default::default()
+    });
     assert_eq!(given(vec![created("a")]).when("alice", same), Ok(vec![]));
     let empty = Command::Update(UpdateTodo::default());
-    assert!(matches!(given(vec![created("a")]).when("alice", empty), Err(DomainError::Invalid(_))));
+    assert!(matches!(
+        given(vec![created("a")]).when("alice", empty),
+        Err(DomainError::Invalid(_))
+    ));
 }
 
 #[test]
 fn complete_reopen_transitions() {
     let s = given(vec![created("a")]);
-    assert_eq!(s.when("alice", Command::Complete), Ok(vec![TodoEventData::Completed(Empty {})]));
-    assert!(matches!(s.when("alice", Command::Reopen), Err(DomainError::InvalidTransition(_))));
+    assert_eq!(
+        s.when("alice", Command::Complete),
+        Ok(vec![TodoEventData::Completed(Empty {})])
+    );
+    assert!(matches!(
+        s.when("alice", Command::Reopen),
+        Err(DomainError::InvalidTransition(_))
+    ));
     let done = given(vec![created("a"), TodoEventData::Completed(Empty {})]);
-    assert!(matches!(done.when("alice", Command::Complete), Err(DomainError::InvalidTransition(_))));
-    assert_eq!(done.when("alice", Command::Reopen), Ok(vec![TodoEventData::Reopened(Empty {})]));
+    assert!(matches!(
+        done.when("alice", Command::Complete),
+        Err(DomainError::InvalidTransition(_))
+    ));
+    assert_eq!(
+        done.when("alice", Command::Reopen),
+        Ok(vec![TodoEventData::Reopened(Empty {})])
+    );
 }
 
 #[test]
 fn other_users_and_deleted_todos_are_not_found() {
     let s = given(vec![created("a")]);
-    assert_eq!(s.when("mallory", Command::Complete), Err(DomainError::NotFound));
-    assert_eq!(s.when("mallory", Command::Delete), Err(DomainError::NotFound));
+    assert_eq!(
+        s.when("mallory", Command::Complete),
+        Err(DomainError::NotFound)
+    );
+    assert_eq!(
+        s.when("mallory", Command::Delete),
+        Err(DomainError::NotFound)
+    );
     let deleted = given(vec![created("a"), TodoEventData::Deleted(Empty {})]);
-    assert_eq!(deleted.when("alice", Command::Complete), Err(DomainError::NotFound));
-    assert_eq!(given(vec![]).when("alice", Command::Delete), Err(DomainError::NotFound));
+    assert_eq!(
+        deleted.when("alice", Command::Complete),
+        Err(DomainError::NotFound)
+    );
+    assert_eq!(
+        given(vec![]).when("alice", Command::Delete),
+        Err(DomainError::NotFound)
+    );
 }
 
 #[test]
 fn fold_tracks_version_and_state() {
     let s = given(vec![
         created("a"),
-        TodoEventData::Updated(TodoUpdated { tags: Some(vec!["x".into()]), ..Default::default() }),
+        TodoEventData::Updated(TodoUpdated {
+            tags: Some(vec!["x".into()]),
+            ..Default::default()
+        }),
         TodoEventData::Completed(Empty {}),
     ]);
     let todo = fold(&s.given).expect("exists");

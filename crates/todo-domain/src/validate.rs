@@ -19,7 +19,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -27,9 +30,15 @@ fn title(raw: &str, errors: &mut Vec<FieldError>) -> String {
     let t = raw.trim();
     let n = t.chars().count();
     if n == 0 {
-        errors.push(FieldError::new("title", "must not be empty or only whitespace"));
+        errors.push(FieldError::new(
+            "title",
+            "must not be empty or only whitespace",
+        ));
     } else if n > MAX_TITLE_CHARS {
-        errors.push(FieldError::new("title", format!("must be at most {MAX_TITLE_CHARS} characters after trimming, got {n}")));
+        errors.push(FieldError::new(
+            "title",
+            format!("must be at most {MAX_TITLE_CHARS} characters after trimming, got {n}"),
+        ));
     }
     t.to_string()
 }
@@ -47,15 +56,27 @@ fn description(raw: &str, errors: &mut Vec<FieldError>) -> String {
 
 fn tags(raw: &[String], errors: &mut Vec<FieldError>) -> Vec<String> {
     if raw.len() > MAX_TAGS {
-        errors.push(FieldError::new("tags", format!("at most {MAX_TAGS} tags, got {}", raw.len())));
+        errors.push(FieldError::new(
+            "tags",
+            format!("at most {MAX_TAGS} tags, got {}", raw.len()),
+        ));
     }
     let mut out: Vec<String> = Vec::with_capacity(raw.len());
     for (i, tag) in raw.iter().enumerate() {
         let n = tag.chars().count();
         if n == 0 || n > MAX_TAG_CHARS {
-            errors.push(FieldError::new(format!("tags/{i}"), format!("must be 1 to {MAX_TAG_CHARS} characters, got {n}")));
-        } else if !tag.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
-            errors.push(FieldError::new(format!("tags/{i}"), "may contain only a-z, 0-9 and '-'"));
+            errors.push(FieldError::new(
+                format!("tags/{i}"),
+                format!("must be 1 to {MAX_TAG_CHARS} characters, got {n}"),
+            ));
+        } else if !tag
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            errors.push(FieldError::new(
+                format!("tags/{i}"),
+                "may contain only a-z, 0-9 and '-'",
+            ));
         } else if !out.contains(tag) {
             out.push(tag.clone());
         }
@@ -72,7 +93,11 @@ pub(crate) fn create(c: &CreateTodo) -> Result<TodoCreated, DomainError> {
         due_date: c.due_date,
         tags: tags(c.tags.as_deref().unwrap_or(&[]), &mut errors),
     };
-    if errors.is_empty() { Ok(created) } else { Err(DomainError::Invalid(errors)) }
+    if errors.is_empty() {
+        Ok(created)
+    } else {
+        Err(DomainError::Invalid(errors))
+    }
 }
 
 pub(crate) fn update(u: &UpdateTodo) -> Result<TodoUpdated, DomainError> {
@@ -85,10 +110,17 @@ pub(crate) fn update(u: &UpdateTodo) -> Result<TodoUpdated, DomainError> {
     }
     let patch = TodoUpdated {
         title: u.title.as_deref().map(|t| title(t, &mut errors)),
-        description: u.description.as_deref().map(|d| description(d, &mut errors)),
+        description: u
+            .description
+            .as_deref()
+            .map(|d| description(d, &mut errors)),
         priority: u.priority,
         due_date: u.due_date,
         tags: u.tags.as_deref().map(|t| tags(t, &mut errors)),
     };
-    if errors.is_empty() { Ok(patch) } else { Err(DomainError::Invalid(errors)) }
+    if errors.is_empty() {
+        Ok(patch)
+    } else {
+        Err(DomainError::Invalid(errors))
+    }
 }

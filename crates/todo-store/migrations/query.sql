@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS read_history (
     event_type   text        NOT NULL,
     user_id      text        NOT NULL,
     occurred_at  timestamptz NOT NULL,
-    envelope     jsonb       NOT NULL,
+    envelope     json        NOT NULL,
     applied_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (todo_id, version)
 );

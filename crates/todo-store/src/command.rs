@@ -20,21 +20,28 @@ pub struct IdempotencyRecord {
 
 /// Events of one stream, oldest first.
 pub async fn load_stream(pool: &PgPool, todo_id: Uuid) -> Result<Vec<TodoEvent>, StoreError> {
-    let rows = sqlx::query("SELECT payload::text AS payload FROM events WHERE stream_id = $1 ORDER BY version")
-        .bind(todo_id)
-        .fetch_all(pool)
-        .await?;
+    let rows = sqlx::query(
+        "SELECT payload::text AS payload FROM events WHERE stream_id = $1 ORDER BY version",
+    )
+    .bind(todo_id)
+    .fetch_all(pool)
+    .await?;
     rows.into_iter()
         .map(|r| {
             let text: String = r.try_get("payload")?;
-            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("event of stream {todo_id}: {e}")))
+            serde_json::from_str(&text)
+                .map_err(|e| StoreError::Corrupt(format!("event of stream {todo_id}: {e}")))
         })
         .collect()
 }
 
 /// Every event of every stream, oldest first (for tests and audits).
 pub async fn all_events(pool: &PgPool) -> Result<Vec<TodoEvent>, StoreError> {
-    let rows = sqlx::query("SELECT payload::text AS payload FROM events ORDER BY occurred_at, stream_id, version").fetch_all(pool).await?;
+    let rows = sqlx::query(
+        "SELECT payload::text AS payload FROM events ORDER BY occurred_at, stream_id, version",
+    )
+    .fetch_all(pool)
+    .await?;
     rows.into_iter()
         .map(|r| {
             let text: String = r.try_get("payload")?;
@@ -43,7 +50,11 @@ pub async fn all_events(pool: &PgPool) -> Result<Vec<TodoEvent>, StoreError> {
         .collect()
 }
 
-pub async fn find_idempotency(pool: &PgPool, user_id: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+pub async fn find_idempotency(
+    pool: &PgPool,
+    user_id: &str,
+    key: &str,
+) -> Result<Option<IdempotencyRecord>, StoreError> {
     let row = sqlx::query(
         "SELECT request_hash, status, response_body, etag, location FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2",
     )
@@ -94,7 +105,10 @@ pub async fn append(
         types.push(e.event_type().to_string());
         users.push(e.user_id.clone());
         times.push(e.occurred_at);
-        payloads.push(String::from_utf8(ne.record.clone()).map_err(|err| StoreError::Corrupt(err.to_string()))?);
+        payloads.push(
+            String::from_utf8(ne.record.clone())
+                .map_err(|err| StoreError::Corrupt(err.to_string()))?,
+        );
         topics.push(ne.topic.to_string());
     }
     let (user, key, rec) = match idempotency {
@@ -178,7 +192,10 @@ pub async fn outbox_batch(pool: &PgPool, limit: i64) -> Result<Vec<OutboxRow>, S
 
 /// Forget rows the broker acknowledged. The events table keeps the events.
 pub async fn outbox_delete(pool: &PgPool, ids: &[i64]) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM outbox WHERE id = ANY($1)").bind(ids).execute(pool).await?;
+    sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+        .bind(ids)
+        .execute(pool)
+        .await?;
     Ok(())
 }
 

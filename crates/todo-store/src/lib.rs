@@ -13,13 +13,15 @@ pub mod read;
 use std::time::Duration;
 
 pub use error::StoreError;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 pub use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 /// Connect a pool that fails fast when Postgres is down, so callers can answer
 /// 503 instead of hanging.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
-    let opts: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| StoreError::Config(e.to_string()))?;
+    let opts: PgConnectOptions = url
+        .parse()
+        .map_err(|e: sqlx::Error| StoreError::Config(e.to_string()))?;
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(1)
@@ -35,7 +37,9 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreErr
 
 /// A lazy pool: the service starts even when Postgres is not up yet.
 pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
-    let opts: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| StoreError::Config(e.to_string()))?;
+    let opts: PgConnectOptions = url
+        .parse()
+        .map_err(|e: sqlx::Error| StoreError::Config(e.to_string()))?;
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(2))

@@ -26,7 +26,10 @@ const MIGRATION_LOCK: i64 = 0x7464_6f5f_6d69_6772; // "tdo_migr"
 
 pub async fn run(pool: &PgPool, component: Component) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *tx).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *tx)
+        .await?;
     sqlx::raw_sql(component.script()).execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(())

@@ -16,7 +16,11 @@ pub struct DueTodo {
 }
 
 /// Open, not yet notified todos due between `now` and `until`.
-pub async fn due_between(pool: &PgPool, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<Vec<DueTodo>, StoreError> {
+pub async fn due_between(
+    pool: &PgPool,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<DueTodo>, StoreError> {
     let rows = sqlx::query(
         "SELECT todo_id, user_id, title, due_date FROM ep_due_todos
          WHERE active AND notified_at IS NULL AND due_date >= $1 AND due_date <= $2 ORDER BY due_date LIMIT 1000",
@@ -37,8 +41,16 @@ pub async fn due_between(pool: &PgPool, now: DateTime<Utc>, until: DateTime<Utc>
         .collect()
 }
 
-pub async fn mark_notified(pool: &PgPool, todo_id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError> {
-    sqlx::query("UPDATE ep_due_todos SET notified_at = $2 WHERE todo_id = $1").bind(todo_id).bind(at).execute(pool).await?;
+pub async fn mark_notified(
+    pool: &PgPool,
+    todo_id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE ep_due_todos SET notified_at = $2 WHERE todo_id = $1")
+        .bind(todo_id)
+        .bind(at)
+        .execute(pool)
+        .await?;
     Ok(())
 }
 
@@ -79,7 +91,10 @@ pub async fn apply_batch(
 
     // Users: the first event per user in this batch.
     let mut seen = std::collections::HashSet::new();
-    let firsts: Vec<&TodoEvent> = events.iter().filter(|e| seen.insert(e.user_id.as_str())).collect();
+    let firsts: Vec<&TodoEvent> = events
+        .iter()
+        .filter(|e| seen.insert(e.user_id.as_str()))
+        .collect();
     let rows = sqlx::query(
         "WITH b AS (SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::timestamptz[]) AS b(user_id, caused_by, at)),
          ins AS (INSERT INTO ep_known_users (user_id, first_seen_at, caused_by)
@@ -94,7 +109,9 @@ pub async fn apply_batch(
     .fetch_all(&mut *tx)
     .await?;
     for r in rows {
-        effects.registered.push((r.try_get("user_id")?, r.try_get("caused_by")?));
+        effects
+            .registered
+            .push((r.try_get("user_id")?, r.try_get("caused_by")?));
     }
 
     // Due dates: fold the batch into the stored state of each todo.
@@ -187,7 +204,12 @@ pub async fn apply_batch(
             if let (Some(due), true, None) = (due_now, s.active, s.notified_at) {
                 if c.due_date == Some(due) {
                     effects.due_soon.push((
-                        DueTodo { todo_id: e.todo_id, user_id: s.user_id.clone(), title: s.title.clone(), due_date: due },
+                        DueTodo {
+                            todo_id: e.todo_id,
+                            user_id: s.user_id.clone(),
+                            title: s.title.clone(),
+                            due_date: due,
+                        },
                         e.event_id,
                     ));
                 }
@@ -198,10 +220,18 @@ pub async fn apply_batch(
 }
 
 /// Mark todos notified, after their notifications were acknowledged.
-pub async fn mark_notified_many(pool: &PgPool, todo_ids: &[Uuid], at: DateTime<Utc>) -> Result<(), StoreError> {
+pub async fn mark_notified_many(
+    pool: &PgPool,
+    todo_ids: &[Uuid],
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
     if todo_ids.is_empty() {
         return Ok(());
     }
-    sqlx::query("UPDATE ep_due_todos SET notified_at = $2 WHERE todo_id = ANY($1)").bind(todo_ids).bind(at).execute(pool).await?;
+    sqlx::query("UPDATE ep_due_todos SET notified_at = $2 WHERE todo_id = ANY($1)")
+        .bind(todo_ids)
+        .bind(at)
+        .execute(pool)
+        .await?;
     Ok(())
 }

@@ -50,25 +50,33 @@ pub enum Applied {
 /// Apply one event and record it, in one transaction.
 pub async fn apply(pool: &PgPool, tables: Tables, ev: &TodoEvent) -> Result<Applied, StoreError> {
     let applied = apply_batch(pool, tables, std::slice::from_ref(ev)).await?;
-    Ok(if applied.contains(&ev.event_id) { Applied::Applied } else { Applied::Duplicate })
+    Ok(if applied.contains(&ev.event_id) {
+        Applied::Applied
+    } else {
+        Applied::Duplicate
+    })
 }
 
 /// Apply a batch of events (in order) in one transaction, with their dedupe
 /// records. Returns the ids of the events that were new; the others were seen
 /// before and changed nothing. Four statements per batch, whatever its size.
-pub async fn apply_batch(pool: &PgPool, tables: Tables, events: &[TodoEvent]) -> Result<HashSet<Uuid>, StoreError> {
+pub async fn apply_batch(
+    pool: &PgPool,
+    tables: Tables,
+    events: &[TodoEvent],
+) -> Result<HashSet<Uuid>, StoreError> {
     if events.is_empty() {
         return Ok(HashSet::new());
     }
     let mut tx = pool.begin().await?;
     let envelopes = events
         .iter()
-        .map(serde_json::to_value)
+        .map(serde_json::to_string)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let inserted: HashSet<Uuid> = sqlx::query_scalar(audited(format!(
         "INSERT INTO {} (todo_id, version, event_id, event_type, user_id, occurred_at, envelope)
-         SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::uuid[], $4::text[], $5::text[], $6::timestamptz[], $7::jsonb[])
+         SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::uuid[], $4::text[], $5::text[], $6::timestamptz[], $7::text[]::json[])
          ON CONFLICT DO NOTHING RETURNING event_id",
         tables.history()
     )))
@@ -94,10 +102,13 @@ pub async fn apply_batch(pool: &PgPool, tables: Tables, events: &[TodoEvent]) ->
     let ids: Vec<Uuid> = streams.keys().copied().collect();
     // Lock in id order, so concurrent appliers cannot deadlock.
     let mut current: HashMap<Uuid, Todo> = HashMap::new();
-    for r in sqlx::query(audited(format!("SELECT * FROM {} WHERE id = ANY($1) ORDER BY id FOR UPDATE", tables.todos())))
-        .bind(&ids)
-        .fetch_all(&mut *tx)
-        .await?
+    for r in sqlx::query(audited(format!(
+        "SELECT * FROM {} WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        tables.todos()
+    )))
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?
     {
         let t = todo_from_row(&r)?;
         current.insert(t.id, t);
@@ -129,9 +140,21 @@ pub async fn apply_batch(pool: &PgPool, tables: Tables, events: &[TodoEvent]) ->
 }
 
 /// Upsert live states and delete deleted ones, one statement each.
-async fn write_states(tx: &mut Transaction<'_, Postgres>, tables: Tables, states: &[(Uuid, Option<Todo>)]) -> Result<(), StoreError> {
-    let live: Vec<&Todo> = states.iter().filter_map(|(_, t)| t.as_ref()).filter(|t| !t.deleted).collect();
-    let gone: Vec<Uuid> = states.iter().filter(|(_, t)| t.as_ref().is_none_or(|t| t.deleted)).map(|(id, _)| *id).collect();
+async fn write_states(
+    tx: &mut Transaction<'_, Postgres>,
+    tables: Tables,
+    states: &[(Uuid, Option<Todo>)],
+) -> Result<(), StoreError> {
+    let live: Vec<&Todo> = states
+        .iter()
+        .filter_map(|(_, t)| t.as_ref())
+        .filter(|t| !t.deleted)
+        .collect();
+    let gone: Vec<Uuid> = states
+        .iter()
+        .filter(|(_, t)| t.as_ref().is_none_or(|t| t.deleted))
+        .map(|(id, _)| *id)
+        .collect();
     if !live.is_empty() {
         sqlx::query(audited(format!(
             "INSERT INTO {} (id, owner, title, description, priority, priority_rank, due_date, tags, completed, completed_at, version, created_at, updated_at)
@@ -163,12 +186,22 @@ async fn write_states(tx: &mut Transaction<'_, Postgres>, tables: Tables, states
         .await?;
     }
     if !gone.is_empty() {
-        sqlx::query(audited(format!("DELETE FROM {} WHERE id = ANY($1)", tables.todos()))).bind(&gone).execute(&mut **tx).await?;
+        sqlx::query(audited(format!(
+            "DELETE FROM {} WHERE id = ANY($1)",
+            tables.todos()
+        )))
+        .bind(&gone)
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(())
 }
 
-async fn refold(tx: &mut Transaction<'_, Postgres>, tables: Tables, id: Uuid) -> Result<Option<Todo>, StoreError> {
+async fn refold(
+    tx: &mut Transaction<'_, Postgres>,
+    tables: Tables,
+    id: Uuid,
+) -> Result<Option<Todo>, StoreError> {
     let events = history_in(&mut **tx, tables, id).await?;
     let mut state = None;
     for (i, e) in events.iter().enumerate() {
@@ -187,7 +220,8 @@ fn todo_from_row(r: &PgRow) -> Result<Todo, StoreError> {
         owner: r.try_get("owner")?,
         title: r.try_get("title")?,
         description: r.try_get("description")?,
-        priority: Priority::parse(&priority).ok_or_else(|| StoreError::Corrupt(format!("priority '{priority}'")))?,
+        priority: Priority::parse(&priority)
+            .ok_or_else(|| StoreError::Corrupt(format!("priority '{priority}'")))?,
         due_date: r.try_get("due_date")?,
         tags: r.try_get("tags")?,
         completed: r.try_get("completed")?,
@@ -208,15 +242,23 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Todo>, StoreError> {
         .transpose()
 }
 
-async fn history_in<'e, E: sqlx::PgExecutor<'e>>(exec: E, tables: Tables, id: Uuid) -> Result<Vec<TodoEvent>, StoreError> {
-    let rows = sqlx::query(audited(format!("SELECT envelope FROM {} WHERE todo_id = $1 ORDER BY version", tables.history())))
-        .bind(id)
-        .fetch_all(exec)
-        .await?;
+async fn history_in<'e, E: sqlx::PgExecutor<'e>>(
+    exec: E,
+    tables: Tables,
+    id: Uuid,
+) -> Result<Vec<TodoEvent>, StoreError> {
+    let rows = sqlx::query(audited(format!(
+        "SELECT envelope::text AS envelope FROM {} WHERE todo_id = $1 ORDER BY version",
+        tables.history()
+    )))
+    .bind(id)
+    .fetch_all(exec)
+    .await?;
     rows.into_iter()
         .map(|r| {
-            let v: serde_json::Value = r.try_get("envelope")?;
-            serde_json::from_value(v).map_err(|e| StoreError::Corrupt(format!("history of {id}: {e}")))
+            let text: String = r.try_get("envelope")?;
+            serde_json::from_str(&text)
+                .map_err(|e| StoreError::Corrupt(format!("history of {id}: {e}")))
         })
         .collect()
 }
@@ -262,7 +304,9 @@ impl SortKey {
 
 /// Where todos without a due date sort (last when ascending).
 pub fn no_due_date() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(9999, 12, 31, 0, 0, 0).single().unwrap_or(DateTime::<Utc>::MAX_UTC)
+    Utc.with_ymd_and_hms(9999, 12, 31, 0, 0, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -293,18 +337,30 @@ pub struct Page {
 }
 
 fn escape_like(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 /// One page of the owner's todos (fetches `limit + 1` to tell if more exist).
-pub async fn list(pool: &PgPool, owner: &str, f: &ListFilter, page: &Page) -> Result<Vec<Todo>, StoreError> {
-    let mut q: QueryBuilder<Postgres> = QueryBuilder::new("SELECT * FROM read_todos WHERE owner = ");
+pub async fn list(
+    pool: &PgPool,
+    owner: &str,
+    f: &ListFilter,
+    page: &Page,
+) -> Result<Vec<Todo>, StoreError> {
+    let mut q: QueryBuilder<Postgres> =
+        QueryBuilder::new("SELECT * FROM read_todos WHERE owner = ");
     q.push_bind(owner.to_string());
     if let Some(c) = f.completed {
         q.push(" AND completed = ").push_bind(c);
     }
     if !f.priorities.is_empty() {
-        let ps: Vec<String> = f.priorities.iter().map(|p| p.as_str().to_string()).collect();
+        let ps: Vec<String> = f
+            .priorities
+            .iter()
+            .map(|p| p.as_str().to_string())
+            .collect();
         q.push(" AND priority = ANY(").push_bind(ps).push(")");
     }
     if !f.tags.is_empty() {
@@ -317,10 +373,15 @@ pub async fn list(pool: &PgPool, owner: &str, f: &ListFilter, page: &Page) -> Re
         q.push(" AND due_date > ").push_bind(a);
     }
     if let Some(t) = &f.text {
-        q.push(" AND title ILIKE ").push_bind(format!("%{}%", escape_like(t)));
+        q.push(" AND title ILIKE ")
+            .push_bind(format!("%{}%", escape_like(t)));
     }
     let expr = page.sort.expr();
-    let (cmp, dir) = if page.descending { ("<", "DESC") } else { (">", "ASC") };
+    let (cmp, dir) = if page.descending {
+        ("<", "DESC")
+    } else {
+        (">", "ASC")
+    };
     if let Some((value, id)) = &page.after {
         q.push(format!(" AND ({expr}, id) {cmp} ("));
         match value {
@@ -330,14 +391,17 @@ pub async fn list(pool: &PgPool, owner: &str, f: &ListFilter, page: &Page) -> Re
         };
         q.push(", ").push_bind(*id).push(")");
     }
-    q.push(format!(" ORDER BY {expr} {dir}, id {dir} LIMIT ")).push_bind(page.limit + 1);
+    q.push(format!(" ORDER BY {expr} {dir}, id {dir} LIMIT "))
+        .push_bind(page.limit + 1);
     let rows = q.build().fetch_all(pool).await?;
     rows.iter().map(todo_from_row).collect()
 }
 
 /// Every row of the live read model, ordered by id (for comparisons).
 pub async fn snapshot(pool: &PgPool) -> Result<Vec<Todo>, StoreError> {
-    let rows = sqlx::query("SELECT * FROM read_todos ORDER BY id").fetch_all(pool).await?;
+    let rows = sqlx::query("SELECT * FROM read_todos ORDER BY id")
+        .fetch_all(pool)
+        .await?;
     rows.iter().map(todo_from_row).collect()
 }
 
@@ -359,7 +423,9 @@ pub async fn prepare_rebuild(pool: &PgPool) -> Result<(), StoreError> {
 /// Returns how many such events were caught up.
 pub async fn swap_rebuild(pool: &PgPool) -> Result<u64, StoreError> {
     let mut tx = pool.begin().await?;
-    sqlx::query("LOCK TABLE read_todos, read_history IN EXCLUSIVE MODE").execute(&mut *tx).await?;
+    sqlx::query("LOCK TABLE read_todos, read_history IN EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await?;
     let missing: Vec<Uuid> = sqlx::query(
         "INSERT INTO read_history_rebuild SELECT * FROM read_history ON CONFLICT DO NOTHING RETURNING todo_id",
     )

@@ -54,7 +54,10 @@ pub enum LoadGenerator {
 }
 
 fn wrk_available() -> bool {
-    std::process::Command::new("wrk").arg("--version").output().is_ok()
+    std::process::Command::new("wrk")
+        .arg("--version")
+        .output()
+        .is_ok()
 }
 
 #[derive(Debug, Serialize, Default, Clone, Copy)]
@@ -72,7 +75,13 @@ fn percentiles(mut v: Vec<f64>) -> Percentiles {
     }
     v.sort_by(|a, b| a.total_cmp(b));
     let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
-    Percentiles { count: v.len(), p50_ms: at(0.5), p90_ms: at(0.9), p99_ms: at(0.99), max_ms: at(1.0) }
+    Percentiles {
+        count: v.len(),
+        p50_ms: at(0.5),
+        p90_ms: at(0.9),
+        p99_ms: at(0.99),
+        max_ms: at(1.0),
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -103,22 +112,42 @@ fn log(msg: &str) {
 }
 
 pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(a.concurrency >= 1 && a.freshness_rate >= 1, "--concurrency and --freshness-rate must be at least 1");
+    anyhow::ensure!(
+        a.concurrency >= 1 && a.freshness_rate >= 1,
+        "--concurrency and --freshness-rate must be at least 1"
+    );
     log("starting PostgreSQL, the broker and the services");
     let logs = tempfile_dir()?;
-    let pg = devstack::postgres::Options { unsafe_fast: a.unsafe_fast_postgres, max_connections: 300, port: None, data_dir: None };
+    let pg = devstack::postgres::Options {
+        unsafe_fast: a.unsafe_fast_postgres,
+        max_connections: 300,
+        port: None,
+        data_dir: None,
+    };
     let stack = Stack::start_with(pg, None, logs.clone(), None).await?;
     let command = stack.spawn(Service::Command, &[]).await?;
     let query = stack.spawn(Service::Query, &[]).await?;
-    let _processor = if a.without_processor { None } else { Some(stack.spawn(Service::Processor, &[]).await?) };
-    let http = reqwest::Client::builder().pool_max_idle_per_host(a.concurrency * 2).build()?;
+    let _processor = if a.without_processor {
+        None
+    } else {
+        Some(stack.spawn(Service::Processor, &[]).await?)
+    };
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(a.concurrency * 2)
+        .build()?;
     warm_up(&http, &command.base_url(), &query.base_url()).await?;
 
-    log(&format!("baseline: pgbench single-row inserts, {} clients, {} s", a.concurrency, a.duration_secs));
+    log(&format!(
+        "baseline: pgbench single-row inserts, {} clients, {} s",
+        a.concurrency, a.duration_secs
+    ));
     let (pg_tps, pg_lat) = pgbench(&stack, a.concurrency, a.duration_secs).await?;
     log(&format!("  {pg_tps:.0} tps"));
 
-    log(&format!("write path: POST /v1/todos, {} clients, {} s", a.concurrency, a.duration_secs));
+    log(&format!(
+        "write path: POST /v1/todos, {} clients, {} s",
+        a.concurrency, a.duration_secs
+    ));
     let generator = match a.load_generator {
         LoadGenerator::Auto if wrk_available() => LoadGenerator::Wrk,
         LoadGenerator::Auto => LoadGenerator::Builtin,
@@ -128,18 +157,42 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         LoadGenerator::Wrk => wrk(&command.base_url(), a.concurrency, a.duration_secs).await?,
         _ => closed_loop(&http, &command.base_url(), a.concurrency, a.duration_secs).await,
     };
-    log(&format!("  {write_tps:.0} writes/s ({:.0}% of pgbench), p99 {:.1} ms", 100.0 * write_tps / pg_tps, write_lat.p99_ms));
+    log(&format!(
+        "  {write_tps:.0} writes/s ({:.0}% of pgbench), p99 {:.1} ms",
+        100.0 * write_tps / pg_tps,
+        write_lat.p99_ms
+    ));
 
     let pool = stack.pool().await?;
     log("waiting for the relay and the projection to drain the throughput phase");
     quiesce(&pool).await?;
-    log(&format!("freshness: {} writes/s for {} s, 201 → visible in the query API", a.freshness_rate, a.freshness_secs));
-    let fr = freshness(&http, &pool, &command.base_url(), &query.base_url(), a.freshness_rate, a.freshness_secs).await?;
-    log(&format!("  p50 {:.1} ms, p99 {:.1} ms (achieved {:.0} writes/s)", fr.fresh.p50_ms, fr.fresh.p99_ms, fr.achieved_rate));
+    log(&format!(
+        "freshness: {} writes/s for {} s, 201 → visible in the query API",
+        a.freshness_rate, a.freshness_secs
+    ));
+    let fr = freshness(
+        &http,
+        &pool,
+        &command.base_url(),
+        &query.base_url(),
+        a.freshness_rate,
+        a.freshness_secs,
+    )
+    .await?;
+    log(&format!(
+        "  p50 {:.1} ms, p99 {:.1} ms (achieved {:.0} writes/s)",
+        fr.fresh.p50_ms, fr.fresh.p99_ms, fr.achieved_rate
+    ));
 
-    log(&format!("baseline: Kafka produce→consume round trip at {} msg/s", a.freshness_rate));
+    log(&format!(
+        "baseline: Kafka produce→consume round trip at {} msg/s",
+        a.freshness_rate
+    ));
     let rt = roundtrip(&stack.broker.brokers(), a.freshness_rate, a.freshness_secs).await?;
-    log(&format!("  p50 {:.1} ms, p99 {:.1} ms", rt.p50_ms, rt.p99_ms));
+    log(&format!(
+        "  p50 {:.1} ms, p99 {:.1} ms",
+        rt.p50_ms, rt.p99_ms
+    ));
 
     let report = Report {
         machine: machine(),
@@ -174,23 +227,52 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
 }
 
 fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     format!("{cpus} cores, {model}")
 }
 
 async fn warm_up(http: &reqwest::Client, command: &str, query: &str) -> anyhow::Result<()> {
-    let r = http.post(format!("{command}/v1/todos")).header("x-user-id", "warmup").json(&serde_json::json!({"title": "warm up"})).send().await?;
-    anyhow::ensure!(r.status().as_u16() == 201, "warm-up write failed: {}", r.status());
-    let id = r.json::<serde_json::Value>().await?["id"].as_str().unwrap_or_default().to_string();
+    let r = http
+        .post(format!("{command}/v1/todos"))
+        .header("x-user-id", "warmup")
+        .json(&serde_json::json!({"title": "warm up"}))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        r.status().as_u16() == 201,
+        "warm-up write failed: {}",
+        r.status()
+    );
+    let id = r.json::<serde_json::Value>().await?["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let url = format!("{query}/v1/todos/{id}");
-    devstack::wait_until("the projector to join its group", Duration::from_secs(60), || {
-        let (http, url) = (http.clone(), url.clone());
-        async move { http.get(&url).header("x-user-id", "warmup").send().await.map(|r| r.status().is_success()).unwrap_or(false) }
-    })
+    devstack::wait_until(
+        "the projector to join its group",
+        Duration::from_secs(60),
+        || {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                http.get(&url)
+                    .header("x-user-id", "warmup")
+                    .send()
+                    .await
+                    .map(|r| r.status().is_success())
+                    .unwrap_or(false)
+            }
+        },
+    )
     .await
 }
 
@@ -216,11 +298,36 @@ async fn pgbench(stack: &Stack, clients: usize, secs: u64) -> anyhow::Result<(f6
     .execute(&pool)
     .await?;
     let script = std::env::temp_dir().join(format!("bench-{}.sql", uuid::Uuid::new_v4().simple()));
-    std::fs::write(&script, "INSERT INTO bench_insert (payload) VALUES ('{\"title\":\"bench\",\"priority\":\"medium\",\"tags\":[\"load\"]}');\n")?;
-    let db = stack.wiring.database_url.rsplit('/').next().unwrap_or("postgres").to_string();
+    std::fs::write(
+        &script,
+        "INSERT INTO bench_insert (payload) VALUES ('{\"title\":\"bench\",\"priority\":\"medium\",\"tags\":[\"load\"]}');\n",
+    )?;
+    let db = stack
+        .wiring
+        .database_url
+        .rsplit('/')
+        .next()
+        .unwrap_or("postgres")
+        .to_string();
     let out = tokio::process::Command::new(devstack::postgres::pg_bin("pgbench"))
-        .args(["-n", "-h", "127.0.0.1", "-p", &stack.postgres.port().to_string(), "-U", "postgres"])
-        .args(["-c", &clients.to_string(), "-j", &clients.min(2).to_string(), "-T", &secs.to_string(), "-f"])
+        .args([
+            "-n",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &stack.postgres.port().to_string(),
+            "-U",
+            "postgres",
+        ])
+        .args([
+            "-c",
+            &clients.to_string(),
+            "-j",
+            &clients.min(2).to_string(),
+            "-T",
+            &secs.to_string(),
+            "-f",
+        ])
         .arg(&script)
         .arg(&db)
         .output()
@@ -228,9 +335,16 @@ async fn pgbench(stack: &Stack, clients: usize, secs: u64) -> anyhow::Result<(f6
         .context("running pgbench")?;
     let _ = std::fs::remove_file(&script);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    anyhow::ensure!(out.status.success(), "pgbench failed: {}{}", text, String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(
+        out.status.success(),
+        "pgbench failed: {}{}",
+        text,
+        String::from_utf8_lossy(&out.stderr)
+    );
     let num_after = |prefix: &str| -> Option<f64> {
-        text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.split('=').nth(1)?.split_whitespace().next()?.parse().ok())
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.split('=').nth(1)?.split_whitespace().next()?.parse().ok())
     };
     let tps = num_after("tps").context("no tps line in pgbench output")?;
     Ok((tps, num_after("latency average").unwrap_or(f64::NAN)))
@@ -250,11 +364,23 @@ end
 "#;
 
 /// Closed loop with wrk: `clients` connections on 2 threads.
-async fn wrk(command: &str, clients: usize, secs: u64) -> anyhow::Result<(f64, usize, Percentiles)> {
+async fn wrk(
+    command: &str,
+    clients: usize,
+    secs: u64,
+) -> anyhow::Result<(f64, usize, Percentiles)> {
     let script = std::env::temp_dir().join(format!("bench-{}.lua", uuid::Uuid::new_v4().simple()));
     std::fs::write(&script, WRK_SCRIPT)?;
     let out = tokio::process::Command::new("wrk")
-        .args(["-t", &clients.min(2).to_string(), "-c", &clients.to_string(), "-d", &format!("{secs}s"), "-s"])
+        .args([
+            "-t",
+            &clients.min(2).to_string(),
+            "-c",
+            &clients.to_string(),
+            "-d",
+            &format!("{secs}s"),
+            "-s",
+        ])
         .arg(&script)
         .arg(format!("{command}/v1/todos"))
         .output()
@@ -262,16 +388,34 @@ async fn wrk(command: &str, clients: usize, secs: u64) -> anyhow::Result<(f64, u
         .context("running wrk")?;
     let _ = std::fs::remove_file(&script);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let line = text.lines().find(|l| l.starts_with("RESULT ")).with_context(|| format!("no RESULT line from wrk: {text}"))?;
-    let f: Vec<f64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("RESULT "))
+        .with_context(|| format!("no RESULT line from wrk: {text}"))?;
+    let f: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
     anyhow::ensure!(f.len() == 8, "unexpected wrk result line: {line}");
     let (requests, micros, status_errors, io_errors) = (f[0], f[1], f[2], f[3]);
     let ok = requests - status_errors;
-    let p = Percentiles { count: ok as usize, p50_ms: f[4], p90_ms: f[5], p99_ms: f[6], max_ms: f[7] };
+    let p = Percentiles {
+        count: ok as usize,
+        p50_ms: f[4],
+        p90_ms: f[5],
+        p99_ms: f[6],
+        max_ms: f[7],
+    };
     Ok((ok / (micros / 1e6), (status_errors + io_errors) as usize, p))
 }
 
-async fn closed_loop(http: &reqwest::Client, command: &str, clients: usize, secs: u64) -> (f64, usize, Percentiles) {
+async fn closed_loop(
+    http: &reqwest::Client,
+    command: &str,
+    clients: usize,
+    secs: u64,
+) -> (f64, usize, Percentiles) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     let start = Instant::now();
     let workers = (0..clients).map(|w| {
@@ -311,7 +455,14 @@ struct Freshness {
     polled: Percentiles,
 }
 
-async fn freshness(http: &reqwest::Client, pool: &sqlx::PgPool, command: &str, query: &str, rate: u64, secs: u64) -> anyhow::Result<Freshness> {
+async fn freshness(
+    http: &reqwest::Client,
+    pool: &sqlx::PgPool,
+    command: &str,
+    query: &str,
+    rate: u64,
+    secs: u64,
+) -> anyhow::Result<Freshness> {
     let total = rate * secs;
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -335,13 +486,21 @@ async fn freshness(http: &reqwest::Client, pool: &sqlx::PgPool, command: &str, q
             }
             let acked_at: DateTime<Utc> = Utc::now();
             let write_ms = t.elapsed().as_secs_f64() * 1e3;
-            let id = r.json::<serde_json::Value>().await.ok()?["id"].as_str()?.to_string();
+            let id = r.json::<serde_json::Value>().await.ok()?["id"]
+                .as_str()?
+                .to_string();
             // Every 10th write is also polled through the API, to check the
             // commit-clock measurement against what a client sees.
             let polled = if i % 10 == 0 {
                 let t0 = Instant::now();
                 loop {
-                    let ok = http.get(format!("{query}/v1/todos/{id}")).header("x-user-id", "fresh").send().await.map(|r| r.status().as_u16() == 200).unwrap_or(false);
+                    let ok = http
+                        .get(format!("{query}/v1/todos/{id}"))
+                        .header("x-user-id", "fresh")
+                        .send()
+                        .await
+                        .map(|r| r.status().as_u16() == 200)
+                        .unwrap_or(false);
                     if ok {
                         break Some(t0.elapsed().as_secs_f64() * 1e3);
                     }
@@ -364,13 +523,26 @@ async fn freshness(http: &reqwest::Client, pool: &sqlx::PgPool, command: &str, q
     }
     let achieved = acks.len() as f64 / start.elapsed().as_secs_f64();
     let ids: Vec<uuid::Uuid> = acks.iter().filter_map(|(id, ..)| id.parse().ok()).collect();
-    devstack::wait_until("every freshness write to be applied", Duration::from_secs(120), || async {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM read_history WHERE todo_id = ANY($1)").bind(&ids).fetch_one(pool).await.unwrap_or(0);
-        n as usize >= ids.len()
-    })
+    devstack::wait_until(
+        "every freshness write to be applied",
+        Duration::from_secs(120),
+        || async {
+            let n: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM read_history WHERE todo_id = ANY($1)")
+                    .bind(&ids)
+                    .fetch_one(pool)
+                    .await
+                    .unwrap_or(0);
+            n as usize >= ids.len()
+        },
+    )
     .await?;
-    let rows: Vec<(uuid::Uuid, DateTime<Utc>)> =
-        sqlx::query_as("SELECT todo_id, applied_at FROM read_history WHERE todo_id = ANY($1) AND version = 1").bind(&ids).fetch_all(pool).await?;
+    let rows: Vec<(uuid::Uuid, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT todo_id, applied_at FROM read_history WHERE todo_id = ANY($1) AND version = 1",
+    )
+    .bind(&ids)
+    .fetch_all(pool)
+    .await?;
     let applied: std::collections::HashMap<uuid::Uuid, DateTime<Utc>> = rows.into_iter().collect();
     let mut fresh = Vec::new();
     for (id, acked_at, ..) in &acks {
@@ -391,18 +563,31 @@ async fn roundtrip(brokers: &str, rate: u64, secs: u64) -> anyhow::Result<Percen
     let settings = bus::KafkaSettings::new(brokers, "todoctl-bench");
     bus::ensure_topics(&settings, &[(&topic, 6)]).await?;
     let producer: FutureProducer = settings.producer()?;
-    let consumer: StreamConsumer = settings.consumer(&format!("bench-{}", uuid::Uuid::new_v4().simple()))?;
+    let consumer: StreamConsumer =
+        settings.consumer(&format!("bench-{}", uuid::Uuid::new_v4().simple()))?;
     consumer.subscribe(&[&topic])?;
     // Wait for the group assignment with a marker record, as the services do.
-    producer.send(FutureRecord::to(&topic).key("w").payload("warmup"), Duration::from_secs(5)).await.map_err(|(e, _)| e)?;
-    tokio::time::timeout(Duration::from_secs(60), consumer.recv()).await.context("round-trip consumer never joined")??;
+    producer
+        .send(
+            FutureRecord::to(&topic).key("w").payload("warmup"),
+            Duration::from_secs(5),
+        )
+        .await
+        .map_err(|(e, _)| e)?;
+    tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+        .await
+        .context("round-trip consumer never joined")??;
     let total = rate * secs;
     let recv = async {
         let mut lat = Vec::with_capacity(total as usize);
         while (lat.len() as u64) < total {
             match tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await {
                 Ok(Ok(m)) => {
-                    if let Some(sent) = m.payload().and_then(|p| std::str::from_utf8(p).ok()).and_then(|s| s.parse::<i64>().ok()) {
+                    if let Some(sent) = m
+                        .payload()
+                        .and_then(|p| std::str::from_utf8(p).ok())
+                        .and_then(|s| s.parse::<i64>().ok())
+                    {
                         let now = Utc::now().timestamp_micros();
                         lat.push((now - sent) as f64 / 1e3);
                     }
@@ -419,7 +604,9 @@ async fn roundtrip(brokers: &str, rate: u64, secs: u64) -> anyhow::Result<Percen
             let key = (i % 64).to_string();
             let payload = Utc::now().timestamp_micros().to_string();
             // send_result enqueues now and hands back a 'static delivery future.
-            if let Ok(delivery) = producer.send_result(FutureRecord::to(&topic).key(&key).payload(&payload)) {
+            if let Ok(delivery) =
+                producer.send_result(FutureRecord::to(&topic).key(&key).payload(&payload))
+            {
                 tokio::spawn(delivery);
             }
         }
@@ -440,14 +627,33 @@ fn print_table(r: &Report) {
         "| write throughput, {} clients | {:.0} writes/s | pgbench insert {:.0} tps | {:.2} |",
         r.concurrency, r.write_tps, r.pgbench_insert_tps, r.write_vs_pgbench
     );
-    println!("| write latency p50 / p99 | {:.1} / {:.1} ms | pgbench avg {:.1} ms | |", r.write_latency.p50_ms, r.write_latency.p99_ms, r.pgbench_latency_avg_ms);
+    println!(
+        "| write latency p50 / p99 | {:.1} / {:.1} ms | pgbench avg {:.1} ms | |",
+        r.write_latency.p50_ms, r.write_latency.p99_ms, r.pgbench_latency_avg_ms
+    );
     println!(
         "| freshness p50 / p99 at {:.0} writes/s | {:.1} / {:.1} ms | produce→consume {:.1} / {:.1} ms | {:.2} (p99) |",
-        r.freshness_achieved_rate, r.freshness.p50_ms, r.freshness.p99_ms, r.roundtrip.p50_ms, r.roundtrip.p99_ms,
-        if r.roundtrip.p99_ms > 0.0 { r.freshness.p99_ms / r.roundtrip.p99_ms } else { f64::NAN }
+        r.freshness_achieved_rate,
+        r.freshness.p50_ms,
+        r.freshness.p99_ms,
+        r.roundtrip.p50_ms,
+        r.roundtrip.p99_ms,
+        if r.roundtrip.p99_ms > 0.0 {
+            r.freshness.p99_ms / r.roundtrip.p99_ms
+        } else {
+            f64::NAN
+        }
     );
-    println!("| freshness polled via API (sample) p50 / p99 | {:.1} / {:.1} ms | | |", r.freshness_polled.p50_ms, r.freshness_polled.p99_ms);
-    println!("| write latency at {:.0} writes/s p50 / p99 | {:.1} / {:.1} ms | | |", r.freshness_achieved_rate, r.freshness_write_latency.p50_ms, r.freshness_write_latency.p99_ms);
+    println!(
+        "| freshness polled via API (sample) p50 / p99 | {:.1} / {:.1} ms | | |",
+        r.freshness_polled.p50_ms, r.freshness_polled.p99_ms
+    );
+    println!(
+        "| write latency at {:.0} writes/s p50 / p99 | {:.1} / {:.1} ms | | |",
+        r.freshness_achieved_rate,
+        r.freshness_write_latency.p50_ms,
+        r.freshness_write_latency.p99_ms
+    );
     println!();
     println!("write errors: {}", r.write_errors);
 }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod replay;
+mod slo_cmd;
 mod stack;
 
 use std::process::ExitCode;
@@ -9,7 +10,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "todoctl", version, about = "Operate the todo platform: local stack, replay, benchmarks, SLOs")]
+#[command(
+    name = "todoctl",
+    version,
+    about = "Operate the todo platform: local stack, replay, benchmarks, SLOs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -32,11 +37,27 @@ enum Cmd {
     Replay(replay::ReplayArgs),
     /// Measure the write path and end-to-end freshness against raw baselines.
     Bench(bench::BenchArgs),
+    /// SLO specs: validate, generate rules/alerting/dashboards, explain, import OpenSLO.
+    #[command(subcommand)]
+    Slo(slo_cmd::SloCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // SLO commands are pure file work: no runtime needed.
+    let cli = match cli.command {
+        Cmd::Slo(cmd) => {
+            return slo_cmd::run(cmd).unwrap_or_else(|e| {
+                eprintln!("todoctl: {e:#}");
+                ExitCode::FAILURE
+            });
+        }
+        other => Cli { command: other },
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("todoctl: cannot start runtime: {e}");
@@ -48,6 +69,7 @@ fn main() -> ExitCode {
             Cmd::Stack(a) => stack::run(a).await,
             Cmd::Replay(a) => replay::run(a).await,
             Cmd::Bench(a) => bench::run(a).await,
+            Cmd::Slo(_) => Ok(ExitCode::SUCCESS),
         }
     });
     match result {

@@ -21,7 +21,10 @@ pub struct ReplayArgs {
 }
 
 pub async fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(4).connect(&a.database_url).await?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&a.database_url)
+        .await?;
     let kafka = bus::KafkaSettings::new(a.brokers.clone(), "todoctl-replay");
     let bar = ProgressBar::new(0);
     if a.output == Output::Table {
@@ -33,10 +36,15 @@ pub async fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     } else {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let report = query_service::replay::replay(&pool, &kafka, std::time::Duration::from_millis(a.idle_ms), |done, total| {
-        bar.set_length(total);
-        bar.set_position(done);
-    })
+    let report = query_service::replay::replay(
+        &pool,
+        &kafka,
+        std::time::Duration::from_millis(a.idle_ms),
+        |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        },
+    )
     .await?;
     bar.finish_and_clear();
     match a.output {

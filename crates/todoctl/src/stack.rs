@@ -48,7 +48,13 @@ pub async fn run(a: StackArgs) -> anyhow::Result<ExitCode> {
 
 async fn up_cmd(mut a: UpArgs) -> anyhow::Result<ExitCode> {
     // Port 0 means "any free port" (CI runs the smoke test next to other stacks).
-    for port in [&mut a.command_port, &mut a.query_port, &mut a.processor_port, &mut a.postgres_port, &mut a.broker_port] {
+    for port in [
+        &mut a.command_port,
+        &mut a.query_port,
+        &mut a.processor_port,
+        &mut a.postgres_port,
+        &mut a.broker_port,
+    ] {
         if *port == 0 {
             *port = devstack::free_port()?;
         }
@@ -56,7 +62,11 @@ async fn up_cmd(mut a: UpArgs) -> anyhow::Result<ExitCode> {
     let dir = std::path::absolute(&a.dir)?;
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs)?;
-    eprintln!("starting PostgreSQL on 127.0.0.1:{} (data in {})", a.postgres_port, dir.join("pg").display());
+    eprintln!(
+        "starting PostgreSQL on 127.0.0.1:{} (data in {})",
+        a.postgres_port,
+        dir.join("pg").display()
+    );
     let pg_opts = devstack::postgres::Options {
         unsafe_fast: false,
         max_connections: 200,
@@ -64,20 +74,36 @@ async fn up_cmd(mut a: UpArgs) -> anyhow::Result<ExitCode> {
         data_dir: Some(dir.join("pg")),
     };
     let postgres = Postgres::start(pg_opts).await?;
-    eprintln!("starting the Kafka-protocol broker (tansu) on 127.0.0.1:{}", a.broker_port);
+    eprintln!(
+        "starting the Kafka-protocol broker (tansu) on 127.0.0.1:{}",
+        a.broker_port
+    );
     let broker = Broker::start_on(Some(a.broker_port)).await?;
     broker.create_topics(contracts::topics::ALL).await?;
     let admin_url = postgres.url("postgres");
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'todo')").fetch_one(&mut conn).await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'todo')")
+            .fetch_one(&mut conn)
+            .await?;
     if !exists {
-        sqlx::query("CREATE DATABASE todo").execute(&mut conn).await?;
+        sqlx::query("CREATE DATABASE todo")
+            .execute(&mut conn)
+            .await?;
     }
-    let wiring = Wiring { database_url: postgres.url("todo"), brokers: broker.brokers(), log_dir: logs.clone() };
+    let wiring = Wiring {
+        database_url: postgres.url("todo"),
+        brokers: broker.brokers(),
+        log_dir: logs.clone(),
+    };
     eprintln!("starting services (logs in {})", logs.display());
-    let mut command = wiring.spawn_on(Service::Command, a.command_port, &[]).await?;
+    let mut command = wiring
+        .spawn_on(Service::Command, a.command_port, &[])
+        .await?;
     let mut query = wiring.spawn_on(Service::Query, a.query_port, &[]).await?;
-    let mut processor = wiring.spawn_on(Service::Processor, a.processor_port, &[]).await?;
+    let mut processor = wiring
+        .spawn_on(Service::Processor, a.processor_port, &[])
+        .await?;
 
     println!("The platform is up.");
     println!();
@@ -92,7 +118,10 @@ async fn up_cmd(mut a: UpArgs) -> anyhow::Result<ExitCode> {
         "  curl -s -X POST {}/v1/todos -H 'content-type: application/json' -H 'x-user-id: alice' -d '{{\"title\":\"Try the platform\",\"priority\":\"high\",\"tags\":[\"demo\"]}}'",
         command.base_url()
     );
-    println!("  curl -s {}/v1/todos -H 'x-user-id: alice'", query.base_url());
+    println!(
+        "  curl -s {}/v1/todos -H 'x-user-id: alice'",
+        query.base_url()
+    );
     println!();
 
     let code = if a.smoke {
@@ -119,14 +148,29 @@ async fn smoke(command: &str, query: &str) -> anyhow::Result<ExitCode> {
         .json(&serde_json::json!({"title": "smoke test"}))
         .send()
         .await?;
-    anyhow::ensure!(resp.status().as_u16() == 201, "create answered {}", resp.status());
+    anyhow::ensure!(
+        resp.status().as_u16() == 201,
+        "create answered {}",
+        resp.status()
+    );
     let body: serde_json::Value = resp.json().await?;
     let id = body["id"].as_str().unwrap_or_default().to_string();
     let url = format!("{query}/v1/todos/{id}");
-    devstack::wait_until("the todo to appear in the query API", Duration::from_secs(30), || {
-        let (http, url) = (http.clone(), url.clone());
-        async move { http.get(&url).header("x-user-id", "smoke").send().await.map(|r| r.status().is_success()).unwrap_or(false) }
-    })
+    devstack::wait_until(
+        "the todo to appear in the query API",
+        Duration::from_secs(30),
+        || {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                http.get(&url)
+                    .header("x-user-id", "smoke")
+                    .send()
+                    .await
+                    .map(|r| r.status().is_success())
+                    .unwrap_or(false)
+            }
+        },
+    )
     .await?;
     println!("smoke test passed: todo {id} written to the command API is visible in the query API");
     Ok(ExitCode::SUCCESS)
