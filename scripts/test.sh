@@ -11,6 +11,9 @@ scripts/install-deps.sh
 echo "==> cargo fmt --check"
 cargo fmt --all --check
 
+echo "==> cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
 echo "==> cargo build --workspace --bins"
 cargo build --workspace --bins
 

@@ -90,7 +90,7 @@ async fn assert_read_model_is_fold_of_event_store(pool: &sqlx::PgPool) -> anyhow
     }
     let mut expected: Vec<todo_domain::Todo> = streams
         .values()
-        .filter_map(|evs| todo_domain::fold(evs))
+        .filter_map(todo_domain::fold)
         .filter(|t| !t.deleted)
         .collect();
     expected.sort_by_key(|t| t.id);

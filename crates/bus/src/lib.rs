@@ -335,18 +335,18 @@ pub async fn consume_batches(
                 .consumed
                 .get_or_create(&Metrics::topic(msg.topic()))
                 .inc();
-            if cfg.store_offsets {
-                if let Err(e) = consumer.store_offset(msg.topic(), msg.partition(), msg.offset()) {
-                    tracing::warn!(error = %e, "storing offset failed; the record may be redelivered");
-                }
+            if cfg.store_offsets
+                && let Err(e) = consumer.store_offset(msg.topic(), msg.partition(), msg.offset())
+            {
+                tracing::warn!(error = %e, "storing offset failed; the record may be redelivered");
             }
         }
     }
     // Commit what was stored before leaving, so a clean shutdown replays nothing.
-    if cfg.store_offsets {
-        if let Err(e) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
-            tracing::debug!(error = %e, "final commit");
-        }
+    if cfg.store_offsets
+        && let Err(e) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
+    {
+        tracing::debug!(error = %e, "final commit");
     }
 }
 

@@ -298,13 +298,12 @@ async fn execute(
         h.update(&fingerprint);
         h.finalize().to_vec()
     };
-    if let Some(key) = &idem_key {
-        if let Some(rec) = store::find_idempotency(&app.pool, &principal.subject, key)
+    if let Some(key) = &idem_key
+        && let Some(rec) = store::find_idempotency(&app.pool, &principal.subject, key)
             .await
             .map_err(store_error)?
-        {
-            return check_replay(&rec, &hash);
-        }
+    {
+        return check_replay(&rec, &hash);
     }
     let todo_id = id.unwrap_or_else(Uuid::now_v7);
     for attempt in 1..=MAX_ATTEMPTS {
@@ -317,13 +316,15 @@ async fn execute(
         };
         let state = todo_domain::fold(&history);
         let current_version = state.as_ref().map_or(0, |t| t.version);
-        if let (Some(expected), Some(t)) = (expected, &state) {
-            if expected != t.version && !t.deleted && t.owner == principal.subject {
-                return Err(ApiError::Conflict(format!(
-                    "version conflict: If-Match expects version {expected}, the todo is at version {}",
-                    t.version
-                )));
-            }
+        if let (Some(expected), Some(t)) = (expected, &state)
+            && expected != t.version
+            && !t.deleted
+            && t.owner == principal.subject
+        {
+            return Err(ApiError::Conflict(format!(
+                "version conflict: If-Match expects version {expected}, the todo is at version {}",
+                t.version
+            )));
         }
         // Postgres keeps microseconds: truncate so that every copy of the event agrees.
         let ctx = Context {
@@ -334,7 +335,7 @@ async fn execute(
         let decided = todo_domain::handle(state.as_ref(), &cmd, &ctx).map_err(domain_error)?;
         let events =
             todo_domain::envelope(decided, &ctx, current_version, trace.clone(), Uuid::new_v4);
-        let after = events.iter().fold(state, |s, e| todo_domain::apply(s, e));
+        let after = events.iter().fold(state, todo_domain::apply);
         let mut new_events = Vec::with_capacity(events.len());
         for e in &events {
             let record = contracts::schema::encode_todo_event(e).map_err(|err| {

@@ -100,10 +100,10 @@ impl Application {
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(async move { token.cancelled().await })
             .await?;
-        if let Some(relay) = relay {
-            if tokio::time::timeout(grace, relay).await.is_err() {
-                tracing::warn!("relay did not stop within the shutdown timeout");
-            }
+        if let Some(relay) = relay
+            && tokio::time::timeout(grace, relay).await.is_err()
+        {
+            tracing::warn!("relay did not stop within the shutdown timeout");
         }
         gauges.abort();
         Ok(())

@@ -113,7 +113,7 @@ impl Processor {
             .map_err(|e| Failure::Retryable(format!("notification failed its schema: {e}")))?;
         self.produce(
             topics::NOTIFICATION_EVENTS,
-            &user_id.to_string(),
+            user_id,
             ev.event_type.as_str(),
             NOTIFICATION_EVENT_SCHEMA_VERSION,
             bytes,

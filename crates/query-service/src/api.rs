@@ -175,18 +175,18 @@ pub async fn list(
         .map(parse_tags)
         .transpose()?
         .unwrap_or_default();
-    if let Some(q) = &p.q {
-        if q.chars().count() > 200 {
-            return Err(ApiError::field("q", "at most 200 characters"));
-        }
+    if let Some(q) = &p.q
+        && q.chars().count() > 200
+    {
+        return Err(ApiError::field("q", "at most 200 characters"));
     }
-    if let (Some(b), Some(a)) = (p.due_before, p.due_after) {
-        if a >= b {
-            return Err(ApiError::field(
-                "due_after",
-                "must be earlier than due_before",
-            ));
-        }
+    if let (Some(b), Some(a)) = (p.due_before, p.due_after)
+        && a >= b
+    {
+        return Err(ApiError::field(
+            "due_after",
+            "must be earlier than due_before",
+        ));
     }
     let filter = ListFilter {
         completed: p.completed,

@@ -129,10 +129,10 @@ impl Application {
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(async move { token.cancelled().await })
             .await?;
-        if let Some(p) = projector {
-            if tokio::time::timeout(grace, p).await.is_err() {
-                tracing::warn!("projector did not stop within the shutdown timeout");
-            }
+        if let Some(p) = projector
+            && tokio::time::timeout(grace, p).await.is_err()
+        {
+            tracing::warn!("projector did not stop within the shutdown timeout");
         }
         Ok(())
     }

@@ -86,8 +86,10 @@ pub async fn replay(
     read::prepare_rebuild(pool)
         .await
         .context("creating rebuild tables")?;
-    let mut report = ReplayReport::default();
-    report.expected = total;
+    let mut report = ReplayReport {
+        expected: total,
+        ..Default::default()
+    };
     tracing::debug!(?remaining, total, "replay watermarks");
     progress(0, total);
     let mut tpl = TopicPartitionList::new();
@@ -112,10 +114,10 @@ pub async fn replay(
             Err(_) if at_watermarks => break,
             Err(_) => anyhow::bail!("no record from the broker for 30 s while replaying"),
         };
-        if let Some(&high) = remaining.get(&msg.partition()) {
-            if msg.offset() + 1 >= high {
-                remaining.remove(&msg.partition());
-            }
+        if let Some(&high) = remaining.get(&msg.partition())
+            && msg.offset() + 1 >= high
+        {
+            remaining.remove(&msg.partition());
         }
         at_watermarks = remaining.is_empty();
         report.records += 1;

@@ -78,7 +78,7 @@ pub fn load_from<T: DeserializeOwned>(
     serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
         let env_key = format!("{want}{}", key.replace('.', "__").to_ascii_uppercase());
-        let source_hint = if from_env.iter().any(|k| *k == env_key) {
+        let source_hint = if from_env.contains(&env_key) {
             format!("env {env_key}")
         } else {
             file_name.clone()

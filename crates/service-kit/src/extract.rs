@@ -39,14 +39,14 @@ fn problem_from<E: std::fmt::Display>(err: serde_path_to_error::Error<E>) -> Fie
                 format!("{field}/{name}")
             };
         }
-    } else if let Some(rest) = message.strip_prefix("missing field `") {
-        if let Some(name) = rest.split('`').next() {
-            field = if field.is_empty() {
-                name.to_string()
-            } else {
-                format!("{field}/{name}")
-            };
-        }
+    } else if let Some(rest) = message.strip_prefix("missing field `")
+        && let Some(name) = rest.split('`').next()
+    {
+        field = if field.is_empty() {
+            name.to_string()
+        } else {
+            format!("{field}/{name}")
+        };
     }
     // serde_json appends " at line L column C"; the field path says more.
     let message = match message.rfind(" at line ") {

@@ -201,18 +201,18 @@ pub async fn apply_batch(
     for e in events {
         if let (TodoEventData::Created(c), Some(s)) = (&e.data, states.get(&e.todo_id)) {
             let due_now = s.due_date.filter(|d| *d >= now && *d <= until);
-            if let (Some(due), true, None) = (due_now, s.active, s.notified_at) {
-                if c.due_date == Some(due) {
-                    effects.due_soon.push((
-                        DueTodo {
-                            todo_id: e.todo_id,
-                            user_id: s.user_id.clone(),
-                            title: s.title.clone(),
-                            due_date: due,
-                        },
-                        e.event_id,
-                    ));
-                }
+            if let (Some(due), true, None) = (due_now, s.active, s.notified_at)
+                && c.due_date == Some(due)
+            {
+                effects.due_soon.push((
+                    DueTodo {
+                        todo_id: e.todo_id,
+                        user_id: s.user_id.clone(),
+                        title: s.title.clone(),
+                        due_date: due,
+                    },
+                    e.event_id,
+                ));
             }
         }
     }

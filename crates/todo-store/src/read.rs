@@ -117,15 +117,14 @@ pub async fn apply_batch(
     for (id, mut evs) in streams {
         evs.sort_by_key(|e| e.stream_version);
         let mut state = current.remove(&id);
-        let mut expected = state.as_ref().map_or(1, |t| t.version + 1);
+        let first = state.as_ref().map_or(1, |t| t.version + 1);
         let mut contiguous = true;
-        for e in evs {
+        for (expected, e) in (first..).zip(evs) {
             if e.stream_version != expected {
                 contiguous = false;
                 break;
             }
             state = todo_domain::apply(state, e);
-            expected += 1;
         }
         if !contiguous {
             // Out of order or after a delete: rebuild from the recorded
