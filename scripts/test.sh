@@ -18,7 +18,18 @@ echo "==> cargo build --workspace --bins"
 cargo build --workspace --bins
 
 echo "==> cargo test --workspace"
-cargo test --workspace --no-fail-fast
+log=$(mktemp)
+set +e
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+passed=$(awk '/^test result:/ {for (i = 1; i <= NF; i++) if ($i ~ /^passed;?$/) s += $(i-1)} END {print s + 0}' "$log")
+failed=$(awk '/^test result:/ {for (i = 1; i <= NF; i++) if ($i ~ /^failed;?$/) s += $(i-1)} END {print s + 0}' "$log")
+rm -f "$log"
+if [ "$status" -ne 0 ]; then
+  echo "tests: $passed passed, $failed failed"
+  exit "$status"
+fi
 
 echo "==> smoke test of the local stack (README command 1)"
 smoke_dir=$(mktemp -d)
@@ -27,3 +38,4 @@ target/debug/todoctl stack up --smoke --dir "$smoke_dir" \
   --command-port 0 --query-port 0 --processor-port 0 --postgres-port 0 --broker-port 0
 rm -rf "$smoke_dir"
 echo "==> all tests passed"
+echo "tests: $passed passed, $failed failed"
