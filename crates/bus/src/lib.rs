@@ -562,14 +562,21 @@ async fn dead_letter(
     );
 }
 
-/// Readiness: the broker answers a metadata request within a second.
-pub async fn broker_reachable<C: rdkafka::client::ClientContext + 'static>(
-    client: &rdkafka::client::Client<C>,
-) -> Result<(), String> {
-    // fetch_metadata blocks; a short timeout keeps the check bounded.
+/// Readiness: the broker answers a metadata request within a second. The
+/// request blocks, so it runs on the blocking pool, not on a runtime worker.
+pub async fn broker_reachable(producer: FutureProducer) -> Result<(), String> {
+    use rdkafka::producer::Producer as _;
     let started = std::time::Instant::now();
-    match client.fetch_metadata(None, Duration::from_millis(1000)) {
-        Ok(md) if !md.brokers().is_empty() => Ok(()),
+    let result = tokio::task::spawn_blocking(move || {
+        producer
+            .client()
+            .fetch_metadata(None, Duration::from_millis(1000))
+            .map(|md| md.brokers().len())
+    })
+    .await
+    .map_err(|e| format!("metadata check panicked: {e}"))?;
+    match result {
+        Ok(n) if n > 0 => Ok(()),
         Ok(_) => Err("broker returned no brokers in metadata".into()),
         Err(e) => Err(format!("{e} after {} ms", started.elapsed().as_millis())),
     }

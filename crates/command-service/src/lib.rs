@@ -120,9 +120,7 @@ fn readiness(state: &AppState, producer: &bus::rdkafka::producer::FutureProducer
         })
         .check("kafka", move || {
             let producer = producer.clone();
-            async move {
-                bus::broker_reachable(bus::rdkafka::producer::Producer::client(&producer)).await
-            }
+            async move { bus::broker_reachable(producer).await }
         })
 }
 

@@ -56,18 +56,15 @@ impl Application {
             due_soon: chrono::Duration::hours(config.due_soon_hours),
             fail_marker: config.fault_fail_title_marker.clone(),
         });
-        let readiness =
-            Readiness::new()
-                .check("postgres", move || {
-                    let pool = pool.clone();
-                    async move { todo_store::ping(&pool).await.map_err(|e| e.to_string()) }
-                })
-                .check("kafka", move || {
-                    let p = producer.clone();
-                    async move {
-                        bus::broker_reachable(bus::rdkafka::producer::Producer::client(&p)).await
-                    }
-                });
+        let readiness = Readiness::new()
+            .check("postgres", move || {
+                let pool = pool.clone();
+                async move { todo_store::ping(&pool).await.map_err(|e| e.to_string()) }
+            })
+            .check("kafka", move || {
+                let p = producer.clone();
+                async move { bus::broker_reachable(p).await }
+            });
         let router = Router::new()
             .route(
                 "/metrics",

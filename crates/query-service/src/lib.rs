@@ -72,9 +72,7 @@ impl Application {
                 })
                 .check("kafka", move || {
                     let p = p.clone();
-                    async move {
-                        bus::broker_reachable(bus::rdkafka::producer::Producer::client(&p)).await
-                    }
+                    async move { bus::broker_reachable(p).await }
                 })
         };
         let router = router(state.clone(), readiness);
