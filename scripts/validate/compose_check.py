@@ -37,7 +37,11 @@ def env_mapping(env):
 
 def validate(compose_path, report):
     schema = json.loads((SCHEMAS / "compose" / "compose-spec.json").read_text())
-    doc = load_compose_yaml(compose_path)
+    try:
+        doc = load_compose_yaml(compose_path)
+    except Exception as e:  # a YAML error is a finding, not a crash
+        report.fail(f"{compose_path.name} is not valid YAML: {e}")
+        return
     validator = jsonschema.Draft202012Validator(schema)
     errs = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
     for e in errs:

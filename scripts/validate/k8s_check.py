@@ -1,0 +1,209 @@
+"""Kubernetes: render every overlay with kustomize and validate every object
+offline. Core kinds: kubernetes-validate (strict, bundled OpenAPI schemas).
+CRD kinds: the vendored CRDs' openAPIV3Schema (draft 4) with
+additionalProperties: false injected wherever properties are listed, so a
+misspelt field fails as it would with kubeconform --strict. Three kinds with no
+vendored CRD use the approximate schemas of approx_schemas.py (reported).
+A negative self-test renders a broken copy and asserts it is rejected."""
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import yaml
+
+import approx_schemas
+import config_keys
+from common import REPO, SCHEMAS, Report, load_yaml_docs
+
+K8S_VERSION = os.environ.get("TODO_K8S_VERSION", "1.33.0")  # DOKS' current minor
+OVERLAYS = ("dev", "staging", "prod")
+
+
+def kustomize_cmd():
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize", "--load-restrictor", "LoadRestrictionsNone"]
+    if shutil.which("kustomize"):
+        return ["kustomize", "build", "--load-restrictor", "LoadRestrictionsNone"]
+    return None
+
+
+def render(overlay_dir):
+    cmd = kustomize_cmd()
+    out = subprocess.run(cmd + [str(overlay_dir)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr.strip())
+    return load_yaml_docs(out.stdout)
+
+
+def _strict(schema):
+    """Copy of an OpenAPI v3 schema with additionalProperties: false where properties are listed."""
+    if isinstance(schema, list):
+        return [_strict(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    s = {k: _strict(v) for k, v in schema.items()}
+    if ("properties" in s and "additionalProperties" not in s
+            and not s.get("x-kubernetes-preserve-unknown-fields")):
+        s["additionalProperties"] = False
+    return s
+
+
+def load_crd_schemas():
+    table = {}
+    for path in sorted(SCHEMAS.glob("*/*.yaml")):
+        for crd in load_yaml_docs(path.read_text()):
+            if crd.get("kind") != "CustomResourceDefinition":
+                continue
+            group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+            for v in crd["spec"]["versions"]:
+                if not v.get("served", True):
+                    continue
+                schema = _strict(v["schema"]["openAPIV3Schema"])
+                # apiVersion/kind/metadata are always allowed at the root.
+                schema.setdefault("properties", {})
+                for f in ("apiVersion", "kind", "metadata"):
+                    schema["properties"].setdefault(f, {})
+                table[(f"{group}/{v['name']}", kind)] = (schema, path.relative_to(SCHEMAS))
+    return table
+
+
+class Validator:
+    def __init__(self):
+        self.crds = load_crd_schemas()
+
+    def errors(self, doc):
+        """(source, [error messages]) for one object."""
+        key = (doc.get("apiVersion"), doc.get("kind"))
+        if key in self.crds:
+            schema, src = self.crds[key]
+            v = jsonschema.Draft4Validator(schema)
+            errs = [f"/{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in v.iter_errors(doc)]
+            return f"CRD {src}", errs
+        if key in approx_schemas.SCHEMAS:
+            v = jsonschema.Draft4Validator(approx_schemas.SCHEMAS[key])
+            errs = [f"/{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in v.iter_errors(doc)]
+            return "APPROXIMATE hand-written schema", errs
+        try:
+            kubernetes_validate.validate(copy.deepcopy(doc), K8S_VERSION, strict=True)
+            return f"kubernetes-validate {K8S_VERSION} strict", []
+        except kubernetes_validate.SchemaNotFoundError:
+            return "none", [f"no schema for {key[0]} {key[1]} (neither core nor vendored CRD)"]
+        except kubernetes_validate.ValidationError as e:
+            return f"kubernetes-validate {K8S_VERSION} strict", [f"/{'/'.join(map(str, e.path))}: {e.message}"]
+        except kubernetes_validate.InvalidSchemaError as e:
+            return "kubernetes-validate", [f"invalid schema: {e}"]
+
+
+def validate_docs(docs, validator, report, label):
+    by_source = {}
+    failed = 0
+    for d in docs:
+        src, errs = validator.errors(d)
+        name = f"{d.get('kind')}/{d.get('metadata', {}).get('namespace', '-')}/{d.get('metadata', {}).get('name')}"
+        by_source.setdefault(src, 0)
+        by_source[src] += 1
+        for e in errs:
+            failed += 1
+            report.fail(f"{label}: {name}: {e}")
+    return by_source, failed
+
+
+def check_env_keys(docs, report, label):
+    for d in docs:
+        if d.get("kind") != "Deployment":
+            continue
+        for c in d["spec"]["template"]["spec"].get("containers", []):
+            env = {e["name"]: e.get("value") for e in c.get("env", [])}
+            config_keys.check_env(report, f"{label} {d['metadata']['name']}", env)
+
+
+def check_monitoring_complete(report):
+    base = yaml.safe_load((REPO / "k8s/base/kustomization.yaml").read_text())
+    slo_files = {f for g in base.get("configMapGenerator", []) if g["name"] == "slo-specs" for f in g["files"]}
+    want = {f"../../slo/{p.name}" for p in (REPO / "slo").glob("*.yaml")}
+    if want - slo_files:
+        report.fail(f"k8s/base/kustomization.yaml slo-specs misses SLO specs: {sorted(want - slo_files)}")
+    else:
+        report.ok(f"slo-specs ConfigMap carries all {len(want)} slo/*.yaml specs for the observer")
+    listed = set(yaml.safe_load((REPO / "k8s/base/monitoring/kustomization.yaml").read_text())["resources"])
+    generated = {f"../../monitoring/{p.name}" for p in (REPO / "k8s/monitoring").glob("*.yaml")}
+    missing = generated - listed
+    if missing:
+        report.fail(f"k8s/base/monitoring/kustomization.yaml misses generated files: {sorted(missing)}")
+    else:
+        report.ok(f"k8s/base/monitoring includes all {len(generated)} generated files of k8s/monitoring/")
+
+
+def negative_self_test(validator, report):
+    """Break a copy three ways (core kind, Gateway API CRD, Strimzi CRD) and one
+    approximate kind; each must be rejected."""
+    cases = [
+        ("Deployment", "command-service", "/spec/template/spec/containers/0/securityContext/readOnlyRootFS", True),
+        ("HTTPRoute", "todo-api", "/spec/rules/1/backendRefs/0/weigth", 100),
+        ("KafkaTopic", "todo-events", "/spec/partitons", 6),
+        ("Resiliency", "todo-resiliency", "/spec/policies/retries/pubsubRetry/maxRetries", "ten"),
+        ("ServiceMonitor", "todo-services", "/spec/endpoints/0/intervall", "15s"),
+        ("KafkaConnector", "todo-search-opensearch", "/spec/taskMax", 2),
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copytree(REPO / "k8s", Path(tmp) / "k8s")
+        shutil.copytree(REPO / "slo", Path(tmp) / "slo")  # configMapGenerator source
+        kfile = Path(tmp) / "k8s/overlays/dev/kustomization.yaml"
+        k = yaml.safe_load(kfile.read_text())
+        for kind, name, path, value in cases:
+            k.setdefault("patches", []).append({
+                "target": {"kind": kind, "name": name},
+                "patch": json.dumps([{"op": "add", "path": path, "value": value}])})
+        kfile.write_text(yaml.safe_dump(k))
+        try:
+            docs = render(kfile.parent)
+        except RuntimeError as e:
+            report.fail(f"self-test: the broken copy did not render: {e}")
+            return
+        for kind, name, path, value in cases:
+            doc = next(d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name)
+            src, errs = validator.errors(doc)
+            if errs:
+                report.ok(f"self-test: broken {kind}/{name} ({path}={value!r}) rejected by {src}: {errs[0][:90]}")
+            else:
+                report.fail(f"self-test: broken {kind}/{name} ({path}={value!r}) was ACCEPTED by {src}")
+
+
+def main(argv):
+    report = Report("kubernetes: render overlays and validate against Kubernetes + CRD schemas")
+    if kustomize_cmd() is None:
+        report.fail("neither kubectl nor kustomize is installed; cannot render overlays")
+        return report.finish()
+    validator = Validator()
+    report.ok(f"renderer: {' '.join(kustomize_cmd())}; {len(validator.crds)} CRD versions loaded from {SCHEMAS}")
+    check_monitoring_complete(report)
+    rendered = {}
+    for env in OVERLAYS:
+        try:
+            docs = render(REPO / "k8s/overlays" / env)
+        except RuntimeError as e:
+            report.fail(f"{env}: kustomize failed: {e}")
+            continue
+        rendered[env] = docs
+        by_source, failed = validate_docs(docs, validator, report, env)
+        summary = ", ".join(f"{n} by {s}" for s, n in sorted(by_source.items()))
+        if not failed:
+            report.ok(f"overlay {env}: {len(docs)} objects valid ({summary})")
+        check_env_keys(docs, report, env)
+    approx = sorted({f"{k[1]}" for k in approx_schemas.SCHEMAS})
+    report.warn(f"approximate (hand-written) schemas used for: {', '.join(approx)} (no vendored CRD)")
+    negative_self_test(validator, report)
+    ok = report.finish()
+    return ok, rendered
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main(sys.argv)[0] else 1)
