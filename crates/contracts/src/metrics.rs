@@ -56,6 +56,12 @@ pub mod labels {
     pub const GROUP: &str = "group";
     pub const PARTITION: &str = "partition";
     pub const STATE: &str = "state";
+    /// Observer: SLO name (bounded by the specs in `slo/`).
+    pub const SLO: &str = "slo";
+    /// Observer: evaluation window in PromQL notation (bounded by the tiers).
+    pub const WINDOW: &str = "window";
+    /// Observer: lag status (`OK`, `WARN`, `STALL`, `STOP`, `REWIND`, `IDLE`).
+    pub const STATUS: &str = "status";
 }
 
 /// Latency buckets for HTTP. Every SLO latency threshold must be one of these.
@@ -174,6 +180,112 @@ pub const CONSUMER_GROUP_LAG_SECONDS: Metric = Metric {
     labels: &[GROUP, TOPIC, PARTITION],
     buckets: &[],
 };
+
+/// Observer: lag status of a group, one series per status set to 1 for the current one.
+pub const CONSUMER_GROUP_STATUS: Metric = Metric {
+    name: "kafka_consumergroup_status",
+    kind: MetricKind::Gauge,
+    help: "1 for the group's current lag status (worst partition), 0 for the others.",
+    labels: &[GROUP, STATUS],
+    buckets: &[],
+};
+
+/// Observer: live members of a group (0 for a group that is only committed offsets).
+pub const CONSUMER_GROUP_MEMBERS: Metric = Metric {
+    name: "kafka_consumergroup_members",
+    kind: MetricKind::Gauge,
+    help: "Members of the consumer group as reported by the broker.",
+    labels: &[GROUP],
+    buckets: &[],
+};
+
+/// Observer: catch-up ETA of a group at its current consume and produce rates.
+pub const CONSUMER_GROUP_CATCHUP_ETA: Metric = Metric {
+    name: "kafka_consumergroup_catchup_eta_seconds",
+    kind: MetricKind::Gauge,
+    help: "Seconds until the group's lag reaches zero at the window's consume and produce rates (absent when not catching up).",
+    labels: &[GROUP],
+    buckets: &[],
+};
+
+/// Observer: how long the last lag snapshot took (broker calls included).
+pub const OBSERVER_LAG_SNAPSHOT_DURATION: Metric = Metric {
+    name: "observer_lag_snapshot_duration_seconds",
+    kind: MetricKind::Gauge,
+    help: "Duration of the last lag snapshot (metadata, groups, offsets, record timestamps).",
+    labels: &[],
+    buckets: &[],
+};
+
+/// Observer: error ratio of an SLO over a window (same value as the recording rule).
+pub const SLO_ERROR_RATIO: Metric = Metric {
+    name: "slo_error_ratio",
+    kind: MetricKind::Gauge,
+    help: "SLI error ratio over the window, evaluated natively by the observer.",
+    labels: &[SLO, SERVICE, WINDOW],
+    buckets: &[],
+};
+
+/// Observer: burn rate of an SLO over a window.
+pub const SLO_BURN_RATE: Metric = Metric {
+    name: "slo_burn_rate",
+    kind: MetricKind::Gauge,
+    help: "Error ratio over the window divided by the error budget (1 = exactly on budget).",
+    labels: &[SLO, SERVICE, WINDOW],
+    buckets: &[],
+};
+
+/// Observer: share of the period's error budget left.
+pub const SLO_ERROR_BUDGET_REMAINING: Metric = Metric {
+    name: "slo_error_budget_remaining_ratio",
+    kind: MetricKind::Gauge,
+    help: "Share of the period's error budget left (negative when overspent).",
+    labels: &[SLO, SERVICE],
+    buckets: &[],
+};
+
+/// Observer: forecast time until the budget is spent.
+pub const SLO_TIME_TO_EXHAUSTION: Metric = Metric {
+    name: "slo_time_to_exhaustion_seconds",
+    kind: MetricKind::Gauge,
+    help: "Seconds until the error budget is spent at the first tier's long-window burn rate (absent when nothing burns).",
+    labels: &[SLO, SERVICE],
+    buckets: &[],
+};
+
+/// Observer: evaluation state of an SLO, one series per state.
+pub const SLO_STATE: Metric = Metric {
+    name: "slo_state",
+    kind: MetricKind::Gauge,
+    help: "1 for the SLO's current state (ok, burning, no_traffic, backend_down, error), 0 for the others.",
+    labels: &[SLO, SERVICE, STATE],
+    buckets: &[],
+};
+
+/// Observer: whether the metrics backend answered the last evaluation.
+pub const SLO_BACKEND_UP: Metric = Metric {
+    name: "slo_backend_up",
+    kind: MetricKind::Gauge,
+    help: "1 when Prometheus answered the last SLO evaluation, 0 when it was unreachable.",
+    labels: &[],
+    buckets: &[],
+};
+
+/// Metrics only the observer emits.
+pub const OBSERVER_METRICS: &[Metric] = &[
+    CONSUMER_GROUP_LAG_MESSAGES,
+    CONSUMER_GROUP_LAG_SECONDS,
+    CONSUMER_GROUP_STATUS,
+    CONSUMER_GROUP_MEMBERS,
+    CONSUMER_GROUP_CATCHUP_ETA,
+    OBSERVER_LAG_SNAPSHOT_DURATION,
+    SLO_ERROR_RATIO,
+    SLO_BURN_RATE,
+    SLO_ERROR_BUDGET_REMAINING,
+    SLO_TIME_TO_EXHAUSTION,
+    SLO_STATE,
+    SLO_BACKEND_UP,
+];
 
 /// Service names as they appear in the `service` label.
 pub mod services {

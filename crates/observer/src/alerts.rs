@@ -1,0 +1,240 @@
+//! Paging through Alertmanager's API v2.
+//!
+//! Each evaluation turns the SLO snapshot into the set of alerts that should
+//! be firing, with exactly the labels the generated alerting rules put on
+//! theirs (`alertname`, `slo`, `service`, `severity`, `tier`, the spec's extra
+//! labels), so Alertmanager deduplicates the observer's alert and the rule's
+//! alert into one notification. Firing alerts are re-posted every evaluation
+//! with `endsAt` a few intervals ahead; an alert that stops holding is posted
+//! once more with `endsAt = now` (resolved).
+//!
+//! When Prometheus is unreachable the SLO alerts are neither refreshed nor
+//! resolved (their state is unknown) and one separate alert,
+//! `ObserverPrometheusUnreachable`, is raised instead.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use slo::Slo;
+use slo::model::Severity;
+
+use crate::slos::SloSnapshot;
+
+pub const MONITORING_ALERT: &str = "ObserverPrometheusUnreachable";
+
+pub type Labels = BTreeMap<String, String>;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PostableAlert {
+    pub labels: Labels,
+    pub annotations: BTreeMap<String, String>,
+    #[serde(rename = "startsAt")]
+    pub starts_at: String,
+    #[serde(rename = "endsAt")]
+    pub ends_at: String,
+    #[serde(rename = "generatorURL")]
+    pub generator_url: String,
+}
+
+#[derive(Debug, Clone)]
+struct Active {
+    since: DateTime<Utc>,
+    annotations: BTreeMap<String, String>,
+    /// SLO alerts are held (not resolved) while the backend is down.
+    is_slo: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ActiveAlertView {
+    pub labels: Labels,
+    pub since: String,
+}
+
+pub struct Pager {
+    http: reqwest::Client,
+    url: Option<String>,
+    generator_url: String,
+    monitoring_severity: String,
+    active: HashMap<Labels, Active>,
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Alerts that should be firing for this snapshot: labels → annotations.
+pub fn desired(
+    snap: &SloSnapshot,
+    slos: &[Slo],
+    monitoring_severity: &str,
+) -> BTreeMap<Labels, BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    if snap.backend.status != "up" {
+        let mut l = Labels::new();
+        l.insert("alertname".into(), MONITORING_ALERT.into());
+        l.insert(
+            "service".into(),
+            contracts::metrics::services::OBSERVER.into(),
+        );
+        l.insert("severity".into(), monitoring_severity.into());
+        l.insert("component".into(), "slo-evaluation".into());
+        let mut a = BTreeMap::new();
+        a.insert(
+            "summary".into(),
+            "The observer cannot query Prometheus: SLOs are not being evaluated".into(),
+        );
+        a.insert(
+            "description".into(),
+            format!(
+                "Prometheus at {} does not answer ({}). This is a monitoring outage, not an SLO burn: SLO alerts are held until it is back.",
+                snap.backend.url,
+                snap.backend.error.clone().unwrap_or_default()
+            ),
+        );
+        out.insert(l, a);
+        return out;
+    }
+    for view in &snap.slos {
+        let Some(slo) = slos.iter().find(|s| s.name == view.name) else {
+            continue;
+        };
+        for f in &view.firing {
+            let sev = if f.severity == "page" {
+                Severity::Page
+            } else {
+                Severity::Ticket
+            };
+            let mut l = Labels::new();
+            l.insert("slo".into(), slo.name.clone());
+            l.insert("service".into(), slo.service.clone());
+            l.extend(slo.labels.clone());
+            l.insert("severity".into(), f.severity.into());
+            l.insert("tier".into(), f.tier.to_string());
+            l.insert("alertname".into(), f.alertname.clone());
+            let tiers: Vec<&slo::model::Tier> = slo
+                .alerting
+                .tiers
+                .iter()
+                .filter(|t| t.severity == sev)
+                .collect();
+            out.insert(l, slo::compile::burn_annotations(slo, &tiers, sev));
+        }
+    }
+    out
+}
+
+impl Pager {
+    pub fn new(
+        url: Option<String>,
+        generator_url: String,
+        monitoring_severity: String,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()?,
+            url: url.map(|u| u.trim_end_matches('/').to_string()),
+            generator_url,
+            monitoring_severity,
+            active: HashMap::new(),
+        })
+    }
+
+    pub fn active(&self) -> Vec<ActiveAlertView> {
+        let mut v: Vec<ActiveAlertView> = self
+            .active
+            .iter()
+            .map(|(l, a)| ActiveAlertView {
+                labels: l.clone(),
+                since: ts(a.since),
+            })
+            .collect();
+        v.sort_by(|a, b| a.labels.cmp(&b.labels));
+        v
+    }
+
+    /// Reconcile with Alertmanager after an evaluation. `valid_for` is how
+    /// long a firing alert stays firing without a refresh.
+    pub async fn reconcile(&mut self, snap: &SloSnapshot, slos: &[Slo], valid_for: Duration) {
+        let now = Utc::now();
+        let backend_up = snap.backend.status == "up";
+        let want = desired(snap, slos, &self.monitoring_severity);
+        let ends =
+            now + chrono::Duration::from_std(valid_for).unwrap_or(chrono::Duration::minutes(5));
+        let mut batch = Vec::new();
+        let mut next: HashMap<Labels, Active> = HashMap::new();
+        for (labels, annotations) in &want {
+            let since = self.active.get(labels).map_or(now, |a| a.since);
+            batch.push(PostableAlert {
+                labels: labels.clone(),
+                annotations: annotations.clone(),
+                starts_at: ts(since),
+                ends_at: ts(ends),
+                generator_url: self.generator_url.clone(),
+            });
+            next.insert(
+                labels.clone(),
+                Active {
+                    since,
+                    annotations: annotations.clone(),
+                    is_slo: labels.get("alertname").map(String::as_str) != Some(MONITORING_ALERT),
+                },
+            );
+        }
+        let mut resolved = Vec::new();
+        for (labels, a) in &self.active {
+            if want.contains_key(labels) {
+                continue;
+            }
+            if a.is_slo && !backend_up {
+                // Unknown while Prometheus is down: hold, neither refresh nor resolve.
+                next.insert(labels.clone(), a.clone());
+                continue;
+            }
+            resolved.push((labels.clone(), a.clone()));
+            batch.push(PostableAlert {
+                labels: labels.clone(),
+                annotations: a.annotations.clone(),
+                starts_at: ts(a.since),
+                ends_at: ts(now),
+                generator_url: self.generator_url.clone(),
+            });
+        }
+        for (labels, _) in &resolved {
+            tracing::info!(alert = ?labels, "alert resolved");
+        }
+        for labels in want.keys() {
+            if !self.active.contains_key(labels) {
+                tracing::warn!(alert = ?labels, "alert firing");
+            }
+        }
+        let Some(url) = &self.url else {
+            self.active = next;
+            return;
+        };
+        if batch.is_empty() {
+            self.active = next;
+            return;
+        }
+        match self
+            .http
+            .post(format!("{url}/api/v2/alerts"))
+            .json(&batch)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+        {
+            Ok(_) => self.active = next,
+            Err(e) => {
+                tracing::warn!(error = %e, "posting alerts to Alertmanager failed; retrying next evaluation");
+                // Keep the resolved ones so the resolve is retried.
+                for (labels, a) in resolved {
+                    next.insert(labels, a);
+                }
+                self.active = next;
+            }
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! A small Prometheus HTTP API client: instant queries with a timeout per
+//! request and retries with backoff. Tells an unreachable backend (network
+//! errors, 5xx, timeouts) apart from a query Prometheus rejects (4xx).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PromError {
+    /// No answer, a timeout or a 5xx after every retry: the backend is down.
+    #[error("Prometheus unreachable: {0}")]
+    Unreachable(String),
+    /// Prometheus answered and refused the query (bad PromQL, 4xx).
+    #[error("query `{query}` rejected: {message}")]
+    Rejected { query: String, message: String },
+}
+
+#[derive(Clone)]
+pub struct PromClient {
+    http: reqwest::Client,
+    base: String,
+    retries: u32,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    status: String,
+    #[serde(default)]
+    data: Option<Data>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Data {
+    #[serde(rename = "resultType")]
+    result_type: String,
+    result: serde_json::Value,
+}
+
+impl PromClient {
+    pub fn new(base: &str, timeout: Duration, retries: u32) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            retries,
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Instant query at `at` (Unix seconds). Returns the value of a scalar,
+    /// or of the single sample of a vector (`sum(...)` has at most one);
+    /// `None` for an empty vector.
+    pub async fn instant(&self, query: &str, at: f64) -> Result<Option<f64>, PromError> {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .append_pair("query", query)
+            .append_pair("time", &format!("{at:.3}"))
+            .finish();
+        let url = format!("{}/api/v1/query", self.base);
+        let mut last = String::new();
+        for attempt in 0..=self.retries {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(100 * (1 << attempt.min(5)))).await;
+            }
+            let resp = self
+                .http
+                .post(&url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body.clone())
+                .send()
+                .await;
+            let resp = match resp {
+                Ok(r) => r,
+                Err(e) => {
+                    last = e.to_string();
+                    continue;
+                }
+            };
+            let status = resp.status();
+            if status.is_server_error() {
+                last = format!("HTTP {status}");
+                continue;
+            }
+            let env: Envelope = match resp.json().await {
+                Ok(v) => v,
+                Err(e) if status.is_success() => {
+                    last = format!("unreadable answer: {e}");
+                    continue;
+                }
+                Err(e) => {
+                    return Err(PromError::Rejected {
+                        query: query.into(),
+                        message: format!("HTTP {status}: {e}"),
+                    });
+                }
+            };
+            if env.status != "success" {
+                return Err(PromError::Rejected {
+                    query: query.into(),
+                    message: env.error.unwrap_or_else(|| format!("HTTP {status}")),
+                });
+            }
+            let Some(data) = env.data else {
+                return Ok(None);
+            };
+            return parse_value(&data.result_type, &data.result).map_err(|message| {
+                PromError::Rejected {
+                    query: query.into(),
+                    message,
+                }
+            });
+        }
+        Err(PromError::Unreachable(last))
+    }
+}
+
+fn sample_value(v: &serde_json::Value) -> Result<f64, String> {
+    v.get(1)
+        .and_then(|x| x.as_str())
+        .ok_or_else(|| "sample without a value".to_string())?
+        .parse::<f64>()
+        .map_err(|e| e.to_string())
+}
+
+fn parse_value(kind: &str, result: &serde_json::Value) -> Result<Option<f64>, String> {
+    match kind {
+        "scalar" => sample_value(result).map(Some),
+        "vector" => {
+            let arr = result.as_array().ok_or("vector is not an array")?;
+            match arr.len() {
+                0 => Ok(None),
+                1 => sample_value(&arr[0]["value"]).map(Some),
+                n => Err(format!(
+                    "expected at most one series, got {n} (aggregate the query)"
+                )),
+            }
+        }
+        other => Err(format!("unexpected result type {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_vectors_and_scalars() {
+        let v = serde_json::json!([{"metric": {}, "value": [1.0, "0.25"]}]);
+        assert_eq!(parse_value("vector", &v), Ok(Some(0.25)));
+        assert_eq!(parse_value("vector", &serde_json::json!([])), Ok(None));
+        assert_eq!(
+            parse_value("scalar", &serde_json::json!([1.0, "3"])),
+            Ok(Some(3.0))
+        );
+        assert!(parse_value("matrix", &serde_json::json!([])).is_err());
+    }
+}
