@@ -14,6 +14,10 @@ $pg_ok || need_apt+=(postgresql postgresql-contrib)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v amtool >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
+# scripts/validate-deploy.sh checks the compose gateway and probe configs with the real tools.
+command -v haproxy >/dev/null 2>&1 || need_apt+=(haproxy)
+command -v prometheus-blackbox-exporter >/dev/null 2>&1 || need_apt+=(prometheus-blackbox-exporter)
+python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need_apt+=(python3-venv)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> apt-get install ${need_apt[*]}"

@@ -10,6 +10,7 @@ scripts/install-deps.sh
 
 echo "==> cargo fmt --check"
 cargo fmt --all --check
+scripts/validate-deploy.sh
 
 echo "==> cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
