@@ -37,6 +37,10 @@ pub struct BenchArgs {
     /// Leave the event processor out (it shares the CPU with everything else).
     #[arg(long)]
     without_processor: bool,
+    /// Measure the write path alone: command service with its relay off, no
+    /// consumers, no freshness phases (where the CPU goes without downstream work).
+    #[arg(long)]
+    write_path_only: bool,
     /// Load generator of the throughput phase: `wrk` (a C client, as light as
     /// pgbench's) when installed, else the built-in Rust client.
     #[arg(long, value_enum, default_value_t = LoadGenerator::Auto)]
@@ -125,16 +129,24 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         data_dir: None,
     };
     let stack = Stack::start_with(pg, None, logs.clone(), None).await?;
-    let command = stack.spawn(Service::Command, &[]).await?;
+    let command_env: &[(&str, &str)] = if a.write_path_only {
+        &[("RELAY_ENABLED", "false")]
+    } else {
+        &[]
+    };
+    let command = stack.spawn(Service::Command, command_env).await?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(a.concurrency * 2)
+        .build()?;
+    if a.write_path_only {
+        return write_path_only(&a, &stack, &http, &command.base_url()).await;
+    }
     let query = stack.spawn(Service::Query, &[]).await?;
     let _processor = if a.without_processor {
         None
     } else {
         Some(stack.spawn(Service::Processor, &[]).await?)
     };
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(a.concurrency * 2)
-        .build()?;
     warm_up(&http, &command.base_url(), &query.base_url()).await?;
 
     log(&format!(
@@ -216,6 +228,41 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     match a.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Output::Table => print_table(&report),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn write_path_only(
+    a: &BenchArgs,
+    stack: &Stack,
+    http: &reqwest::Client,
+    command: &str,
+) -> anyhow::Result<ExitCode> {
+    let (pg_tps, _) = pgbench(stack, a.concurrency, a.duration_secs).await?;
+    let (tps, errors, lat) = match a.load_generator {
+        LoadGenerator::Builtin => closed_loop(http, command, a.concurrency, a.duration_secs).await,
+        _ if wrk_available() => wrk(command, a.concurrency, a.duration_secs).await?,
+        _ => closed_loop(http, command, a.concurrency, a.duration_secs).await,
+    };
+    let report = serde_json::json!({
+        "machine": machine(),
+        "mode": "write path only (relay off, no consumers)",
+        "concurrency": a.concurrency,
+        "pgbench_insert_tps": pg_tps,
+        "write_tps": tps,
+        "write_vs_pgbench": tps / pg_tps,
+        "write_latency": lat,
+        "write_errors": errors,
+    });
+    match a.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Table => println!(
+            "write path only, {} clients: {tps:.0} writes/s vs pgbench {pg_tps:.0} tps = {:.2}; p50 {:.1} ms, p99 {:.1} ms; errors {errors}",
+            a.concurrency,
+            tps / pg_tps,
+            lat.p50_ms,
+            lat.p99_ms
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }
