@@ -133,10 +133,55 @@ def validate(compose_path, report):
         report.fail(".env.example missing")
 
 
+class _Quiet:
+    def __init__(self):
+        self.errors = []
+
+    def ok(self, what):
+        pass
+
+    def warn(self, what):
+        pass
+
+    def fail(self, what):
+        self.errors.append(what)
+
+
+def self_test(path, report):
+    """Broken copies of the compose file (next to the original, so relative
+    mounts resolve) must be rejected."""
+    import tempfile
+    text = path.read_text()
+    cases = [
+        ("unpinned image", "image: prom/prometheus:v2.55.1", "image: prom/prometheus", "not pinned"),
+        ("latest tag", "image: grafana/loki:3.3.2", "image: grafana/loki:latest", "not pinned"),
+        ("missing mounted file", "./deploy/haproxy/haproxy.cfg:", "./deploy/haproxy/haproxy.cfgx:", "does not exist"),
+        ("depends_on unknown service", "      loki:\n        condition: service_healthy", "      lokii:\n        condition: service_healthy", "not a service"),
+        ("invalid Compose field", "    read_only: true\n    restart: unless-stopped\n    ports:", "    read_only: true\n    restrat: unless-stopped\n    ports:", "schema"),
+        ("literal secret", "GF_SECURITY_ADMIN_PASSWORD: ${GRAFANA_ADMIN_PASSWORD:?set GRAFANA_ADMIN_PASSWORD in .env}", "GF_SECURITY_ADMIN_PASSWORD: hunter2", "literal value"),
+        ("unknown service config key", "QUERY_GROUP_ID: query-service", "QUERY_GROUP: query-service", "not a field"),
+    ]
+    for what, old, new, expect in cases:
+        if old not in text:
+            report.fail(f"self-test: {what}: cannot find {old!r} in {path.name}")
+            continue
+        with tempfile.NamedTemporaryFile("w", suffix=".yml", dir=path.parent, prefix=".selftest-", delete=True) as f:
+            f.write(text.replace(old, new, 1))
+            f.flush()
+            q = _Quiet()
+            validate(Path(f.name), q)
+        hit = [e for e in q.errors if expect in e]
+        if hit:
+            report.ok(f"self-test: {what} is rejected ({hit[0][:100]})")
+        else:
+            report.fail(f"self-test: {what} was not rejected as expected ({q.errors[:1]})")
+
+
 def main(argv):
     path = Path(argv[1]) if len(argv) > 1 else REPO / "docker-compose.yml"
     report = Report(f"compose: {path}")
     validate(path, report)
+    self_test(path, report)
     return report.finish()
 
 
