@@ -581,3 +581,27 @@ pub async fn broker_reachable(producer: FutureProducer) -> Result<(), String> {
         Err(e) => Err(format!("{e} after {} ms", started.elapsed().as_millis())),
     }
 }
+
+/// A consumer span for one record, child of the producer span whose context
+/// the record's `traceparent` header carries (else the envelope's `trace`).
+pub fn consumer_span(
+    operation: &str,
+    msg: &OwnedMessage,
+    message_id: impl std::fmt::Display,
+    envelope_trace: Option<&contracts::TraceContext>,
+) -> tracing::Span {
+    let from_header = header(msg, h::TRACEPARENT).map(|tp| contracts::TraceContext {
+        traceparent: tp.to_string(),
+        tracestate: header(msg, h::TRACESTATE).map(str::to_string),
+    });
+    let span = tracing::info_span!(
+        "kafka.consume",
+        otel.name = format!("{} {operation}", msg.topic()),
+        otel.kind = "consumer",
+        messaging.system = "kafka",
+        messaging.destination.name = %msg.topic(),
+        messaging.message.id = %message_id,
+    );
+    service_kit::trace::continue_trace(&span, from_header.as_ref().or(envelope_trace));
+    span
+}

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SubsecRound, Utc};
-use contracts::{Priority, TraceContext, topics};
+use contracts::{Priority, topics};
 use serde::{Deserialize, Serialize};
 use service_kit::auth::Principal;
 use service_kit::extract::{ApiJson, IdPath};
@@ -192,34 +192,6 @@ fn expected_version(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     }
 }
 
-fn trace_context(headers: &HeaderMap) -> Option<TraceContext> {
-    let tp = headers.get("traceparent")?.to_str().ok()?;
-    // Only a well-formed W3C traceparent is propagated; anything else is dropped.
-    let parts: Vec<&str> = tp.split('-').collect();
-    let hex = |s: &str, n: usize| {
-        s.len() == n
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    };
-    if parts.len() != 4
-        || !hex(parts[0], 2)
-        || !hex(parts[1], 32)
-        || !hex(parts[2], 16)
-        || !hex(parts[3], 2)
-    {
-        return None;
-    }
-    let tracestate = headers
-        .get("tracestate")
-        .and_then(|v| v.to_str().ok())
-        .filter(|s| s.len() <= 512)
-        .map(str::to_string);
-    Some(TraceContext {
-        traceparent: tp.to_string(),
-        tracestate,
-    })
-}
-
 fn domain_error(e: DomainError) -> ApiError {
     match e {
         DomainError::Invalid(errors) => ApiError::Validation(
@@ -286,7 +258,12 @@ async fn execute(
 ) -> Result<Response, ApiError> {
     let idem_key = idempotency_key(headers)?;
     let expected = expected_version(headers)?;
-    let trace = trace_context(headers);
+    // The request's span (a child of the caller's traceparent) is the parent
+    // of everything downstream: relay, projection, event processor.
+    let trace = service_kit::trace::context_of(
+        &tracing::Span::current(),
+        service_kit::trace::from_headers(headers).as_ref(),
+    );
     let hash: Vec<u8> = {
         let mut h = Sha256::new();
         h.update(method.as_bytes());

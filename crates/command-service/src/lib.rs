@@ -147,6 +147,7 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
             state.metrics.clone(),
             service_kit::metrics::track_http,
         ))
+        .layer(axum::middleware::from_fn(service_kit::trace::trace_http))
         .layer(DefaultBodyLimit::max(
             service_kit::extract::DRAIN_BODY_BYTES,
         ))

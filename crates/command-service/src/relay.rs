@@ -133,12 +133,34 @@ async fn publish(
     producer: &FutureProducer,
     rows: &[OutboxRow],
 ) -> (Vec<i64>, usize) {
-    let sends = rows.iter().map(|row| {
+    // One producer span per record, child of the request that wrote it; the
+    // record's headers carry the span's context to the consumers.
+    let spans: Vec<(tracing::Span, Option<contracts::TraceContext>)> = rows
+        .iter()
+        .map(|row| {
+            let origin = row.traceparent.as_ref().map(|tp| contracts::TraceContext {
+                traceparent: tp.clone(),
+                tracestate: row.tracestate.clone(),
+            });
+            let span = tracing::info_span!(
+                "outbox.publish",
+                otel.name = format!("{} publish", row.topic),
+                otel.kind = "producer",
+                messaging.system = "kafka",
+                messaging.destination.name = %row.topic,
+                messaging.message.id = %row.event_id,
+            );
+            service_kit::trace::continue_trace(&span, origin.as_ref());
+            let ctx = service_kit::trace::context_of(&span, origin.as_ref());
+            (span, ctx)
+        })
+        .collect();
+    let sends = rows.iter().zip(&spans).map(|(row, (_, ctx))| {
         let headers = bus::record_headers(
             &row.event_type,
             TODO_EVENT_SCHEMA_VERSION,
-            row.traceparent.as_deref(),
-            row.tracestate.as_deref(),
+            ctx.as_ref().map(|c| c.traceparent.as_str()),
+            ctx.as_ref().and_then(|c| c.tracestate.as_deref()),
         );
         let record = FutureRecord::to(&row.topic)
             .key(&row.key)
@@ -147,6 +169,7 @@ async fn publish(
         producer.send(record, Duration::from_secs(0))
     });
     let results = join_all(sends).await;
+    drop(spans);
     let mut sent = Vec::with_capacity(rows.len());
     let mut failed = 0;
     for (row, r) in rows.iter().zip(results) {

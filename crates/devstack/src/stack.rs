@@ -36,6 +36,8 @@ pub struct Wiring {
     pub database_url: String,
     pub brokers: String,
     pub log_dir: PathBuf,
+    /// Extra environment for every service (e.g. `OTEL_EXPORTER_OTLP_ENDPOINT`).
+    pub common_env: Vec<(String, String)>,
 }
 
 impl Wiring {
@@ -58,6 +60,7 @@ impl Wiring {
         for (k, v) in extra {
             env.push((format!("{p}_{k}"), (*v).to_string()));
         }
+        env.extend(self.common_env.iter().cloned());
         env
     }
 
@@ -121,6 +124,7 @@ impl Stack {
             database_url,
             brokers: broker.brokers(),
             log_dir,
+            common_env: vec![],
         };
         Ok(Self {
             postgres,

@@ -257,7 +257,18 @@ impl BatchHandler for Processor {
                     Err(p) => outcomes.push(Some(p)),
                 }
             }
-            self.process(&events).await?;
+            let spans: Vec<tracing::Span> = msgs
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| o.is_none())
+                .zip(&events)
+                .map(|((m, _), ev)| {
+                    bus::consumer_span("process", m, ev.event_id, ev.trace.as_ref())
+                })
+                .collect();
+            let result = self.process(&events).await;
+            drop(spans);
+            result?;
             Ok(outcomes)
         })
     }

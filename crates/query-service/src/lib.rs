@@ -152,6 +152,7 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
             state.metrics.clone(),
             service_kit::metrics::track_http,
         ))
+        .layer(axum::middleware::from_fn(service_kit::trace::trace_http))
         .layer(axum::Extension(service_kit::auth::authenticator(
             state.config.auth_mode,
         )))

@@ -17,7 +17,6 @@ struct Args {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    service_kit::telemetry::init(query_service::SERVICE);
     let config = match query_service::Config::load(args.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -25,6 +24,7 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    let _telemetry = service_kit::telemetry::init_with(query_service::SERVICE, &config.version);
     let shutdown = CancellationToken::new();
     service_kit::shutdown::cancel_on_signal(shutdown.clone());
     let result = async {

@@ -53,6 +53,15 @@ impl BatchHandler for Projector {
                     Err(other) => return Err(other),
                 }
             }
+            let spans: Vec<tracing::Span> = msgs
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| o.is_none())
+                .zip(&events)
+                .map(|((m, _), ev)| {
+                    bus::consumer_span("project", m, ev.event_id, ev.trace.as_ref())
+                })
+                .collect();
             let applied = read::apply_batch(&self.pool, Tables::Live, &events)
                 .await
                 .map_err(failure)?;
@@ -62,6 +71,7 @@ impl BatchHandler for Projector {
                 let lag = (now - ev.occurred_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
                 freshness.observe(lag.max(0.0));
             }
+            drop(spans);
             if applied.len() < events.len() {
                 tracing::debug!(
                     duplicates = events.len() - applied.len(),

@@ -8,5 +8,6 @@ pub mod metrics;
 pub mod problem;
 pub mod shutdown;
 pub mod telemetry;
+pub mod trace;
 
 pub use problem::{ApiError, FieldProblem};

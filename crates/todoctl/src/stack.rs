@@ -95,6 +95,7 @@ async fn up_cmd(mut a: UpArgs) -> anyhow::Result<ExitCode> {
         database_url: postgres.url("todo"),
         brokers: broker.brokers(),
         log_dir: logs.clone(),
+        common_env: vec![],
     };
     eprintln!("starting services (logs in {})", logs.display());
     let mut command = wiring

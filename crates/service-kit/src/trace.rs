@@ -1,0 +1,131 @@
+//! W3C trace context across hops: HTTP headers in, the event envelope and
+//! Kafka headers out, and back into spans on the consuming side.
+
+use std::collections::HashMap;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::Response;
+use contracts::TraceContext;
+use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::trace::TraceContextExt as _;
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+struct Headers<'a>(&'a HeaderMap);
+
+impl Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+struct Map(HashMap<String, String>);
+
+impl Extractor for Map {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+}
+
+impl Injector for Map {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_string(), value);
+    }
+}
+
+/// The remote parent carried by a `traceparent` (and `tracestate`).
+pub fn parent_from(trace: Option<&TraceContext>) -> opentelemetry::Context {
+    let mut m = HashMap::new();
+    if let Some(t) = trace {
+        m.insert("traceparent".to_string(), t.traceparent.clone());
+        if let Some(s) = &t.tracestate {
+            m.insert("tracestate".to_string(), s.clone());
+        }
+    }
+    let carrier = Map(m);
+    opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier))
+}
+
+/// Make `span` a child of the remote parent in `trace` (no-op without one).
+pub fn continue_trace(span: &tracing::Span, trace: Option<&TraceContext>) {
+    if trace.is_some() {
+        let _ = span.set_parent(parent_from(trace));
+    }
+}
+
+/// The trace context to hand to the next hop: the span's own context when
+/// tracing is exporting, else `fallback` (propagate what we were given).
+pub fn context_of(span: &tracing::Span, fallback: Option<&TraceContext>) -> Option<TraceContext> {
+    let cx = span.context();
+    if !cx.span().span_context().is_valid() {
+        return fallback.cloned();
+    }
+    let mut m = Map(HashMap::new());
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut m));
+    let traceparent = m.0.remove("traceparent")?;
+    Some(TraceContext {
+        traceparent,
+        tracestate: m.0.remove("tracestate").filter(|s| !s.is_empty()),
+    })
+}
+
+/// A well-formed W3C `traceparent` from the request headers, if any.
+pub fn from_headers(headers: &HeaderMap) -> Option<TraceContext> {
+    let tp = headers.get("traceparent")?.to_str().ok()?;
+    let parts: Vec<&str> = tp.split('-').collect();
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    if parts.len() != 4
+        || !hex(parts[0], 2)
+        || !hex(parts[1], 32)
+        || !hex(parts[2], 16)
+        || !hex(parts[3], 2)
+    {
+        return None;
+    }
+    let tracestate = headers
+        .get("tracestate")
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| s.len() <= 512)
+        .map(str::to_string);
+    Some(TraceContext {
+        traceparent: tp.to_string(),
+        tracestate,
+    })
+}
+
+/// Server span per request, child of the caller's `traceparent`.
+pub async fn trace_http(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let span = tracing::info_span!(
+        "http.request",
+        otel.name = format!("{} {route}", req.method()),
+        otel.kind = "server",
+        http.request.method = %req.method(),
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let parent =
+        opentelemetry::global::get_text_map_propagator(|p| p.extract(&Headers(req.headers())));
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
+    let resp = next.run(req).instrument(span.clone()).await;
+    span.record("http.response.status_code", resp.status().as_u16());
+    resp
+}
