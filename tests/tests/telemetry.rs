@@ -127,3 +127,143 @@ async fn one_request_makes_one_trace_across_command_relay_projection_and_process
     );
     Ok(())
 }
+
+/// Loki's push messages, written out here independently of the service's
+/// encoder so that a mismatch with Loki's `push.proto` shows up.
+mod loki {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct PushRequest {
+        #[prost(message, repeated, tag = "1")]
+        pub streams: Vec<Stream>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Stream {
+        #[prost(string, tag = "1")]
+        pub labels: String,
+        #[prost(message, repeated, tag = "2")]
+        pub entries: Vec<Entry>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Entry {
+        #[prost(message, optional, tag = "1")]
+        pub timestamp: Option<Timestamp>,
+        #[prost(string, tag = "2")]
+        pub line: String,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Timestamp {
+        #[prost(int64, tag = "1")]
+        pub seconds: i64,
+        #[prost(int32, tag = "2")]
+        pub nanos: i32,
+    }
+}
+
+/// (labels, line) of every entry pushed.
+type Lines = Arc<Mutex<Vec<(String, String)>>>;
+
+async fn loki_receiver() -> anyhow::Result<(String, Lines)> {
+    let seen: Lines = Arc::default();
+    let sink = seen.clone();
+    let app = axum::Router::new().route(
+        "/loki/api/v1/push",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: Bytes| {
+            let sink = sink.clone();
+            async move {
+                if headers.get("content-type").and_then(|v| v.to_str().ok())
+                    != Some("application/x-protobuf")
+                {
+                    return axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
+                }
+                let Ok(raw) = snap::raw::Decoder::new().decompress_vec(&body) else {
+                    return axum::http::StatusCode::BAD_REQUEST;
+                };
+                let Ok(req) = loki::PushRequest::decode(raw.as_slice()) else {
+                    return axum::http::StatusCode::BAD_REQUEST;
+                };
+                let mut out = sink.lock().unwrap_or_else(|e| e.into_inner());
+                for s in req.streams {
+                    for e in s.entries {
+                        out.push((s.labels.clone(), e.line));
+                    }
+                }
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((url, seen))
+}
+
+#[tokio::test]
+async fn log_lines_reach_loki_with_the_trace_id_and_bounded_labels() -> anyhow::Result<()> {
+    let (otlp, _spans) = otlp_receiver().await?;
+    let (loki_url, lines) = loki_receiver().await?;
+    let mut stack = Stack::start().await?;
+    stack.wiring.common_env = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), otlp),
+        ("LOKI_URL".into(), loki_url),
+    ];
+    let command = stack.spawn(Service::Command, &[]).await?;
+    let query = stack.spawn(Service::Query, &[]).await?;
+    let api = Api::new(&command, &query);
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let traceparent = format!(
+        "00-{trace_id}-{}-01",
+        &uuid::Uuid::new_v4().simple().to_string()[..16]
+    );
+    let r = api
+        .send(
+            api.http
+                .post(format!("{}/v1/todos", api.command))
+                .header("traceparent", &traceparent)
+                .json(&json!({"title": "logged"})),
+            "alice",
+        )
+        .await?;
+    assert_eq!(r.status, 201);
+
+    let find = || -> Option<(String, serde_json::Value)> {
+        lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find_map(|(labels, line)| {
+                let v: serde_json::Value = serde_json::from_str(line).ok()?;
+                (v["trace_id"] == trace_id.as_str() && v["route"] == "/v1/todos")
+                    .then(|| (labels.clone(), v))
+            })
+    };
+    let waited = devstack::wait_until(
+        "the access log line to reach Loki",
+        Duration::from_secs(30),
+        || {
+            let found = find().is_some();
+            async move { found }
+        },
+    )
+    .await;
+    assert!(
+        waited.is_ok(),
+        "no line with trace id {trace_id}; got {} lines",
+        lines.lock().map(|l| l.len()).unwrap_or(0)
+    );
+    let (labels, line) = find().expect("found above");
+    assert_eq!(
+        labels, r#"{service="command-service", level="info", version="stable"}"#,
+        "only bounded labels"
+    );
+    assert_eq!(line["status"], 201);
+    assert_eq!(line["service"], "command-service");
+    assert!(line["span_id"].as_str().is_some_and(|s| s.len() == 16));
+    // Every label set seen is one of the bounded ones.
+    for (labels, _) in lines.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        assert!(
+            labels.starts_with("{service=\"") && labels.matches('=').count() == 3,
+            "{labels}"
+        );
+    }
+    Ok(())
+}

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod config;
 pub mod extract;
 pub mod health;
+pub mod logs;
 pub mod metrics;
 pub mod problem;
 pub mod shutdown;

@@ -1,4 +1,5 @@
-//! Structured JSON logs on stdout (`RUST_LOG` filters, default `info`) and,
+//! Structured JSON logs on stdout with trace ids (`RUST_LOG` filters, default
+//! `info`), pushed to Loki when `LOKI_URL` is set (see [`crate::logs`]), and,
 //! when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, OpenTelemetry traces exported
 //! over OTLP/HTTP (protobuf). W3C trace context is the propagation format.
 //!
@@ -82,15 +83,13 @@ pub fn init_with(service: &str, version: &str) -> TelemetryGuard {
     let otel = provider
         .as_ref()
         .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service.to_string())));
-    let fmt = tracing_subscriber::fmt::layer()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_writer(std::io::stdout);
+    let loki = std::env::var("LOKI_URL").ok().filter(|s| !s.is_empty());
+    let logs = crate::logs::LogLayer::new(service, version, loki);
+    // The OpenTelemetry layer goes first so that events see the span context.
     let res = tracing_subscriber::registry()
         .with(filter())
-        .with(fmt)
         .with(otel)
+        .with(logs)
         .try_init();
     if res.is_ok() {
         tracing::info!(

@@ -125,7 +125,20 @@ pub async fn trace_http(req: Request, next: Next) -> Response {
     if parent.span().span_context().is_valid() {
         let _ = span.set_parent(parent);
     }
+    let method = req.method().clone();
+    let started = std::time::Instant::now();
     let resp = next.run(req).instrument(span.clone()).await;
     span.record("http.response.status_code", resp.status().as_u16());
+    // The access log line, inside the request span so it carries the trace id
+    // (`RUST_LOG=access=warn` keeps only failures).
+    span.in_scope(|| {
+        let status = resp.status().as_u16();
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+        if status >= 500 {
+            tracing::warn!(target: "access", %method, %route, status, elapsed_ms, "request failed");
+        } else {
+            tracing::info!(target: "access", %method, %route, status, elapsed_ms, "request handled");
+        }
+    });
     resp
 }
