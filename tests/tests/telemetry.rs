@@ -267,3 +267,96 @@ async fn log_lines_reach_loki_with_the_trace_id_and_bounded_labels() -> anyhow::
     }
     Ok(())
 }
+
+/// Sentry envelopes received: the JSON items of each.
+type Envelopes = Arc<Mutex<Vec<serde_json::Value>>>;
+
+async fn sentry_receiver() -> anyhow::Result<(String, Envelopes)> {
+    let seen: Envelopes = Arc::default();
+    let sink = seen.clone();
+    let app = axum::Router::new().route(
+        "/api/{project}/envelope/",
+        axum::routing::post(move |body: Bytes| {
+            let sink = sink.clone();
+            async move {
+                // An envelope is newline-delimited: a header, then item headers
+                // each followed by its payload. Keep every JSON line.
+                let text = String::from_utf8_lossy(&body).to_string();
+                let mut out = sink.lock().unwrap_or_else(|e| e.into_inner());
+                for line in text.lines() {
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+                        out.push(v);
+                    }
+                }
+                axum::Json(json!({}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((format!("http://public@{addr}/42"), seen))
+}
+
+#[tokio::test]
+async fn a_forced_5xx_reaches_sentry_with_the_trace_id() -> anyhow::Result<()> {
+    let (otlp, _spans) = otlp_receiver().await?;
+    let (dsn, envelopes) = sentry_receiver().await?;
+    let mut stack = Stack::start().await?;
+    stack.wiring.common_env = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), otlp),
+        ("SENTRY_DSN".into(), dsn),
+    ];
+    // A bad build on purpose: every request fails.
+    let command = stack
+        .spawn(Service::Command, &[("FAULT_ERROR_RATE", "1.0")])
+        .await?;
+    let query = stack.spawn(Service::Query, &[]).await?;
+    let api = Api::new(&command, &query);
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let traceparent = format!(
+        "00-{trace_id}-{}-01",
+        &uuid::Uuid::new_v4().simple().to_string()[..16]
+    );
+    let r = api
+        .send(
+            api.http
+                .post(format!("{}/v1/todos", api.command))
+                .header("traceparent", &traceparent)
+                .json(&json!({"title": "doomed"})),
+            "alice",
+        )
+        .await?;
+    assert_eq!(r.status, 500);
+    assert_eq!(r.content_type(), "application/problem+json");
+    assert!(
+        !r.raw.contains("injected"),
+        "5xx bodies stay generic: {}",
+        r.raw
+    );
+
+    let event = || -> Option<serde_json::Value> {
+        envelopes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|v| v["tags"]["trace_id"] == trace_id.as_str())
+            .cloned()
+    };
+    let waited = devstack::wait_until("the error to reach Sentry", Duration::from_secs(30), || {
+        let found = event().is_some();
+        async move { found }
+    })
+    .await;
+    assert!(
+        waited.is_ok(),
+        "no Sentry event tagged with trace id {trace_id}: {:?}",
+        envelopes.lock().map(|e| e.clone())
+    );
+    let ev = event().expect("found above");
+    // Sentry omits the level when it is the default, "error".
+    assert!(ev["level"].is_null() || ev["level"] == "error", "{ev}");
+    assert_eq!(ev["tags"]["service"], "command-service");
+    assert!(ev["message"].to_string().contains("injected fault"), "{ev}");
+    Ok(())
+}

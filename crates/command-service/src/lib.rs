@@ -143,6 +143,7 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
         .merge(service_kit::health::routes(readiness))
         .method_not_allowed_fallback(service_kit::problem::method_not_allowed)
         .fallback(service_kit::problem::not_found_fallback)
+        .layer(axum::middleware::from_fn(service_kit::errors::catch_panic))
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
             service_kit::metrics::track_http,

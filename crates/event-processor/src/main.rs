@@ -25,6 +25,7 @@ async fn main() -> std::process::ExitCode {
         }
     };
     let _telemetry = service_kit::telemetry::init_with(event_processor::SERVICE, &config.version);
+    let _errors = service_kit::errors::init(event_processor::SERVICE, &config.version);
     let shutdown = CancellationToken::new();
     service_kit::shutdown::cancel_on_signal(shutdown.clone());
     let result = async {

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod errors;
 pub mod extract;
 pub mod health;
 pub mod logs;

@@ -133,6 +133,7 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable { detail, .. } => (detail.clone(), vec![]),
             ApiError::Internal(err) => {
                 tracing::error!(error = format!("{err:#}"), "internal error");
+                crate::errors::report(err);
                 (
                     "an internal error occurred; it has been logged".to_string(),
                     vec![],
