@@ -49,6 +49,11 @@ fn freshness_histogram() -> Histogram {
     Histogram::new(m::FRESHNESS_BUCKETS.iter().copied())
 }
 
+/// prometheus-client ends every HELP text with a period itself.
+fn help(def: &m::Metric) -> &'static str {
+    def.help.trim_end_matches('.')
+}
+
 /// Every metric a service may emit. Cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
@@ -99,53 +104,57 @@ impl Metrics {
         };
         registry.register(
             m::HTTP_SERVER_REQUEST_DURATION.name,
-            m::HTTP_SERVER_REQUEST_DURATION.help,
+            help(&m::HTTP_SERVER_REQUEST_DURATION),
             this.http.clone(),
         );
         registry.register(
             m::HTTP_SERVER_ACTIVE_REQUESTS.name,
-            m::HTTP_SERVER_ACTIVE_REQUESTS.help,
+            help(&m::HTTP_SERVER_ACTIVE_REQUESTS),
             this.http_active.clone(),
         );
         registry.register(
             m::KAFKA_MESSAGES_PRODUCED.name,
-            m::KAFKA_MESSAGES_PRODUCED.help,
+            help(&m::KAFKA_MESSAGES_PRODUCED),
             this.produced.clone(),
         );
         registry.register(
             m::KAFKA_MESSAGES_CONSUMED.name,
-            m::KAFKA_MESSAGES_CONSUMED.help,
+            help(&m::KAFKA_MESSAGES_CONSUMED),
             this.consumed.clone(),
         );
         registry.register(
             m::KAFKA_MESSAGES_FAILED.name,
-            m::KAFKA_MESSAGES_FAILED.help,
+            help(&m::KAFKA_MESSAGES_FAILED),
             this.failed.clone(),
         );
-        registry.register(m::DLQ_MESSAGES.name, m::DLQ_MESSAGES.help, this.dlq.clone());
+        registry.register(
+            m::DLQ_MESSAGES.name,
+            help(&m::DLQ_MESSAGES),
+            this.dlq.clone(),
+        );
         registry.register(
             m::PROJECTION_FRESHNESS.name,
-            m::PROJECTION_FRESHNESS.help,
+            help(&m::PROJECTION_FRESHNESS),
             this.freshness.clone(),
         );
         registry.register(
             m::OUTBOX_BACKLOG.name,
-            m::OUTBOX_BACKLOG.help,
+            help(&m::OUTBOX_BACKLOG),
             this.outbox_backlog.clone(),
         );
         registry.register(
             m::OUTBOX_OLDEST_AGE.name,
-            m::OUTBOX_OLDEST_AGE.help,
+            help(&m::OUTBOX_OLDEST_AGE),
             this.outbox_oldest_age.clone(),
         );
         registry.register(
             m::TODOS_CREATED.name,
-            m::TODOS_CREATED.help,
+            help(&m::TODOS_CREATED),
             this.todos_created.clone(),
         );
         registry.register(
             m::TODOS_COMPLETED.name,
-            m::TODOS_COMPLETED.help,
+            help(&m::TODOS_COMPLETED),
             this.todos_completed.clone(),
         );
         Self {
@@ -169,13 +178,65 @@ impl Metrics {
     }
 }
 
-pub async fn metrics_handler(State(metrics): State<Metrics>) -> Response {
-    let mut resp = metrics.encode().into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-    );
+/// OpenMetrics by default; the classic text format (0.0.4) for clients that
+/// ask only for `text/plain` (older scrapers, `promtool check metrics`).
+pub async fn metrics_handler(
+    State(metrics): State<Metrics>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let classic = accept.contains("text/plain") && !accept.contains("application/openmetrics-text");
+    let body = metrics.encode();
+    let (body, content_type) = if classic {
+        (
+            openmetrics_to_text(&body),
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
+    } else {
+        (
+            body,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )
+    };
+    let mut resp = body.into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
+}
+
+/// OpenMetrics → Prometheus text format 0.0.4: a counter family `x` becomes
+/// `x_total` in HELP and TYPE (its samples already are), `# EOF` and
+/// `# UNIT` go.
+pub fn openmetrics_to_text(om: &str) -> String {
+    let lines: Vec<&str> = om.lines().collect();
+    let mut counters = std::collections::HashSet::new();
+    for l in &lines {
+        let mut parts = l.split_whitespace();
+        if let (Some("#"), Some("TYPE"), Some(name), Some("counter")) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        {
+            counters.insert(name.to_string());
+        }
+    }
+    let mut out = String::with_capacity(om.len());
+    for l in lines {
+        if l == "# EOF" || l.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = l.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(l));
+        out.push('\n');
+    }
+    out
 }
 
 fn status_class(status: u16) -> &'static str {
