@@ -3,9 +3,11 @@
 //! Every server listens on a random loopback port, lives in a temp dir and is
 //! stopped when its handle drops. Readiness is polled, never slept for.
 
+pub mod alertmanager;
 pub mod broker;
 pub mod postgres;
 pub mod process;
+pub mod prometheus;
 pub mod stack;
 
 use std::net::TcpListener;

@@ -261,18 +261,19 @@ impl Collector {
         while !pending.is_empty() && Instant::now() < deadline {
             match self.reader.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
+                    // Records of partitions already done are discarded (pausing
+                    // would outlive the assignment in librdkafka).
                     let key = (m.topic().to_string(), m.partition());
                     if let Some(o) = pending.get(&key).copied()
                         && m.offset() >= o
                     {
                         pending.remove(&key);
-                        if let Some(ts) = m.timestamp().to_millis() {
-                            self.ts_cache.insert((key.0, key.1, o), ts);
+                        match m.timestamp().to_millis() {
+                            Some(ts) => {
+                                self.ts_cache.insert((key.0, key.1, o), ts);
+                            }
+                            None => tracing::debug!(topic = %key.0, partition = key.1, "record without timestamp"),
                         }
-                        // Stop fetching this partition.
-                        let mut one = TopicPartitionList::new();
-                        one.add_partition(&m.topic().to_string(), m.partition());
-                        let _ = self.reader.pause(&one);
                     }
                 }
                 Some(Err(e)) => tracing::debug!(error = %e, "record reader"),
@@ -280,6 +281,11 @@ impl Collector {
             }
         }
         let _ = self.reader.unassign();
+        tracing::debug!(
+            wanted = wanted.len(),
+            missing = pending.len(),
+            "read records at committed offsets"
+        );
         if !pending.is_empty() {
             tracing::warn!(
                 partitions = pending.len(),

@@ -1,0 +1,139 @@
+//! `todoctl lag`: consumer-group lag from the observer's `GET /api/v1/lag`.
+//!
+//! Exit codes: 0 every shown group is OK or IDLE; 1 a group is WARN;
+//! 2 a group is STALL, STOP or REWIND; 3 the observer could not be asked
+//! (or has no snapshot yet).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+/// Show consumer-group lag, status and catch-up ETA as the observer sees them.
+#[derive(Debug, clap::Args)]
+pub struct LagArgs {
+    /// Observer base URL.
+    #[arg(long, env = "OBSERVER_URL", default_value = "http://127.0.0.1:8084")]
+    pub observer_url: String,
+    /// Only this group (repeatable).
+    #[arg(long = "group")]
+    pub groups: Vec<String>,
+    /// Also list every partition.
+    #[arg(long)]
+    pub partitions: bool,
+    #[arg(long, value_enum, default_value = "table")]
+    pub output: Output,
+    /// Request timeout in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub timeout_secs: u64,
+}
+
+fn secs(v: &Value) -> String {
+    match v.as_f64() {
+        None => "-".into(),
+        Some(s) if s < 120.0 => format!("{s:.1}s"),
+        Some(s) if s < 7200.0 => format!("{:.1}m", s / 60.0),
+        Some(s) => format!("{:.1}h", s / 3600.0),
+    }
+}
+
+fn exit_for(groups: &[&Value]) -> ExitCode {
+    let worst = groups
+        .iter()
+        .map(|g| match g["status"].as_str().unwrap_or("") {
+            "STOP" | "STALL" | "REWIND" => 2,
+            "WARN" => 1,
+            _ => 0,
+        })
+        .max()
+        .unwrap_or(0);
+    ExitCode::from(worst)
+}
+
+pub async fn run(args: LagArgs) -> anyhow::Result<ExitCode> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(args.timeout_secs))
+        .build()?;
+    let url = format!("{}/api/v1/lag", args.observer_url.trim_end_matches('/'));
+    let resp = match client.get(&url).send().await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("todoctl lag: cannot reach the observer at {url}: {e}");
+            return Ok(ExitCode::from(3));
+        }
+    };
+    if !resp.status().is_success() {
+        eprintln!("todoctl lag: {url} answered {}", resp.status());
+        return Ok(ExitCode::from(3));
+    }
+    let snap: Value = resp.json().await.context("reading the observer's answer")?;
+    let groups: Vec<&Value> = snap["groups"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|g| {
+                    args.groups.is_empty()
+                        || args.groups.iter().any(|n| g["group"].as_str() == Some(n))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if args.output == Output::Json {
+        let mut out = snap.clone();
+        out["groups"] = Value::Array(groups.iter().map(|g| (*g).clone()).collect());
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(exit_for(&groups));
+    }
+    if snap["enabled"] == false {
+        eprintln!("todoctl lag: the observer has no lag snapshot yet (is kafka_brokers set?)");
+        return Ok(ExitCode::from(3));
+    }
+    if let Some(e) = snap["error"].as_str() {
+        eprintln!("warning: the last snapshot failed ({e}); showing the previous one");
+    }
+    println!(
+        "{:<32} {:<20} {:>7} {:<7} {:>12} {:>10} {:>10} {:>10} {:>10}",
+        "GROUP", "STATE", "MEMBERS", "STATUS", "LAG", "LAG(s)", "CONSUME/s", "PRODUCE/s", "ETA"
+    );
+    for g in &groups {
+        let eta = if g["lag_messages"].as_i64().unwrap_or(0) > 0 && g["catchup_eta_seconds"].is_null() {
+            "never".to_string()
+        } else {
+            secs(&g["catchup_eta_seconds"])
+        };
+        println!(
+            "{:<32} {:<20} {:>7} {:<7} {:>12} {:>10} {:>10.1} {:>10.1} {:>10}",
+            g["group"].as_str().unwrap_or(""),
+            g["state"].as_str().unwrap_or(""),
+            g["members"].as_u64().unwrap_or(0),
+            g["status"].as_str().unwrap_or(""),
+            g["lag_messages"].as_i64().unwrap_or(0),
+            secs(&g["lag_seconds"]),
+            g["consume_per_sec"].as_f64().unwrap_or(0.0),
+            g["produce_per_sec"].as_f64().unwrap_or(0.0),
+            eta
+        );
+        if args.partitions {
+            for p in g["partitions"].as_array().into_iter().flatten() {
+                println!(
+                    "  {}/{:<4} committed {:>10} end {:>10} lag {:>8} {:>8} {}",
+                    p["topic"].as_str().unwrap_or(""),
+                    p["partition"],
+                    p["committed_offset"],
+                    p["end_offset"],
+                    p["lag_messages"],
+                    secs(&p["lag_seconds"]),
+                    p["status"].as_str().unwrap_or("")
+                );
+            }
+        }
+    }
+    Ok(exit_for(&groups))
+}
