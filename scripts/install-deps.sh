@@ -14,6 +14,8 @@ $pg_ok || need_apt+=(postgresql postgresql-contrib)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v amtool >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
+# Observer tests: the status page is checked in headless Chromium.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 # reqwest's native-tls (HTTPS to Sentry, OTLP and Loki endpoints) links OpenSSL.
 pkg-config --exists openssl 2>/dev/null || need_apt+=(libssl-dev pkg-config)
 # scripts/validate-deploy.sh checks the compose gateway and probe configs with the real tools.
