@@ -305,7 +305,9 @@ async fn lag_goes_ok_warn_stop_and_back_with_exact_seconds_idle_and_memberless_g
         "{metrics}"
     );
     assert!(
-        !metrics.contains("member_id") && !metrics.contains("client_id") && !metrics.contains("rdkafka"),
+        !metrics.contains("member_id")
+            && !metrics.contains("client_id")
+            && !metrics.contains("rdkafka"),
         "no member or client ids in metrics"
     );
 

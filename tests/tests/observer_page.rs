@@ -86,7 +86,11 @@ async fn dump_dom(url: &str) -> String {
     .expect("chromium finished within 90 s")
     .expect("chromium is required (apt-get install chromium)");
     let _ = std::fs::remove_dir_all(&profile);
-    assert!(out.status.success(), "chromium: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "chromium: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
@@ -110,14 +114,18 @@ fn field(html: &str, field: &str) -> String {
 }
 
 fn text_of(html: &str, field: &str) -> String {
-    let at = html.find(&format!("data-field=\"{field}\"")).expect("field");
+    let at = html
+        .find(&format!("data-field=\"{field}\""))
+        .expect("field");
     let rest = &html[at..];
     let s = rest.find('>').expect(">") + 1;
     rest[s..s + rest[s..].find('<').expect("<")].to_string()
 }
 
 fn id_value(dom: &str, id: &str) -> String {
-    let at = dom.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("#{id} missing"));
+    let at = dom
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("#{id} missing"));
     let rest = &dom[at..];
     let v = rest.find("data-value=\"").expect("data-value") + "data-value=\"".len();
     rest[v..v + rest[v..].find('"').expect("quote")].to_string()
@@ -135,7 +143,11 @@ async fn status_page_renders_live_numbers_in_headless_chromium() {
         let ts = chrono::Utc::now().timestamp_millis();
         let d = producer
             .send(
-                FutureRecord::to(TOPIC).payload("x").key(&format!("{i}")).partition(0).timestamp(ts),
+                FutureRecord::to(TOPIC)
+                    .payload("x")
+                    .key(&format!("{i}"))
+                    .partition(0)
+                    .timestamp(ts),
                 Duration::from_secs(10),
             )
             .await
@@ -188,7 +200,10 @@ async fn status_page_renders_live_numbers_in_headless_chromium() {
         ("OBSERVER_LAG_POLL_INTERVAL_MS", "500".into()),
         ("OBSERVER_LAG_STATUS_WINDOW_MS", "2000".into()),
         ("OBSERVER_TOPICS", format!("[\"{TOPIC}\"]")),
-        ("OBSERVER_SLO_DIR", repo_root().join("slo").display().to_string()),
+        (
+            "OBSERVER_SLO_DIR",
+            repo_root().join("slo").display().to_string(),
+        ),
         ("OBSERVER_PROMETHEUS_URL", prom.url()),
         ("OBSERVER_SLO_EVAL_INTERVAL_MS", "3000".into()),
     ]
@@ -213,15 +228,27 @@ async fn status_page_renders_live_numbers_in_headless_chromium() {
                 .expect("json")
         }
     };
-    devstack::wait_until("SLO evaluated with traffic and group lag seen", Duration::from_secs(60), || async {
-        let s = get("/api/v1/slos").await;
-        let l = get("/api/v1/lag").await;
-        let slo_ok = s["slos"].as_array().is_some_and(|a| {
-            a.iter().any(|v| v["name"] == "command-api-availability" && v["state"] != "no_traffic" && v["budget_remaining"].is_number())
-        });
-        let lag_ok = l["groups"].as_array().is_some_and(|a| a.iter().any(|g| g["group"] == GROUP && g["lag_messages"] == 7 && g["lag_seconds"].is_number()));
-        slo_ok && lag_ok
-    })
+    devstack::wait_until(
+        "SLO evaluated with traffic and group lag seen",
+        Duration::from_secs(60),
+        || async {
+            let s = get("/api/v1/slos").await;
+            let l = get("/api/v1/lag").await;
+            let slo_ok = s["slos"].as_array().is_some_and(|a| {
+                a.iter().any(|v| {
+                    v["name"] == "command-api-availability"
+                        && v["state"] != "no_traffic"
+                        && v["budget_remaining"].is_number()
+                })
+            });
+            let lag_ok = l["groups"].as_array().is_some_and(|a| {
+                a.iter().any(|g| {
+                    g["group"] == GROUP && g["lag_messages"] == 7 && g["lag_seconds"].is_number()
+                })
+            });
+            slo_ok && lag_ok
+        },
+    )
     .await
     .expect("observer has live numbers");
 
@@ -252,27 +279,47 @@ async fn status_page_renders_live_numbers_in_headless_chromium() {
         .expect("slo");
     let r = row(&dom, "data-slo", "command-api-availability");
     let budget: f64 = field(r, "budget_remaining").parse().expect("budget");
-    assert!((budget - v["budget_remaining"].as_f64().expect("b")).abs() < 1e-9, "{r}");
+    assert!(
+        (budget - v["budget_remaining"].as_f64().expect("b")).abs() < 1e-9,
+        "{r}"
+    );
     let burn_1h: f64 = field(r, "burn_1h").parse().expect("burn");
-    let api_burn = v["windows"].as_array().expect("w").iter().find(|w| w["window"] == "1h").expect("1h")["burn_rate"].as_f64().expect("burn");
+    let api_burn = v["windows"]
+        .as_array()
+        .expect("w")
+        .iter()
+        .find(|w| w["window"] == "1h")
+        .expect("1h")["burn_rate"]
+        .as_f64()
+        .expect("burn");
     assert!((burn_1h - api_burn).abs() < 1e-9, "{r}");
     // 500 ok/s and 1 error/s: burn ≈ (1/501)/0.001 ≈ 2.
     assert!((1.0..3.0).contains(&burn_1h), "{burn_1h}");
     assert_eq!(text_of(r, "state"), v["state"].as_str().expect("state"));
     let no_traffic = row(&dom, "data-slo", "query-api-availability");
     assert_eq!(text_of(no_traffic, "state"), "no_traffic");
-    assert!(dom.contains("id=\"backend-status\" data-backend=\"up\""), "backend up on the page");
+    assert!(
+        dom.contains("id=\"backend-status\" data-backend=\"up\""),
+        "backend up on the page"
+    );
 
     // Group row: lag from the DOM equals what this test produced.
     let g = row(&dom, "data-group", GROUP);
     assert_eq!(field(g, "lag_messages"), "7", "{g}");
     assert_eq!(field(g, "members"), "0", "{g}");
-    let observed_at: i64 = id_value(&dom, "lag-observed-at").parse().expect("observed at");
+    let observed_at: i64 = id_value(&dom, "lag-observed-at")
+        .parse()
+        .expect("observed at");
     let lag_secs: f64 = field(g, "lag_seconds").parse().expect("lag seconds");
     let expected = (observed_at - oldest_unconsumed_ts) as f64 / 1000.0;
-    assert!((lag_secs - expected).abs() <= 0.001, "lag seconds {lag_secs} vs {expected}");
+    assert!(
+        (lag_secs - expected).abs() <= 0.001,
+        "lag seconds {lag_secs} vs {expected}"
+    );
     let status = text_of(g, "status");
     // No members, offset unchanged for longer than the 2 s window, lag > 0.
     assert_eq!(status, "STOP", "{g}");
-    println!("page: budget {budget:.6}, burn 1h {burn_1h:.4}, group lag 7 msgs / {lag_secs:.3} s, status {status}");
+    println!(
+        "page: budget {budget:.6}, burn 1h {burn_1h:.4}, group lag 7 msgs / {lag_secs:.3} s, status {status}"
+    );
 }

@@ -79,7 +79,11 @@ fn serve_metrics(traffic: Arc<Traffic>) -> u16 {
                 let total = n(25.0);
                 body.push_str(&format!("projection_freshness_seconds_bucket{{service=\"query-service\",version=\"stable\",le=\"1\"}} {}\n", (total * 0.97).floor()));
                 body.push_str(&format!("projection_freshness_seconds_count{{service=\"query-service\",version=\"stable\"}} {total}\n"));
-                let lag = if (t as u64 / 4).is_multiple_of(2) { 5.0 } else { 45.0 };
+                let lag = if (t as u64 / 4).is_multiple_of(2) {
+                    5.0
+                } else {
+                    45.0
+                };
                 body.push_str(&format!("kafka_consumergroup_lag_seconds{{group=\"query-service\",topic=\"todo-events\",partition=\"0\"}} {lag}\n"));
             }
             let _ = write!(
@@ -271,58 +275,105 @@ async fn observer_slo_values_equal_the_recording_rules_on_a_real_prometheus() {
     let observer = spawn_observer(
         "parity",
         &[
-            ("OBSERVER_SLO_DIR", repo_root().join("slo").display().to_string()),
+            (
+                "OBSERVER_SLO_DIR",
+                repo_root().join("slo").display().to_string(),
+            ),
             ("OBSERVER_PROMETHEUS_URL", prom.url()),
             ("OBSERVER_SLO_EVAL_INTERVAL_MS", "1000".into()),
         ],
     )
     .await;
     let client = reqwest::Client::new();
-    let slos: Vec<String> = ["command-api-availability", "command-api-latency", "query-api-availability", "query-api-latency", "projection-freshness", "query-consumer-lag"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let slos: Vec<String> = [
+        "command-api-availability",
+        "command-api-latency",
+        "query-api-availability",
+        "query-api-latency",
+        "projection-freshness",
+        "query-consumer-lag",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     // Readiness: 12 recorded 5m samples for every SLO.
-    devstack::wait_until("12 recorded samples per SLO", Duration::from_secs(120), || {
-        let (client, url, slos) = (client.clone(), prom.url(), slos.clone());
-        async move {
-            for s in &slos {
-                let r = prom_query(&client, &url, &format!("slo:sli_error:ratio_rate5m{{slo=\"{s}\"}}[30s]"), None).await;
-                if r[0]["values"].as_array().map_or(0, Vec::len) < 12 {
-                    return false;
+    devstack::wait_until(
+        "12 recorded samples per SLO",
+        Duration::from_secs(120),
+        || {
+            let (client, url, slos) = (client.clone(), prom.url(), slos.clone());
+            async move {
+                for s in &slos {
+                    let r = prom_query(
+                        &client,
+                        &url,
+                        &format!("slo:sli_error:ratio_rate5m{{slo=\"{s}\"}}[30s]"),
+                        None,
+                    )
+                    .await;
+                    if r[0]["values"].as_array().map_or(0, Vec::len) < 12 {
+                        return false;
+                    }
                 }
+                true
             }
-            true
-        }
-    })
+        },
+    )
     .await
     .expect("recorded samples");
     // Rule expressions, to re-evaluate when a late scrape explains a difference.
     let rules = get_json(&client, &format!("{}/api/v1/rules", prom.url())).await;
     let mut exprs: BTreeMap<(String, String), String> = BTreeMap::new();
     for g in rules["data"]["groups"].as_array().expect("groups") {
-        let slo = g["name"].as_str().unwrap_or("").trim_start_matches("slo-").to_string();
+        let slo = g["name"]
+            .as_str()
+            .unwrap_or("")
+            .trim_start_matches("slo-")
+            .to_string();
         for r in g["rules"].as_array().expect("rules") {
             if r["type"] == "recording" {
-                exprs.insert((slo.clone(), r["name"].as_str().unwrap_or("").into()), r["query"].as_str().unwrap_or("").into());
+                exprs.insert(
+                    (slo.clone(), r["name"].as_str().unwrap_or("").into()),
+                    r["query"].as_str().unwrap_or("").into(),
+                );
             }
         }
     }
     let (mut checked, mut late, mut nonzero) = (0, 0, 0);
     for s in &slos {
-        let samples = prom_query(&client, &prom.url(), &format!("slo:sli_error:ratio_rate5m{{slo=\"{s}\"}}[30s]"), None).await;
+        let samples = prom_query(
+            &client,
+            &prom.url(),
+            &format!("slo:sli_error:ratio_rate5m{{slo=\"{s}\"}}[30s]"),
+            None,
+        )
+        .await;
         let values = samples[0]["values"].as_array().expect("values").clone();
         for point in &values[values.len() - 4..] {
             let ts = point[0].as_f64().expect("ts");
-            let snap = get_json(&client, &format!("{}/api/v1/slos?at={ts:.3}", observer.base_url())).await;
+            let snap = get_json(
+                &client,
+                &format!("{}/api/v1/slos?at={ts:.3}", observer.base_url()),
+            )
+            .await;
             assert_eq!(snap["backend"]["status"], "up", "{snap}");
             let view = slo_view(&snap, s);
             let objective = view["objective"].as_f64().expect("objective");
             for w in view["windows"].as_array().expect("windows") {
                 let record = w["record"].as_str().expect("record");
                 let ours = w["error_ratio"].as_f64().expect("ratio");
-                let r = prom_query(&client, &prom.url(), &format!("{record}{{slo=\"{s}\"}}"), Some(ts)).await;
-                let recorded: f64 = r[0]["value"][1].as_str().expect("value").parse().expect("f64");
+                let r = prom_query(
+                    &client,
+                    &prom.url(),
+                    &format!("{record}{{slo=\"{s}\"}}"),
+                    Some(ts),
+                )
+                .await;
+                let recorded: f64 = r[0]["value"][1]
+                    .as_str()
+                    .expect("value")
+                    .parse()
+                    .expect("f64");
                 let rec_ts = r[0]["value"][0].as_f64().expect("ts");
                 assert!((rec_ts - ts).abs() < 1e-6);
                 if (ours - recorded).abs() > 1e-6 {
@@ -331,12 +382,23 @@ async fn observer_slo_values_equal_the_recording_rules_on_a_real_prometheus() {
                     // re-evaluated now must give the observer's value.
                     let expr = &exprs[&(s.clone(), record.to_string())];
                     let re = prom_query(&client, &prom.url(), expr, Some(ts)).await;
-                    let re: f64 = re[0]["value"][1].as_str().expect("value").parse().expect("f64");
-                    assert!((ours - re).abs() <= 1e-6, "{s} {record} at {ts}: observer {ours}, rule {recorded}, re-evaluated {re}");
+                    let re: f64 = re[0]["value"][1]
+                        .as_str()
+                        .expect("value")
+                        .parse()
+                        .expect("f64");
+                    assert!(
+                        (ours - re).abs() <= 1e-6,
+                        "{s} {record} at {ts}: observer {ours}, rule {recorded}, re-evaluated {re}"
+                    );
                     late += 1;
                 } else {
                     let burn = w["burn_rate"].as_f64().expect("burn");
-                    assert!((burn - recorded / (1.0 - objective)).abs() <= 1e-6, "{s} {record} burn {burn} vs {}", recorded / (1.0 - objective));
+                    assert!(
+                        (burn - recorded / (1.0 - objective)).abs() <= 1e-6,
+                        "{s} {record} burn {burn} vs {}",
+                        recorded / (1.0 - objective)
+                    );
                 }
                 if recorded > 0.0 {
                     nonzero += 1;
@@ -345,15 +407,19 @@ async fn observer_slo_values_equal_the_recording_rules_on_a_real_prometheus() {
             }
         }
     }
-    println!("parity: {checked} values checked, {nonzero} non-zero, {late} explained by late scrapes");
+    println!(
+        "parity: {checked} values checked, {nonzero} non-zero, {late} explained by late scrapes"
+    );
     assert!(checked >= 150, "{checked}");
-    assert!(nonzero * 2 >= checked, "synthetic data should burn budget: {nonzero}/{checked}");
+    assert!(
+        nonzero * 2 >= checked,
+        "synthetic data should burn budget: {nonzero}/{checked}"
+    );
     assert!(late * 10 <= checked, "{late} late of {checked}");
 }
 
 fn tempfile_dir(name: &str) -> PathBuf {
-    let d = log_dir(name);
-    d
+    log_dir(name)
 }
 
 /// Acceptance 3: a burn above 14.4× pages (and resolves after recovery); a
@@ -379,7 +445,10 @@ async fn observer_pages_through_alertmanager_on_fast_burn_and_resolves() {
     let observer = spawn_observer(
         "paging",
         &[
-            ("OBSERVER_SLO_DIR", repo_root().join("slo").display().to_string()),
+            (
+                "OBSERVER_SLO_DIR",
+                repo_root().join("slo").display().to_string(),
+            ),
             ("OBSERVER_PROMETHEUS_URL", prom.url()),
             ("OBSERVER_ALERTMANAGER_URL", am.url()),
             ("OBSERVER_SLO_EVAL_INTERVAL_MS", "500".into()),
@@ -390,14 +459,18 @@ async fn observer_pages_through_alertmanager_on_fast_burn_and_resolves() {
     let wait_for = |receiver: &'static str, alert: &'static str, status: &'static str| {
         let received = received.clone();
         async move {
-            devstack::wait_until(&format!("{receiver} to get {alert} {status}"), Duration::from_secs(90), || {
-                let received = received.clone();
-                async move {
-                    notified(&received)
-                        .iter()
-                        .any(|(p, a, s, _)| p == receiver && a == alert && s == status)
-                }
-            })
+            devstack::wait_until(
+                &format!("{receiver} to get {alert} {status}"),
+                Duration::from_secs(90),
+                || {
+                    let received = received.clone();
+                    async move {
+                        notified(&received)
+                            .iter()
+                            .any(|(p, a, s, _)| p == receiver && a == alert && s == status)
+                    }
+                },
+            )
             .await
         }
     };
@@ -407,8 +480,18 @@ async fn observer_pages_through_alertmanager_on_fast_burn_and_resolves() {
     let snap = get_json(&client, &format!("{}/api/v1/slos", observer.base_url())).await;
     let v = slo_view(&snap, "command-api-availability");
     assert_eq!(v["state"], "burning", "{v}");
-    assert!(v["firing"].as_array().expect("firing").iter().all(|f| f["severity"] == "ticket"), "{v}");
-    assert_eq!(slo_view(&snap, "query-api-availability")["state"], "no_traffic");
+    assert!(
+        v["firing"]
+            .as_array()
+            .expect("firing")
+            .iter()
+            .all(|f| f["severity"] == "ticket"),
+        "{v}"
+    );
+    assert_eq!(
+        slo_view(&snap, "query-api-availability")["state"],
+        "no_traffic"
+    );
     // Several evaluations and notification intervals later: still no page.
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(
@@ -424,10 +507,22 @@ async fn observer_pages_through_alertmanager_on_fast_burn_and_resolves() {
         .expect("page");
     let page = notified(&received)
         .into_iter()
-        .find(|(p, a, _, l)| p == "/pager" && a == "CommandApiAvailabilityBurnRatePage" && l["tier"] == "1")
+        .find(|(p, a, _, l)| {
+            p == "/pager" && a == "CommandApiAvailabilityBurnRatePage" && l["tier"] == "1"
+        })
         .expect("tier 1 page");
-    let keys: Vec<&str> = page.3.as_object().expect("labels").keys().map(String::as_str).collect();
-    assert_eq!(keys, vec!["alertname", "service", "severity", "slo", "team", "tier"], "labels as in alerts/command-service.rules.yaml");
+    let keys: Vec<&str> = page
+        .3
+        .as_object()
+        .expect("labels")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        vec!["alertname", "service", "severity", "slo", "team", "tier"],
+        "labels as in alerts/command-service.rules.yaml"
+    );
     assert_eq!(page.3["severity"], "page");
     assert_eq!(page.3["slo"], "command-api-availability");
     let snap = get_json(&client, &format!("{}/api/v1/slos", observer.base_url())).await;
@@ -452,7 +547,10 @@ async fn observer_pages_through_alertmanager_on_fast_burn_and_resolves() {
         .map(|(_, a, s, l)| (a, s, l["slo"].clone()))
         .collect();
     assert!(
-        pages.iter().all(|(a, _, slo)| a == "CommandApiAvailabilityBurnRatePage" && slo == "command-api-availability"),
+        pages
+            .iter()
+            .all(|(a, _, slo)| a == "CommandApiAvailabilityBurnRatePage"
+                && slo == "command-api-availability"),
         "only the command API page: {pages:?}"
     );
     println!("pager got: {pages:?}");
@@ -465,12 +563,13 @@ async fn prometheus_outage_raises_the_monitoring_alert_and_pages_nothing() {
     let traffic = Arc::new(Traffic::default());
     traffic.set(200.0, 0.0);
     let target = serve_metrics(traffic.clone());
-    let mut prom = devstack::prometheus::Prometheus::start(devstack::prometheus::PrometheusOptions {
-        targets: vec![format!("127.0.0.1:{target}")],
-        ..Default::default()
-    })
-    .await
-    .expect("prometheus");
+    let mut prom =
+        devstack::prometheus::Prometheus::start(devstack::prometheus::PrometheusOptions {
+            targets: vec![format!("127.0.0.1:{target}")],
+            ..Default::default()
+        })
+        .await
+        .expect("prometheus");
     let received: Received = Arc::default();
     let hook = webhook(received.clone());
     let am = devstack::alertmanager::Alertmanager::start(&alertmanager_config(hook))
@@ -479,7 +578,10 @@ async fn prometheus_outage_raises_the_monitoring_alert_and_pages_nothing() {
     let observer = spawn_observer(
         "outage",
         &[
-            ("OBSERVER_SLO_DIR", repo_root().join("slo").display().to_string()),
+            (
+                "OBSERVER_SLO_DIR",
+                repo_root().join("slo").display().to_string(),
+            ),
             ("OBSERVER_PROMETHEUS_URL", prom.url()),
             ("OBSERVER_ALERTMANAGER_URL", am.url()),
             ("OBSERVER_SLO_EVAL_INTERVAL_MS", "500".into()),
@@ -498,16 +600,29 @@ async fn prometheus_outage_raises_the_monitoring_alert_and_pages_nothing() {
                 && slo_view(&s, "command-api-availability")["state"] == state
         }
     };
-    devstack::wait_until("backend up, command API ok", Duration::from_secs(60), || state_is("up", "ok"))
-        .await
-        .expect("healthy first");
+    devstack::wait_until(
+        "backend up, command API ok",
+        Duration::from_secs(60),
+        || state_is("up", "ok"),
+    )
+    .await
+    .expect("healthy first");
 
     prom.kill().expect("kill prometheus");
-    devstack::wait_until("backend reported down", Duration::from_secs(30), || state_is("down", "backend_down"))
-        .await
-        .expect("down reported");
+    devstack::wait_until("backend reported down", Duration::from_secs(30), || {
+        state_is("down", "backend_down")
+    })
+    .await
+    .expect("down reported");
     let snap = get_json(&client, &format!("{base}/api/v1/slos")).await;
-    assert!(snap["slos"].as_array().expect("slos").iter().all(|s| s["state"] == "backend_down"), "{snap}");
+    assert!(
+        snap["slos"]
+            .as_array()
+            .expect("slos")
+            .iter()
+            .all(|s| s["state"] == "backend_down"),
+        "{snap}"
+    );
     assert!(snap["backend"]["error"].is_string(), "{snap}");
     devstack::wait_until("monitoring alert notified", Duration::from_secs(30), || {
         let received = received.clone();
@@ -519,13 +634,22 @@ async fn prometheus_outage_raises_the_monitoring_alert_and_pages_nothing() {
     })
     .await
     .expect("monitoring alert");
-    let metrics = client.get(format!("{base}/metrics")).send().await.expect("metrics").text().await.expect("text");
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
     assert!(metrics.contains("slo_backend_up 0"), "{metrics}");
 
     prom.restart().await.expect("restart prometheus");
-    devstack::wait_until("backend up again", Duration::from_secs(60), || state_is("up", "ok"))
-        .await
-        .expect("recovered");
+    devstack::wait_until("backend up again", Duration::from_secs(60), || {
+        state_is("up", "ok")
+    })
+    .await
+    .expect("recovered");
     devstack::wait_until("monitoring alert resolved", Duration::from_secs(30), || {
         let received = received.clone();
         async move {
@@ -537,9 +661,13 @@ async fn prometheus_outage_raises_the_monitoring_alert_and_pages_nothing() {
     .await
     .expect("resolved");
     let all = notified(&received);
-    assert!(all.iter().all(|(p, _, _, _)| p != "/pager"), "nothing may page: {all:?}");
     assert!(
-        all.iter().all(|(_, a, _, _)| a == "ObserverPrometheusUnreachable"),
+        all.iter().all(|(p, _, _, _)| p != "/pager"),
+        "nothing may page: {all:?}"
+    );
+    assert!(
+        all.iter()
+            .all(|(_, a, _, _)| a == "ObserverPrometheusUnreachable"),
         "only the monitoring alert: {all:?}"
     );
 }

@@ -115,7 +115,10 @@ fn bench_engine() {
 async fn bench_broker(groups: usize, topics: usize, parts_per_topic: i32) -> anyhow::Result<()> {
     let broker = devstack::Broker::start().await?;
     let names: Vec<String> = (0..topics).map(|t| format!("bench-{t}")).collect();
-    let specs: Vec<(&str, i32)> = names.iter().map(|n| (n.as_str(), parts_per_topic)).collect();
+    let specs: Vec<(&str, i32)> = names
+        .iter()
+        .map(|n| (n.as_str(), parts_per_topic))
+        .collect();
     broker.create_topics(&specs).await?;
     let mut s = bus::KafkaSettings::new(broker.brokers(), "bench");
     s.linger_ms = 0;
@@ -125,7 +128,10 @@ async fn bench_broker(groups: usize, topics: usize, parts_per_topic: i32) -> any
         for p in 0..parts_per_topic {
             for _ in 0..2 {
                 producer
-                    .send(FutureRecord::<(), _>::to(n).payload("x").partition(p), Duration::from_secs(10))
+                    .send(
+                        FutureRecord::<(), _>::to(n).payload("x").partition(p),
+                        Duration::from_secs(10),
+                    )
                     .await
                     .map_err(|(e, _)| e)?;
             }
@@ -152,18 +158,19 @@ async fn bench_broker(groups: usize, topics: usize, parts_per_topic: i32) -> any
     };
     let mut collector = observer::lag::Collector::new(&cfg)?;
     let total = groups * topics * parts_per_topic as usize;
-    let (first, steady, seen) = tokio::task::spawn_blocking(move || -> anyhow::Result<(f64, f64, usize)> {
-        let t = Instant::now();
-        let o = collector.observe()?;
-        let first = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        let o2 = collector.observe()?;
-        let steady = t.elapsed().as_secs_f64();
-        let seen = o2.groups.iter().map(|g| g.committed.len()).sum::<usize>();
-        drop(o);
-        Ok((first, steady, seen))
-    })
-    .await??;
+    let (first, steady, seen) =
+        tokio::task::spawn_blocking(move || -> anyhow::Result<(f64, f64, usize)> {
+            let t = Instant::now();
+            let o = collector.observe()?;
+            let first = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let o2 = collector.observe()?;
+            let steady = t.elapsed().as_secs_f64();
+            let seen = o2.groups.iter().map(|g| g.committed.len()).sum::<usize>();
+            drop(o);
+            Ok((first, steady, seen))
+        })
+        .await??;
     // Baseline: one watermark request per partition.
     let brokers = broker.brokers();
     let names2 = names.clone();
@@ -176,7 +183,10 @@ async fn bench_broker(groups: usize, topics: usize, parts_per_topic: i32) -> any
         let mut ends = HashMap::new();
         for n in &names2 {
             for p in 0..parts_per_topic {
-                ends.insert((n.clone(), p), c.fetch_watermarks(n, p, Duration::from_secs(5))?.1);
+                ends.insert(
+                    (n.clone(), p),
+                    c.fetch_watermarks(n, p, Duration::from_secs(5))?.1,
+                );
             }
         }
         Ok(t.elapsed().as_secs_f64())
@@ -205,14 +215,19 @@ fn serve_counters() -> u16 {
             let h = "http_server_request_duration_seconds";
             let mut body = String::new();
             for i in 0..10 {
-                let l = format!("service=\"svc-{i}\",route=\"/\",method=\"GET\",version=\"stable\"");
+                let l =
+                    format!("service=\"svc-{i}\",route=\"/\",method=\"GET\",version=\"stable\"");
                 body.push_str(&format!(
                     "{h}_count{{{l},status_class=\"2xx\"}} {}\n{h}_count{{{l},status_class=\"5xx\"}} {}\n",
                     (t * 100.0).floor(),
                     t.floor()
                 ));
             }
-            let _ = write!(c, "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            let _ = write!(
+                c,
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
         }
     });
     port
@@ -239,7 +254,10 @@ async fn bench_slos(n: usize) -> anyhow::Result<()> {
     let client = observer::prom::PromClient::new(&prom.url(), Duration::from_secs(5), 1)?;
     devstack::wait_until("samples", Duration::from_secs(60), || async {
         client
-            .instant("sum(http_server_request_duration_seconds_count)", chrono::Utc::now().timestamp() as f64)
+            .instant(
+                "sum(http_server_request_duration_seconds_count)",
+                chrono::Utc::now().timestamp() as f64,
+            )
             .await
             .ok()
             .flatten()
@@ -265,9 +283,18 @@ async fn bench_slos(n: usize) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     bench_engine();
-    let g: usize = std::env::var("BENCH_GROUPS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
-    let t: usize = std::env::var("BENCH_TOPICS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
-    let p: i32 = std::env::var("BENCH_PARTITIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let g: usize = std::env::var("BENCH_GROUPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let t: usize = std::env::var("BENCH_TOPICS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let p: i32 = std::env::var("BENCH_PARTITIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
     if let Err(e) = bench_broker(g, t, p).await {
         println!("broker benchmark failed: {e:#}");
     }

@@ -231,12 +231,12 @@ impl Collector {
             }
         }
         for (t, p) in partitions {
-            if !out.contains_key(&(t.clone(), *p)) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = out.entry((t.clone(), *p)) {
                 let (_, high) = self
                     .meta
                     .fetch_watermarks(t, *p, self.timeout)
                     .with_context(|| format!("end offset of {t}/{p}"))?;
-                out.insert((t.clone(), *p), high);
+                slot.insert(high);
             }
         }
         Ok(out)
@@ -272,7 +272,9 @@ impl Collector {
                             Some(ts) => {
                                 self.ts_cache.insert((key.0, key.1, o), ts);
                             }
-                            None => tracing::debug!(topic = %key.0, partition = key.1, "record without timestamp"),
+                            None => {
+                                tracing::debug!(topic = %key.0, partition = key.1, "record without timestamp")
+                            }
                         }
                     }
                 }

@@ -60,7 +60,7 @@ mod tests {
     #[test]
     fn schedules_parse_and_errors_name_the_value() {
         assert!(parse_schedule("0 0 8 * * *").is_ok());
-        let e = parse_schedule("every day").unwrap_err();
+        let e = parse_schedule("every day").expect_err("not cron");
         assert!(e.contains("every day"), "{e}");
     }
 }

@@ -103,11 +103,12 @@ pub async fn run(args: LagArgs) -> anyhow::Result<ExitCode> {
         "GROUP", "STATE", "MEMBERS", "STATUS", "LAG", "LAG(s)", "CONSUME/s", "PRODUCE/s", "ETA"
     );
     for g in &groups {
-        let eta = if g["lag_messages"].as_i64().unwrap_or(0) > 0 && g["catchup_eta_seconds"].is_null() {
-            "never".to_string()
-        } else {
-            secs(&g["catchup_eta_seconds"])
-        };
+        let eta =
+            if g["lag_messages"].as_i64().unwrap_or(0) > 0 && g["catchup_eta_seconds"].is_null() {
+                "never".to_string()
+            } else {
+                secs(&g["catchup_eta_seconds"])
+            };
         println!(
             "{:<32} {:<20} {:>7} {:<7} {:>12} {:>10} {:>10.1} {:>10.1} {:>10}",
             g["group"].as_str().unwrap_or(""),
