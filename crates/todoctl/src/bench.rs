@@ -41,6 +41,10 @@ pub struct BenchArgs {
     /// consumers, no freshness phases (where the CPU goes without downstream work).
     #[arg(long)]
     write_path_only: bool,
+    /// Compare write latency at `--freshness-rate` with telemetry off and with
+    /// traces, Loki and Sentry all configured against endpoints that are down.
+    #[arg(long)]
+    telemetry_overhead: bool,
     /// Load generator of the throughput phase: `wrk` (a C client, as light as
     /// pgbench's) when installed, else the built-in Rust client.
     #[arg(long, value_enum, default_value_t = LoadGenerator::Auto)]
@@ -128,7 +132,10 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         port: None,
         data_dir: None,
     };
-    let stack = Stack::start_with(pg, None, logs.clone(), None).await?;
+    let mut stack = Stack::start_with(pg, None, logs.clone(), None).await?;
+    if a.telemetry_overhead {
+        return telemetry_overhead(&a, &mut stack).await;
+    }
     let command_env: &[(&str, &str)] = if a.write_path_only {
         &[("RELAY_ENABLED", "false")]
     } else {
@@ -230,6 +237,108 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         Output::Table => print_table(&report),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Write latency, open loop at the freshness rate, command service alone:
+/// telemetry off, then on with every exporter pointing at a closed port,
+/// alternating three times; compares the median of the runs' p99s.
+async fn telemetry_overhead(a: &BenchArgs, stack: &mut Stack) -> anyhow::Result<ExitCode> {
+    let http = reqwest::Client::new();
+    let dead = |scheme: &str| -> anyhow::Result<String> {
+        Ok(format!("{scheme}127.0.0.1:{}", devstack::free_port()?))
+    };
+    let on = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT".to_string(), dead("http://")?),
+        ("LOKI_URL".to_string(), dead("http://")?),
+        (
+            "SENTRY_DSN".to_string(),
+            format!("{}/1", dead("http://key@")?),
+        ),
+    ];
+    let mut rows = Vec::new();
+    let plan: Vec<(&str, Vec<(String, String)>)> = (0..3)
+        .flat_map(|_| [("off", vec![]), ("on, exporters down", on.clone())])
+        .collect();
+    for (label, env) in plan {
+        stack.wiring.common_env = env;
+        let mut command = stack
+            .spawn(Service::Command, &[("RELAY_ENABLED", "false")])
+            .await?;
+        let url = format!("{}/v1/todos", command.base_url());
+        for _ in 0..50 {
+            http.post(&url)
+                .header("x-user-id", "warm")
+                .json(&serde_json::json!({"title": "warm"}))
+                .send()
+                .await?;
+        }
+        let lat = open_loop(&http, &url, a.freshness_rate, a.freshness_secs).await;
+        log(&format!(
+            "telemetry {label}: p50 {:.2} ms, p99 {:.2} ms ({} writes)",
+            lat.p50_ms, lat.p99_ms, lat.count
+        ));
+        rows.push((label, lat));
+        command.stop(Duration::from_secs(10)).await?;
+    }
+    // The median of the runs' p99s: one scheduling hiccup on a shared
+    // 2-core machine should not decide the comparison.
+    let p99 = |want: &str| {
+        let mut v: Vec<f64> = rows
+            .iter()
+            .filter(|(l, _)| *l == want)
+            .map(|(_, p)| p.p99_ms)
+            .collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    let (off, on) = (p99("off"), p99("on, exporters down"));
+    let report = serde_json::json!({
+        "machine": machine(),
+        "rate": a.freshness_rate,
+        "seconds_per_run": a.freshness_secs,
+        "runs": rows.iter().map(|(l, p)| serde_json::json!({"telemetry": l, "latency": p})).collect::<Vec<_>>(),
+        "median_p99_off_ms": off,
+        "median_p99_on_ms": on,
+        "ratio": on / off,
+    });
+    match a.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Table => println!(
+            "write p99 at {} writes/s: telemetry off {off:.2} ms, on with exporters down {on:.2} ms, ratio {:.3}",
+            a.freshness_rate,
+            on / off
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `rate` POSTs per second for `secs`, latency of each 201.
+async fn open_loop(http: &reqwest::Client, url: &str, rate: u64, secs: u64) -> Percentiles {
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = Vec::new();
+    for i in 0..rate * secs {
+        ticker.tick().await;
+        let (http, url) = (http.clone(), url.to_string());
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let r = http
+                .post(&url)
+                .header("x-user-id", "overhead")
+                .json(&serde_json::json!({"title": format!("t {i}")}))
+                .send()
+                .await
+                .ok()?;
+            (r.status().as_u16() == 201).then(|| t.elapsed().as_secs_f64() * 1e3)
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        if let Ok(Some(ms)) = t.await {
+            lat.push(ms);
+        }
+    }
+    percentiles(lat)
 }
 
 async fn write_path_only(

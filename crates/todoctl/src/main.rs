@@ -1,6 +1,7 @@
 //! `todoctl`: operate the platform from a terminal.
 
 mod bench;
+mod load;
 mod replay;
 mod slo_cmd;
 mod stack;
@@ -37,6 +38,8 @@ enum Cmd {
     Replay(replay::ReplayArgs),
     /// Measure the write path and end-to-end freshness against raw baselines.
     Bench(bench::BenchArgs),
+    /// Generate realistic traffic (creates, updates, completes, reads) at a fixed rate.
+    Load(load::LoadArgs),
     /// SLO specs: validate, generate rules/alerting/dashboards, explain, import OpenSLO.
     #[command(subcommand)]
     Slo(slo_cmd::SloCommand),
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
             Cmd::Stack(a) => stack::run(a).await,
             Cmd::Replay(a) => replay::run(a).await,
             Cmd::Bench(a) => bench::run(a).await,
+            Cmd::Load(a) => load::run(a).await,
             Cmd::Slo(_) => Ok(ExitCode::SUCCESS),
         }
     });
