@@ -136,14 +136,13 @@ pub async fn run(a: LoadArgs) -> anyhow::Result<ExitCode> {
             let status = match req.header("x-user-id", &uid).send().await {
                 Ok(r) => {
                     let s = r.status();
-                    if kind == "create" && s.as_u16() == 201 {
-                        if let Ok(v) = r.json::<serde_json::Value>().await {
-                            if let (Some(id), Ok(mut ids)) = (v["id"].as_str(), ids.lock()) {
-                                if ids.len() < 10_000 {
-                                    ids.push((owner, id.to_string()));
-                                }
-                            }
-                        }
+                    if kind == "create"
+                        && s.as_u16() == 201
+                        && let Ok(v) = r.json::<serde_json::Value>().await
+                        && let (Some(id), Ok(mut ids)) = (v["id"].as_str(), ids.lock())
+                        && ids.len() < 10_000
+                    {
+                        ids.push((owner, id.to_string()));
                     }
                     s.as_u16().to_string()
                 }
