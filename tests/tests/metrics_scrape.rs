@@ -1,0 +1,153 @@
+//! A real Prometheus scrapes every service; the expositions pass
+//! `promtool check metrics`; RED metrics split by `version` (stable/canary).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use devstack::prometheus::{Prometheus, PrometheusOptions};
+use serde_json::json;
+use system_tests::{Api, Platform, Service};
+use tokio::io::AsyncWriteExt as _;
+
+async fn promtool_check_metrics(exposition: &str) -> anyhow::Result<(bool, String)> {
+    let mut child = tokio::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("promtool not found ({e}); run scripts/install-deps.sh"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(exposition.as_bytes()).await?;
+    }
+    let out = child.wait_with_output().await?;
+    Ok((
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    ))
+}
+
+async fn query(
+    http: &reqwest::Client,
+    prom: &str,
+    q: &str,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let v: serde_json::Value = http
+        .get(format!("{prom}/api/v1/query"))
+        .query(&[("query", q)])
+        .send()
+        .await?
+        .json()
+        .await?;
+    anyhow::ensure!(v["status"] == "success", "query {q} failed: {v}");
+    Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
+}
+
+#[tokio::test]
+async fn prometheus_scrapes_every_service_and_red_metrics_split_by_version() -> anyhow::Result<()> {
+    let p = Platform::start().await?;
+    let canary = p
+        .stack
+        .spawn(
+            Service::Command,
+            &[("VERSION", "canary"), ("RELAY_ENABLED", "false")],
+        )
+        .await?;
+    let canary_api = Api::new(&canary, &p.query);
+    for i in 0..5 {
+        assert_eq!(
+            p.api
+                .create("alice", json!({"title": format!("stable {i}")}))
+                .await?
+                .status,
+            201
+        );
+        assert_eq!(
+            canary_api
+                .create("alice", json!({"title": format!("canary {i}")}))
+                .await?
+                .status,
+            201
+        );
+    }
+    let processor = p.processor.as_ref().expect("platform runs the processor");
+    let targets = [&p.command, &canary, &p.query, processor];
+
+    for t in targets {
+        let text = p
+            .api
+            .http
+            .get(format!("{}/metrics", t.base_url()))
+            .header("accept", "text/plain;version=0.0.4")
+            .send()
+            .await?
+            .text()
+            .await?;
+        let (ok, problems) = promtool_check_metrics(&text).await?;
+        assert!(
+            ok && problems.trim().is_empty(),
+            "{}: promtool check metrics: {problems}",
+            t.name
+        );
+        // The default exposition is OpenMetrics.
+        let om = p
+            .api
+            .http
+            .get(format!("{}/metrics", t.base_url()))
+            .send()
+            .await?;
+        assert!(
+            om.headers()["content-type"]
+                .to_str()?
+                .starts_with("application/openmetrics-text")
+        );
+        assert!(om.text().await?.ends_with("# EOF\n"));
+    }
+
+    let prom = Prometheus::start(PrometheusOptions {
+        targets: targets
+            .iter()
+            .map(|t| format!("127.0.0.1:{}", t.port))
+            .collect(),
+        ..Default::default()
+    })
+    .await?;
+    let http = reqwest::Client::new();
+    let red = r#"sum by (version) (http_server_request_duration_seconds_count{service="command-service",route="/v1/todos",method="POST",status_class="2xx"})"#;
+    let mut last = vec![];
+    let ready = devstack::wait_until(
+        "Prometheus to scrape both versions",
+        Duration::from_secs(30),
+        || {
+            let (http, url) = (http.clone(), prom.url());
+            async move {
+                let up = query(&http, &url, "sum(up)")
+                    .await
+                    .ok()
+                    .and_then(|r| r.first()?["value"][1].as_str()?.parse::<f64>().ok());
+                let by_version = query(&http, &url, red).await.unwrap_or_default();
+                up == Some(4.0) && by_version.len() == 2
+            }
+        },
+    )
+    .await;
+    if ready.is_err() {
+        last = query(&http, &prom.url(), red).await.unwrap_or_default();
+    }
+    assert!(ready.is_ok(), "RED by version: {last:?}");
+    let by_version = query(&http, &prom.url(), red).await?;
+    for v in by_version {
+        let version = v["metric"]["version"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(version == "stable" || version == "canary", "{v}");
+        let count: f64 = v["value"][1].as_str().unwrap_or("0").parse()?;
+        assert!(count >= 5.0, "{version}: {count} requests");
+    }
+    Ok(())
+}
