@@ -1,6 +1,7 @@
 //! `todoctl`: operate the platform from a terminal.
 
 mod bench;
+mod lag_cmd;
 mod load;
 mod replay;
 mod slo_cmd;
@@ -38,6 +39,8 @@ enum Cmd {
     Replay(replay::ReplayArgs),
     /// Measure the write path and end-to-end freshness against raw baselines.
     Bench(bench::BenchArgs),
+    /// Consumer-group lag as the observer sees it (table, or --output json).
+    Lag(lag_cmd::LagArgs),
     /// Generate realistic traffic (creates, updates, completes, reads) at a fixed rate.
     Load(load::LoadArgs),
     /// SLO specs: validate, generate rules/alerting/dashboards, explain, import OpenSLO.
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
             Cmd::Replay(a) => replay::run(a).await,
             Cmd::Bench(a) => bench::run(a).await,
             Cmd::Load(a) => load::run(a).await,
+            Cmd::Lag(a) => lag_cmd::run(a).await,
             Cmd::Slo(_) => Ok(ExitCode::SUCCESS),
         }
     });
