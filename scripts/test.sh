@@ -36,7 +36,7 @@ echo "==> smoke test of the local stack (README command 1)"
 smoke_dir=$(mktemp -d)
 chmod 755 "$smoke_dir"  # the postgres user must reach its data dir
 target/debug/todoctl stack up --smoke --dir "$smoke_dir" \
-  --command-port 0 --query-port 0 --processor-port 0 --postgres-port 0 --broker-port 0
+  --command-port 0 --query-port 0 --processor-port 0 --postgres-port 0 --broker-port 0 --observer-port 0
 rm -rf "$smoke_dir"
 echo "==> all tests passed"
 echo "tests: $passed passed, $failed failed"

@@ -35,6 +35,8 @@ struct UpArgs {
     postgres_port: u16,
     #[arg(long, default_value_t = 19092)]
     broker_port: u16,
+    #[arg(long, default_value_t = 8084)]
+    observer_port: u16,
     /// Start, prove a write reaches the query API, then stop (for CI).
     #[arg(long)]
     smoke: bool,
@@ -49,6 +51,7 @@ pub async fn run(a: StackArgs) -> anyhow::Result<ExitCode> {
 async fn up_cmd(mut a: UpArgs) -> anyhow::Result<ExitCode> {
     // Port 0 means "any free port" (CI runs the smoke test next to other stacks).
     for port in [
+        &mut a.observer_port,
         &mut a.command_port,
         &mut a.query_port,
         &mut a.processor_port,
@@ -106,6 +109,9 @@ async fn up_cmd(mut a: UpArgs) -> anyhow::Result<ExitCode> {
         .spawn_on(Service::Processor, a.processor_port, &[])
         .await?;
 
+    let monitoring =
+        start_monitoring(&wiring, &[&command, &query, &processor], a.observer_port).await?;
+
     println!("The platform is up.");
     println!();
     println!("  command API      {}", command.base_url());
@@ -113,6 +119,20 @@ async fn up_cmd(mut a: UpArgs) -> anyhow::Result<ExitCode> {
     println!("  event processor  {}/metrics", processor.base_url());
     println!("  postgres         {}", wiring.database_url);
     println!("  kafka brokers    {}", wiring.brokers);
+    if let Some(m) = &monitoring {
+        println!(
+            "  prometheus       {} (rules from alerts/)",
+            m.prometheus.url()
+        );
+        println!("  alertmanager     {}", m.alertmanager.url());
+        if let Some(o) = &m.observer {
+            println!(
+                "  observer         {} (status page; lag: todoctl lag --observer-url {})",
+                o.base_url(),
+                o.base_url()
+            );
+        }
+    }
     println!();
     println!("Try it (dev auth: X-User-Id names the user):");
     println!(
@@ -126,13 +146,37 @@ async fn up_cmd(mut a: UpArgs) -> anyhow::Result<ExitCode> {
     println!();
 
     let code = if a.smoke {
-        smoke(&command.base_url(), &query.base_url()).await?
+        let code = smoke(&command.base_url(), &query.base_url()).await?;
+        if let Some(o) = monitoring.as_ref().and_then(|m| m.observer.as_ref()) {
+            let url = format!("{}/api/v1/lag", o.base_url());
+            devstack::wait_until(
+                "the observer to report the query-service group",
+                Duration::from_secs(60),
+                || {
+                    let url = url.clone();
+                    async move {
+                        match reqwest::get(&url).await {
+                            Ok(r) => r.text().await.is_ok_and(|t| t.contains("query-service")),
+                            Err(_) => false,
+                        }
+                    }
+                },
+            )
+            .await?;
+            println!("smoke test passed: the observer reports the query-service consumer group");
+        }
+        code
     } else {
         println!("Press Ctrl-C to stop.");
         tokio::signal::ctrl_c().await?;
         ExitCode::SUCCESS
     };
     eprintln!("stopping services");
+    if let Some(mut m) = monitoring {
+        if let Some(o) = m.observer.as_mut() {
+            o.stop(Duration::from_secs(10)).await?;
+        }
+    }
     for s in [&mut command, &mut query, &mut processor] {
         s.stop(Duration::from_secs(10)).await?;
     }
@@ -175,4 +219,86 @@ async fn smoke(command: &str, query: &str) -> anyhow::Result<ExitCode> {
     .await?;
     println!("smoke test passed: todo {id} written to the command API is visible in the query API");
     Ok(ExitCode::SUCCESS)
+}
+
+struct Monitoring {
+    prometheus: devstack::prometheus::Prometheus,
+    alertmanager: devstack::alertmanager::Alertmanager,
+    observer: Option<devstack::ServiceProcess>,
+}
+
+/// Prometheus (scraping every service, loading the generated rules),
+/// Alertmanager (generated routing) and the observer, when their binaries are
+/// installed and the generated files are in the working directory.
+async fn start_monitoring(
+    wiring: &Wiring,
+    services: &[&devstack::ServiceProcess],
+    observer_port: u16,
+) -> anyhow::Result<Option<Monitoring>> {
+    let has = |bin: &str| {
+        std::process::Command::new(bin)
+            .arg("--version")
+            .output()
+            .is_ok()
+    };
+    if !has("prometheus") || !has("prometheus-alertmanager") {
+        eprintln!(
+            "note: prometheus / prometheus-alertmanager not installed; starting without monitoring"
+        );
+        return Ok(None);
+    }
+    let rule_files: Vec<std::path::PathBuf> = std::fs::read_dir("alerts")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.to_string_lossy().ends_with(".rules.yaml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut targets: Vec<String> = services
+        .iter()
+        .map(|s| format!("127.0.0.1:{}", s.port))
+        .collect();
+    targets.push(format!("127.0.0.1:{observer_port}"));
+    eprintln!(
+        "starting Prometheus ({} rule files) and Alertmanager",
+        rule_files.len()
+    );
+    let prometheus =
+        devstack::prometheus::Prometheus::start(devstack::prometheus::PrometheusOptions {
+            targets,
+            rule_files,
+            scrape_interval: "5s".into(),
+            evaluation_interval: "15s".into(),
+        })
+        .await?;
+    let am_config = std::fs::read_to_string("alerts/alertmanager.yml")
+        .unwrap_or_else(|_| "route:\n  receiver: default\nreceivers:\n  - name: default\n".into());
+    let alertmanager = devstack::alertmanager::Alertmanager::start(&am_config).await?;
+    let observer = if devstack::workspace_bin("observer").is_ok() {
+        let env: Vec<(String, String)> = vec![
+            (
+                "OBSERVER_LISTEN_ADDR".into(),
+                format!("127.0.0.1:{observer_port}"),
+            ),
+            ("OBSERVER_KAFKA_BROKERS".into(), wiring.brokers.clone()),
+            ("OBSERVER_PROMETHEUS_URL".into(), prometheus.url()),
+            ("OBSERVER_ALERTMANAGER_URL".into(), alertmanager.url()),
+            ("OBSERVER_SLO_DIR".into(), "slo".into()),
+            (
+                "OBSERVER_EXTERNAL_URL".into(),
+                format!("http://127.0.0.1:{observer_port}/"),
+            ),
+        ];
+        Some(
+            devstack::ServiceProcess::spawn("observer", observer_port, &env, &wiring.log_dir)
+                .await?,
+        )
+    } else {
+        None
+    };
+    Ok(Some(Monitoring {
+        prometheus,
+        alertmanager,
+        observer,
+    }))
 }
