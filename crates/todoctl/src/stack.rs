@@ -172,10 +172,10 @@ async fn up_cmd(mut a: UpArgs) -> anyhow::Result<ExitCode> {
         ExitCode::SUCCESS
     };
     eprintln!("stopping services");
-    if let Some(mut m) = monitoring {
-        if let Some(o) = m.observer.as_mut() {
-            o.stop(Duration::from_secs(10)).await?;
-        }
+    if let Some(mut m) = monitoring
+        && let Some(o) = m.observer.as_mut()
+    {
+        o.stop(Duration::from_secs(10)).await?;
     }
     for s in [&mut command, &mut query, &mut processor] {
         s.stop(Duration::from_secs(10)).await?;
