@@ -360,3 +360,66 @@ async fn a_forced_5xx_reaches_sentry_with_the_trace_id() -> anyhow::Result<()> {
     assert!(ev["message"].to_string().contains("injected fault"), "{ev}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_panicking_handler_answers_500_and_reaches_sentry_with_the_trace_id() -> anyhow::Result<()>
+{
+    let (otlp, _spans) = otlp_receiver().await?;
+    let (dsn, envelopes) = sentry_receiver().await?;
+    let mut stack = Stack::start().await?;
+    stack.wiring.common_env = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), otlp),
+        ("SENTRY_DSN".into(), dsn),
+    ];
+    let command = stack
+        .spawn(Service::Command, &[("FAULT_PANIC_RATE", "1.0")])
+        .await?;
+    let query = stack.spawn(Service::Query, &[]).await?;
+    let api = Api::new(&command, &query);
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let traceparent = format!(
+        "00-{trace_id}-{}-01",
+        &uuid::Uuid::new_v4().simple().to_string()[..16]
+    );
+    let r = api
+        .send(
+            api.http
+                .post(format!("{}/v1/todos", api.command))
+                .header("traceparent", &traceparent)
+                .json(&json!({"title": "boom"})),
+            "alice",
+        )
+        .await?;
+    assert_eq!(r.status, 500, "{}", r.raw);
+    assert_eq!(r.content_type(), "application/problem+json");
+    // The process survived the panic and keeps serving.
+    let health = api
+        .http
+        .get(format!("{}/healthz", api.command))
+        .send()
+        .await?;
+    assert!(health.status().is_success());
+
+    let panic_event = || -> Option<serde_json::Value> {
+        envelopes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|v| {
+                v["tags"]["trace_id"] == trace_id.as_str()
+                    && v.to_string().contains("injected panic")
+            })
+            .cloned()
+    };
+    let waited = devstack::wait_until("the panic to reach Sentry", Duration::from_secs(30), || {
+        let found = panic_event().is_some();
+        async move { found }
+    })
+    .await;
+    assert!(
+        waited.is_ok(),
+        "no Sentry panic event tagged {trace_id}: {:?}",
+        envelopes.lock().map(|e| e.clone())
+    );
+    Ok(())
+}

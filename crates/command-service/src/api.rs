@@ -407,6 +407,10 @@ pub async fn inject_faults(
         ))
         .await;
     }
+    if app.config.fault_panic_rate > 0.0 && rand::random::<f64>() < app.config.fault_panic_rate {
+        // Deliberate: the fault flag exists to prove panics are contained.
+        panic!("injected panic (fault_panic_rate)");
+    }
     if app.config.fault_error_rate > 0.0 && rand::random::<f64>() < app.config.fault_error_rate {
         let mut resp = ApiError::Internal(anyhow::anyhow!("injected fault (fault_error_rate)"))
             .into_response();

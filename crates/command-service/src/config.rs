@@ -34,6 +34,10 @@ pub struct Config {
     /// Fault injection: extra latency added to every `/v1` request.
     #[serde(default)]
     pub fault_latency_ms: u64,
+    /// Fault injection: share of `/v1` requests whose handler panics (0.0–1.0),
+    /// to prove panics become a 500 and reach error reporting.
+    #[serde(default)]
+    pub fault_panic_rate: f64,
     /// How long a graceful shutdown may take before in-flight work is dropped.
     #[serde(default = "defaults::shutdown_timeout_secs")]
     pub shutdown_timeout_secs: u64,
@@ -80,6 +84,12 @@ impl Config {
             anyhow::bail!(
                 "config key 'fault_error_rate' must be between 0.0 and 1.0, got {}",
                 self.fault_error_rate
+            );
+        }
+        if !(0.0..=1.0).contains(&self.fault_panic_rate) {
+            anyhow::bail!(
+                "config key 'fault_panic_rate' must be between 0.0 and 1.0, got {}",
+                self.fault_panic_rate
             );
         }
         if self.relay_batch_size < 1 {
