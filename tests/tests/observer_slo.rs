@@ -192,7 +192,14 @@ fn log_dir(name: &str) -> PathBuf {
 }
 
 async fn spawn_observer(name: &str, env: &[(&str, String)]) -> devstack::ServiceProcess {
-    let port = devstack::free_port().expect("port");
+    spawn_observer_on(devstack::free_port().expect("port"), name, env).await
+}
+
+async fn spawn_observer_on(
+    port: u16,
+    name: &str,
+    env: &[(&str, String)],
+) -> devstack::ServiceProcess {
     let mut e: Vec<(String, String)> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
@@ -265,14 +272,20 @@ async fn observer_slo_values_equal_the_recording_rules_on_a_real_prometheus() {
     traffic.extras.store(true, Ordering::SeqCst);
     let target = serve_metrics(traffic.clone());
     let rules_dir = tempfile_dir("rules");
+    let observer_port = devstack::free_port().expect("port");
     let prom = devstack::prometheus::Prometheus::start(devstack::prometheus::PrometheusOptions {
-        targets: vec![format!("127.0.0.1:{target}")],
+        // Prometheus also scrapes the observer: its OpenMetrics must parse.
+        targets: vec![
+            format!("127.0.0.1:{target}"),
+            format!("127.0.0.1:{observer_port}"),
+        ],
         rule_files: generated_rules(&rules_dir),
         ..Default::default()
     })
     .await
     .expect("prometheus");
-    let observer = spawn_observer(
+    let observer = spawn_observer_on(
+        observer_port,
         "parity",
         &[
             (
@@ -407,6 +420,23 @@ async fn observer_slo_values_equal_the_recording_rules_on_a_real_prometheus() {
             }
         }
     }
+    // The observer's own series reached Prometheus through a real scrape.
+    devstack::wait_until("observer metrics scraped", Duration::from_secs(30), || {
+        let (client, url) = (client.clone(), prom.url());
+        async move {
+            let r = prom_query(
+                &client,
+                &url,
+                "slo_burn_rate{slo=\"command-api-availability\",window=\"1h\"}",
+                None,
+            )
+            .await;
+            let up = prom_query(&client, &url, "slo_backend_up", None).await;
+            r.as_array().is_some_and(|a| !a.is_empty()) && up[0]["value"][1] == "1"
+        }
+    })
+    .await
+    .expect("observer /metrics scraped by Prometheus");
     println!(
         "parity: {checked} values checked, {nonzero} non-zero, {late} explained by late scrapes"
     );

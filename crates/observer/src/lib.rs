@@ -60,6 +60,10 @@ pub struct AppState {
     pub slo_snapshot: Arc<RwLock<Option<slos::SloSnapshot>>>,
     pub pager: Arc<tokio::sync::Mutex<alerts::Pager>>,
     pub report: Arc<RwLock<Option<report::Report>>>,
+    /// p99 event-time freshness (event → read model) per consumer group,
+    /// from the projection's `projection_freshness_seconds` histogram where a
+    /// service of the group's name reports one.
+    pub freshness: Arc<RwLock<std::collections::HashMap<String, f64>>>,
 }
 
 pub struct Application {
@@ -105,6 +109,7 @@ impl Application {
             slo_snapshot: Arc::new(RwLock::new(None)),
             pager: Arc::new(tokio::sync::Mutex::new(pager)),
             report: Arc::new(RwLock::new(None)),
+            freshness: Arc::new(RwLock::new(std::collections::HashMap::new())),
         };
         Ok(Self {
             listener,
@@ -223,8 +228,41 @@ async fn slo_loop(state: AppState, shutdown: CancellationToken) {
             .await
             .reconcile(&snap, &state.slos, valid_for)
             .await;
+        let up = snap.backend.status == "up";
         *state.slo_snapshot.write().await = Some(snap);
+        if up {
+            refresh_freshness(&state, &client).await;
+        }
     }
+}
+
+/// Event-time freshness per group: p99 over 5 minutes of the projection's
+/// freshness histogram, for groups named like the service that reports it.
+async fn refresh_freshness(state: &AppState, client: &prom::PromClient) {
+    let groups: Vec<String> = state
+        .lag
+        .read()
+        .await
+        .snapshot
+        .groups
+        .iter()
+        .map(|g| g.group.clone())
+        .collect();
+    let mut out = std::collections::HashMap::new();
+    for g in groups {
+        let q = format!(
+            "histogram_quantile(0.99, sum by (le) (rate({}{{{}=\"{}\"}}[5m])))",
+            contracts::metrics::PROJECTION_FRESHNESS.bucket(),
+            contracts::metrics::labels::SERVICE,
+            g.replace('\\', "\\\\").replace('"', "\\\"")
+        );
+        if let Ok(Some(v)) = client.instant(&q, now_secs()).await
+            && v.is_finite()
+        {
+            out.insert(g, v);
+        }
+    }
+    *state.freshness.write().await = out;
 }
 
 async fn report_loop(state: AppState, shutdown: CancellationToken) {
@@ -286,7 +324,19 @@ async fn status_page(State(s): State<AppState>) -> Html<String> {
 
 async fn get_lag(State(s): State<AppState>) -> Response {
     let lag = s.lag.read().await;
-    axum::Json(&*lag).into_response()
+    let mut v = serde_json::to_value(&*lag).unwrap_or_default();
+    let fresh = s.freshness.read().await;
+    if let Some(groups) = v.get_mut("groups").and_then(|g| g.as_array_mut()) {
+        for g in groups {
+            let f = g
+                .get("group")
+                .and_then(|n| n.as_str())
+                .and_then(|n| fresh.get(n))
+                .copied();
+            g["projection_freshness_p99_seconds"] = serde_json::json!(f);
+        }
+    }
+    axum::Json(v).into_response()
 }
 
 #[derive(Deserialize)]
