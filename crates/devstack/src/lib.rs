@@ -5,6 +5,7 @@
 
 pub mod alertmanager;
 pub mod broker;
+pub mod haproxy;
 pub mod postgres;
 pub mod process;
 pub mod prometheus;

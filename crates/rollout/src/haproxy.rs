@@ -1,0 +1,135 @@
+//! HAProxy's runtime API (`stats socket ... level admin`): server weights of
+//! one backend with a stable and a canary server. Weight = percentage, so
+//! stable gets `100 − p` and the canary `p` (HAProxy weights go to 256).
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use crate::{DriverError, DriverFuture, RolloutDriver};
+
+#[derive(Debug, Clone)]
+pub struct HaproxyDriver {
+    /// `host:port` of a TCP runtime API socket (`stats socket ipv4@host:port level admin`).
+    pub runtime_api: String,
+    pub backend: String,
+    pub stable_server: String,
+    pub canary_server: String,
+    pub timeout: Duration,
+}
+
+impl HaproxyDriver {
+    pub fn new(
+        runtime_api: impl Into<String>,
+        backend: impl Into<String>,
+        stable: impl Into<String>,
+        canary: impl Into<String>,
+    ) -> Self {
+        Self {
+            runtime_api: runtime_api.into(),
+            backend: backend.into(),
+            stable_server: stable.into(),
+            canary_server: canary.into(),
+            timeout: Duration::from_secs(2),
+        }
+    }
+
+    fn what(&self) -> String {
+        format!("HAProxy runtime API at {}", self.runtime_api)
+    }
+
+    /// One command per connection (the API's non-interactive mode): write it,
+    /// read the answer until HAProxy closes.
+    async fn command(&self, command: &str) -> Result<String, DriverError> {
+        let io = async {
+            let mut s = TcpStream::connect(&self.runtime_api).await?;
+            s.write_all(format!("{command}\n").as_bytes()).await?;
+            let mut answer = String::new();
+            s.read_to_string(&mut answer).await?;
+            Ok::<_, std::io::Error>(answer)
+        };
+        match tokio::time::timeout(self.timeout, io).await {
+            Ok(Ok(a)) => Ok(a.trim().to_string()),
+            Ok(Err(source)) => Err(DriverError::Unreachable {
+                what: self.what(),
+                source,
+            }),
+            Err(_) => Err(DriverError::Unreachable {
+                what: self.what(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {:?}", self.timeout),
+                ),
+            }),
+        }
+    }
+
+    async fn set_weight(&self, server: &str, weight: u32) -> Result<(), DriverError> {
+        let command = format!("set weight {}/{} {weight}", self.backend, server);
+        let answer = self.command(&command).await?;
+        // Success is an empty answer; anything else is HAProxy's reason.
+        if answer.is_empty() {
+            Ok(())
+        } else {
+            Err(DriverError::Refused {
+                what: self.what(),
+                command,
+                answer,
+            })
+        }
+    }
+
+    async fn weight(&self, server: &str) -> Result<u32, DriverError> {
+        let command = format!("get weight {}/{}", self.backend, server);
+        let answer = self.command(&command).await?;
+        // "10 (initial 0)"
+        answer
+            .split_whitespace()
+            .next()
+            .and_then(|w| w.parse().ok())
+            .ok_or_else(|| DriverError::Unexpected {
+                what: self.what(),
+                command,
+                answer,
+            })
+    }
+}
+
+impl RolloutDriver for HaproxyDriver {
+    fn set_canary_percent(&self, percent: u32) -> DriverFuture<'_, ()> {
+        Box::pin(async move {
+            if percent > 100 {
+                return Err(DriverError::Percent(percent));
+            }
+            // Shift towards stable first when the canary shrinks, towards the
+            // canary first when it grows, so the backend never has both at 0.
+            let (first, second) = if percent <= self.canary_percent().await.unwrap_or(100) {
+                (
+                    (&self.stable_server, 100 - percent),
+                    (&self.canary_server, percent),
+                )
+            } else {
+                (
+                    (&self.canary_server, percent),
+                    (&self.stable_server, 100 - percent),
+                )
+            };
+            self.set_weight(first.0, first.1).await?;
+            self.set_weight(second.0, second.1).await
+        })
+    }
+
+    fn canary_percent(&self) -> DriverFuture<'_, u32> {
+        Box::pin(async move {
+            let canary = self.weight(&self.canary_server).await?;
+            let stable = self.weight(&self.stable_server).await?;
+            let total = canary + stable;
+            Ok(if total == 0 {
+                0
+            } else {
+                (100 * canary + total / 2) / total
+            })
+        })
+    }
+}
