@@ -125,11 +125,7 @@ impl RolloutDriver for HaproxyDriver {
             let canary = self.weight(&self.canary_server).await?;
             let stable = self.weight(&self.stable_server).await?;
             let total = canary + stable;
-            Ok(if total == 0 {
-                0
-            } else {
-                (100 * canary + total / 2) / total
-            })
+            Ok((100 * canary + total / 2).checked_div(total).unwrap_or(0))
         })
     }
 }
