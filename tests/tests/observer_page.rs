@@ -46,6 +46,12 @@ fn serve_metrics() -> u16 {
                     ));
                 }
             }
+            // The projection's freshness histogram, as the group's service reports it.
+            let f = "projection_freshness_seconds";
+            let n = (t * 10.0).floor();
+            body.push_str(&format!(
+                "{f}_bucket{{service=\"{GROUP}\",version=\"stable\",le=\"0.05\"}} 0\n{f}_bucket{{service=\"{GROUP}\",version=\"stable\",le=\"0.1\"}} {n}\n{f}_bucket{{service=\"{GROUP}\",version=\"stable\",le=\"+Inf\"}} {n}\n{f}_count{{service=\"{GROUP}\",version=\"stable\"}} {n}\n"
+            ));
             let _ = write!(
                 c,
                 "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
@@ -206,6 +212,8 @@ async fn status_page_renders_live_numbers_in_headless_chromium() {
         ),
         ("OBSERVER_PROMETHEUS_URL", prom.url()),
         ("OBSERVER_SLO_EVAL_INTERVAL_MS", "3000".into()),
+        // The daily report's cron, every 2 s here.
+        ("OBSERVER_REPORT_SCHEDULE", "*/2 * * * * *".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -319,6 +327,40 @@ async fn status_page_renders_live_numbers_in_headless_chromium() {
     let status = text_of(g, "status");
     // No members, offset unchanged for longer than the 2 s window, lag > 0.
     assert_eq!(status, "STOP", "{g}");
+    // Event-time freshness of the group's projection, next to its lag.
+    devstack::wait_until(
+        "freshness p99 reported",
+        Duration::from_secs(30),
+        || async {
+            let l = get("/api/v1/lag").await;
+            l["groups"].as_array().is_some_and(|a| {
+                a.iter().any(|g| {
+                    g["group"] == GROUP
+                        && g["projection_freshness_p99_seconds"]
+                            .as_f64()
+                            .is_some_and(|v| v > 0.05 && v <= 0.1)
+                })
+            })
+        },
+    )
+    .await
+    .expect("freshness p99 in (0.05, 0.1] s");
+
+    // The cron-scheduled error-budget report ran and logged its line.
+    devstack::wait_until("daily report logged", Duration::from_secs(20), || async {
+        std::fs::read_to_string(observer.log_path())
+            .unwrap_or_default()
+            .contains("daily error-budget report")
+    })
+    .await
+    .expect("report on schedule");
+    let report = get("/api/v1/report").await;
+    assert!(
+        report["slos"].as_array().is_some_and(|a| a
+            .iter()
+            .any(|l| l["slo"] == "command-api-availability" && l["budget_remaining"].is_number())),
+        "{report}"
+    );
     println!(
         "page: budget {budget:.6}, burn 1h {burn_1h:.4}, group lag 7 msgs / {lag_secs:.3} s, status {status}"
     );
