@@ -238,3 +238,91 @@ impl Pager {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::slos::{Backend, FiringTier, SloSnapshot, SloState, SloView};
+
+    fn view(slo: &Slo, firing: Vec<FiringTier>) -> SloView {
+        SloView {
+            name: slo.name.clone(),
+            service: slo.service.clone(),
+            objective: slo.objective,
+            period: slo.window.words(),
+            sli_kind: slo.sli.kind_name(),
+            state: SloState::Burning,
+            sli: None,
+            period_error_ratio: None,
+            budget_remaining: None,
+            time_to_exhaustion_seconds: None,
+            windows: Vec::new(),
+            firing,
+            error: None,
+        }
+    }
+
+    fn snapshot(status: &'static str, slos: Vec<SloView>) -> SloSnapshot {
+        SloSnapshot {
+            evaluated_at: 0.0,
+            backend: Backend {
+                status,
+                url: "http://prom".into(),
+                error: None,
+            },
+            slos,
+        }
+    }
+
+    /// The observer's alert carries exactly the labels Prometheus puts on the
+    /// generated rule's alert (rule labels + `alertname` + `tier`), so
+    /// Alertmanager sees one alert, whoever sent it.
+    #[test]
+    fn labels_equal_the_generated_rules_alert_labels() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../slo");
+        let slos = slo::validate::load_dir(&root).expect("specs");
+        for s in &slos {
+            let group = slo::compile::rules_for_slo(s);
+            for tier in &s.alerting.tiers {
+                let alertname = slo::compile::burn_alert_name(s, tier.severity);
+                let rule = group
+                    .rules
+                    .iter()
+                    .find(|r| r.alert.as_deref() == Some(alertname.as_str()))
+                    .expect("rule");
+                let mut want = rule.labels.clone();
+                want.insert("alertname".into(), alertname.clone());
+                want.insert("tier".into(), tier.number.to_string());
+                let snap = snapshot(
+                    "up",
+                    vec![view(
+                        s,
+                        vec![FiringTier {
+                            tier: tier.number,
+                            severity: tier.severity.as_str(),
+                            alertname: alertname.clone(),
+                        }],
+                    )],
+                );
+                let got = desired(&snap, &slos, "ticket");
+                assert_eq!(got.len(), 1);
+                let (labels, annotations) = got.into_iter().next().expect("one");
+                assert_eq!(labels, want, "{}", s.name);
+                assert_eq!(annotations, rule.annotations, "{}", s.name);
+            }
+        }
+    }
+
+    #[test]
+    fn backend_down_raises_only_the_monitoring_alert() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../slo");
+        let slos = slo::validate::load_dir(&root).expect("specs");
+        let got = desired(&snapshot("down", Vec::new()), &slos, "ticket");
+        assert_eq!(got.len(), 1);
+        let labels = got.keys().next().expect("one");
+        assert_eq!(labels["alertname"], MONITORING_ALERT);
+        assert_eq!(labels["severity"], "ticket");
+        assert!(!labels.contains_key("slo"));
+    }
+}
