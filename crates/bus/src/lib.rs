@@ -196,13 +196,6 @@ pub enum Failure {
     Unavailable(String),
 }
 
-pub type HandleFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send + 'a>>;
-
-/// Handles one record at a time.
-pub trait Handler: Send + Sync {
-    fn handle<'a>(&'a self, msg: &'a OwnedMessage) -> HandleFuture<'a>;
-}
-
 /// A record the batch handler refuses: it is dead-lettered, the rest of the
 /// batch stands.
 #[derive(Debug, Clone)]
@@ -219,25 +212,6 @@ pub type BatchFuture<'a> =
 /// Handles records in batches (one transaction per batch), in order.
 pub trait BatchHandler: Send + Sync {
     fn handle_batch<'a>(&'a self, msgs: &'a [OwnedMessage]) -> BatchFuture<'a>;
-}
-
-/// Runs a per-record [`Handler`] as a batch handler of batches of one.
-struct OneByOne<'h>(&'h dyn Handler);
-
-impl BatchHandler for OneByOne<'_> {
-    fn handle_batch<'a>(&'a self, msgs: &'a [OwnedMessage]) -> BatchFuture<'a> {
-        Box::pin(async move {
-            let mut out = Vec::with_capacity(msgs.len());
-            for m in msgs {
-                match self.0.handle(m).await {
-                    Ok(()) => out.push(None),
-                    Err(Failure::Poison { kind, error }) => out.push(Some(Poison { kind, error })),
-                    Err(other) => return Err(other),
-                }
-            }
-            Ok(out)
-        })
-    }
 }
 
 /// How a consume loop retries and where it dead-letters.
@@ -264,30 +238,6 @@ fn backoff(cfg: &LoopConfig, attempt: u32) -> Duration {
     // Full jitter in [capped/2, capped].
     let half = capped / 2;
     half + half.mul_f64(rand::random::<f64>())
-}
-
-/// Consume until `shutdown`, handling each record in order.
-pub async fn consume_loop(
-    consumer: &StreamConsumer,
-    producer: &FutureProducer,
-    cfg: &LoopConfig,
-    metrics: &Metrics,
-    handler: &dyn Handler,
-    shutdown: CancellationToken,
-) {
-    let one = LoopConfig {
-        max_batch: 1,
-        ..cfg.clone()
-    };
-    consume_batches(
-        consumer,
-        producer,
-        &one,
-        metrics,
-        &OneByOne(handler),
-        shutdown,
-    )
-    .await;
 }
 
 /// Consume until `shutdown`, handing whatever is already fetched (up to
