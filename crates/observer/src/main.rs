@@ -1,7 +1,6 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use tokio_util::sync::CancellationToken;
 
 /// The observer: consumer lag, SLO evaluation, paging and the status page.
 /// Configuration: `--config FILE` (TOML) overlaid with `OBSERVER_*`
@@ -18,29 +17,16 @@ struct Args {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    service_kit::telemetry::init(observer::SERVICE);
-    let config = match observer::Config::load(args.config.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("observer: configuration error: {e:#}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    let shutdown = CancellationToken::new();
-    service_kit::shutdown::cancel_on_signal(shutdown.clone());
-    let result = async {
-        observer::Application::build(config)
-            .await?
-            .run(shutdown)
-            .await
-    }
-    .await;
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "observer failed");
-            eprintln!("observer: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    service_kit::launcher::run(
+        observer::SERVICE,
+        observer::Config::load(args.config.as_deref()),
+        |_| "stable".to_string(),
+        |config, shutdown| async move {
+            observer::Application::build(config)
+                .await?
+                .run(shutdown)
+                .await
+        },
+    )
+    .await
 }

@@ -5,6 +5,7 @@ pub mod config;
 pub mod errors;
 pub mod extract;
 pub mod health;
+pub mod launcher;
 pub mod logs;
 pub mod metrics;
 pub mod problem;

@@ -68,13 +68,6 @@ fn tracer_provider(service: &str, version: &str) -> Option<SdkTracerProvider> {
     )
 }
 
-/// Install logs and traces for the life of the process, without a guard: the
-/// exporter is not flushed at exit (prefer [`init_with`] in new code).
-pub fn init(service: &str) {
-    static KEEP: std::sync::OnceLock<TelemetryGuard> = std::sync::OnceLock::new();
-    let _ = KEEP.set(init_with(service, "unknown"));
-}
-
 /// Install the global subscriber (logs, and traces when configured); a second
 /// call (tests) is a no-op. Keep the guard until the service stops.
 pub fn init_with(service: &str, version: &str) -> TelemetryGuard {
