@@ -76,7 +76,25 @@ pub fn load_from<T: DeserializeOwned>(
     }
     let de = toml::Value::Table(root);
     serde_path_to_error::deserialize(de).map_err(|e| {
-        let key = e.path().to_string();
+        let message = e.inner().to_string();
+        let mut key = e.path().to_string();
+        // serde reports a missing key at its parent; name the key itself.
+        if let Some(name) = message
+            .strip_prefix("missing field `")
+            .and_then(|r| r.split('`').next())
+        {
+            key = if key == "." {
+                name.to_string()
+            } else {
+                format!("{key}.{name}")
+            };
+            let env_key = format!("{want}{}", key.replace('.', "__").to_ascii_uppercase());
+            return ConfigError::Field {
+                key,
+                source_hint: file_name.clone(),
+                message: format!("is required: set {env_key} or put it in the config file"),
+            };
+        }
         let env_key = format!("{want}{}", key.replace('.', "__").to_ascii_uppercase());
         let source_hint = if from_env.contains(&env_key) {
             format!("env {env_key}")
@@ -123,6 +141,21 @@ mod tests {
                 timeout_ms: 250,
                 flag: true
             }
+        );
+    }
+
+    #[test]
+    fn a_missing_required_key_is_named_with_its_variable() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Needs {
+            database_url: String,
+        }
+        let err =
+            load_from::<Needs>("app", None, Vec::<(String, String)>::new()).expect_err("missing");
+        assert_eq!(
+            err.to_string(),
+            "config key 'database_url' (from defaults): is required: set APP_DATABASE_URL or put it in the config file"
         );
     }
 
