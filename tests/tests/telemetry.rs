@@ -60,6 +60,29 @@ async fn otlp_receiver() -> anyhow::Result<(String, Seen)> {
     Ok((url, seen))
 }
 
+/// A fresh trace id and a `traceparent` that continues it.
+fn new_trace() -> (String, String) {
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let parent = &uuid::Uuid::new_v4().simple().to_string()[..16];
+    (trace_id.clone(), format!("00-{trace_id}-{parent}-01"))
+}
+
+/// `POST /v1/todos` as alice, inside the caller's trace.
+async fn post_traced(
+    api: &Api,
+    traceparent: &str,
+    title: &str,
+) -> anyhow::Result<system_tests::Reply> {
+    api.send(
+        api.http
+            .post(format!("{}/v1/todos", api.command))
+            .header("traceparent", traceparent)
+            .json(&json!({ "title": title })),
+        "alice",
+    )
+    .await
+}
+
 #[tokio::test]
 async fn one_request_makes_one_trace_across_command_relay_projection_and_processor()
 -> anyhow::Result<()> {
@@ -74,20 +97,8 @@ async fn one_request_makes_one_trace_across_command_relay_projection_and_process
     let _processor = stack.spawn(Service::Processor, &[]).await?;
     let api = Api::new(&command, &query);
 
-    let trace_id = uuid::Uuid::new_v4().simple().to_string();
-    let traceparent = format!(
-        "00-{trace_id}-{}-01",
-        &uuid::Uuid::new_v4().simple().to_string()[..16]
-    );
-    let r = api
-        .send(
-            api.http
-                .post(format!("{}/v1/todos", api.command))
-                .header("traceparent", &traceparent)
-                .json(&json!({"title": "traced"})),
-            "alice",
-        )
-        .await?;
+    let (trace_id, traceparent) = new_trace();
+    let r = post_traced(&api, &traceparent, "traced").await?;
     assert_eq!(r.status, 201, "{}", r.raw);
     api.wait_version("alice", r.body["id"].as_str().unwrap_or_default(), 1)
         .await?;
@@ -209,20 +220,8 @@ async fn log_lines_reach_loki_with_the_trace_id_and_bounded_labels() -> anyhow::
     let command = stack.spawn(Service::Command, &[]).await?;
     let query = stack.spawn(Service::Query, &[]).await?;
     let api = Api::new(&command, &query);
-    let trace_id = uuid::Uuid::new_v4().simple().to_string();
-    let traceparent = format!(
-        "00-{trace_id}-{}-01",
-        &uuid::Uuid::new_v4().simple().to_string()[..16]
-    );
-    let r = api
-        .send(
-            api.http
-                .post(format!("{}/v1/todos", api.command))
-                .header("traceparent", &traceparent)
-                .json(&json!({"title": "logged"})),
-            "alice",
-        )
-        .await?;
+    let (trace_id, traceparent) = new_trace();
+    let r = post_traced(&api, &traceparent, "logged").await?;
     assert_eq!(r.status, 201);
 
     let find = || -> Option<(String, serde_json::Value)> {
@@ -298,8 +297,9 @@ async fn sentry_receiver() -> anyhow::Result<(String, Envelopes)> {
     Ok((format!("http://public@{addr}/42"), seen))
 }
 
-#[tokio::test]
-async fn a_forced_5xx_reaches_sentry_with_the_trace_id() -> anyhow::Result<()> {
+/// Command and query services exporting traces and reporting to a local
+/// Sentry endpoint, the command service with the fault flag `fault` at 1.0.
+async fn traced_with_sentry(fault: &str) -> anyhow::Result<SentryRig> {
     let (otlp, _spans) = otlp_receiver().await?;
     let (dsn, envelopes) = sentry_receiver().await?;
     let mut stack = Stack::start().await?;
@@ -307,26 +307,37 @@ async fn a_forced_5xx_reaches_sentry_with_the_trace_id() -> anyhow::Result<()> {
         ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), otlp),
         ("SENTRY_DSN".into(), dsn),
     ];
-    // A bad build on purpose: every request fails.
-    let command = stack
-        .spawn(Service::Command, &[("FAULT_ERROR_RATE", "1.0")])
-        .await?;
+    let command = stack.spawn(Service::Command, &[(fault, "1.0")]).await?;
     let query = stack.spawn(Service::Query, &[]).await?;
     let api = Api::new(&command, &query);
-    let trace_id = uuid::Uuid::new_v4().simple().to_string();
-    let traceparent = format!(
-        "00-{trace_id}-{}-01",
-        &uuid::Uuid::new_v4().simple().to_string()[..16]
-    );
-    let r = api
-        .send(
-            api.http
-                .post(format!("{}/v1/todos", api.command))
-                .header("traceparent", &traceparent)
-                .json(&json!({"title": "doomed"})),
-            "alice",
-        )
-        .await?;
+    Ok(SentryRig {
+        _servers: (stack, command, query),
+        api,
+        envelopes,
+    })
+}
+
+/// Keeps the servers running while a test uses the API and the envelopes.
+struct SentryRig {
+    _servers: (
+        Stack,
+        system_tests::ServiceProcess,
+        system_tests::ServiceProcess,
+    ),
+    api: Api,
+    envelopes: Envelopes,
+}
+
+#[tokio::test]
+async fn a_forced_5xx_reaches_sentry_with_the_trace_id() -> anyhow::Result<()> {
+    // A bad build on purpose: every request fails.
+    let SentryRig {
+        _servers,
+        api,
+        envelopes,
+    } = traced_with_sentry("FAULT_ERROR_RATE").await?;
+    let (trace_id, traceparent) = new_trace();
+    let r = post_traced(&api, &traceparent, "doomed").await?;
     assert_eq!(r.status, 500);
     assert_eq!(r.content_type(), "application/problem+json");
     assert!(
@@ -364,32 +375,13 @@ async fn a_forced_5xx_reaches_sentry_with_the_trace_id() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_panicking_handler_answers_500_and_reaches_sentry_with_the_trace_id() -> anyhow::Result<()>
 {
-    let (otlp, _spans) = otlp_receiver().await?;
-    let (dsn, envelopes) = sentry_receiver().await?;
-    let mut stack = Stack::start().await?;
-    stack.wiring.common_env = vec![
-        ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), otlp),
-        ("SENTRY_DSN".into(), dsn),
-    ];
-    let command = stack
-        .spawn(Service::Command, &[("FAULT_PANIC_RATE", "1.0")])
-        .await?;
-    let query = stack.spawn(Service::Query, &[]).await?;
-    let api = Api::new(&command, &query);
-    let trace_id = uuid::Uuid::new_v4().simple().to_string();
-    let traceparent = format!(
-        "00-{trace_id}-{}-01",
-        &uuid::Uuid::new_v4().simple().to_string()[..16]
-    );
-    let r = api
-        .send(
-            api.http
-                .post(format!("{}/v1/todos", api.command))
-                .header("traceparent", &traceparent)
-                .json(&json!({"title": "boom"})),
-            "alice",
-        )
-        .await?;
+    let SentryRig {
+        _servers,
+        api,
+        envelopes,
+    } = traced_with_sentry("FAULT_PANIC_RATE").await?;
+    let (trace_id, traceparent) = new_trace();
+    let r = post_traced(&api, &traceparent, "boom").await?;
     assert_eq!(r.status, 500, "{}", r.raw);
     assert_eq!(r.content_type(), "application/problem+json");
     // The process survived the panic and keeps serving.

@@ -114,14 +114,8 @@ fn readiness(state: &AppState, producer: &bus::rdkafka::producer::FutureProducer
     let pool = state.pool.clone();
     let producer = producer.clone();
     Readiness::new()
-        .check("postgres", move || {
-            let pool = pool.clone();
-            async move { todo_store::ping(&pool).await.map_err(|e| e.to_string()) }
-        })
-        .check("kafka", move || {
-            let producer = producer.clone();
-            async move { bus::broker_reachable(producer).await }
-        })
+        .check("postgres", move || todo_store::ready(pool.clone()))
+        .check("kafka", move || bus::broker_reachable(producer.clone()))
 }
 
 pub fn router(state: AppState, readiness: Readiness) -> Router {

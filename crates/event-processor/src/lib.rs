@@ -57,14 +57,8 @@ impl Application {
             fail_marker: config.fault_fail_title_marker.clone(),
         });
         let readiness = Readiness::new()
-            .check("postgres", move || {
-                let pool = pool.clone();
-                async move { todo_store::ping(&pool).await.map_err(|e| e.to_string()) }
-            })
-            .check("kafka", move || {
-                let p = producer.clone();
-                async move { bus::broker_reachable(p).await }
-            });
+            .check("postgres", move || todo_store::ready(pool.clone()))
+            .check("kafka", move || bus::broker_reachable(producer.clone()));
         let router = Router::new()
             .route(
                 "/metrics",

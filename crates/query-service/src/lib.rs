@@ -66,14 +66,8 @@ impl Application {
             let pool = state.pool.clone();
             let p = producer.clone();
             Readiness::new()
-                .check("postgres", move || {
-                    let pool = pool.clone();
-                    async move { todo_store::ping(&pool).await.map_err(|e| e.to_string()) }
-                })
-                .check("kafka", move || {
-                    let p = p.clone();
-                    async move { bus::broker_reachable(p).await }
-                })
+                .check("postgres", move || todo_store::ready(pool.clone()))
+                .check("kafka", move || bus::broker_reachable(p.clone()))
         };
         let router = router(state.clone(), readiness);
         Ok(Self {

@@ -47,6 +47,11 @@ pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, StoreErro
         .connect_lazy_with(opts))
 }
 
+/// Readiness check: Postgres answers, or why not.
+pub async fn ready(pool: PgPool) -> Result<(), String> {
+    ping(&pool).await.map_err(|e| e.to_string())
+}
+
 /// `SELECT 1` for readiness checks.
 pub async fn ping(pool: &PgPool) -> Result<(), StoreError> {
     sqlx::query("SELECT 1").execute(pool).await?;
