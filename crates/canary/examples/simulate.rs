@@ -40,7 +40,15 @@ fn run(
             errors: binomial(rng, canary_n, canary_err),
             slow: binomial(rng, canary_n, canary_slow),
         };
-        let d = analyze(spec, &mut st, &Interval::Data { stable, canary });
+        let d = analyze(
+            spec,
+            &mut st,
+            &Interval::Data {
+                stable,
+                canary,
+                consumer: None,
+            },
+        );
         match d.verdict {
             Verdict::Rollback | Verdict::Complete => return (d.verdict, t),
             _ => {}
@@ -56,7 +64,7 @@ fn main() {
         .unwrap_or(1000);
     let spec = CanarySpec::from_yaml(
         "sim.yaml",
-        "name: sim\ntarget: command-service\nstable: s\ncanary: c\n",
+        "name: sim\ntarget: command-service\nstable: s\ncanary: c\nstable_version: a\ncanary_version: b\n",
     )
     .expect("valid spec");
     let mut rng = rand::rng();

@@ -1,11 +1,11 @@
 //! One analysis interval: counts in, decision out.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{CanarySpec, Sprt};
 
 /// What one side served during an interval.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Observation {
     pub requests: u64,
     /// 5xx responses.
@@ -14,18 +14,32 @@ pub struct Observation {
     pub slow: u64,
 }
 
+/// What the canary's own consumer group did during an interval.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConsumerObservation {
+    /// Lag of the canary's group in seconds (`None`: the lag tailer has no
+    /// figure for it, which is not evidence either way).
+    pub lag_seconds: Option<f64>,
+    /// Records the canary consumed during the interval.
+    pub consumed: u64,
+    /// Records the canary sent to the dead-letter topic during the interval.
+    pub dead_lettered: u64,
+}
+
 /// What the metrics backend said about an interval.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Interval {
     Data {
         stable: Observation,
         canary: Observation,
+        /// Present when the spec has `analysis.consumer`.
+        consumer: Option<ConsumerObservation>,
     },
     /// Prometheus did not answer (or answered with an error).
     BackendDown(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// Move to the next step.
@@ -39,8 +53,27 @@ pub enum Verdict {
     Pause,
 }
 
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Promote => "promote",
+            Verdict::Complete => "complete",
+            Verdict::Hold => "hold",
+            Verdict::Rollback => "rollback",
+            Verdict::Pause => "pause",
+        }
+    }
+    pub const ALL: [Verdict; 5] = [
+        Verdict::Promote,
+        Verdict::Complete,
+        Verdict::Hold,
+        Verdict::Rollback,
+        Verdict::Pause,
+    ];
+}
+
 /// Everything behind a decision, for the decision log and `canary explain`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
     pub verdict: Verdict,
     pub reason: String,
@@ -56,16 +89,26 @@ pub struct Decision {
     /// The canary's error ratio over the error budget, this interval.
     pub canary_burn_rate: Option<f64>,
     pub canary_requests_in_step: u64,
+    /// The consumer guards' inputs, when the spec has them.
+    #[serde(default)]
+    pub consumer: Option<ConsumerObservation>,
+    /// Dead-lettered share of the canary's records in this step, if it consumes.
+    #[serde(default)]
+    pub canary_dlq_ratio: Option<f64>,
 }
 
 /// The rollout's analysis state between intervals.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
     pub step: usize,
     pub errors: Sprt,
     pub latency: Sprt,
     pub canary_requests_in_step: u64,
     pub canary_errors_in_step: u64,
+    #[serde(default)]
+    pub consumed_in_step: u64,
+    #[serde(default)]
+    pub dead_lettered_in_step: u64,
     pub finished: bool,
 }
 
@@ -96,7 +139,34 @@ impl State {
             latency,
             canary_requests_in_step: 0,
             canary_errors_in_step: 0,
+            consumed_in_step: 0,
+            dead_lettered_in_step: 0,
             finished: false,
+        }
+    }
+
+    /// Move to the next step with fresh tests (after a promotion, automatic
+    /// or by an operator). Past the last step the rollout is finished.
+    pub fn advance(&mut self, spec: &CanarySpec) {
+        if self.step + 1 >= spec.steps.len() {
+            self.finished = true;
+            return;
+        }
+        let (errors, latency) = fresh_tests(spec);
+        *self = Self {
+            step: self.step + 1,
+            errors,
+            latency,
+            ..Self::new(spec)
+        };
+    }
+
+    /// Canary traffic percentage of the current step (100 once finished).
+    pub fn percent(&self, spec: &CanarySpec) -> u32 {
+        if self.finished {
+            100
+        } else {
+            spec.steps.get(self.step).copied().unwrap_or(100)
         }
     }
 }
@@ -126,6 +196,8 @@ pub fn analyze(spec: &CanarySpec, state: &mut State, interval: &Interval) -> Dec
         boundary: state.errors.upper(),
         canary_burn_rate: None,
         canary_requests_in_step: state.canary_requests_in_step,
+        consumer: None,
+        canary_dlq_ratio: None,
     };
     if state.finished {
         d.verdict = Verdict::Complete;
@@ -138,7 +210,14 @@ pub fn analyze(spec: &CanarySpec, state: &mut State, interval: &Interval) -> Dec
             d.reason = format!("metrics backend unavailable ({why}): paused, weights unchanged");
             return d;
         }
-        Interval::Data { stable, canary } => (*stable, *canary),
+        Interval::Data {
+            stable,
+            canary,
+            consumer,
+        } => {
+            d.consumer = *consumer;
+            (*stable, *canary)
+        }
     };
     d.stable = stable;
     d.canary = canary;
@@ -164,8 +243,45 @@ pub fn analyze(spec: &CanarySpec, state: &mut State, interval: &Interval) -> Dec
         BURN_GUARD_Z,
     ) / budget;
     d.canary_burn_rate = Some(burn);
+    // Consumer guards: the canary's own group must keep up and must not
+    // dead-letter more than its bound (lower confidence bound, like the burn
+    // guard, so a single poison record among a few cannot roll back).
+    let mut consumer_failure = None;
+    if let (Some(check), Some(c)) = (&spec.analysis.consumer, d.consumer) {
+        state.consumed_in_step += c.consumed;
+        state.dead_lettered_in_step += c.dead_lettered;
+        if state.consumed_in_step > 0 {
+            let ratio = state.dead_lettered_in_step as f64 / state.consumed_in_step as f64;
+            d.canary_dlq_ratio = Some(ratio);
+            let lower = wilson_lower(
+                state.dead_lettered_in_step,
+                state.consumed_in_step,
+                BURN_GUARD_Z,
+            );
+            if lower >= check.max_dlq_ratio {
+                consumer_failure = Some(format!(
+                    "consumer: group {} dead-letters {:.2}% of its records (at least {:.2}% with 99.95% confidence; bound {:.2}%)",
+                    check.group,
+                    100.0 * ratio,
+                    100.0 * lower,
+                    100.0 * check.max_dlq_ratio
+                ));
+            }
+        }
+        if let Some(lag) = c.lag_seconds
+            && lag > check.max_lag_seconds
+        {
+            consumer_failure = Some(format!(
+                "consumer: group {} lags {lag:.1} s behind (bound {:.1} s)",
+                check.group, check.max_lag_seconds
+            ));
+        }
+    }
 
-    if burn_lower >= spec.analysis.max_burn_rate {
+    if let Some(why) = consumer_failure {
+        d.verdict = Verdict::Rollback;
+        d.reason = why;
+    } else if burn_lower >= spec.analysis.max_burn_rate {
         d.verdict = Verdict::Rollback;
         d.reason = format!(
             "canary burns its error budget at {burn:.1}× (at least {burn_lower:.1}× with 99.95% confidence; guard {:.1}×): {} of {} requests failed in this step",
@@ -206,12 +322,7 @@ pub fn analyze(spec: &CanarySpec, state: &mut State, interval: &Interval) -> Dec
             state.canary_requests_in_step,
             spec.steps[state.step + 1]
         );
-        state.step += 1;
-        let (e, l) = fresh_tests(spec);
-        state.errors = e;
-        state.latency = l;
-        state.canary_requests_in_step = 0;
-        state.canary_errors_in_step = 0;
+        state.advance(spec);
     }
     d
 }
@@ -223,7 +334,7 @@ mod tests {
     fn spec() -> CanarySpec {
         CanarySpec::from_yaml(
             "t.yaml",
-            "name: c\ntarget: command-service\nstable: s\ncanary: c\n",
+            "name: c\ntarget: command-service\nstable: s\ncanary: c\nstable_version: a\ncanary_version: b\n",
         )
         .expect("valid")
     }
@@ -248,6 +359,7 @@ mod tests {
                 &Interval::Data {
                     stable: obs(1000, 1),
                     canary: obs(120, 0),
+                    consumer: None,
                 },
             );
             verdicts.push(d.verdict);
@@ -273,6 +385,7 @@ mod tests {
             &Interval::Data {
                 stable: obs(100, 0),
                 canary: obs(5, 0),
+                consumer: None,
             },
         );
         assert_eq!(d.verdict, Verdict::Hold, "{}", d.reason);
@@ -298,7 +411,8 @@ mod tests {
                 &mut st,
                 &Interval::Data {
                     stable: obs(0, 0),
-                    canary: obs(0, 0)
+                    canary: obs(0, 0),
+                    consumer: None,
                 }
             )
             .verdict,
@@ -319,6 +433,7 @@ mod tests {
                 &Interval::Data {
                     stable: obs(190, 0),
                     canary: obs(10, 1),
+                    consumer: None,
                 },
             );
             if d.verdict == Verdict::Rollback {
@@ -344,6 +459,7 @@ mod tests {
             &Interval::Data {
                 stable: obs(150, 0),
                 canary: obs(50, 1),
+                consumer: None,
             },
         );
         assert_ne!(d.verdict, Verdict::Rollback, "{}", d.reason);
@@ -372,9 +488,72 @@ mod tests {
             &Interval::Data {
                 stable: obs(1000, 100),
                 canary: obs(80, 8),
+                consumer: None,
             },
         );
         assert_eq!(d.verdict, Verdict::Rollback, "{}", d.reason);
         assert!(d.reason.contains("burns"));
+    }
+
+    #[test]
+    fn consumer_guards_roll_back_on_lag_and_dead_letters() {
+        let mut s = spec();
+        s.analysis.consumer = Some(crate::ConsumerCheck {
+            group: "query-service-canary".into(),
+            max_lag_seconds: 30.0,
+            max_dlq_ratio: 0.01,
+        });
+        let data = |c: ConsumerObservation| Interval::Data {
+            stable: obs(200, 0),
+            canary: obs(20, 0),
+            consumer: Some(c),
+        };
+        let mut st = State::new(&s);
+        let ok = ConsumerObservation {
+            lag_seconds: Some(2.0),
+            consumed: 100,
+            dead_lettered: 0,
+        };
+        assert_ne!(analyze(&s, &mut st, &data(ok)).verdict, Verdict::Rollback);
+        let lagging = ConsumerObservation {
+            lag_seconds: Some(45.0),
+            ..ok
+        };
+        let d = analyze(&s, &mut st, &data(lagging));
+        assert_eq!(d.verdict, Verdict::Rollback, "{}", d.reason);
+        assert!(d.reason.contains("lags"), "{}", d.reason);
+
+        let mut st = State::new(&s);
+        let poisoned = ConsumerObservation {
+            lag_seconds: None,
+            consumed: 200,
+            dead_lettered: 40,
+        };
+        let d = analyze(&s, &mut st, &data(poisoned));
+        assert_eq!(d.verdict, Verdict::Rollback, "{}", d.reason);
+        assert!(d.reason.contains("dead-letters"), "{}", d.reason);
+        // One poison record among a few is not enough.
+        let mut st = State::new(&s);
+        let one = ConsumerObservation {
+            lag_seconds: None,
+            consumed: 20,
+            dead_lettered: 1,
+        };
+        assert_ne!(analyze(&s, &mut st, &data(one)).verdict, Verdict::Rollback);
+    }
+
+    #[test]
+    fn state_round_trips_through_json_and_advance_finishes() {
+        let s = spec();
+        let mut st = State::new(&s);
+        st.errors.llr = 1.5;
+        let back: State =
+            serde_json::from_str(&serde_json::to_string(&st).expect("json")).expect("parse");
+        assert_eq!(back, st);
+        for _ in 0..s.steps.len() {
+            st.advance(&s);
+        }
+        assert!(st.finished);
+        assert_eq!(st.percent(&s), 100);
     }
 }

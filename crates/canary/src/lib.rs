@@ -27,6 +27,6 @@ pub mod analysis;
 pub mod spec;
 pub mod sprt;
 
-pub use analysis::{Decision, Interval, Observation, Verdict, analyze};
-pub use spec::{CanarySpec, SpecError};
+pub use analysis::{ConsumerObservation, Decision, Interval, Observation, State, Verdict, analyze};
+pub use spec::{CanarySpec, ConsumerCheck, DriverSpec, SpecError};
 pub use sprt::Sprt;

@@ -14,6 +14,15 @@ pub struct CanarySpec {
     /// or a Kubernetes Service name for Gateway API).
     pub stable: String,
     pub canary: String,
+    /// Value of the `version` metric label that the stable build reports.
+    pub stable_version: String,
+    /// Value of the `version` label of the build under test. A new value
+    /// starts a new rollout; the observer keys rollouts by (name, version).
+    pub canary_version: String,
+    /// How traffic is moved. Optional for pure analysis (simulation); the
+    /// observer refuses a spec without one.
+    #[serde(default, with = "serde_norway::with::singleton_map")]
+    pub driver: Option<DriverSpec>,
     /// Canary traffic percentages, strictly increasing, ending at 100.
     #[serde(default = "defaults::steps")]
     pub steps: Vec<u32>,
@@ -24,6 +33,47 @@ pub struct CanarySpec {
     pub max_duration_secs: u64,
     #[serde(default)]
     pub analysis: AnalysisSpec,
+}
+
+/// Where the traffic split lives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum DriverSpec {
+    /// HAProxy runtime API: `stable` and `canary` are `backend/server`.
+    Haproxy {
+        /// `host:port` of a `stats socket ipv4@... level admin`.
+        runtime_api: String,
+    },
+    /// Kubernetes Gateway API: `stable` and `canary` are the Services named
+    /// in the HTTPRoute's `backendRefs`.
+    GatewayApi {
+        namespace: String,
+        http_route: String,
+        /// Deployment scaled to zero on rollback (and to `canary_replicas`
+        /// when a rollout starts with it at zero).
+        canary_deployment: String,
+        #[serde(default = "defaults::canary_replicas")]
+        canary_replicas: u32,
+        /// API server URL; unset means in-cluster (`KUBERNETES_SERVICE_HOST`
+        /// and the service account token).
+        #[serde(default)]
+        api_server: Option<String>,
+    },
+}
+
+/// Checks for a canary that consumes from Kafka under its own consumer group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerCheck {
+    /// The canary's consumer group (as the observer's lag tailer sees it).
+    pub group: String,
+    /// Roll back when the group lags further behind than this.
+    #[serde(default = "defaults::max_lag_seconds")]
+    pub max_lag_seconds: f64,
+    /// Roll back when more than this share of the canary's consumed records
+    /// is dead-lettered (lower 99.95% confidence bound, like the burn guard).
+    #[serde(default = "defaults::max_dlq_ratio")]
+    pub max_dlq_ratio: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,6 +95,8 @@ pub struct AnalysisSpec {
     pub slo_objective: f64,
     /// Roll back when the canary alone burns its error budget this fast.
     pub max_burn_rate: f64,
+    /// Lag and DLQ guards when the target consumes from Kafka.
+    pub consumer: Option<ConsumerCheck>,
 }
 
 impl Default for AnalysisSpec {
@@ -54,9 +106,10 @@ impl Default for AnalysisSpec {
             beta: 0.1,
             ratio: 10.0,
             min_requests: 100,
-            latency_threshold_seconds: 0.25,
+            latency_threshold_seconds: 0.1,
             slo_objective: 0.999,
             max_burn_rate: 14.4,
+            consumer: None,
         }
     }
 }
@@ -70,6 +123,15 @@ mod defaults {
     }
     pub fn max_duration_secs() -> u64 {
         3600
+    }
+    pub fn canary_replicas() -> u32 {
+        1
+    }
+    pub fn max_lag_seconds() -> f64 {
+        60.0
+    }
+    pub fn max_dlq_ratio() -> f64 {
+        0.01
     }
 }
 
@@ -111,6 +173,94 @@ impl CanarySpec {
                 "is empty".into(),
                 "name the rollout, e.g. command-service",
             ));
+        }
+        for (field, v) in [
+            ("target", &self.target),
+            ("stable", &self.stable),
+            ("canary", &self.canary),
+            ("stable_version", &self.stable_version),
+            ("canary_version", &self.canary_version),
+        ] {
+            if v.trim().is_empty() {
+                return Err(bad(field, "is empty".into(), "set it (see docs/canary.md)"));
+            }
+        }
+        if self.stable_version == self.canary_version {
+            return Err(bad(
+                "canary_version",
+                format!("is the same as stable_version ('{}')", self.stable_version),
+                "set the version label the new build reports",
+            ));
+        }
+        match &self.driver {
+            Some(DriverSpec::Haproxy { runtime_api }) => {
+                if !runtime_api.contains(':') {
+                    return Err(bad(
+                        "driver.haproxy.runtime_api",
+                        format!("'{runtime_api}' is not host:port"),
+                        "use the address of a 'stats socket ipv4@host:port level admin'",
+                    ));
+                }
+                for (field, v) in [("stable", &self.stable), ("canary", &self.canary)] {
+                    if v.split('/').filter(|p| !p.is_empty()).count() != 2 {
+                        return Err(bad(
+                            field,
+                            format!("'{v}' is not backend/server"),
+                            "with the haproxy driver name the server as backend/server, e.g. command/canary",
+                        ));
+                    }
+                }
+                if self.stable.split('/').next() != self.canary.split('/').next() {
+                    return Err(bad(
+                        "canary",
+                        format!(
+                            "'{}' is not in the backend of stable ('{}')",
+                            self.canary, self.stable
+                        ),
+                        "put both servers in one backend so weights split its traffic",
+                    ));
+                }
+            }
+            Some(DriverSpec::GatewayApi {
+                namespace,
+                http_route,
+                canary_deployment,
+                ..
+            }) => {
+                for (field, v) in [
+                    ("driver.gateway_api.namespace", namespace),
+                    ("driver.gateway_api.http_route", http_route),
+                    ("driver.gateway_api.canary_deployment", canary_deployment),
+                ] {
+                    if v.trim().is_empty() {
+                        return Err(bad(field, "is empty".into(), "name the Kubernetes object"));
+                    }
+                }
+            }
+            None => {}
+        }
+        if let Some(c) = &a.consumer {
+            if c.group.trim().is_empty() {
+                return Err(bad(
+                    "analysis.consumer.group",
+                    "is empty".into(),
+                    "name the canary's own consumer group",
+                ));
+            }
+            if c.max_lag_seconds.is_nan() || c.max_lag_seconds <= 0.0 {
+                return Err(bad(
+                    "analysis.consumer.max_lag_seconds",
+                    "must be positive".into(),
+                    "e.g. 60",
+                ));
+            }
+            if !(c.max_dlq_ratio > 0.0 && c.max_dlq_ratio < 1.0) {
+                return Err(bad(
+                    "analysis.consumer.max_dlq_ratio",
+                    format!("{} is outside (0, 1)", c.max_dlq_ratio),
+                    "e.g. 0.01",
+                ));
+            }
         }
         if self.stable == self.canary {
             return Err(bad(
@@ -213,13 +363,42 @@ impl CanarySpec {
 mod tests {
     use super::*;
 
-    const GOOD: &str = "name: command-service\ntarget: command-service\nstable: gateway/stable\ncanary: gateway/canary\n";
+    const GOOD: &str = "name: command-service\ntarget: command-service\nstable: gateway/stable\ncanary: gateway/canary\nstable_version: '1.0'\ncanary_version: '1.1'\n";
 
     #[test]
     fn defaults_fill_in() {
         let s = CanarySpec::from_yaml("c.yaml", GOOD).expect("valid");
         assert_eq!(s.steps, [5, 10, 25, 50, 100]);
         assert_eq!(s.analysis.alpha, 0.01);
+        assert_eq!(s.driver, None);
+    }
+
+    #[test]
+    fn drivers_parse() {
+        let h = CanarySpec::from_yaml(
+            "c.yaml",
+            &format!("{GOOD}driver:\n  haproxy:\n    runtime_api: 127.0.0.1:9999\n"),
+        )
+        .expect("haproxy");
+        assert_eq!(
+            h.driver,
+            Some(DriverSpec::Haproxy {
+                runtime_api: "127.0.0.1:9999".into()
+            })
+        );
+        let g = CanarySpec::from_yaml(
+            "c.yaml",
+            &format!("{GOOD}driver:\n  gateway_api:\n    namespace: todo\n    http_route: command\n    canary_deployment: command-canary\n"),
+        )
+        .expect("gateway");
+        assert!(matches!(
+            g.driver,
+            Some(DriverSpec::GatewayApi {
+                canary_replicas: 1,
+                api_server: None,
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -235,8 +414,30 @@ mod tests {
                 "analysis.max_burn_rate",
             ),
             (
-                "name: x\ntarget: y\nstable: a\ncanary: a\n".to_string(),
+                "name: x\ntarget: y\nstable: a\ncanary: a\nstable_version: '1'\ncanary_version: '2'\n"
+                    .to_string(),
                 "canary",
+            ),
+            (
+                format!("{GOOD}canary_version: '1.0'\n").replace("canary_version: '1.1'\n", ""),
+                "canary_version",
+            ),
+            (
+                format!("{GOOD}driver:\n  haproxy:\n    runtime_api: nowhere\n"),
+                "driver.haproxy.runtime_api",
+            ),
+            (
+                format!("{GOOD}driver:\n  haproxy:\n    runtime_api: 127.0.0.1:9999\n")
+                    .replace("canary: gateway/canary", "canary: other/canary"),
+                "canary",
+            ),
+            (
+                format!("{GOOD}driver:\n  gateway_api:\n    namespace: todo\n    http_route: ''\n    canary_deployment: c\n"),
+                "driver.gateway_api.http_route",
+            ),
+            (
+                format!("{GOOD}analysis:\n  consumer:\n    group: g\n    max_dlq_ratio: 2\n"),
+                "analysis.consumer.max_dlq_ratio",
             ),
         ];
         for (yaml, field) in cases {

@@ -1,9 +1,9 @@
 //! Wald's SPRT on where bad requests land, canary vs stable.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The test's parameters and its running statistic.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Sprt {
     /// Bound on the false-rollback probability (type I error).
     pub alpha: f64,

@@ -62,6 +62,14 @@ pub mod labels {
     pub const WINDOW: &str = "window";
     /// Observer: lag status (`OK`, `WARN`, `STALL`, `STOP`, `REWIND`, `IDLE`).
     pub const STATUS: &str = "status";
+    /// Observer: canary name (one per canary spec).
+    pub const CANARY: &str = "canary";
+    /// Observer: canary verdict (`promote`, `complete`, `hold`, `rollback`, `pause`).
+    pub const VERDICT: &str = "verdict";
+    /// Observer: rollout phase.
+    pub const PHASE: &str = "phase";
+    /// Observer: which sequential test (`errors`, `latency`).
+    pub const TEST: &str = "test";
 }
 
 /// Latency buckets for HTTP. Every SLO latency threshold must be one of these.
@@ -271,6 +279,46 @@ pub const SLO_BACKEND_UP: Metric = Metric {
     buckets: &[],
 };
 
+pub const CANARY_DECISIONS: Metric = Metric {
+    name: "canary_decisions",
+    kind: MetricKind::Counter,
+    help: "Canary analysis decisions by verdict (operator actions are in the decision log).",
+    labels: &[CANARY, VERDICT],
+    buckets: &[],
+};
+
+pub const CANARY_WEIGHT: Metric = Metric {
+    name: "canary_weight_percent",
+    kind: MetricKind::Gauge,
+    help: "Share of traffic the rollout driver was last told to send to the canary.",
+    labels: &[CANARY],
+    buckets: &[],
+};
+
+pub const CANARY_PHASE: Metric = Metric {
+    name: "canary_phase",
+    kind: MetricKind::Gauge,
+    help: "1 for the current phase of the canary's latest rollout, 0 for the others.",
+    labels: &[CANARY, PHASE],
+    buckets: &[],
+};
+
+pub const CANARY_LOG_LIKELIHOOD_RATIO: Metric = Metric {
+    name: "canary_log_likelihood_ratio",
+    kind: MetricKind::Gauge,
+    help: "Running statistic of the sequential test in the current step; rollback at canary_rollback_boundary.",
+    labels: &[CANARY, TEST],
+    buckets: &[],
+};
+
+pub const CANARY_ROLLBACK_BOUNDARY: Metric = Metric {
+    name: "canary_rollback_boundary",
+    kind: MetricKind::Gauge,
+    help: "Log-likelihood ratio at which the canary is rolled back in the current step.",
+    labels: &[CANARY],
+    buckets: &[],
+};
+
 /// Metrics only the observer emits.
 pub const OBSERVER_METRICS: &[Metric] = &[
     CONSUMER_GROUP_LAG_MESSAGES,
@@ -285,6 +333,11 @@ pub const OBSERVER_METRICS: &[Metric] = &[
     SLO_TIME_TO_EXHAUSTION,
     SLO_STATE,
     SLO_BACKEND_UP,
+    CANARY_DECISIONS,
+    CANARY_WEIGHT,
+    CANARY_PHASE,
+    CANARY_LOG_LIKELIHOOD_RATIO,
+    CANARY_ROLLBACK_BOUNDARY,
 ];
 
 /// Service names as they appear in the `service` label.

@@ -46,6 +46,14 @@ pub struct Config {
     /// daily error-budget report.
     pub report_schedule: String,
     pub shutdown_timeout_secs: u64,
+    /// Directory of canary specs (`canary/*.yaml`); unset disables the
+    /// canary controller. Needs `database_url` and `prometheus_url`.
+    pub canary_dir: Option<PathBuf>,
+    /// Postgres for the canary decision log.
+    pub database_url: Option<String>,
+    /// Who may call the mutating endpoints (canary actions): `disabled`
+    /// refuses them, `dev` trusts `X-User-Id` (local use only).
+    pub auth_mode: service_kit::auth::AuthMode,
 }
 
 impl Default for Config {
@@ -69,6 +77,9 @@ impl Default for Config {
             external_url: "http://127.0.0.1:8084/".into(),
             report_schedule: "0 0 8 * * *".into(),
             shutdown_timeout_secs: 10,
+            canary_dir: None,
+            database_url: None,
+            auth_mode: service_kit::auth::AuthMode::Disabled,
         }
     }
 }
@@ -97,6 +108,16 @@ impl Config {
         );
         crate::report::parse_schedule(&self.report_schedule)
             .map_err(|e| anyhow::anyhow!("config key 'report_schedule': {e}"))?;
+        if self.canary_dir.is_some() {
+            anyhow::ensure!(
+                self.database_url.is_some(),
+                "config key 'database_url' is required when 'canary_dir' is set (the decision log lives in Postgres)"
+            );
+            anyhow::ensure!(
+                self.prometheus_url.is_some(),
+                "config key 'prometheus_url' is required when 'canary_dir' is set"
+            );
+        }
         if self.slo_dir.is_some() {
             anyhow::ensure!(
                 self.prometheus_url.is_some(),

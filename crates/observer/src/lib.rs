@@ -12,12 +12,14 @@
 //! tests), `port()`, `run(shutdown)`.
 
 pub mod alerts;
+pub mod canary_api;
 pub mod config;
 pub mod lag;
 pub mod metrics;
 pub mod page;
 pub mod prom;
 pub mod report;
+pub mod rollouts;
 pub mod slos;
 pub mod status;
 
@@ -64,6 +66,8 @@ pub struct AppState {
     /// from the projection's `projection_freshness_seconds` histogram where a
     /// service of the group's name reports one.
     pub freshness: Arc<RwLock<std::collections::HashMap<String, f64>>>,
+    /// The canary controller, when `canary_dir` is set.
+    pub rollouts: Option<Arc<rollouts::Controller>>,
 }
 
 pub struct Application {
@@ -98,6 +102,13 @@ impl Application {
             config.external_url.clone(),
             config.monitoring_alert_severity.clone(),
         )?;
+        let lag = Arc::new(RwLock::new(LagState::default()));
+        let rollouts = match (&config.canary_dir, &config.database_url, &prom) {
+            (Some(dir), Some(url), Some(p)) => Some(Arc::new(
+                rollouts::Controller::new(dir.clone(), url, p.clone(), lag.clone()).await?,
+            )),
+            _ => None,
+        };
         let listener = TcpListener::bind(&config.listen_addr)
             .await
             .with_context(|| format!("binding listen_addr {}", config.listen_addr))?;
@@ -105,11 +116,12 @@ impl Application {
             config: Arc::new(config),
             slos: Arc::new(slos),
             prom,
-            lag: Arc::new(RwLock::new(LagState::default())),
+            lag,
             slo_snapshot: Arc::new(RwLock::new(None)),
             pager: Arc::new(tokio::sync::Mutex::new(pager)),
             report: Arc::new(RwLock::new(None)),
             freshness: Arc::new(RwLock::new(std::collections::HashMap::new())),
+            rollouts,
         };
         Ok(Self {
             listener,
@@ -142,6 +154,9 @@ impl Application {
                 self.state.clone(),
                 shutdown.clone(),
             )));
+        }
+        if let Some(c) = self.state.rollouts.clone() {
+            tasks.push(tokio::spawn(c.run(shutdown.clone())));
         }
         tracing::info!(port, slos = self.state.slos.len(), "observer listening");
         let grace = Duration::from_secs(self.state.config.shutdown_timeout_secs);
@@ -304,11 +319,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alerts", get(get_alerts))
         .route("/api/v1/report", get(get_report))
         .route("/metrics", get(get_metrics))
+        .merge(canary_api::routes())
         .merge(service_kit::health::routes(
             service_kit::health::Readiness::new(),
         ))
         .method_not_allowed_fallback(service_kit::problem::method_not_allowed)
         .fallback(service_kit::problem::not_found_fallback)
+        .layer(axum::Extension(service_kit::auth::authenticator(
+            state.config.auth_mode,
+        )))
         .with_state(state)
 }
 
@@ -420,11 +439,18 @@ async fn get_report(State(s): State<AppState>) -> Response {
 async fn get_metrics(State(s): State<AppState>) -> Response {
     let lag = s.lag.read().await;
     let slo = s.slo_snapshot.read().await;
-    let body = metrics::render(
+    let mut body = metrics::render(
         lag.enabled.then_some(&lag.snapshot),
         lag.snapshot_duration_seconds,
         slo.as_ref(),
     );
+    if let Some(c) = &s.rollouts {
+        let canaries = metrics::render_canaries(&c.gauges().await, &c.metrics());
+        // Before the closing `# EOF`.
+        body.truncate(body.len() - "# EOF\n".len());
+        body.push_str(&canaries);
+        body.push_str("# EOF\n");
+    }
     (
         [(
             header::CONTENT_TYPE,

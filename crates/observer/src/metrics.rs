@@ -209,6 +209,78 @@ pub fn render(
     out
 }
 
+/// The canary controller's series: decisions by verdict (counter), and per
+/// canary its weight, phase and the running statistics of the current step.
+pub fn render_canaries(
+    gauges: &[crate::rollouts::CanaryGauges],
+    counters: &crate::rollouts::RolloutMetrics,
+) -> String {
+    let mut out = String::new();
+    let d = &m::CANARY_DECISIONS;
+    let _ = writeln!(out, "# HELP {} {}", d.name, d.help);
+    let _ = writeln!(out, "# TYPE {} counter", d.name);
+    let mut f = Family { out: &mut out };
+    let canaries: std::collections::BTreeSet<&str> = gauges
+        .iter()
+        .map(|g| g.canary.as_str())
+        .chain(counters.decisions.keys().map(|(c, _)| c.as_str()))
+        .collect();
+    for c in &canaries {
+        for v in canary::Verdict::ALL {
+            let n = counters
+                .decisions
+                .get(&(c.to_string(), v.as_str()))
+                .copied()
+                .unwrap_or(0);
+            f.sample(
+                &d.series(),
+                &[(m::labels::CANARY, c), (m::labels::VERDICT, v.as_str())],
+                n as f64,
+            );
+        }
+    }
+    let mut f = Family::new(&mut out, &m::CANARY_WEIGHT);
+    for g in gauges {
+        f.sample(
+            m::CANARY_WEIGHT.name,
+            &[(m::labels::CANARY, &g.canary)],
+            g.weight as f64,
+        );
+    }
+    let mut f = Family::new(&mut out, &m::CANARY_PHASE);
+    for g in gauges {
+        for p in crate::rollouts::Phase::ALL {
+            f.sample(
+                m::CANARY_PHASE.name,
+                &[
+                    (m::labels::CANARY, &g.canary),
+                    (m::labels::PHASE, p.as_str()),
+                ],
+                if p == g.phase { 1.0 } else { 0.0 },
+            );
+        }
+    }
+    let mut f = Family::new(&mut out, &m::CANARY_LOG_LIKELIHOOD_RATIO);
+    for g in gauges {
+        for (test, v) in [("errors", g.error_llr), ("latency", g.latency_llr)] {
+            f.sample(
+                m::CANARY_LOG_LIKELIHOOD_RATIO.name,
+                &[(m::labels::CANARY, &g.canary), (m::labels::TEST, test)],
+                v,
+            );
+        }
+    }
+    let mut f = Family::new(&mut out, &m::CANARY_ROLLBACK_BOUNDARY);
+    for g in gauges {
+        f.sample(
+            m::CANARY_ROLLBACK_BOUNDARY.name,
+            &[(m::labels::CANARY, &g.canary)],
+            g.boundary,
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

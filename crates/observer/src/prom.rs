@@ -60,6 +60,27 @@ impl PromClient {
     /// or of the single sample of a vector (`sum(...)` has at most one);
     /// `None` for an empty vector.
     pub async fn instant(&self, query: &str, at: f64) -> Result<Option<f64>, PromError> {
+        let Some(data) = self.query(query, at).await? else {
+            return Ok(None);
+        };
+        parse_value(&data.result_type, &data.result).map_err(|message| PromError::Rejected {
+            query: query.into(),
+            message,
+        })
+    }
+
+    /// Instant query returning every series of a vector with its labels.
+    pub async fn vector(&self, query: &str, at: f64) -> Result<Vec<Series>, PromError> {
+        let Some(data) = self.query(query, at).await? else {
+            return Ok(Vec::new());
+        };
+        parse_vector(&data.result_type, &data.result).map_err(|message| PromError::Rejected {
+            query: query.into(),
+            message,
+        })
+    }
+
+    async fn query(&self, query: &str, at: f64) -> Result<Option<Data>, PromError> {
         let body = form_urlencoded::Serializer::new(String::new())
             .append_pair("query", query)
             .append_pair("time", &format!("{at:.3}"))
@@ -108,18 +129,41 @@ impl PromClient {
                     message: env.error.unwrap_or_else(|| format!("HTTP {status}")),
                 });
             }
-            let Some(data) = env.data else {
-                return Ok(None);
-            };
-            return parse_value(&data.result_type, &data.result).map_err(|message| {
-                PromError::Rejected {
-                    query: query.into(),
-                    message,
-                }
-            });
+            return Ok(env.data);
         }
         Err(PromError::Unreachable(last))
     }
+}
+
+/// One series of an instant vector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub value: f64,
+}
+
+fn parse_vector(kind: &str, result: &serde_json::Value) -> Result<Vec<Series>, String> {
+    if kind != "vector" {
+        return Err(format!("expected a vector, got {kind}"));
+    }
+    let arr = result.as_array().ok_or("vector is not an array")?;
+    arr.iter()
+        .map(|s| {
+            let labels = s
+                .get("metric")
+                .and_then(|m| m.as_object())
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Ok(Series {
+                labels,
+                value: sample_value(&s["value"])?,
+            })
+        })
+        .collect()
 }
 
 fn sample_value(v: &serde_json::Value) -> Result<f64, String> {

@@ -4,11 +4,13 @@
 //! Every operation is idempotent: setting the same split twice is the same as
 //! setting it once, so a retried or repeated rollback is harmless.
 
+pub mod gateway;
 pub mod haproxy;
 
 use std::future::Future;
 use std::pin::Pin;
 
+pub use gateway::{GatewayApiConfig, GatewayApiDriver};
 pub use haproxy::HaproxyDriver;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +32,8 @@ pub enum DriverError {
         command: String,
         answer: String,
     },
+    #[error("{what}: {message}")]
+    Api { what: String, message: String },
     #[error("percentage {0} is outside 0..=100")]
     Percent(u32),
 }

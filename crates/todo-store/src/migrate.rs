@@ -10,6 +10,8 @@ pub enum Component {
     Command,
     Query,
     Processor,
+    /// The observer's canary rollouts and decision log.
+    Observer,
 }
 
 impl Component {
@@ -18,6 +20,7 @@ impl Component {
             Component::Command => include_str!("../migrations/command.sql"),
             Component::Query => include_str!("../migrations/query.sql"),
             Component::Processor => include_str!("../migrations/processor.sql"),
+            Component::Observer => include_str!("../migrations/observer.sql"),
         }
     }
 }
