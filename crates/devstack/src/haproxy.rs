@@ -24,8 +24,22 @@ pub const CANARY: &str = "canary";
 impl Haproxy {
     /// Front `stable` and `canary` (`host:port`), canary at `canary_percent`.
     pub async fn start(stable: &str, canary: &str, canary_percent: u32) -> anyhow::Result<Self> {
+        Self::start_on(None, stable, canary, canary_percent).await
+    }
+
+    /// Like [`Haproxy::start`] with the HTTP frontend on `port` (None: any free one).
+    pub async fn start_on(
+        port: Option<u16>,
+        stable: &str,
+        canary: &str,
+        canary_percent: u32,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("todo-haproxy-").tempdir()?;
-        let (port, api_port) = (crate::free_port()?, crate::free_port()?);
+        let port = match port {
+            Some(p) => p,
+            None => crate::free_port()?,
+        };
+        let api_port = crate::free_port()?;
         let cfg = format!(
             "global\n  stats socket ipv4@127.0.0.1:{api_port} level admin\n\
              defaults\n  mode http\n  timeout connect 2s\n  timeout client 10s\n  timeout server 10s\n\
@@ -83,6 +97,61 @@ impl Haproxy {
 
     pub fn runtime_api(&self) -> String {
         format!("127.0.0.1:{}", self.api_port)
+    }
+
+    /// One runtime API command, its answer.
+    pub async fn command(&self, command: &str) -> anyhow::Result<String> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut s = tokio::net::TcpStream::connect(self.runtime_api()).await?;
+        s.write_all(format!("{command}\n").as_bytes()).await?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await?;
+        Ok(out)
+    }
+
+    /// Requests (sessions) each server of [`BACKEND`] has served so far,
+    /// from `show stat` (`stot`); health checks are not counted.
+    pub async fn served(&self) -> anyhow::Result<std::collections::BTreeMap<String, u64>> {
+        let csv = self.command("show stat").await?;
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("# ")
+            .split(',')
+            .collect();
+        let col = |name: &str| header.iter().position(|h| *h == name);
+        let (px, sv, stot) = match (col("pxname"), col("svname"), col("stot")) {
+            (Some(a), Some(b), Some(c)) => (a, b, c),
+            _ => anyhow::bail!("unexpected show stat header: {header:?}"),
+        };
+        let mut out = std::collections::BTreeMap::new();
+        for l in lines {
+            let f: Vec<&str> = l.split(',').collect();
+            if f.get(px) == Some(&BACKEND)
+                && let (Some(name), Some(n)) = (f.get(sv), f.get(stot))
+                && *name != "BACKEND"
+            {
+                out.insert(name.to_string(), n.parse().unwrap_or(0));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether HAProxy's health checks see every server of [`BACKEND`] up.
+    pub async fn all_up(&self) -> bool {
+        let Ok(out) = self.command(&format!("show servers state {BACKEND}")).await else {
+            return false;
+        };
+        let servers: Vec<&str> = out
+            .lines()
+            .filter(|l| l.contains(&format!(" {STABLE} ")) || l.contains(&format!(" {CANARY} ")))
+            .collect();
+        // Field 6 is srv_op_state; 2 = running.
+        servers.len() == 2
+            && servers
+                .iter()
+                .all(|l| l.split_whitespace().nth(5) == Some("2"))
     }
 
     pub fn log_path(&self) -> std::path::PathBuf {

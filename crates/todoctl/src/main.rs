@@ -1,6 +1,7 @@
 //! `todoctl`: operate the platform from a terminal.
 
 mod bench;
+mod canary_cmd;
 mod lag_cmd;
 mod load;
 mod replay;
@@ -15,7 +16,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[command(
     name = "todoctl",
     version,
-    about = "Operate the todo platform: local stack, replay, benchmarks, SLOs"
+    about = "Operate the todo platform: local stack, replay, benchmarks, SLOs, canaries"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -46,6 +47,11 @@ enum Cmd {
     /// SLO specs: validate, generate rules/alerting/dashboards, explain, import OpenSLO.
     #[command(subcommand)]
     Slo(slo_cmd::SloCommand),
+    /// Canary rollouts driven by the observer: status, explain, history,
+    /// promote, pause, resume, abort.
+    Canary(canary_cmd::CanaryArgs),
+    /// Abort a canary rollout and return all traffic to stable (idempotent).
+    Rollback(canary_cmd::RollbackArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +83,8 @@ fn main() -> ExitCode {
             Cmd::Bench(a) => bench::run(a).await,
             Cmd::Load(a) => load::run(a).await,
             Cmd::Lag(a) => lag_cmd::run(a).await,
+            Cmd::Canary(a) => canary_cmd::run(a).await,
+            Cmd::Rollback(a) => canary_cmd::rollback(a).await,
             Cmd::Slo(_) => Ok(ExitCode::SUCCESS),
         }
     });

@@ -40,6 +40,16 @@ struct UpArgs {
     /// Start, prove a write reaches the query API, then stop (for CI).
     #[arg(long)]
     smoke: bool,
+    /// No canary: one command service on --command-port, no HAProxy.
+    #[arg(long)]
+    no_canary: bool,
+    /// Make the canary build answer this share of requests with 500 (0–1),
+    /// to watch the observer roll it back.
+    #[arg(long, default_value_t = 0.0)]
+    canary_error_rate: f64,
+    /// Add this much latency to every canary request.
+    #[arg(long, default_value_t = 0)]
+    canary_latency_ms: u64,
 }
 
 pub async fn run(a: StackArgs) -> anyhow::Result<ExitCode> {
@@ -101,20 +111,93 @@ async fn up_cmd(mut a: UpArgs) -> anyhow::Result<ExitCode> {
         common_env: vec![],
     };
     eprintln!("starting services (logs in {})", logs.display());
-    let mut command = wiring
-        .spawn_on(Service::Command, a.command_port, &[])
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&a.canary_error_rate),
+        "--canary-error-rate must be between 0 and 1"
+    );
+    // With a canary: HAProxy on --command-port in front of a stable and a
+    // canary command service; the observer moves the weights.
+    let (mut command, canary, gateway) = if a.no_canary {
+        let c = wiring
+            .spawn_on(Service::Command, a.command_port, &[])
+            .await?;
+        (c, None, None)
+    } else {
+        let stable = wiring
+            .spawn(Service::Command, &[("VERSION", STABLE_VERSION)])
+            .await?;
+        let version = canary_version();
+        let (rate, latency) = (
+            a.canary_error_rate.to_string(),
+            a.canary_latency_ms.to_string(),
+        );
+        let canary = wiring
+            .spawn(
+                Service::Command,
+                &[
+                    ("VERSION", &version),
+                    ("FAULT_ERROR_RATE", &rate),
+                    ("FAULT_LATENCY_MS", &latency),
+                ],
+            )
+            .await?;
+        let gw = devstack::haproxy::Haproxy::start_on(
+            Some(a.command_port),
+            &format!("127.0.0.1:{}", stable.port),
+            &format!("127.0.0.1:{}", canary.port),
+            0,
+        )
         .await?;
+        let spec_dir = dir.join("canary");
+        std::fs::create_dir_all(&spec_dir)?;
+        std::fs::write(
+            spec_dir.join("command-service.yaml"),
+            canary_spec(&gw.runtime_api(), &version),
+        )?;
+        eprintln!(
+            "HAProxy on 127.0.0.1:{} in front of stable (:{}) and canary {version} (:{}); spec in {}",
+            a.command_port,
+            stable.port,
+            canary.port,
+            spec_dir.display()
+        );
+        (stable, Some((canary, spec_dir)), Some(gw))
+    };
     let mut query = wiring.spawn_on(Service::Query, a.query_port, &[]).await?;
     let mut processor = wiring
         .spawn_on(Service::Processor, a.processor_port, &[])
         .await?;
 
-    let monitoring =
-        start_monitoring(&wiring, &[&command, &query, &processor], a.observer_port).await?;
+    let mut scraped = vec![&command, &query, &processor];
+    if let Some((c, _)) = &canary {
+        scraped.push(c);
+    }
+    let monitoring = start_monitoring(
+        &wiring,
+        &scraped,
+        a.observer_port,
+        canary.as_ref().map(|(_, d)| d.as_path()),
+    )
+    .await?;
+    let command_url = match &gateway {
+        Some(g) => g.url(),
+        None => command.base_url(),
+    };
 
     println!("The platform is up.");
     println!();
-    println!("  command API      {}", command.base_url());
+    match &gateway {
+        Some(g) => println!(
+            "  command API      {} (HAProxy: stable {} + canary {})",
+            g.url(),
+            command.base_url(),
+            canary
+                .as_ref()
+                .map(|(c, _)| c.base_url())
+                .unwrap_or_default()
+        ),
+        None => println!("  command API      {}", command.base_url()),
+    }
     println!("  query API        {}", query.base_url());
     println!("  event processor  {}/metrics", processor.base_url());
     println!("  postgres         {}", wiring.database_url);
@@ -133,11 +216,22 @@ async fn up_cmd(mut a: UpArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    if let (Some(_), Some(o)) = (
+        &gateway,
+        monitoring.as_ref().and_then(|m| m.observer.as_ref()),
+    ) {
+        println!(
+            "  canary           todoctl canary status command-service --observer-url {} (drive traffic: todoctl load --command {} --query {} --duration-secs 600)",
+            o.base_url(),
+            command_url,
+            query.base_url()
+        );
+    }
     println!();
     println!("Try it (dev auth: X-User-Id names the user):");
     println!(
         "  curl -s -X POST {}/v1/todos -H 'content-type: application/json' -H 'x-user-id: alice' -d '{{\"title\":\"Try the platform\",\"priority\":\"high\",\"tags\":[\"demo\"]}}'",
-        command.base_url()
+        command_url
     );
     println!(
         "  curl -s {}/v1/todos -H 'x-user-id: alice'",
@@ -146,7 +240,28 @@ async fn up_cmd(mut a: UpArgs) -> anyhow::Result<ExitCode> {
     println!();
 
     let code = if a.smoke {
-        let code = smoke(&command.base_url(), &query.base_url()).await?;
+        let code = smoke(&command_url, &query.base_url()).await?;
+        if let (Some(_), Some(o)) = (
+            &gateway,
+            monitoring.as_ref().and_then(|m| m.observer.as_ref()),
+        ) {
+            let url = format!("{}/api/v1/canaries/command-service", o.base_url());
+            devstack::wait_until(
+                "the observer to start the canary rollout",
+                Duration::from_secs(60),
+                || {
+                    let url = url.clone();
+                    async move {
+                        match reqwest::get(&url).await {
+                            Ok(r) => r.text().await.is_ok_and(|t| t.contains("\"phase\"")),
+                            Err(_) => false,
+                        }
+                    }
+                },
+            )
+            .await?;
+            println!("smoke test passed: the observer runs the command-service canary rollout");
+        }
         if let Some(o) = monitoring.as_ref().and_then(|m| m.observer.as_ref()) {
             let url = format!("{}/api/v1/lag", o.base_url());
             devstack::wait_until(
@@ -176,6 +291,10 @@ async fn up_cmd(mut a: UpArgs) -> anyhow::Result<ExitCode> {
         && let Some(o) = m.observer.as_mut()
     {
         o.stop(Duration::from_secs(10)).await?;
+    }
+    drop(gateway);
+    if let Some((mut c, _)) = canary {
+        c.stop(Duration::from_secs(10)).await?;
     }
     for s in [&mut command, &mut query, &mut processor] {
         s.stop(Duration::from_secs(10)).await?;
@@ -234,6 +353,7 @@ async fn start_monitoring(
     wiring: &Wiring,
     services: &[&devstack::ServiceProcess],
     observer_port: u16,
+    canary_dir: Option<&std::path::Path>,
 ) -> anyhow::Result<Option<Monitoring>> {
     let has = |bin: &str| {
         std::process::Command::new(bin)
@@ -275,7 +395,7 @@ async fn start_monitoring(
         .unwrap_or_else(|_| "route:\n  receiver: default\nreceivers:\n  - name: default\n".into());
     let alertmanager = devstack::alertmanager::Alertmanager::start(&am_config).await?;
     let observer = if devstack::workspace_bin("observer").is_ok() {
-        let env: Vec<(String, String)> = vec![
+        let mut env: Vec<(String, String)> = vec![
             (
                 "OBSERVER_LISTEN_ADDR".into(),
                 format!("127.0.0.1:{observer_port}"),
@@ -288,7 +408,13 @@ async fn start_monitoring(
                 "OBSERVER_EXTERNAL_URL".into(),
                 format!("http://127.0.0.1:{observer_port}/"),
             ),
+            // Canary actions: dev auth records X-User-Id (todoctl sends $USER).
+            ("OBSERVER_AUTH_MODE".into(), "dev".into()),
         ];
+        if let Some(d) = canary_dir {
+            env.push(("OBSERVER_CANARY_DIR".into(), d.display().to_string()));
+            env.push(("OBSERVER_DATABASE_URL".into(), wiring.database_url.clone()));
+        }
         Some(
             devstack::ServiceProcess::spawn("observer", observer_port, &env, &wiring.log_dir)
                 .await?,
@@ -301,4 +427,32 @@ async fn start_monitoring(
         alertmanager,
         observer,
     }))
+}
+
+const STABLE_VERSION: &str = "stable";
+
+/// A new version label per start, so each `stack up` runs a fresh rollout.
+fn canary_version() -> String {
+    format!("canary-{}", chrono::Utc::now().format("%Y%m%d%H%M%S"))
+}
+
+/// The local stack's canary: quick steps so a rollout is visible in minutes
+/// under `todoctl load`.
+fn canary_spec(runtime_api: &str, version: &str) -> String {
+    format!(
+        "# Written by todoctl stack up. See docs/canary.md.\n\
+         name: command-service\n\
+         target: command-service\n\
+         stable: {backend}/{stable}\n\
+         canary: {backend}/{canary}\n\
+         stable_version: {STABLE_VERSION}\n\
+         canary_version: {version}\n\
+         driver:\n  haproxy:\n    runtime_api: {runtime_api}\n\
+         steps: [10, 25, 50, 100]\n\
+         interval_secs: 10\n\
+         analysis:\n  min_requests: 50\n  latency_threshold_seconds: 0.1\n",
+        backend = devstack::haproxy::BACKEND,
+        stable = devstack::haproxy::STABLE,
+        canary = devstack::haproxy::CANARY,
+    )
 }

@@ -1,0 +1,515 @@
+//! `todoctl canary …` and `todoctl rollback`: the observer's canary
+//! controller from a terminal (`/api/v1/canaries`).
+//!
+//! Exit codes (for scripts):
+//! - 0: done; for `status`, the rollout is progressing, paused or succeeded
+//! - 1: the observer refused (bad name, action not possible now, auth)
+//! - 2: the rollout was rolled back or aborted (`status`, `status --wait`)
+//! - 3: the observer could not be reached
+//! - 4: `status --wait` timed out before the rollout finished
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+use serde_json::Value;
+
+use crate::lag_cmd::Output;
+
+const EXIT_REFUSED: u8 = 1;
+const EXIT_ROLLED_BACK: u8 = 2;
+const EXIT_UNREACHABLE: u8 = 3;
+const EXIT_TIMEOUT: u8 = 4;
+
+/// How to reach the observer and who to say you are.
+#[derive(Debug, Clone, Args)]
+pub struct Conn {
+    /// Observer base URL.
+    #[arg(
+        long,
+        env = "OBSERVER_URL",
+        default_value = "http://127.0.0.1:8084",
+        global = true
+    )]
+    pub observer_url: String,
+    /// Bearer token sent with actions (the observer records its subject).
+    #[arg(long, env = "TODOCTL_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// With the observer in dev auth mode and no token: the user name to
+    /// record (defaults to $USER, then $LOGNAME, then "todoctl").
+    #[arg(long = "as", env = "USER", global = true)]
+    pub user: Option<String>,
+    #[arg(long, value_enum, default_value = "table", global = true)]
+    pub output: Output,
+    /// Request timeout in seconds.
+    #[arg(long, default_value_t = 10, global = true)]
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct CanaryArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+    #[command(subcommand)]
+    pub cmd: CanaryCmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CanaryCmd {
+    /// Rollout phase, step and weight (all canaries, or one). Exit 2 when
+    /// rolled back or aborted.
+    Status {
+        name: Option<String>,
+        /// Block until the rollout finishes: exit 0 succeeded, 2 rolled
+        /// back/aborted, 4 timed out.
+        #[arg(long, requires = "name")]
+        wait: bool,
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        wait_timeout_secs: u64,
+    },
+    /// The values, statistic and thresholds behind the last decision.
+    Explain { name: String },
+    /// The decision log, newest first.
+    History {
+        name: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Skip the rest of the current step's analysis: next step now.
+    Promote(ActionArgs),
+    /// Hold the weights and stop analysing until resumed.
+    Pause(ActionArgs),
+    /// Continue analysing from fresh counts.
+    Resume(ActionArgs),
+    /// Stop the rollout and return all traffic to stable.
+    Abort(ActionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ActionArgs {
+    pub name: String,
+    /// Recorded in the decision log with your name.
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+/// `todoctl rollback <canary>`: abort the rollout and return all traffic to
+/// stable (idempotent).
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+    pub name: String,
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+enum Failure {
+    Unreachable(String),
+    Refused(String),
+}
+
+struct Client {
+    http: reqwest::Client,
+    conn: Conn,
+}
+
+impl Client {
+    fn new(mut conn: Conn) -> anyhow::Result<Self> {
+        if conn.user.as_deref().is_none_or(|u| u.trim().is_empty()) {
+            conn.user = Some(std::env::var("LOGNAME").unwrap_or_else(|_| "todoctl".into()));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(conn.timeout_secs))
+            .build()?;
+        Ok(Self { http, conn })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.conn.observer_url.trim_end_matches('/'))
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, Failure> {
+        let req = match (&self.conn.token, &self.conn.user) {
+            (Some(t), _) => req.bearer_auth(t),
+            (None, Some(u)) => req.header("x-user-id", u),
+            (None, None) => req,
+        };
+        let resp = req.send().await.map_err(|e| {
+            Failure::Unreachable(format!(
+                "cannot reach the observer at {}: {e}",
+                self.conn.observer_url
+            ))
+        })?;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(body);
+        }
+        let detail = body["detail"]
+            .as_str()
+            .or(body["title"].as_str())
+            .unwrap_or("no detail")
+            .to_string();
+        if status.is_server_error() && status.as_u16() != 503 {
+            return Err(Failure::Unreachable(format!(
+                "observer answered {status}: {detail}"
+            )));
+        }
+        Err(Failure::Refused(format!(
+            "observer answered {status}: {detail}"
+        )))
+    }
+
+    async fn get(&self, path: &str) -> Result<Value, Failure> {
+        self.send(self.http.get(self.url(path))).await
+    }
+
+    async fn post(&self, path: &str, reason: Option<&str>) -> Result<Value, Failure> {
+        let mut req = self.http.post(self.url(path));
+        if let Some(r) = reason {
+            req = req.json(&serde_json::json!({ "reason": r }));
+        }
+        self.send(req).await
+    }
+}
+
+fn fail(f: Failure) -> ExitCode {
+    match f {
+        Failure::Unreachable(m) => {
+            eprintln!("todoctl: {m}");
+            ExitCode::from(EXIT_UNREACHABLE)
+        }
+        Failure::Refused(m) => {
+            eprintln!("todoctl: {m}");
+            ExitCode::from(EXIT_REFUSED)
+        }
+    }
+}
+
+/// Path segment for a canary name.
+fn seg(name: &str) -> String {
+    let mut out = String::new();
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn phase(v: &Value) -> &str {
+    v["rollout"]["phase"].as_str().unwrap_or("not started")
+}
+
+fn exit_for_phase(p: &str) -> ExitCode {
+    match p {
+        "rolled_back" | "aborted" => ExitCode::from(EXIT_ROLLED_BACK),
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+fn print_json(v: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+    );
+}
+
+fn status_table(canaries: &[&Value]) {
+    println!(
+        "{:<20} {:<14} {:<14} {:>6} {:>7}  {:<9} LAST DECISION",
+        "CANARY", "VERSION", "PHASE", "WEIGHT", "STEP", "ANALYSED"
+    );
+    for c in canaries {
+        let r = &c["rollout"];
+        let steps = c["steps"].as_array().map(|s| s.len()).unwrap_or(0);
+        let step = r["analysis"]["step"].as_u64().map(|s| s + 1).unwrap_or(0);
+        let last = &c["last_decision"];
+        let last = if last.is_null() {
+            "-".to_string()
+        } else {
+            format!(
+                "{} {} by {}: {}",
+                last["action"].as_str().unwrap_or(""),
+                last["verdict"].as_str().unwrap_or(""),
+                last["actor"].as_str().unwrap_or(""),
+                last["reason"].as_str().unwrap_or("")
+            )
+        };
+        println!(
+            "{:<20} {:<14} {:<14} {:>5}% {:>3}/{:<3}  {:<9} {}",
+            c["name"].as_str().unwrap_or(""),
+            c["canary_version"].as_str().unwrap_or(""),
+            phase(c),
+            r["weight"].as_u64().unwrap_or(0),
+            step,
+            steps,
+            format!("{}s", r["analysed_secs"].as_u64().unwrap_or(0)),
+            last
+        );
+    }
+}
+
+fn num(v: &Value, digits: usize) -> String {
+    match v.as_f64() {
+        Some(x) => format!("{x:.digits$}"),
+        None => "-".into(),
+    }
+}
+
+fn explain_text(c: &Value) {
+    let r = &c["rollout"];
+    println!(
+        "canary {} ({} against stable {}), phase {}, canary weight {}%",
+        c["name"].as_str().unwrap_or(""),
+        c["canary_version"].as_str().unwrap_or(""),
+        c["stable_version"].as_str().unwrap_or(""),
+        phase(c),
+        r["weight"].as_u64().unwrap_or(0)
+    );
+    let d = &c["last_decision"];
+    if !d.is_null() {
+        println!(
+            "last decision  #{} at {}: {} → {} by {}",
+            d["id"],
+            d["at"].as_str().unwrap_or(""),
+            d["action"].as_str().unwrap_or(""),
+            d["verdict"].as_str().unwrap_or(""),
+            d["actor"].as_str().unwrap_or("")
+        );
+        println!("  reason       {}", d["reason"].as_str().unwrap_or(""));
+    }
+    let a = &c["last_analysis"];
+    if a.is_null() {
+        println!("no analysis yet (the first interval sets the baseline)");
+        return;
+    }
+    let (o, s, i) = (&a["observed"], &a["statistic"], &a["inputs"]);
+    println!(
+        "last analysis  #{} at {}: verdict {} at {}%",
+        a["id"],
+        a["at"].as_str().unwrap_or(""),
+        a["verdict"].as_str().unwrap_or(""),
+        a["step_percent"]
+    );
+    println!("  reason       {}", a["reason"].as_str().unwrap_or(""));
+    if o["backend"] == "down" {
+        println!(
+            "  metrics      unavailable: {}",
+            o["error"].as_str().unwrap_or("")
+        );
+    } else {
+        println!(
+            "  {:<8} {:>9} {:>7} {:>6}   (slow = over {} s)",
+            "", "requests", "5xx", "slow", i["latency_threshold_seconds"]
+        );
+        for side in ["stable", "canary"] {
+            println!(
+                "  {:<8} {:>9} {:>7} {:>6}",
+                side, o[side]["requests"], o[side]["errors"], o[side]["slow"]
+            );
+        }
+        println!("  canary share of traffic {}", num(&o["canary_share"], 3));
+    }
+    println!(
+        "  statistic    errors LLR {}  latency LLR {}  rollback at ≥ {}  (SPRT, α {} per test, β {}, ratio {})",
+        num(&s["error_llr"], 2),
+        num(&s["latency_llr"], 2),
+        num(&s["boundary"], 2),
+        num(&i["alpha_per_test"], 5),
+        i["beta"],
+        i["ratio"]
+    );
+    println!(
+        "  burn rate    {}× (guard {}×, objective {})   canary requests in step {} (min {})",
+        num(&s["canary_burn_rate"], 2),
+        i["max_burn_rate"],
+        i["slo_objective"],
+        s["canary_requests_in_step"],
+        i["min_requests"]
+    );
+    if !s["canary_dlq_ratio"].is_null() {
+        println!("  DLQ ratio    {}", num(&s["canary_dlq_ratio"], 4));
+    }
+}
+
+fn history_table(rows: &[Value]) {
+    println!(
+        "{:>6}  {:<24} {:<10} {:<10} {:<9} {:>5}→{:<4} REASON",
+        "ID", "AT", "ACTOR", "ACTION", "VERDICT", "STEP", "WT"
+    );
+    for d in rows {
+        println!(
+            "{:>6}  {:<24} {:<10} {:<10} {:<9} {:>4}%→{:<3}% {}",
+            d["id"],
+            d["at"]
+                .as_str()
+                .unwrap_or("")
+                .chars()
+                .take(23)
+                .collect::<String>(),
+            d["actor"].as_str().unwrap_or(""),
+            d["action"].as_str().unwrap_or(""),
+            d["verdict"].as_str().unwrap_or(""),
+            d["step_percent"],
+            d["weight_after"],
+            d["reason"].as_str().unwrap_or("")
+        );
+    }
+}
+
+pub async fn run(a: CanaryArgs) -> anyhow::Result<ExitCode> {
+    let json = a.conn.output == Output::Json;
+    let c = Client::new(a.conn)?;
+    let res = match a.cmd {
+        CanaryCmd::Status {
+            name: None,
+            wait: _,
+            wait_timeout_secs: _,
+        } => c.get("/api/v1/canaries").await.map(|v| {
+            if json {
+                print_json(&v);
+            } else {
+                let list: Vec<&Value> = v["canaries"]
+                    .as_array()
+                    .map(|a| a.iter().collect())
+                    .unwrap_or_default();
+                if list.is_empty() {
+                    println!("no canaries (the observer loads them from its canary_dir)");
+                } else {
+                    status_table(&list);
+                }
+                for e in v["spec_errors"].as_array().into_iter().flatten() {
+                    eprintln!("spec error: {}", e.as_str().unwrap_or(""));
+                }
+            }
+            let worst = v["canaries"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| matches!(phase(c), "rolled_back" | "aborted"));
+            if worst {
+                ExitCode::from(EXIT_ROLLED_BACK)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }),
+        CanaryCmd::Status {
+            name: Some(name),
+            wait,
+            wait_timeout_secs,
+        } => {
+            let path = format!("/api/v1/canaries/{}", seg(&name));
+            let started = Instant::now();
+            let mut last_line = String::new();
+            loop {
+                let v = match c.get(&path).await {
+                    Ok(v) => v,
+                    Err(f) => return Ok(fail(f)),
+                };
+                let p = phase(&v).to_string();
+                let finished = matches!(
+                    p.as_str(),
+                    "succeeded" | "rolled_back" | "aborted" | "superseded"
+                );
+                if !wait || finished {
+                    if json {
+                        print_json(&v);
+                    } else {
+                        status_table(&[&v]);
+                    }
+                    break Ok(exit_for_phase(&p));
+                }
+                if !json {
+                    let line = format!(
+                        "{} {}% {}",
+                        p,
+                        v["rollout"]["weight"],
+                        v["last_decision"]["reason"].as_str().unwrap_or("")
+                    );
+                    if line != last_line {
+                        eprintln!("waiting: {line}");
+                        last_line = line;
+                    }
+                }
+                if started.elapsed() > Duration::from_secs(wait_timeout_secs) {
+                    eprintln!("todoctl: still {p} after {wait_timeout_secs} s");
+                    break Ok(ExitCode::from(EXIT_TIMEOUT));
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        CanaryCmd::Explain { name } => c
+            .get(&format!("/api/v1/canaries/{}", seg(&name)))
+            .await
+            .map(|v| {
+                if json {
+                    print_json(&serde_json::json!({
+                        "name": v["name"],
+                        "rollout": v["rollout"],
+                        "last_decision": v["last_decision"],
+                        "last_analysis": v["last_analysis"],
+                    }));
+                } else {
+                    explain_text(&v);
+                }
+                exit_for_phase(phase(&v))
+            }),
+        CanaryCmd::History { name, limit } => c
+            .get(&format!(
+                "/api/v1/canaries/{}/decisions?limit={limit}",
+                seg(&name)
+            ))
+            .await
+            .map(|v| {
+                if json {
+                    print_json(&v);
+                } else {
+                    history_table(v.as_array().map(Vec::as_slice).unwrap_or_default());
+                }
+                ExitCode::SUCCESS
+            }),
+        CanaryCmd::Promote(x) => action(&c, "promote", x, json).await,
+        CanaryCmd::Pause(x) => action(&c, "pause", x, json).await,
+        CanaryCmd::Resume(x) => action(&c, "resume", x, json).await,
+        CanaryCmd::Abort(x) => action(&c, "abort", x, json).await,
+    };
+    Ok(res.unwrap_or_else(fail))
+}
+
+async fn action(c: &Client, what: &str, a: ActionArgs, json: bool) -> Result<ExitCode, Failure> {
+    let v = c
+        .post(
+            &format!("/api/v1/canaries/{}/{what}", seg(&a.name)),
+            a.reason.as_deref(),
+        )
+        .await?;
+    if json {
+        print_json(&v);
+    } else {
+        println!(
+            "{what}: {} is {} with {}% of traffic on the canary ({})",
+            a.name,
+            phase(&v),
+            v["rollout"]["weight"],
+            v["last_decision"]["reason"].as_str().unwrap_or("")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn rollback(a: RollbackArgs) -> anyhow::Result<ExitCode> {
+    let json = a.conn.output == Output::Json;
+    let c = Client::new(a.conn)?;
+    let args = ActionArgs {
+        name: a.name,
+        reason: a.reason,
+    };
+    Ok(action(&c, "rollback", args, json)
+        .await
+        .unwrap_or_else(fail))
+}

@@ -1,0 +1,600 @@
+//! Acceptance 1–6 of the canary issue, each against real processes started
+//! here: PostgreSQL, the tansu broker, a stable and a canary command service
+//! (the canary with fault flags), HAProxy in front of both, Prometheus
+//! scraping both, the observer (canary controller) and `todoctl`.
+//!
+//! Load is generated through HAProxy at 50 requests/s. The canary spec uses
+//! quick steps (20 → 50 → 100%, 2 s intervals, 40 requests per step) so a
+//! whole rollout fits in seconds. The scenarios run one at a time: each
+//! starts its own stack and two cores cannot run several side by side
+//! without distorting latencies.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use devstack::haproxy::{BACKEND, CANARY, Haproxy, STABLE};
+use devstack::prometheus::{Prometheus, PrometheusOptions};
+use devstack::{ServiceProcess, Stack, free_port, wait_until};
+use serde_json::Value;
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const NAME: &str = "command-service";
+const RATE: f64 = 50.0;
+
+#[derive(Default)]
+struct LoadStats {
+    ok: AtomicU64,
+    server_errors: AtomicU64,
+    other: AtomicU64,
+}
+
+struct Harness {
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+    stack: Stack,
+    _stable: ServiceProcess,
+    _canary: ServiceProcess,
+    gw: Haproxy,
+    prom: Prometheus,
+    observer: ServiceProcess,
+    spec_dir: tempfile::TempDir,
+    stop_load: Arc<AtomicBool>,
+    load: Arc<LoadStats>,
+    http: reqwest::Client,
+}
+
+fn addr(p: &ServiceProcess) -> String {
+    format!("127.0.0.1:{}", p.port)
+}
+
+async fn warm(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    for i in 0..20 {
+        let r = http
+            .post(format!("{base}/v1/todos"))
+            .header("x-user-id", "warm-up")
+            .json(&serde_json::json!({ "title": format!("warm-up {i}") }))
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().is_success(), "warm-up answered {}", r.status());
+    }
+    Ok(())
+}
+
+impl Harness {
+    /// Everything up, canary at 0% and warmed up, load running; no spec yet.
+    async fn start(canary_env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let serial = SERIAL.lock().await;
+        let stack = Stack::start().await?;
+        let stable = stack
+            .spawn(devstack::Service::Command, &[("VERSION", "stable")])
+            .await?;
+        let mut env = vec![("VERSION", "canary")];
+        env.extend_from_slice(canary_env);
+        let canary = stack.spawn(devstack::Service::Command, &env).await?;
+        let http = reqwest::Client::new();
+        // A fresh process's first requests open its connection pool; a real
+        // rollout warms the canary before it takes traffic, so do we.
+        warm(&http, &stable.base_url()).await?;
+        if canary_env.is_empty() {
+            warm(&http, &canary.base_url()).await?;
+        }
+        let gw = Haproxy::start(&addr(&stable), &addr(&canary), 0).await?;
+        wait_until(
+            "HAProxy to see both servers up",
+            Duration::from_secs(30),
+            || gw.all_up(),
+        )
+        .await?;
+        let prom = Prometheus::start(PrometheusOptions {
+            targets: vec![addr(&stable), addr(&canary)],
+            ..PrometheusOptions::default()
+        })
+        .await?;
+        let spec_dir = tempfile::Builder::new().prefix("canary-specs-").tempdir()?;
+        let port = free_port()?;
+        let oenv: Vec<(String, String)> = [
+            ("OBSERVER_LISTEN_ADDR", format!("127.0.0.1:{port}")),
+            ("OBSERVER_PROMETHEUS_URL", prom.url()),
+            ("OBSERVER_PROMETHEUS_TIMEOUT_MS", "500".into()),
+            ("OBSERVER_PROMETHEUS_RETRIES", "1".into()),
+            ("OBSERVER_CANARY_DIR", spec_dir.path().display().to_string()),
+            ("OBSERVER_DATABASE_URL", stack.wiring.database_url.clone()),
+            ("OBSERVER_AUTH_MODE", "dev".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let observer = ServiceProcess::spawn("observer", port, &oenv, stack.log_dir()).await?;
+
+        let stop_load = Arc::new(AtomicBool::new(false));
+        let load = Arc::new(LoadStats::default());
+        {
+            let (stop, stats, http, url) =
+                (stop_load.clone(), load.clone(), http.clone(), gw.url());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / RATE));
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    tick.tick().await;
+                    i += 1;
+                    let (http, url, stats) = (http.clone(), url.clone(), stats.clone());
+                    tokio::spawn(async move {
+                        let r = http
+                            .post(format!("{url}/v1/todos"))
+                            .header("x-user-id", format!("load-{}", i % 10))
+                            .json(&serde_json::json!({ "title": format!("load {i}") }))
+                            .send()
+                            .await;
+                        let counter = match r.map(|r| r.status()) {
+                            Ok(s) if s.is_success() => &stats.ok,
+                            Ok(s) if s.is_server_error() => &stats.server_errors,
+                            _ => &stats.other,
+                        };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    });
+                }
+            });
+        }
+        Ok(Self {
+            _serial: serial,
+            stack,
+            _stable: stable,
+            _canary: canary,
+            gw,
+            prom,
+            observer,
+            spec_dir,
+            stop_load,
+            load,
+            http,
+        })
+    }
+
+    fn observer_url(&self) -> String {
+        self.observer.base_url()
+    }
+
+    /// Deploy: write the canary spec; returns once the observer has started
+    /// the rollout.
+    async fn deploy(&self, min_requests: u64) -> anyhow::Result<()> {
+        let spec = format!(
+            "name: {NAME}\ntarget: command-service\nstable: {BACKEND}/{STABLE}\ncanary: {BACKEND}/{CANARY}\n\
+             stable_version: stable\ncanary_version: canary\n\
+             driver:\n  haproxy:\n    runtime_api: {}\n\
+             steps: [20, 50, 100]\ninterval_secs: 2\nmax_duration_secs: 600\n\
+             analysis:\n  min_requests: {min_requests}\n  latency_threshold_seconds: 0.1\n",
+            self.gw.runtime_api()
+        );
+        std::fs::write(self.spec_dir.path().join("command-service.yaml"), spec)?;
+        wait_until(
+            "the observer to start the rollout",
+            Duration::from_secs(30),
+            || async {
+                self.status()
+                    .await
+                    .is_ok_and(|v| v["rollout"]["phase"].is_string())
+            },
+        )
+        .await
+    }
+
+    async fn status(&self) -> anyhow::Result<Value> {
+        Ok(self
+            .http
+            .get(format!("{}/api/v1/canaries/{NAME}", self.observer_url()))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+
+    async fn decisions(&self) -> anyhow::Result<Vec<Value>> {
+        let v: Value = self
+            .http
+            .get(format!(
+                "{}/api/v1/canaries/{NAME}/decisions?limit=1000",
+                self.observer_url()
+            ))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let mut rows = v.as_array().cloned().unwrap_or_default();
+        rows.reverse(); // oldest first
+        Ok(rows)
+    }
+
+    /// Wait for the rollout to reach `phase`; fails early on another
+    /// finished phase.
+    async fn wait_phase(&self, phase: &str, timeout: Duration) -> anyhow::Result<Value> {
+        let started = Instant::now();
+        loop {
+            let v = self.status().await?;
+            let p = v["rollout"]["phase"].as_str().unwrap_or("").to_string();
+            if p == phase {
+                return Ok(v);
+            }
+            if ["succeeded", "rolled_back", "aborted"].contains(&p.as_str()) {
+                anyhow::bail!(
+                    "rollout ended {p}, expected {phase}; decisions: {:#?}",
+                    self.decisions().await?
+                );
+            }
+            if started.elapsed() > timeout {
+                anyhow::bail!(
+                    "rollout still {p} after {timeout:?}, expected {phase}; decisions: {:#?}",
+                    self.decisions().await?
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn canary_weight(&self) -> anyhow::Result<u32> {
+        let w = self
+            .gw
+            .command(&format!("get weight {BACKEND}/{CANARY}"))
+            .await?;
+        w.split_whitespace()
+            .next()
+            .and_then(|w| w.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("get weight answered {w:?}"))
+    }
+
+    /// Requests HAProxy sent to (stable, canary) while `n` more requests go
+    /// through it.
+    async fn traffic_split(&self, n: u64) -> anyhow::Result<(u64, u64)> {
+        let before = self.gw.served().await?;
+        // The load keeps running; wait until it has sent n more requests.
+        let target = self.load_total() + n;
+        wait_until(
+            "load to send more requests",
+            Duration::from_secs(30),
+            || {
+                let done = self.load_total() >= target;
+                async move { done }
+            },
+        )
+        .await?;
+        tokio::time::sleep(Duration::from_millis(500)).await; // in-flight ones land
+        let after = self.gw.served().await?;
+        let d = |s: &str| after.get(s).copied().unwrap_or(0) - before.get(s).copied().unwrap_or(0);
+        Ok((d(STABLE), d(CANARY)))
+    }
+
+    fn load_total(&self) -> u64 {
+        self.load.ok.load(Ordering::Relaxed)
+            + self.load.server_errors.load(Ordering::Relaxed)
+            + self.load.other.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.stop_load.store(true, Ordering::Relaxed);
+    }
+}
+
+/// `todoctl` as a process: (exit code, stdout, stderr).
+async fn todoctl(args: &[&str]) -> anyhow::Result<(i32, String, String)> {
+    let bin = devstack::workspace_bin("todoctl")?;
+    let out = tokio::process::Command::new(bin)
+        .args(args)
+        .env_remove("TODOCTL_TOKEN")
+        .output()
+        .await?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+fn verdicts(decisions: &[Value]) -> Vec<String> {
+    decisions
+        .iter()
+        .filter(|d| d["action"] == "analysis")
+        .map(|d| d["verdict"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// Acceptance 1: a healthy canary under load is promoted through every
+/// step to 100%, and `todoctl canary status --wait` exits 0.
+#[tokio::test]
+async fn healthy_canary_is_promoted_through_every_step() -> anyhow::Result<()> {
+    let h = Harness::start(&[]).await?;
+    h.deploy(40).await?;
+    let url = h.observer_url();
+    let (code, out, err) = todoctl(&[
+        "canary",
+        "status",
+        NAME,
+        "--wait",
+        "--wait-timeout-secs",
+        "120",
+        "--observer-url",
+        &url,
+    ])
+    .await?;
+    let decisions = h.decisions().await?;
+    assert_eq!(code, 0, "status --wait: {out}{err}\n{decisions:#?}");
+    assert!(out.contains("succeeded"), "{out}");
+    let v = verdicts(&decisions);
+    assert_eq!(
+        v.iter().filter(|v| *v == "promote").count(),
+        2,
+        "20 → 50 → 100: {v:?}"
+    );
+    assert_eq!(v.last().map(String::as_str), Some("complete"), "{v:?}");
+    assert!(!v.iter().any(|v| v == "rollback"), "{v:?}");
+    // Every step's weight reached HAProxy, in order.
+    let weights: Vec<i64> = decisions
+        .iter()
+        .filter_map(|d| d["weight_after"].as_i64())
+        .fold(Vec::new(), |mut acc, w| {
+            if acc.last() != Some(&w) {
+                acc.push(w);
+            }
+            acc
+        });
+    assert_eq!(weights, [20, 50, 100], "{decisions:#?}");
+    assert_eq!(h.canary_weight().await?, 100);
+    let (stable, canary) = h.traffic_split(100).await?;
+    assert_eq!(stable, 0, "all traffic on the canary after success");
+    assert!(canary >= 100);
+    Ok(())
+}
+
+/// Acceptance 2 and 6: 10% injected 5xx at 50 requests/s is rolled back,
+/// HAProxy sends the canary nothing afterwards, and `todoctl canary explain`
+/// shows the values and statistic of the decision as stored in Postgres.
+#[tokio::test]
+async fn failing_canary_is_rolled_back_and_explained() -> anyhow::Result<()> {
+    let h = Harness::start(&[("FAULT_ERROR_RATE", "0.1")]).await?;
+    let deployed = Instant::now();
+    h.deploy(40).await?;
+    let v = h
+        .wait_phase("rolled_back", Duration::from_secs(120))
+        .await?;
+    let detection = deployed.elapsed();
+    println!(
+        "10% errors at {RATE} requests/s: rolled back {:.1} s after deploy ({})",
+        detection.as_secs_f64(),
+        v["last_decision"]["reason"]
+    );
+    assert!(
+        detection < Duration::from_secs(60),
+        "detection took {detection:?}"
+    );
+    assert_eq!(h.canary_weight().await?, 0);
+    let (stable, canary) = h.traffic_split(100).await?;
+    assert_eq!(
+        canary, 0,
+        "HAProxy sent {canary} requests to the canary after rollback"
+    );
+    assert!(stable >= 100, "stable served {stable}");
+    let errors_before = h.load.server_errors.load(Ordering::Relaxed);
+    assert!(errors_before > 0, "the canary did fail some requests");
+
+    // The decision is in Postgres, append-only.
+    let pool = h.stack.pool().await?;
+    let (id, verdict, statistic): (i64, String, sqlx::types::Json<Value>) = sqlx::query_as(
+        "SELECT id, verdict, statistic FROM canary_decisions WHERE action = 'analysis' ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(verdict, "rollback");
+    let refused = sqlx::query("UPDATE canary_decisions SET verdict = 'promote' WHERE id = $1")
+        .bind(id)
+        .execute(&pool)
+        .await;
+    assert!(refused.is_err(), "the decision log must refuse updates");
+
+    // explain: human text and JSON, matching the stored row.
+    let url = h.observer_url();
+    let (code, out, err) = todoctl(&["canary", "explain", NAME, "--observer-url", &url]).await?;
+    assert_eq!(
+        code, 2,
+        "explain of a rolled-back canary exits 2: {out}{err}"
+    );
+    for needle in [
+        "errors LLR",
+        "latency LLR",
+        "rollback at",
+        "burn rate",
+        "stable",
+        "canary",
+    ] {
+        assert!(out.contains(needle), "explain lacks {needle:?}:\n{out}");
+    }
+    let (_, json, _) = todoctl(&[
+        "canary",
+        "explain",
+        NAME,
+        "--observer-url",
+        &url,
+        "--output",
+        "json",
+    ])
+    .await?;
+    let j: Value = serde_json::from_str(&json)?;
+    assert_eq!(j["last_analysis"]["id"], id);
+    assert_eq!(j["last_analysis"]["statistic"], statistic.0);
+    let llr = statistic.0["error_llr"].as_f64().unwrap_or(f64::NAN);
+    assert!(
+        out.contains(&format!("{llr:.2}")),
+        "explain shows the stored error LLR {llr:.2}:\n{out}"
+    );
+    assert!(j["last_analysis"]["observed"]["canary"]["errors"].as_u64() > Some(0));
+    Ok(())
+}
+
+/// Acceptance 3: +200 ms on every canary request is rolled back by the
+/// latency test.
+#[tokio::test]
+async fn slow_canary_is_rolled_back() -> anyhow::Result<()> {
+    let h = Harness::start(&[("FAULT_LATENCY_MS", "200")]).await?;
+    let deployed = Instant::now();
+    h.deploy(40).await?;
+    let v = h
+        .wait_phase("rolled_back", Duration::from_secs(120))
+        .await?;
+    println!(
+        "+200 ms: rolled back {:.1} s after deploy",
+        deployed.elapsed().as_secs_f64()
+    );
+    let reason = v["last_decision"]["reason"].as_str().unwrap_or("");
+    assert!(reason.starts_with("latency"), "{reason}");
+    assert_eq!(h.canary_weight().await?, 0);
+    Ok(())
+}
+
+/// Acceptance 4: Prometheus stops during analysis → paused, never rolled
+/// back, weights unchanged; analysis resumes when Prometheus is back.
+#[tokio::test]
+async fn metrics_outage_pauses_and_resumes() -> anyhow::Result<()> {
+    let mut h = Harness::start(&[]).await?;
+    // Never enough evidence to promote: the rollout stays at its first step.
+    h.deploy(1_000_000).await?;
+    wait_until("a first analysis", Duration::from_secs(60), || async {
+        h.decisions()
+            .await
+            .is_ok_and(|d| verdicts(&d).iter().any(|v| v == "hold"))
+    })
+    .await?;
+    assert_eq!(h.canary_weight().await?, 20);
+
+    h.prom.kill()?;
+    let killed_at = h.decisions().await?.len();
+    wait_until("a paused decision", Duration::from_secs(30), || async {
+        h.decisions()
+            .await
+            .is_ok_and(|d| d[killed_at..].iter().any(|d| d["verdict"] == "pause"))
+    })
+    .await?;
+    // Several intervals of outage: still progressing, weight held.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let v = h.status().await?;
+    assert_eq!(v["rollout"]["phase"], "progressing", "{v:#}");
+    assert_eq!(h.canary_weight().await?, 20);
+    let during: Vec<Value> = h.decisions().await?[killed_at..].to_vec();
+    assert!(
+        during.iter().all(|d| d["verdict"] == "pause"),
+        "only pauses during the outage: {during:#?}"
+    );
+    assert!(
+        during.iter().all(|d| d["observed"]["backend"] == "down"),
+        "{during:#?}"
+    );
+
+    h.prom.restart().await?;
+    let back_at = h.decisions().await?.len();
+    wait_until("analysis to resume", Duration::from_secs(60), || async {
+        h.decisions()
+            .await
+            .is_ok_and(|d| d[back_at..].iter().any(|d| d["verdict"] == "hold"))
+    })
+    .await?;
+    let v = h.status().await?;
+    assert_eq!(v["rollout"]["phase"], "progressing");
+    assert!(
+        !h.decisions()
+            .await?
+            .iter()
+            .any(|d| d["verdict"] == "rollback"),
+        "a monitoring outage never rolls back"
+    );
+    Ok(())
+}
+
+/// Acceptance 5: `todoctl rollback` during analysis puts all traffic on
+/// stable within 5 s, twice with the same result, recorded with who ran it.
+#[tokio::test]
+async fn todoctl_rollback_is_quick_idempotent_and_recorded() -> anyhow::Result<()> {
+    let h = Harness::start(&[]).await?;
+    h.deploy(1_000_000).await?;
+    wait_until(
+        "the canary at its first step",
+        Duration::from_secs(60),
+        || async { h.canary_weight().await.is_ok_and(|w| w == 20) },
+    )
+    .await?;
+    let url = h.observer_url();
+    let args = [
+        "rollback",
+        NAME,
+        "--observer-url",
+        &url,
+        "--as",
+        "alice-oncall",
+        "--reason",
+        "bad dashboard",
+        "--output",
+        "json",
+    ];
+    let t = Instant::now();
+    let (code, out, err) = todoctl(&args).await?;
+    assert_eq!(code, 0, "{out}{err}");
+    wait_until("weight 0", Duration::from_secs(5), || async {
+        h.canary_weight().await.is_ok_and(|w| w == 0)
+    })
+    .await?;
+    let took = t.elapsed();
+    println!("todoctl rollback: all traffic on stable after {took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    let first: Value = serde_json::from_str(&out)?;
+    assert_eq!(first["rollout"]["phase"], "aborted");
+    assert_eq!(first["rollout"]["weight"], 0);
+
+    let (code, out2, err) = todoctl(&args).await?;
+    assert_eq!(code, 0, "second rollback: {out2}{err}");
+    let second: Value = serde_json::from_str(&out2)?;
+    assert_eq!(second["rollout"]["phase"], "aborted");
+    assert_eq!(second["rollout"]["weight"], 0);
+    assert_eq!(h.canary_weight().await?, 0);
+    let (_, canary) = h.traffic_split(100).await?;
+    assert_eq!(canary, 0);
+
+    let rows = h.decisions().await?;
+    let rollbacks: Vec<&Value> = rows.iter().filter(|d| d["action"] == "rollback").collect();
+    assert_eq!(rollbacks.len(), 2, "{rows:#?}");
+    for r in &rollbacks {
+        assert_eq!(r["actor"], "alice-oncall");
+        assert_eq!(r["weight_after"], 0);
+        assert!(
+            r["reason"].as_str().unwrap_or("").contains("bad dashboard"),
+            "{r}"
+        );
+    }
+    // The analysis does not resume after an abort.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = h.decisions().await?;
+    assert_eq!(after.len(), rows.len(), "no decisions after the abort");
+
+    // Scripts: status exits 2 once rolled back; actions on a finished
+    // rollout are refused with exit 1; an unreachable observer is exit 3.
+    let (code, _, _) = todoctl(&["canary", "status", NAME, "--observer-url", &url]).await?;
+    assert_eq!(code, 2);
+    let (code, _, err) = todoctl(&["canary", "promote", NAME, "--observer-url", &url]).await?;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("409"), "{err}");
+    let (code, _, _) = todoctl(&[
+        "canary",
+        "status",
+        "--observer-url",
+        &format!("http://127.0.0.1:{}", free_port()?),
+    ])
+    .await?;
+    assert_eq!(code, 3);
+    // Actions need a caller.
+    let r = h
+        .http
+        .post(format!("{url}/api/v1/canaries/{NAME}/pause"))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 401);
+    Ok(())
+}
