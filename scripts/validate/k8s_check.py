@@ -133,6 +133,12 @@ def check_monitoring_complete(report):
         report.fail(f"k8s/base/kustomization.yaml slo-specs misses SLO specs: {sorted(want - slo_files)}")
     else:
         report.ok(f"slo-specs ConfigMap carries all {len(want)} slo/*.yaml specs for the observer")
+    canary_files = {f for g in base.get("configMapGenerator", []) if g["name"] == "canary-specs" for f in g["files"]}
+    want = {f"canary/{p.name}" for p in (REPO / "k8s/base/canary").glob("*.yaml")}
+    if want - canary_files:
+        report.fail(f"k8s/base/kustomization.yaml canary-specs misses canary specs: {sorted(want - canary_files)}")
+    else:
+        report.ok(f"canary-specs ConfigMap carries all {len(want)} k8s/base/canary/*.yaml specs for the observer")
     listed = set(yaml.safe_load((REPO / "k8s/base/monitoring/kustomization.yaml").read_text())["resources"])
     generated = {f"../../monitoring/{p.name}" for p in (REPO / "k8s/monitoring").glob("*.yaml")}
     missing = generated - listed
