@@ -330,11 +330,19 @@ impl CanarySpec {
                 "require some evidence per step, e.g. 100",
             ));
         }
-        if a.latency_threshold_seconds.is_nan() || a.latency_threshold_seconds <= 0.0 {
+        let buckets = contracts::metrics::HTTP_BUCKETS;
+        if !buckets
+            .iter()
+            .any(|b| (b - a.latency_threshold_seconds).abs() < 1e-9)
+        {
             return Err(bad(
                 "analysis.latency_threshold_seconds",
-                "must be positive".into(),
-                "use a histogram bucket boundary such as 0.25",
+                format!(
+                    "{} is not a bucket boundary of {}",
+                    a.latency_threshold_seconds,
+                    contracts::metrics::HTTP_SERVER_REQUEST_DURATION.name
+                ),
+                &format!("use one of {buckets:?}"),
             ));
         }
         if !(a.slo_objective > 0.0 && a.slo_objective < 1.0) {
@@ -409,6 +417,10 @@ mod tests {
             (format!("{GOOD}steps: [50, 10, 100]\n"), "steps"),
             (format!("{GOOD}analysis:\n  alpha: 0.9\n"), "analysis.alpha"),
             (format!("{GOOD}analysis:\n  ratio: 1\n"), "analysis.ratio"),
+            (
+                format!("{GOOD}analysis:\n  latency_threshold_seconds: 0.3\n"),
+                "analysis.latency_threshold_seconds",
+            ),
             (
                 format!("{GOOD}analysis:\n  slo_objective: 0.5\n  max_burn_rate: 14.4\n"),
                 "analysis.max_burn_rate",

@@ -342,17 +342,7 @@ pub fn load_specs(dir: &Path) -> (Vec<(PathBuf, CanarySpec)>, Vec<String>) {
         };
         match CanarySpec::from_yaml(&shown, &text) {
             Ok(spec) => {
-                if !m::HTTP_BUCKETS
-                    .iter()
-                    .any(|b| (b - spec.analysis.latency_threshold_seconds).abs() < 1e-9)
-                {
-                    errors.push(format!(
-                        "{shown}: field 'analysis.latency_threshold_seconds': {} is not a bucket boundary of {} (fix: use one of {:?})",
-                        spec.analysis.latency_threshold_seconds,
-                        m::HTTP_SERVER_REQUEST_DURATION.name,
-                        m::HTTP_BUCKETS
-                    ));
-                } else if spec.driver.is_none() {
+                if spec.driver.is_none() {
                     errors.push(format!(
                         "{shown}: field 'driver': missing (fix: add driver: {{haproxy: {{runtime_api: host:port}}}} or driver: {{gateway_api: …}})"
                     ));
@@ -1285,6 +1275,16 @@ mod tests {
     }
 
     #[test]
+    fn shipped_specs_load() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        for dir in ["canary", "k8s/base/canary"] {
+            let (specs, errors) = load_specs(&root.join(dir));
+            assert!(errors.is_empty(), "{dir}: {errors:?}");
+            assert!(!specs.is_empty(), "{dir}: no specs");
+        }
+    }
+
+    #[test]
     fn spec_dir_errors_name_file_and_field() {
         let dir = tempfile::tempdir().expect("tempdir");
         let good = "name: c\ntarget: command-service\nstable: command/stable\ncanary: command/canary\nstable_version: a\ncanary_version: b\ndriver:\n  haproxy:\n    runtime_api: 127.0.0.1:1\n";
@@ -1295,10 +1295,20 @@ mod tests {
             good.replace("name: c", "name: d") + "analysis:\n  latency_threshold_seconds: 0.3\n",
         )
         .expect("write");
+        std::fs::write(
+            dir.path().join("d.yaml"),
+            good.replace("name: c", "name: e")
+                .replace("driver:\n  haproxy:\n    runtime_api: 127.0.0.1:1\n", ""),
+        )
+        .expect("write");
         std::fs::write(dir.path().join("notes.txt"), "ignored").expect("write");
         let (specs, errors) = load_specs(dir.path());
         assert_eq!(specs.len(), 1);
-        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(
+            errors[2].contains("d.yaml") && errors[2].contains("'driver'"),
+            "{errors:?}"
+        );
         assert!(
             errors[0].contains("b.yaml") && errors[0].contains("'name'"),
             "{errors:?}"

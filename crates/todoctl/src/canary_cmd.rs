@@ -7,6 +7,8 @@
 //! - 2: the rollout was rolled back or aborted (`status`, `status --wait`)
 //! - 3: the observer could not be reached
 //! - 4: `status --wait` timed out before the rollout finished
+//!
+//! `validate` exits 1 when a file is invalid.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -84,6 +86,11 @@ pub enum CanaryCmd {
     Resume(ActionArgs),
     /// Stop the rollout and return all traffic to stable.
     Abort(ActionArgs),
+    /// Check canary spec files offline (file, line and field on error).
+    Validate {
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -362,7 +369,42 @@ fn history_table(rows: &[Value]) {
     }
 }
 
+/// `canary validate`: every file parses, validates and names a driver.
+fn validate(files: &[std::path::PathBuf]) -> ExitCode {
+    let mut bad = 0;
+    for f in files {
+        let shown = f.display().to_string();
+        let res = std::fs::read_to_string(f)
+            .map_err(|e| format!("{shown}: {e}"))
+            .and_then(|t| canary::CanarySpec::from_yaml(&shown, &t).map_err(|e| e.to_string()))
+            .and_then(|s| match s.driver {
+                Some(_) => Ok(s),
+                None => Err(format!(
+                    "{shown}: field 'driver': missing (fix: add driver: {{haproxy: …}} or {{gateway_api: …}})"
+                )),
+            });
+        match res {
+            Ok(s) => println!(
+                "{shown}: ok ({} {} → {}, steps {:?}, every {} s)",
+                s.name, s.stable_version, s.canary_version, s.steps, s.interval_secs
+            ),
+            Err(e) => {
+                eprintln!("{e}");
+                bad += 1;
+            }
+        }
+    }
+    if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_REFUSED)
+    }
+}
+
 pub async fn run(a: CanaryArgs) -> anyhow::Result<ExitCode> {
+    if let CanaryCmd::Validate { files } = &a.cmd {
+        return Ok(validate(files));
+    }
     let json = a.conn.output == Output::Json;
     let c = Client::new(a.conn)?;
     let res = match a.cmd {
@@ -477,6 +519,7 @@ pub async fn run(a: CanaryArgs) -> anyhow::Result<ExitCode> {
         CanaryCmd::Pause(x) => action(&c, "pause", x, json).await,
         CanaryCmd::Resume(x) => action(&c, "resume", x, json).await,
         CanaryCmd::Abort(x) => action(&c, "abort", x, json).await,
+        CanaryCmd::Validate { .. } => Ok(ExitCode::SUCCESS),
     };
     Ok(res.unwrap_or_else(fail))
 }
