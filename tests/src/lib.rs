@@ -1,6 +1,8 @@
 //! Helpers for the system tests: an HTTP client that speaks our API and
 //! readiness-style waits. The servers come from `devstack`.
 
+pub mod otlp;
+
 use std::time::Duration;
 
 use anyhow::Context as _;

@@ -64,6 +64,13 @@ async fn warm(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
 impl Harness {
     /// Everything up, canary at 0% and warmed up, load running; no spec yet.
     async fn start(canary_env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start_with(canary_env, &[]).await
+    }
+
+    async fn start_with(
+        canary_env: &[(&str, &str)],
+        observer_env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let serial = SERIAL.lock().await;
         let stack = Stack::start().await?;
         let stable = stack
@@ -104,6 +111,11 @@ impl Harness {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
+        .chain(
+            observer_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        )
         .collect();
         let observer = ServiceProcess::spawn("observer", port, &oenv, stack.log_dir()).await?;
 
@@ -353,7 +365,12 @@ async fn healthy_canary_is_promoted_through_every_step() -> anyhow::Result<()> {
 /// shows the values and statistic of the decision as stored in Postgres.
 #[tokio::test]
 async fn failing_canary_is_rolled_back_and_explained() -> anyhow::Result<()> {
-    let h = Harness::start(&[("FAULT_ERROR_RATE", "0.1")]).await?;
+    let (otlp, spans) = system_tests::otlp::otlp_receiver().await?;
+    let h = Harness::start_with(
+        &[("FAULT_ERROR_RATE", "0.1")],
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp)],
+    )
+    .await?;
     let deployed = Instant::now();
     h.deploy(40).await?;
     let v = h
@@ -429,6 +446,43 @@ async fn failing_canary_is_rolled_back_and_explained() -> anyhow::Result<()> {
         "explain shows the stored error LLR {llr:.2}:\n{out}"
     );
     assert!(j["last_analysis"]["observed"]["canary"]["errors"].as_u64() > Some(0));
+
+    // The decision is also a span (its trace id stored with the row) and a
+    // metric.
+    let trace_id = j["last_analysis"]["trace_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(trace_id.len(), 32, "decision without a trace id: {j:#}");
+    wait_until("the canary.analysis span", Duration::from_secs(30), || {
+        let seen =
+            spans
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .any(|(svc, name, _, t)| {
+                    svc == "observer" && name == "canary.analysis" && *t == trace_id
+                });
+        async move { seen }
+    })
+    .await?;
+    let metrics = h
+        .http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    for line in [
+        "canary_decisions_total{canary=\"command-service\",verdict=\"rollback\"} 1",
+        "canary_weight_percent{canary=\"command-service\"} 0",
+        "canary_phase{canary=\"command-service\",phase=\"rolled_back\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in\n{metrics}"
+        );
+    }
     Ok(())
 }
 
