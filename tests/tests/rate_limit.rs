@@ -8,6 +8,12 @@ use system_tests::{Platform, Reply, reply};
 
 const BURST: usize = 5;
 
+/// Requests a 1/s limit can have refilled since `start` (at least one: the
+/// clock may tick between the first and the last check).
+fn refills_since(start: std::time::Instant) -> usize {
+    start.elapsed().as_secs_f64().ceil().max(1.0) as usize
+}
+
 fn assert_limited(r: &Reply, what: &str) {
     assert_eq!(r.status, 429, "{what}: {}", r.raw);
     assert_eq!(r.content_type(), "application/problem+json", "{what}");
@@ -43,17 +49,20 @@ async fn a_burst_over_the_limit_gets_429_and_others_are_unaffected() -> anyhow::
     .await?;
 
     // Per user, on the command service: alice sends 3× her burst at once.
+    let start = std::time::Instant::now();
     let sends = (0..3 * BURST).map(|i| {
         p.api
             .create("alice", json!({"title": format!("burst {i}")}))
     });
     let replies = futures::future::try_join_all(sends).await?;
+    let refills = refills_since(start);
     let created = replies.iter().filter(|r| r.status == 201).count();
     let limited: Vec<&Reply> = replies.iter().filter(|r| r.status != 201).collect();
-    // The burst, plus at most one refill at 1/s while the requests ran.
+    // The burst, plus what refilled at 1/s while the requests ran (a loaded
+    // machine may take longer than a second to deliver them all).
     assert!(
-        (BURST..=BURST + 1).contains(&created),
-        "created {created} of {}",
+        (BURST..=BURST + refills).contains(&created),
+        "created {created} of {} with {refills} possible refills",
         replies.len()
     );
     assert!(!limited.is_empty(), "nothing was rate limited");
@@ -79,16 +88,18 @@ async fn a_burst_over_the_limit_gets_429_and_others_are_unaffected() -> anyhow::
             .header("x-forwarded-for", format!("198.51.100.1, {ip}"))
             .send()
     };
-    let mut statuses = Vec::new();
-    for _ in 0..3 * BURST {
-        statuses.push(reply(get("203.0.113.7").await?).await?);
-    }
+    let start = std::time::Instant::now();
+    let statuses = futures::future::try_join_all(
+        (0..3 * BURST).map(|_| async { reply(get("203.0.113.7").await?).await }),
+    )
+    .await?;
+    let refills = refills_since(start);
+    let served = statuses.iter().filter(|r| r.status == 200).count();
     let limited: Vec<&Reply> = statuses.iter().filter(|r| r.status != 200).collect();
     assert!(
-        limited.len() >= BURST,
-        "expected at least {BURST} of {} requests limited, got {}",
-        statuses.len(),
-        limited.len()
+        (BURST..=BURST + refills).contains(&served),
+        "served {served} of {} with {refills} possible refills",
+        statuses.len()
     );
     for r in &limited {
         assert_limited(r, "203.0.113.7 over its limit");

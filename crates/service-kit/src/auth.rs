@@ -149,7 +149,7 @@ impl Authenticator for Disabled {
     fn authenticate<'a>(&'a self, _parts: &'a Parts) -> AuthFuture<'a> {
         Box::pin(async {
             Err(ApiError::Unauthorized(
-                "no authenticator is configured on this server (set auth_mode=dev for local use)"
+                "authentication is disabled on this server (set auth_mode=oidc, or auth_mode=dev for local use)"
                     .into(),
             ))
         })
@@ -256,6 +256,13 @@ mod tests {
         assert_eq!(p.subject, "alice");
         assert_eq!(p.roles, ["admin"]);
         assert!(subject_from_unsigned_jwt("garbage").is_err());
+    }
+
+    #[test]
+    fn oidc_mode_without_its_table_is_a_config_error() {
+        let err = check_config(AuthMode::Oidc, None).expect_err("needs auth_oidc");
+        assert!(err.to_string().contains("auth_oidc.issuer"), "{err}");
+        assert!(check_config(AuthMode::Dev, None).is_ok());
     }
 
     #[test]
