@@ -643,12 +643,20 @@ async fn todoctl_rollback_is_quick_idempotent_and_recorded() -> anyhow::Result<(
     ])
     .await?;
     assert_eq!(code, 3);
-    // Actions need a caller.
+    // Actions need a caller (401) with the operator role (403).
     let r = h
         .http
         .post(format!("{url}/api/v1/canaries/{NAME}/pause"))
         .send()
         .await?;
     assert_eq!(r.status(), 401);
+    let r = h
+        .http
+        .post(format!("{url}/api/v1/canaries/{NAME}/pause"))
+        .header("x-user-id", "mallory")
+        .send()
+        .await?;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await?.contains("operator"));
     Ok(())
 }

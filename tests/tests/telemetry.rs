@@ -6,11 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use prost::Message as _;
 use serde_json::json;
-use system_tests::otlp::{Seen, otlp_receiver};
+use system_tests::otlp::otlp_receiver;
 use system_tests::{Api, Service, Stack};
 
 /// A fresh trace id and a `traceparent` that continues it.

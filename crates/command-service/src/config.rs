@@ -1,5 +1,6 @@
 use serde::Deserialize;
-use service_kit::auth::AuthMode;
+use service_kit::auth::{AuthMode, OidcConfig};
+use service_kit::rate_limit::RateLimitConfig;
 
 /// Command service configuration: defaults → `--config` TOML file → `COMMAND_*`
 /// environment variables (e.g. `COMMAND_DATABASE_URL`).
@@ -15,8 +16,18 @@ pub struct Config {
     /// `stable` or `canary`: the `version` label on every metric.
     #[serde(default = "defaults::version")]
     pub version: String,
+    /// `disabled` (refuse every request), `dev` (trust `X-User-Id`; local
+    /// only, warns at start) or `oidc` (verify bearer tokens; needs `auth_oidc`).
     #[serde(default)]
     pub auth_mode: AuthMode,
+    /// Issuer, audience and JWKS URL for `auth_mode = "oidc"`
+    /// (env `COMMAND_AUTH_OIDC__ISSUER`, `…__AUDIENCE`, `…__JWKS_URL`).
+    #[serde(default)]
+    pub auth_oidc: Option<OidcConfig>,
+    /// Per-user and per-address limits on `/v1` (env
+    /// `COMMAND_RATE_LIMIT__PER_USER_RPS`, …); off unless set.
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
     /// Run the outbox relay in this process (one replica wins a Postgres
     /// advisory lock and publishes; the others stand by).
     #[serde(default = "defaults::yes")]
@@ -95,6 +106,8 @@ impl Config {
         if self.relay_batch_size < 1 {
             anyhow::bail!("config key 'relay_batch_size' must be at least 1");
         }
+        service_kit::auth::check_config(self.auth_mode, self.auth_oidc.as_ref())?;
+        self.rate_limit.check()?;
         Ok(())
     }
 }

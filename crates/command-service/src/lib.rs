@@ -28,6 +28,8 @@ pub struct AppState {
     pub pool: PgPool,
     pub metrics: Metrics,
     pub config: Arc<Config>,
+    /// Authenticator and rate limits in front of every `/v1` route.
+    pub guard: service_kit::rate_limit::AccessGuard,
     /// Wakes the local relay right after a commit.
     pub outbox_wake: Arc<relay::OutboxSignal>,
 }
@@ -64,6 +66,10 @@ impl Application {
         let state = AppState {
             pool,
             metrics,
+            guard: service_kit::rate_limit::AccessGuard::new(
+                service_kit::auth::authenticator(config.auth_mode, config.auth_oidc.as_ref())?,
+                &config.rate_limit,
+            )?,
             config: Arc::new(config),
             outbox_wake: Arc::new(relay::OutboxSignal::default()),
         };
@@ -97,7 +103,11 @@ impl Application {
         tracing::info!(port = self.port(), version = %self.state.config.version, "command service listening");
         let grace = Duration::from_secs(self.state.config.shutdown_timeout_secs);
         let token = shutdown.clone();
-        axum::serve(self.listener, self.router)
+        // The peer address feeds the per-address rate limit.
+        let app = self
+            .router
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(self.listener, app)
             .with_graceful_shutdown(async move { token.cancelled().await })
             .await?;
         if let Some(relay) = relay
@@ -127,6 +137,11 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             api::inject_faults,
+        ))
+        // Outermost: a limited or unauthenticated request costs no more.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.guard.clone(),
+            service_kit::rate_limit::access_guard,
         ));
     Router::new()
         .merge(api)
@@ -146,8 +161,6 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
         .layer(DefaultBodyLimit::max(
             service_kit::extract::DRAIN_BODY_BYTES,
         ))
-        .layer(axum::Extension(service_kit::auth::authenticator(
-            state.config.auth_mode,
-        )))
+        .layer(axum::Extension(state.guard.authenticator()))
         .with_state(state)
 }

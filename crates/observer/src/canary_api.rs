@@ -1,6 +1,7 @@
 //! `/api/v1/canaries`: rollout status, the decision log, and the operator
 //! actions (`promote`, `pause`, `resume`, `abort`, `rollback`). Actions need
-//! an authenticated caller; the caller's subject is recorded in the log.
+//! an authenticated caller with the `operator` role (401 without a caller,
+//! 403 without the role); the caller's subject is recorded in the log.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -89,6 +90,7 @@ async fn act(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let c = controller(&s)?;
+    who.require_role(service_kit::auth::roles::OPERATOR)?;
     let Some(action) = Action::parse(&action) else {
         return Err(ApiError::NotFound(format!(
             "no action '{action}' (use promote, pause, resume, abort or rollback)"

@@ -51,9 +51,11 @@ pub struct Config {
     pub canary_dir: Option<PathBuf>,
     /// Postgres for the canary decision log.
     pub database_url: Option<String>,
-    /// Who may call the mutating endpoints (canary actions): `disabled`
-    /// refuses them, `dev` trusts `X-User-Id` (local use only).
+    /// Who may call the mutating endpoints (canary actions, which need the
+    /// `operator` role): `disabled` refuses them, `dev` trusts unsigned
+    /// tokens (local use only), `oidc` verifies bearer tokens (`auth_oidc`).
     pub auth_mode: service_kit::auth::AuthMode,
+    pub auth_oidc: Option<service_kit::auth::OidcConfig>,
 }
 
 impl Default for Config {
@@ -80,6 +82,7 @@ impl Default for Config {
             canary_dir: None,
             database_url: None,
             auth_mode: service_kit::auth::AuthMode::Disabled,
+            auth_oidc: None,
         }
     }
 }
@@ -108,6 +111,7 @@ impl Config {
         );
         crate::report::parse_schedule(&self.report_schedule)
             .map_err(|e| anyhow::anyhow!("config key 'report_schedule': {e}"))?;
+        service_kit::auth::check_config(self.auth_mode, self.auth_oidc.as_ref())?;
         if self.canary_dir.is_some() {
             anyhow::ensure!(
                 self.database_url.is_some(),

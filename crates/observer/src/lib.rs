@@ -68,6 +68,8 @@ pub struct AppState {
     pub freshness: Arc<RwLock<std::collections::HashMap<String, f64>>>,
     /// The canary controller, when `canary_dir` is set.
     pub rollouts: Option<Arc<rollouts::Controller>>,
+    /// Verifies callers of the mutating endpoints.
+    pub auth: service_kit::auth::SharedAuthenticator,
 }
 
 pub struct Application {
@@ -102,6 +104,7 @@ impl Application {
             config.external_url.clone(),
             config.monitoring_alert_severity.clone(),
         )?;
+        let auth = service_kit::auth::authenticator(config.auth_mode, config.auth_oidc.as_ref())?;
         let lag = Arc::new(RwLock::new(LagState::default()));
         let rollouts = match (&config.canary_dir, &config.database_url, &prom) {
             (Some(dir), Some(url), Some(p)) => Some(Arc::new(
@@ -122,6 +125,7 @@ impl Application {
             report: Arc::new(RwLock::new(None)),
             freshness: Arc::new(RwLock::new(std::collections::HashMap::new())),
             rollouts,
+            auth,
         };
         Ok(Self {
             listener,
@@ -325,9 +329,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .method_not_allowed_fallback(service_kit::problem::method_not_allowed)
         .fallback(service_kit::problem::not_found_fallback)
-        .layer(axum::Extension(service_kit::auth::authenticator(
-            state.config.auth_mode,
-        )))
+        .layer(axum::Extension(state.auth.clone()))
         .with_state(state)
 }
 

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use contracts::{Priority, TodoEvent};
 use serde::{Deserialize, Serialize};
 use service_kit::ApiError;
-use service_kit::auth::Principal;
+use service_kit::auth::{Principal, roles};
 use service_kit::extract::{ApiQuery, IdPath};
 use todo_domain::Todo;
 use todo_store::StoreError;
@@ -51,6 +51,9 @@ pub struct ListParams {
     sort: Option<String>,
     limit: Option<i64>,
     cursor: Option<String>,
+    /// Whose todos: the caller's by default; another user's needs the
+    /// `support` role (or `admin`).
+    owner: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -134,6 +137,27 @@ pub async fn list(
     principal: Principal,
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> Result<Json<ListResponse>, ApiError> {
+    let owner = match p.owner.as_deref() {
+        None => principal.subject.as_str(),
+        Some(o) if o.is_empty() || o.len() > 255 || o.chars().any(char::is_control) => {
+            return Err(ApiError::field(
+                "owner",
+                "must be a user id of 1 to 255 printable characters",
+            ));
+        }
+        Some(o) if o == principal.subject => o,
+        Some(o) => {
+            principal
+                .require_role(roles::SUPPORT)
+                .map_err(|_| {
+                    ApiError::Forbidden(format!(
+                        "listing another user's todos ('owner') needs the 'support' or 'admin' role; the token grants [{}]",
+                        principal.roles.join(", ")
+                    ))
+                })?;
+            o
+        }
+    };
     let (sort, descending) = parse_sort(p.sort.as_deref())?;
     let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
@@ -202,7 +226,7 @@ pub async fn list(
         after,
         limit,
     };
-    let mut items = read::list(&app.pool, &principal.subject, &filter, &page)
+    let mut items = read::list(&app.pool, owner, &filter, &page)
         .await
         .map_err(store_error)?;
     let next_cursor = if items.len() as i64 > limit {
@@ -248,13 +272,15 @@ pub async fn get(
                 .await
                 .map_err(store_error)?
                 .ok_or_else(not_found)?;
-            if todo.owner != principal.subject {
+            // Someone else's todo is "not found" for a plain user: a 403
+            // would confirm that the id exists.
+            if !principal.may_read(&todo.owner) {
                 return Err(not_found());
             }
             Ok(with_etag(&todo))
         }
         Some(as_of) => {
-            let events = owned_history(&app, &principal, id).await?;
+            let events = readable_history(&app, &principal, id).await?;
             let state = todo_domain::fold(events.iter().filter(|e| e.occurred_at <= as_of));
             match state {
                 Some(t) if !t.deleted => Ok(with_etag(&t)),
@@ -269,14 +295,14 @@ pub async fn get(
     }
 }
 
-async fn owned_history(
+async fn readable_history(
     app: &AppState,
     principal: &Principal,
     id: Uuid,
 ) -> Result<Vec<TodoEvent>, ApiError> {
     let events = read::history(&app.pool, id).await.map_err(store_error)?;
     match events.first() {
-        Some(first) if first.user_id == principal.subject => Ok(events),
+        Some(first) if principal.may_read(&first.user_id) => Ok(events),
         _ => Err(ApiError::NotFound(format!("todo {id} not found"))),
     }
 }
@@ -292,7 +318,7 @@ pub async fn history(
     principal: Principal,
     IdPath(id): IdPath,
 ) -> Result<Json<HistoryResponse>, ApiError> {
-    let events = owned_history(&app, &principal, id).await?;
+    let events = readable_history(&app, &principal, id).await?;
     Ok(Json(HistoryResponse {
         todo_id: id,
         events,

@@ -1,5 +1,6 @@
 use serde::Deserialize;
-use service_kit::auth::AuthMode;
+use service_kit::auth::{AuthMode, OidcConfig};
+use service_kit::rate_limit::RateLimitConfig;
 
 /// Query service configuration: defaults → `--config` TOML file → `QUERY_*`
 /// environment variables (e.g. `QUERY_DATABASE_URL`).
@@ -16,8 +17,18 @@ pub struct Config {
     pub group_id: String,
     #[serde(default = "defaults::version")]
     pub version: String,
+    /// `disabled` (refuse every request), `dev` (trust `X-User-Id`; local
+    /// only, warns at start) or `oidc` (verify bearer tokens; needs `auth_oidc`).
     #[serde(default)]
     pub auth_mode: AuthMode,
+    /// Issuer, audience and JWKS URL for `auth_mode = "oidc"`
+    /// (env `QUERY_AUTH_OIDC__ISSUER`, `…__AUDIENCE`, `…__JWKS_URL`).
+    #[serde(default)]
+    pub auth_oidc: Option<OidcConfig>,
+    /// Per-user and per-address limits on `/v1` (env
+    /// `QUERY_RATE_LIMIT__PER_USER_RPS`, …); off unless set.
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
     /// Run the projector (consumer) in this process.
     #[serde(default = "defaults::yes")]
     pub projector_enabled: bool,
@@ -57,6 +68,14 @@ mod defaults {
 
 impl Config {
     pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Self> {
-        Ok(service_kit::config::load("QUERY", file)?)
+        let c: Config = service_kit::config::load("QUERY", file)?;
+        c.check()?;
+        Ok(c)
+    }
+
+    pub fn check(&self) -> anyhow::Result<()> {
+        service_kit::auth::check_config(self.auth_mode, self.auth_oidc.as_ref())?;
+        self.rate_limit.check()?;
+        Ok(())
     }
 }

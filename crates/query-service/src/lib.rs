@@ -27,6 +27,8 @@ pub struct AppState {
     pub pool: PgPool,
     pub metrics: Metrics,
     pub config: Arc<Config>,
+    /// Authenticator and rate limits in front of every `/v1` route.
+    pub guard: service_kit::rate_limit::AccessGuard,
 }
 
 pub struct Application {
@@ -60,6 +62,10 @@ impl Application {
         let state = AppState {
             pool,
             metrics,
+            guard: service_kit::rate_limit::AccessGuard::new(
+                service_kit::auth::authenticator(config.auth_mode, config.auth_oidc.as_ref())?,
+                &config.rate_limit,
+            )?,
             config: Arc::new(config),
         };
         let readiness = {
@@ -118,7 +124,11 @@ impl Application {
         tracing::info!(port = self.port(), "query service listening");
         let grace = Duration::from_secs(self.state.config.shutdown_timeout_secs);
         let token = shutdown.clone();
-        axum::serve(self.listener, self.router)
+        // The peer address feeds the per-address rate limit.
+        let app = self
+            .router
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(self.listener, app)
             .with_graceful_shutdown(async move { token.cancelled().await })
             .await?;
         if let Some(p) = projector
@@ -131,10 +141,16 @@ impl Application {
 }
 
 pub fn router(state: AppState, readiness: Readiness) -> Router {
-    Router::new()
+    let api = Router::new()
         .route("/v1/todos", get(api::list))
         .route("/v1/todos/{id}", get(api::get))
         .route("/v1/todos/{id}/history", get(api::history))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.guard.clone(),
+            service_kit::rate_limit::access_guard,
+        ));
+    Router::new()
+        .merge(api)
         .route(
             "/metrics",
             get(service_kit::metrics::metrics_handler).with_state(state.metrics.clone()),
@@ -148,8 +164,6 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
             service_kit::metrics::track_http,
         ))
         .layer(axum::middleware::from_fn(service_kit::trace::trace_http))
-        .layer(axum::Extension(service_kit::auth::authenticator(
-            state.config.auth_mode,
-        )))
+        .layer(axum::Extension(state.guard.authenticator()))
         .with_state(state)
 }

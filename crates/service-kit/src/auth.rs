@@ -1,6 +1,10 @@
-//! Who is calling. The extractor asks an [`Authenticator`] found in the request
-//! extensions; today there is the explicit dev mode, and the OIDC verifier will
-//! be another implementation of the same trait.
+//! Who is calling, and what they may do. The extractor asks an
+//! [`Authenticator`] found in the request extensions (or takes the principal
+//! the access guard already authenticated): OIDC bearer tokens verified
+//! against the issuer's JWKS in production, the explicit dev mode locally.
+//!
+//! Roles (see `docs/security.md`): `user` acts on its own todos, `support`
+//! reads any todo, `operator` drives canary actions, `admin` holds every role.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,13 +16,58 @@ use base64::Engine;
 
 use crate::problem::ApiError;
 
+mod oidc;
+
+pub use oidc::{MAX_TOKEN_BYTES, OidcAuthenticator, OidcConfig};
+
 pub const USER_ID_HEADER: &str = "x-user-id";
+
+/// Role names as they appear in the token's roles claim.
+pub mod roles {
+    /// Acts on its own todos. Every authenticated caller is a user.
+    pub const USER: &str = "user";
+    /// Reads any user's todos (customer support); writes only its own.
+    pub const SUPPORT: &str = "support";
+    /// Mutating canary actions: promote, pause, resume, rollback.
+    pub const OPERATOR: &str = "operator";
+    /// Holds every role.
+    pub const ADMIN: &str = "admin";
+}
 
 /// An authenticated caller: the token's subject and its roles.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub subject: String,
     pub roles: Vec<String>,
+}
+
+impl Principal {
+    /// Whether the caller holds `role`; `admin` holds every role, and every
+    /// authenticated caller is a `user`.
+    pub fn has_role(&self, role: &str) -> bool {
+        role == roles::USER || self.roles.iter().any(|r| r == role || r == roles::ADMIN)
+    }
+
+    /// 403 problem+json naming the missing role unless the caller has it.
+    pub fn require_role(&self, role: &str) -> Result<(), ApiError> {
+        if self.has_role(role) {
+            return Ok(());
+        }
+        Err(ApiError::Forbidden(format!(
+            "this needs the '{role}' role; the token grants [{}]",
+            self.roles.join(", ")
+        )))
+    }
+
+    /// `support` and `admin` may read todos of any user.
+    pub fn can_read_any(&self) -> bool {
+        self.has_role(roles::SUPPORT)
+    }
+
+    /// Whether this caller may read what `owner` owns.
+    pub fn may_read(&self, owner: &str) -> bool {
+        self.subject == owner || self.can_read_any()
+    }
 }
 
 pub type AuthFuture<'a> = Pin<Box<dyn Future<Output = Result<Principal, ApiError>> + Send + 'a>>;
@@ -38,18 +87,60 @@ pub enum AuthMode {
     Disabled,
     /// Accept `X-User-Id` or an unsigned bearer token's `sub`. Local use only.
     Dev,
+    /// Verify bearer tokens against an OIDC issuer's JWKS (`auth_oidc` table).
+    Oidc,
 }
 
-pub fn authenticator(mode: AuthMode) -> SharedAuthenticator {
-    match mode {
-        AuthMode::Disabled => Arc::new(Disabled),
-        AuthMode::Dev => {
+/// Check that the auth settings of a service config fit together.
+pub fn check_config(mode: AuthMode, oidc: Option<&OidcConfig>) -> anyhow::Result<()> {
+    match (mode, oidc) {
+        (AuthMode::Oidc, None) => anyhow::bail!(
+            "auth_mode=oidc needs the 'auth_oidc' table: auth_oidc.issuer, auth_oidc.audience and auth_oidc.jwks_url (env <PREFIX>_AUTH_OIDC__ISSUER, …)"
+        ),
+        (AuthMode::Oidc, Some(c)) => c.check().map_err(anyhow::Error::msg),
+        _ => Ok(()),
+    }
+}
+
+/// Build the authenticator a config asks for. Dev mode warns: it trusts
+/// whatever the caller claims to be.
+pub fn authenticator(
+    mode: AuthMode,
+    oidc: Option<&OidcConfig>,
+) -> anyhow::Result<SharedAuthenticator> {
+    check_config(mode, oidc)?;
+    Ok(match (mode, oidc) {
+        (AuthMode::Oidc, Some(c)) => {
+            tracing::info!(issuer = %c.issuer, audience = %c.audience, jwks_url = %c.jwks_url, "auth_mode=oidc");
+            Arc::new(OidcAuthenticator::new(c.clone())?)
+        }
+        (AuthMode::Dev, _) => {
             tracing::warn!(
                 "auth_mode=dev: callers are trusted by X-User-Id or unsigned tokens; never use in production"
             );
             Arc::new(DevAuthenticator)
         }
+        _ => Arc::new(Disabled),
+    })
+}
+
+/// The token of `Authorization: Bearer <token>`, `None` without the header.
+pub(crate) fn bearer_token(parts: &Parts) -> Result<Option<&str>, ApiError> {
+    let Some(auth) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let auth = auth
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("Authorization is not ASCII".into()))?;
+    let (scheme, token) = auth
+        .split_once(' ')
+        .ok_or_else(|| ApiError::Unauthorized("Authorization must be 'Bearer <token>'".into()))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(ApiError::Unauthorized(
+            "Authorization must be 'Bearer <token>'".into(),
+        ));
     }
+    Ok(Some(token.trim()))
 }
 
 struct Disabled;
@@ -58,7 +149,7 @@ impl Authenticator for Disabled {
     fn authenticate<'a>(&'a self, _parts: &'a Parts) -> AuthFuture<'a> {
         Box::pin(async {
             Err(ApiError::Unauthorized(
-                "no authenticator is configured on this server (set auth_mode=dev for local use)"
+                "authentication is disabled on this server (set auth_mode=oidc, or auth_mode=dev for local use)"
                     .into(),
             ))
         })
@@ -113,14 +204,8 @@ fn subject_from_unsigned_jwt(token: &str) -> Result<Principal, ApiError> {
 impl Authenticator for DevAuthenticator {
     fn authenticate<'a>(&'a self, parts: &'a Parts) -> AuthFuture<'a> {
         Box::pin(async move {
-            if let Some(auth) = parts.headers.get(axum::http::header::AUTHORIZATION) {
-                let auth = auth
-                    .to_str()
-                    .map_err(|_| ApiError::Unauthorized("Authorization is not ASCII".into()))?;
-                let token = auth.strip_prefix("Bearer ").ok_or_else(|| {
-                    ApiError::Unauthorized("Authorization must be 'Bearer <token>'".into())
-                })?;
-                return subject_from_unsigned_jwt(token.trim());
+            if let Some(token) = bearer_token(parts)? {
+                return subject_from_unsigned_jwt(token);
             }
             if let Some(id) = parts.headers.get(USER_ID_HEADER) {
                 let id = id
@@ -142,6 +227,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        // Already authenticated by the access guard (rate limiting needs the
+        // subject before the handler runs): verify a token once per request.
+        if let Some(p) = parts.extensions.get::<Principal>() {
+            return Ok(p.clone());
+        }
         let auth = parts
             .extensions
             .get::<SharedAuthenticator>()
@@ -166,5 +256,30 @@ mod tests {
         assert_eq!(p.subject, "alice");
         assert_eq!(p.roles, ["admin"]);
         assert!(subject_from_unsigned_jwt("garbage").is_err());
+    }
+
+    #[test]
+    fn oidc_mode_without_its_table_is_a_config_error() {
+        let err = check_config(AuthMode::Oidc, None).expect_err("needs auth_oidc");
+        assert!(err.to_string().contains("auth_oidc.issuer"), "{err}");
+        assert!(check_config(AuthMode::Dev, None).is_ok());
+    }
+
+    #[test]
+    fn roles_admin_holds_all_and_everyone_is_a_user() {
+        let p = |roles: &[&str]| Principal {
+            subject: "a".into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+        };
+        assert!(p(&[]).has_role(roles::USER));
+        assert!(!p(&[]).can_read_any());
+        assert!(p(&["support"]).can_read_any());
+        assert!(!p(&["support"]).has_role(roles::OPERATOR));
+        assert!(p(&["admin"]).has_role(roles::OPERATOR));
+        assert!(p(&["admin"]).can_read_any());
+        assert!(p(&[]).may_read("a") && !p(&[]).may_read("b"));
+        let err = p(&["user"]).require_role(roles::OPERATOR).expect_err("403");
+        assert_eq!(err.status(), axum::http::StatusCode::FORBIDDEN);
+        assert!(err.to_string().contains("'operator'"), "{err}");
     }
 }

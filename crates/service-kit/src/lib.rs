@@ -9,6 +9,7 @@ pub mod launcher;
 pub mod logs;
 pub mod metrics;
 pub mod problem;
+pub mod rate_limit;
 pub mod shutdown;
 pub mod telemetry;
 pub mod trace;

@@ -51,6 +51,12 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("unprocessable: {0}")]
     Unprocessable(String),
+    /// The caller sent more than its rate limit allows: retry after the delay.
+    #[error("too many requests: {detail}")]
+    TooManyRequests {
+        detail: String,
+        retry_after_secs: u32,
+    },
     /// A dependency (Postgres, the broker) is unreachable: retry later.
     #[error("unavailable: {detail}")]
     Unavailable {
@@ -82,6 +88,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -99,6 +106,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::Unprocessable(_) => "unprocessable",
+            ApiError::TooManyRequests { .. } => "too-many-requests",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -130,7 +138,9 @@ impl IntoResponse for ApiError {
                     .join("; "),
                 errors.clone(),
             ),
-            ApiError::Unavailable { detail, .. } => (detail.clone(), vec![]),
+            ApiError::Unavailable { detail, .. } | ApiError::TooManyRequests { detail, .. } => {
+                (detail.clone(), vec![])
+            }
             ApiError::Internal(err) => {
                 tracing::error!(error = format!("{err:#}"), "internal error");
                 crate::errors::report(err);
@@ -159,6 +169,9 @@ impl IntoResponse for ApiError {
         resp.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if let ApiError::Unavailable {
+            retry_after_secs, ..
+        }
+        | ApiError::TooManyRequests {
             retry_after_secs, ..
         } = self
         {

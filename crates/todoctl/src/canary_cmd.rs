@@ -37,8 +37,9 @@ pub struct Conn {
     /// Bearer token sent with actions (the observer records its subject).
     #[arg(long, env = "TODOCTL_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
-    /// With the observer in dev auth mode and no token: the user name to
-    /// record (defaults to $USER, then $LOGNAME, then "todoctl").
+    /// With the observer in dev auth mode and no token: act as this user
+    /// (an unsigned dev token with the `operator` role; defaults to $USER,
+    /// then $LOGNAME, then "todoctl").
     #[arg(long = "as", env = "USER", global = true)]
     pub user: Option<String>,
     #[arg(long, value_enum, default_value = "table", global = true)]
@@ -140,7 +141,7 @@ impl Client {
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, Failure> {
         let req = match (&self.conn.token, &self.conn.user) {
             (Some(t), _) => req.bearer_auth(t),
-            (None, Some(u)) => req.header("x-user-id", u),
+            (None, Some(u)) => req.bearer_auth(dev_token(u)),
             (None, None) => req,
         };
         let resp = req.send().await.map_err(|e| {
@@ -193,6 +194,21 @@ fn fail(f: Failure) -> ExitCode {
             ExitCode::from(EXIT_REFUSED)
         }
     }
+}
+
+/// An unsigned token (`alg: none`) naming `user` with the `operator` role:
+/// what an observer in dev auth mode accepts. An observer verifying tokens
+/// (auth_mode=oidc) refuses it with 401; pass a real one with --token.
+fn dev_token(user: &str) -> String {
+    use base64::Engine as _;
+    let b64 = |v: serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    format!(
+        "{}.{}.",
+        b64(serde_json::json!({"alg": "none", "typ": "JWT"})),
+        b64(serde_json::json!({"sub": user, "roles": ["operator"]}))
+    )
 }
 
 /// Path segment for a canary name.
