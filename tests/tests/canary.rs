@@ -658,5 +658,32 @@ async fn todoctl_rollback_is_quick_idempotent_and_recorded() -> anyhow::Result<(
         .await?;
     assert_eq!(r.status(), 403);
     assert!(r.text().await?.contains("operator"));
+
+    // Every action, allowed or refused, is in the audit trail.
+    let pool = h.stack.pool().await?;
+    wait_until("the audit rows", Duration::from_secs(20), || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM audit_log WHERE service = 'observer'")
+            .fetch_one(&pool)
+            .await
+            .is_ok_and(|n| n >= 5)
+    })
+    .await?;
+    let rows: Vec<(String, String, i32)> = sqlx::query_as(
+        "SELECT actor, action, outcome FROM audit_log WHERE service = 'observer' ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await?;
+    let action = "POST /api/v1/canaries/{name}/{action}".to_string();
+    for want in [
+        ("alice-oncall".to_string(), action.clone(), 200),
+        ("anonymous".to_string(), action.clone(), 401),
+        ("mallory".to_string(), action.clone(), 403),
+    ] {
+        assert!(rows.contains(&want), "{want:?} not in {rows:#?}");
+    }
+    assert!(
+        rows.iter().any(|(_, _, o)| *o == 409),
+        "the refused promote is audited: {rows:#?}"
+    );
     Ok(())
 }

@@ -248,7 +248,29 @@ fn check_replay(rec: &IdempotencyRecord, hash: &[u8]) -> Result<Response, ApiErr
 
 const MAX_ATTEMPTS: usize = 3;
 
+/// [`execute_once`] behind the Postgres circuit breaker: while it is open,
+/// requests get 503 at once instead of each waiting for a pool timeout.
 async fn execute(
+    app: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    id: Option<Uuid>,
+    cmd: Command,
+    request: (&str, &str, Vec<u8>),
+) -> Result<Response, ApiError> {
+    if let Err(open) = app.pg_breaker.check() {
+        return Err(ApiError::Unavailable {
+            detail: format!("the database is unavailable ({open}); retry later"),
+            retry_after_secs: open.retry_after.as_secs().max(1) as u32,
+        });
+    }
+    let res = execute_once(app, principal, headers, id, cmd, request).await;
+    app.pg_breaker
+        .record(!matches!(res, Err(ApiError::Unavailable { .. })));
+    res
+}
+
+async fn execute_once(
     app: &AppState,
     principal: &Principal,
     headers: &HeaderMap,
@@ -396,6 +418,32 @@ async fn execute(
 /// Fault injection (off unless configured): a share of requests fail with 500,
 /// and every request can be slowed, so demos and canary tests can produce a
 /// bad build on purpose.
+/// Load shedding: with the outbox backlog past its bound (the broker is
+/// not keeping up), refuse writes with 503 + `Retry-After` rather than let
+/// the backlog, and the time to deliver each accepted write, grow without
+/// limit.
+pub async fn shed_load(
+    State(app): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let bound = app.config.shed_outbox_backlog;
+    let backlog = app
+        .outbox_backlog
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if bound > 0 && backlog >= bound {
+        app.metrics.writes_shed.inc();
+        return ApiError::Unavailable {
+            detail: format!(
+                "{backlog} events are waiting to be published (bound {bound}); writes resume when the broker catches up"
+            ),
+            retry_after_secs: 5,
+        }
+        .into_response();
+    }
+    next.run(req).await
+}
+
 pub async fn inject_faults(
     State(app): State<AppState>,
     req: axum::extract::Request,

@@ -52,6 +52,18 @@ pub struct Config {
     /// How long a graceful shutdown may take before in-flight work is dropped.
     #[serde(default = "defaults::shutdown_timeout_secs")]
     pub shutdown_timeout_secs: u64,
+    /// Load shedding: once this many outbox rows wait for the broker, writes
+    /// get 503 with `Retry-After` until the relay catches up (checked every
+    /// second). 0 disables shedding.
+    #[serde(default = "defaults::shed_outbox_backlog")]
+    pub shed_outbox_backlog: i64,
+    /// Circuit breakers (Postgres for requests, the broker for the relay):
+    /// consecutive failures that open one, and how long it stays open before
+    /// a probe.
+    #[serde(default = "defaults::breaker_failures")]
+    pub breaker_failures: u32,
+    #[serde(default = "defaults::breaker_open_ms")]
+    pub breaker_open_ms: u64,
 }
 
 mod defaults {
@@ -81,6 +93,15 @@ mod defaults {
     pub fn shutdown_timeout_secs() -> u64 {
         20
     }
+    pub fn shed_outbox_backlog() -> i64 {
+        50_000
+    }
+    pub fn breaker_failures() -> u32 {
+        5
+    }
+    pub fn breaker_open_ms() -> u64 {
+        2_000
+    }
 }
 
 impl Config {
@@ -102,6 +123,12 @@ impl Config {
                 "config key 'fault_panic_rate' must be between 0.0 and 1.0, got {}",
                 self.fault_panic_rate
             );
+        }
+        if self.shed_outbox_backlog < 0 {
+            anyhow::bail!("config key 'shed_outbox_backlog' must be 0 (off) or positive");
+        }
+        if self.breaker_failures == 0 {
+            anyhow::bail!("config key 'breaker_failures' must be at least 1");
         }
         if self.relay_batch_size < 1 {
             anyhow::bail!("config key 'relay_batch_size' must be at least 1");

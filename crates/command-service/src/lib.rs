@@ -32,6 +32,14 @@ pub struct AppState {
     pub guard: service_kit::rate_limit::AccessGuard,
     /// Wakes the local relay right after a commit.
     pub outbox_wake: Arc<relay::OutboxSignal>,
+    /// Outbox rows waiting for the broker, refreshed every second.
+    pub outbox_backlog: Arc<std::sync::atomic::AtomicI64>,
+    /// Requests stop waiting on a Postgres that keeps failing.
+    pub pg_breaker: Arc<service_kit::retry::CircuitBreaker>,
+    /// The relay stops hammering a broker that keeps failing.
+    pub kafka_breaker: Arc<service_kit::retry::CircuitBreaker>,
+    /// Every `/v1` request lands in the audit trail.
+    pub auditor: service_kit::audit::Auditor,
 }
 
 pub struct Application {
@@ -39,6 +47,8 @@ pub struct Application {
     router: Router,
     state: AppState,
     producer: bus::rdkafka::producer::FutureProducer,
+    audit_stop: CancellationToken,
+    audit_writer: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -47,9 +57,16 @@ impl Application {
         let pool = todo_store::connect(&config.database_url, config.db_max_connections)
             .await
             .context("connecting to Postgres (database_url)")?;
-        todo_store::migrate::run(&pool, todo_store::migrate::Component::Command)
-            .await
-            .context("migrating")?;
+        for c in [
+            todo_store::migrate::Component::Command,
+            todo_store::migrate::Component::Audit,
+        ] {
+            todo_store::migrate::run(&pool, c)
+                .await
+                .context("migrating")?;
+        }
+        let audit_stop = CancellationToken::new();
+        let (audit_sink, audit_writer) = todo_store::audit::spawn(pool.clone(), audit_stop.clone());
         let mut kafka = bus::KafkaSettings::new(
             config.kafka_brokers.clone(),
             format!("{SERVICE}-{}", config.version),
@@ -63,9 +80,17 @@ impl Application {
         let listener = TcpListener::bind(&config.listen_addr)
             .await
             .with_context(|| format!("binding listen_addr {}", config.listen_addr))?;
+        let open_for = Duration::from_millis(config.breaker_open_ms);
         let state = AppState {
             pool,
+            pg_breaker: metrics.breaker("postgres", config.breaker_failures, open_for),
+            kafka_breaker: metrics.breaker("kafka", config.breaker_failures, open_for),
             metrics,
+            outbox_backlog: Arc::default(),
+            auditor: service_kit::audit::Auditor {
+                service: SERVICE.into(),
+                sink: Arc::new(audit_sink),
+            },
             guard: service_kit::rate_limit::AccessGuard::new(
                 service_kit::auth::authenticator(config.auth_mode, config.auth_oidc.as_ref())?,
                 &config.rate_limit,
@@ -79,6 +104,8 @@ impl Application {
             router,
             state,
             producer,
+            audit_stop,
+            audit_writer,
         })
     }
 
@@ -116,6 +143,14 @@ impl Application {
             tracing::warn!("relay did not stop within the shutdown timeout");
         }
         gauges.abort();
+        // Every request has been answered: flush the audit trail.
+        self.audit_stop.cancel();
+        if tokio::time::timeout(grace, self.audit_writer)
+            .await
+            .is_err()
+        {
+            tracing::warn!("audit writer did not flush within the shutdown timeout");
+        }
         Ok(())
     }
 }
@@ -138,10 +173,19 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
             state.clone(),
             api::inject_faults,
         ))
-        // Outermost: a limited or unauthenticated request costs no more.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            api::shed_load,
+        ))
+        // A limited or unauthenticated request costs no more.
         .route_layer(axum::middleware::from_fn_with_state(
             state.guard.clone(),
             service_kit::rate_limit::access_guard,
+        ))
+        // Outermost: refused requests are audited too.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.auditor.clone(),
+            service_kit::audit::audit_requests,
         ));
     Router::new()
         .merge(api)

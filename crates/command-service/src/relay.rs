@@ -87,10 +87,28 @@ async fn lead(
     }
     leader.store(true, Ordering::Relaxed);
     tracing::info!("outbox relay is leader");
-    let mut backoff_ms = 50u64;
+    let mut attempt = 0u32;
     loop {
-        let rows = store::outbox_batch(&app.pool, app.config.relay_batch_size).await?;
+        // A broker that keeps failing is left alone until its breaker lets
+        // a probe batch through.
+        if let Err(open) = app.kafka_breaker.check() {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(open.retry_after) => {}
+            }
+            continue;
+        }
+        let rows = match store::outbox_batch(&app.pool, app.config.relay_batch_size).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                // Nothing was sent: release the probe, blame nobody.
+                app.kafka_breaker.record(true);
+                return Err(e.into());
+            }
+        };
         if rows.is_empty() {
+            // Nothing to send, nothing learned; do not leave a probe hanging.
+            app.kafka_breaker.record(true);
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 _ = app.outbox_wake.local.notified() => {}
@@ -103,22 +121,28 @@ async fn lead(
             continue;
         }
         let (sent, failed) = publish(app, producer, &rows).await;
+        app.kafka_breaker.record(failed == 0);
         if !sent.is_empty() {
             store::outbox_delete(&app.pool, &sent).await?;
         }
         if failed > 0 {
+            attempt += 1;
+            let wait = service_kit::retry::backoff(
+                attempt,
+                Duration::from_millis(50),
+                Duration::from_secs(2),
+            );
             tracing::warn!(
                 failed,
-                backoff_ms,
+                wait_ms = wait.as_millis() as u64,
                 "broker did not acknowledge some outbox rows; retrying"
             );
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                _ = tokio::time::sleep(Duration::from_millis(backoff_ms)) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
-            backoff_ms = (backoff_ms * 2).min(2_000);
         } else {
-            backoff_ms = 50;
+            attempt = 0;
             if shutdown.is_cancelled() {
                 return Ok(());
             }
@@ -215,6 +239,8 @@ async fn notify_peers(app: AppState, leader: Arc<AtomicBool>, shutdown: Cancella
 pub async fn export_backlog(app: AppState, shutdown: CancellationToken) {
     loop {
         if let Ok((n, age)) = store::outbox_stats(&app.pool).await {
+            app.outbox_backlog
+                .store(n, std::sync::atomic::Ordering::Relaxed);
             app.metrics.outbox_backlog.set(n);
             app.metrics.outbox_oldest_age.set(age);
         }

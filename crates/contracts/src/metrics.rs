@@ -70,6 +70,10 @@ pub mod labels {
     pub const PHASE: &str = "phase";
     /// Observer: which sequential test (`errors`, `latency`).
     pub const TEST: &str = "test";
+    /// A dependency behind a circuit breaker (`postgres`, `kafka`, `prometheus`, …).
+    pub const DEPENDENCY: &str = "dependency";
+    /// Outcome of a guarded call (`ok`, `failed`, `rejected`).
+    pub const OUTCOME: &str = "outcome";
 }
 
 /// Latency buckets for HTTP. Every SLO latency threshold must be one of these.
@@ -279,6 +283,30 @@ pub const SLO_BACKEND_UP: Metric = Metric {
     buckets: &[],
 };
 
+pub const CIRCUIT_BREAKER_STATE: Metric = Metric {
+    name: "circuit_breaker_state",
+    kind: MetricKind::Gauge,
+    help: "State of the circuit breaker in front of a dependency: 0 closed, 1 half-open, 2 open.",
+    labels: &[SERVICE, DEPENDENCY, VERSION],
+    buckets: &[],
+};
+
+pub const DEPENDENCY_CALLS: Metric = Metric {
+    name: "dependency_calls",
+    kind: MetricKind::Counter,
+    help: "Calls to a dependency through its circuit breaker, by outcome (rejected: refused while open).",
+    labels: &[SERVICE, DEPENDENCY, OUTCOME, VERSION],
+    buckets: &[],
+};
+
+pub const WRITES_SHED: Metric = Metric {
+    name: "writes_shed",
+    kind: MetricKind::Counter,
+    help: "Writes refused with 503 because the outbox backlog passed its bound.",
+    labels: &[SERVICE, VERSION],
+    buckets: &[],
+};
+
 pub const CANARY_DECISIONS: Metric = Metric {
     name: "canary_decisions",
     kind: MetricKind::Counter,
@@ -361,6 +389,9 @@ pub const ALL: &[Metric] = &[
     OUTBOX_OLDEST_AGE,
     TODOS_CREATED,
     TODOS_COMPLETED,
+    CIRCUIT_BREAKER_STATE,
+    DEPENDENCY_CALLS,
+    WRITES_SHED,
     CONSUMER_GROUP_LAG_MESSAGES,
     CONSUMER_GROUP_LAG_SECONDS,
 ];

@@ -54,6 +54,8 @@ pub struct ActiveAlertView {
 
 pub struct Pager {
     http: reqwest::Client,
+    /// Guards posts to Alertmanager (set by the application).
+    pub breaker: Option<std::sync::Arc<service_kit::retry::CircuitBreaker>>,
     url: Option<String>,
     generator_url: String,
     monitoring_severity: String,
@@ -136,6 +138,7 @@ impl Pager {
                 .timeout(Duration::from_secs(5))
                 .build()?,
             url: url.map(|u| u.trim_end_matches('/').to_string()),
+            breaker: None,
             generator_url,
             monitoring_severity,
             active: HashMap::new(),
@@ -218,14 +221,24 @@ impl Pager {
             self.active = next;
             return;
         }
-        match self
-            .http
-            .post(format!("{url}/api/v2/alerts"))
-            .json(&batch)
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-        {
+        let posted = match self.breaker.as_ref().map(|b| b.check()) {
+            Some(Err(open)) => Err(open.to_string()),
+            _ => {
+                let r = self
+                    .http
+                    .post(format!("{url}/api/v2/alerts"))
+                    .json(&batch)
+                    .send()
+                    .await
+                    .and_then(|r| r.error_for_status())
+                    .map_err(|e| e.to_string());
+                if let Some(b) = &self.breaker {
+                    b.record(r.is_ok());
+                }
+                r
+            }
+        };
+        match posted {
             Ok(_) => self.active = next,
             Err(e) => {
                 tracing::warn!(error = %e, "posting alerts to Alertmanager failed; retrying next evaluation");

@@ -16,12 +16,30 @@ use service_kit::problem::ApiError;
 use crate::AppState;
 use crate::rollouts::{ActError, Action, Controller};
 
-pub fn routes() -> Router<AppState> {
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let guard = service_kit::rate_limit::AccessGuard::new(
+        state.auth.clone(),
+        &service_kit::rate_limit::RateLimitConfig::default(),
+    );
+    let mut actions = Router::new().route("/api/v1/canaries/{name}/{action}", post(act));
+    if let Ok(guard) = guard {
+        actions = actions.route_layer(axum::middleware::from_fn_with_state(
+            guard,
+            service_kit::rate_limit::access_guard,
+        ));
+    }
+    // Outermost: refused actions (401, 403) are audited too.
+    if let Some(a) = &state.auditor {
+        actions = actions.route_layer(axum::middleware::from_fn_with_state(
+            a.clone(),
+            service_kit::audit::audit_requests,
+        ));
+    }
     Router::new()
         .route("/api/v1/canaries", get(list))
         .route("/api/v1/canaries/{name}", get(show))
         .route("/api/v1/canaries/{name}/decisions", get(history))
-        .route("/api/v1/canaries/{name}/{action}", post(act))
+        .merge(actions)
 }
 
 fn controller(s: &AppState) -> Result<&Controller, ApiError> {

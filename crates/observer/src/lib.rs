@@ -70,12 +70,47 @@ pub struct AppState {
     pub rollouts: Option<Arc<rollouts::Controller>>,
     /// Verifies callers of the mutating endpoints.
     pub auth: service_kit::auth::SharedAuthenticator,
+    /// Canary actions land in the audit trail (with the decision log's Postgres).
+    pub auditor: Option<service_kit::audit::Auditor>,
+    pub breakers: Breakers,
+}
+
+/// Circuit breakers in front of the observer's dependencies (exported on
+/// `/metrics`).
+#[derive(Clone)]
+pub struct Breakers {
+    pub prometheus: Arc<service_kit::retry::CircuitBreaker>,
+    pub alertmanager: Arc<service_kit::retry::CircuitBreaker>,
+    /// HAProxy's runtime API or the Kubernetes API, whichever drives rollouts.
+    pub rollout_driver: Arc<service_kit::retry::CircuitBreaker>,
+}
+
+impl Breakers {
+    fn new() -> Self {
+        let b = |d: &str| {
+            Arc::new(service_kit::retry::CircuitBreaker::new(
+                d,
+                5,
+                Duration::from_secs(5),
+            ))
+        };
+        Self {
+            prometheus: b("prometheus"),
+            alertmanager: b("alertmanager"),
+            rollout_driver: b("rollout_driver"),
+        }
+    }
+
+    pub fn all(&self) -> [&service_kit::retry::CircuitBreaker; 3] {
+        [&self.prometheus, &self.alertmanager, &self.rollout_driver]
+    }
 }
 
 pub struct Application {
     listener: TcpListener,
     state: AppState,
     collector: Option<lag::Collector>,
+    audit: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
 }
 
 impl Application {
@@ -86,12 +121,16 @@ impl Application {
                 .map_err(|e| anyhow::anyhow!("loading SLO specs from {}: {e}", dir.display()))?,
             None => Vec::new(),
         };
+        let breakers = Breakers::new();
         let prom = match &config.prometheus_url {
-            Some(u) => Some(prom::PromClient::new(
-                u,
-                Duration::from_millis(config.prometheus_timeout_ms),
-                config.prometheus_retries,
-            )?),
+            Some(u) => Some(
+                prom::PromClient::new(
+                    u,
+                    Duration::from_millis(config.prometheus_timeout_ms),
+                    config.prometheus_retries,
+                )?
+                .with_breaker(breakers.prometheus.clone()),
+            ),
             None => None,
         };
         let collector = if config.kafka_brokers.is_empty() {
@@ -99,18 +138,38 @@ impl Application {
         } else {
             Some(lag::Collector::new(&config).context("creating Kafka clients (kafka_brokers)")?)
         };
-        let pager = alerts::Pager::new(
+        let mut pager = alerts::Pager::new(
             config.alertmanager_url.clone(),
             config.external_url.clone(),
             config.monitoring_alert_severity.clone(),
         )?;
+        pager.breaker = Some(breakers.alertmanager.clone());
         let auth = service_kit::auth::authenticator(config.auth_mode, config.auth_oidc.as_ref())?;
         let lag = Arc::new(RwLock::new(LagState::default()));
         let rollouts = match (&config.canary_dir, &config.database_url, &prom) {
             (Some(dir), Some(url), Some(p)) => Some(Arc::new(
-                rollouts::Controller::new(dir.clone(), url, p.clone(), lag.clone()).await?,
+                rollouts::Controller::new(dir.clone(), url, p.clone(), lag.clone())
+                    .await?
+                    .with_driver_breaker(breakers.rollout_driver.clone()),
             )),
             _ => None,
+        };
+        let (auditor, audit) = match &rollouts {
+            Some(c) => {
+                todo_store::migrate::run(c.pool(), todo_store::migrate::Component::Audit)
+                    .await
+                    .context("migrating the audit trail")?;
+                let stop = CancellationToken::new();
+                let (sink, task) = todo_store::audit::spawn(c.pool().clone(), stop.clone());
+                (
+                    Some(service_kit::audit::Auditor {
+                        service: SERVICE.into(),
+                        sink: Arc::new(sink),
+                    }),
+                    Some((stop, task)),
+                )
+            }
+            None => (None, None),
         };
         let listener = TcpListener::bind(&config.listen_addr)
             .await
@@ -126,11 +185,14 @@ impl Application {
             freshness: Arc::new(RwLock::new(std::collections::HashMap::new())),
             rollouts,
             auth,
+            auditor,
+            breakers,
         };
         Ok(Self {
             listener,
             state,
             collector,
+            audit,
         })
     }
 
@@ -165,9 +227,16 @@ impl Application {
         tracing::info!(port, slos = self.state.slos.len(), "observer listening");
         let grace = Duration::from_secs(self.state.config.shutdown_timeout_secs);
         let token = shutdown.clone();
-        axum::serve(self.listener, router(self.state))
+        let app = router(self.state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(self.listener, app)
             .with_graceful_shutdown(async move { token.cancelled().await })
             .await?;
+        if let Some((stop, task)) = self.audit {
+            stop.cancel();
+            if tokio::time::timeout(grace, task).await.is_err() {
+                tracing::warn!("audit writer did not flush within the shutdown timeout");
+            }
+        }
         for t in tasks {
             if tokio::time::timeout(grace, t).await.is_err() {
                 tracing::warn!("a background task did not stop within the shutdown timeout");
@@ -323,7 +392,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alerts", get(get_alerts))
         .route("/api/v1/report", get(get_report))
         .route("/metrics", get(get_metrics))
-        .merge(canary_api::routes())
+        .merge(canary_api::routes(&state))
         .merge(service_kit::health::routes(
             service_kit::health::Readiness::new(),
         ))
@@ -446,13 +515,13 @@ async fn get_metrics(State(s): State<AppState>) -> Response {
         lag.snapshot_duration_seconds,
         slo.as_ref(),
     );
+    // Before the closing `# EOF`.
+    body.truncate(body.len() - "# EOF\n".len());
     if let Some(c) = &s.rollouts {
-        let canaries = metrics::render_canaries(&c.gauges().await, &c.metrics());
-        // Before the closing `# EOF`.
-        body.truncate(body.len() - "# EOF\n".len());
-        body.push_str(&canaries);
-        body.push_str("# EOF\n");
+        body.push_str(&metrics::render_canaries(&c.gauges().await, &c.metrics()));
     }
+    body.push_str(&metrics::render_breakers(&s.breakers.all()));
+    body.push_str("# EOF\n");
     (
         [(
             header::CONTENT_TYPE,

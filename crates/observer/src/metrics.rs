@@ -281,6 +281,42 @@ pub fn render_canaries(
     out
 }
 
+/// The observer's circuit breakers (Prometheus, Alertmanager, the rollout
+/// driver): state and calls by outcome.
+pub fn render_breakers(breakers: &[&service_kit::retry::CircuitBreaker]) -> String {
+    let mut out = String::new();
+    let mut f = Family::new(&mut out, &m::CIRCUIT_BREAKER_STATE);
+    for b in breakers {
+        f.sample(
+            m::CIRCUIT_BREAKER_STATE.name,
+            &[
+                (m::labels::SERVICE, crate::SERVICE),
+                (m::labels::DEPENDENCY, &b.dependency),
+            ],
+            b.state().value() as f64,
+        );
+    }
+    let d = &m::DEPENDENCY_CALLS;
+    let _ = writeln!(out, "# HELP {} {}", d.name, d.help);
+    let _ = writeln!(out, "# TYPE {} counter", d.name);
+    let mut f = Family { out: &mut out };
+    for b in breakers {
+        let c = b.counts();
+        for (outcome, n) in [("ok", c.ok), ("failed", c.failed), ("rejected", c.rejected)] {
+            f.sample(
+                &d.series(),
+                &[
+                    (m::labels::SERVICE, crate::SERVICE),
+                    (m::labels::DEPENDENCY, &b.dependency),
+                    (m::labels::OUTCOME, outcome),
+                ],
+                n as f64,
+            );
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

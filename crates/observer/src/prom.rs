@@ -21,6 +21,7 @@ pub struct PromClient {
     http: reqwest::Client,
     base: String,
     retries: u32,
+    breaker: Option<std::sync::Arc<service_kit::retry::CircuitBreaker>>,
 }
 
 #[derive(Deserialize)]
@@ -49,7 +50,18 @@ impl PromClient {
             http,
             base: base.trim_end_matches('/').to_string(),
             retries,
+            breaker: None,
         })
+    }
+
+    /// Guard every query with `breaker`: while it is open, queries fail at
+    /// once as unreachable (the SLO evaluation and the canary pause).
+    pub fn with_breaker(
+        mut self,
+        breaker: std::sync::Arc<service_kit::retry::CircuitBreaker>,
+    ) -> Self {
+        self.breaker = Some(breaker);
+        self
     }
 
     pub fn base(&self) -> &str {
@@ -81,6 +93,18 @@ impl PromClient {
     }
 
     async fn query(&self, query: &str, at: f64) -> Result<Option<Data>, PromError> {
+        let Some(b) = &self.breaker else {
+            return self.query_with_retries(query, at).await;
+        };
+        b.check()
+            .map_err(|open| PromError::Unreachable(open.to_string()))?;
+        let res = self.query_with_retries(query, at).await;
+        // A rejected query means Prometheus answered: not its failure.
+        b.record(!matches!(res, Err(PromError::Unreachable(_))));
+        res
+    }
+
+    async fn query_with_retries(&self, query: &str, at: f64) -> Result<Option<Data>, PromError> {
         let body = form_urlencoded::Serializer::new(String::new())
             .append_pair("query", query)
             .append_pair("time", &format!("{at:.3}"))
@@ -89,7 +113,12 @@ impl PromClient {
         let mut last = String::new();
         for attempt in 0..=self.retries {
             if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(100 * (1 << attempt.min(5)))).await;
+                tokio::time::sleep(service_kit::retry::backoff(
+                    attempt,
+                    Duration::from_millis(100),
+                    Duration::from_secs(2),
+                ))
+                .await;
             }
             let resp = self
                 .http

@@ -184,6 +184,7 @@ pub struct Controller {
     lag: Arc<RwLock<LagState>>,
     inner: Mutex<Inner>,
     metrics: std::sync::Mutex<RolloutMetrics>,
+    driver_breaker: Option<Arc<service_kit::retry::CircuitBreaker>>,
 }
 
 /// Why an operator action was refused.
@@ -475,7 +476,19 @@ impl Controller {
             lag,
             inner: Mutex::new(Inner::default()),
             metrics: std::sync::Mutex::new(RolloutMetrics::default()),
+            driver_breaker: None,
         })
+    }
+
+    /// Guard driver calls with `b`: while it is open, weights are not sent
+    /// (they are retried every tick, and an operator action answers 503).
+    pub fn with_driver_breaker(mut self, b: Arc<service_kit::retry::CircuitBreaker>) -> Self {
+        self.driver_breaker = Some(b);
+        self
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     pub fn metrics(&self) -> RolloutMetrics {
@@ -545,7 +558,7 @@ impl Controller {
                 return Ok(());
             };
             if !e.rollout.weight_applied {
-                let _ = apply_weight(&loaded, e).await; // logged; retried while weight_applied is false
+                let _ = apply_weight(&loaded, e, self.driver_breaker.as_deref()).await; // logged; retried while weight_applied is false
             }
             if e.rollout.phase != Phase::Progressing {
                 return Ok(());
@@ -591,7 +604,7 @@ impl Controller {
                     // First sample of this rollout (or after a resume): the
                     // baseline the next interval is measured from. Keep the
                     // driver in line with the rollout meanwhile.
-                    let _ = apply_weight(&loaded, e).await; // logged; retried while weight_applied is false
+                    let _ = apply_weight(&loaded, e, self.driver_breaker.as_deref()).await; // logged; retried while weight_applied is false
                     return Ok(());
                 };
                 let side = |cur: Counters, prev: Counters| {
@@ -641,7 +654,7 @@ impl Controller {
         e.rollout.analysis = state;
         e.rollout.phase = phase;
         e.rollout.weight = weight;
-        let mut applied = apply_weight(&loaded, e).await;
+        let mut applied = apply_weight(&loaded, e, self.driver_breaker.as_deref()).await;
         if let Err(why) = &applied {
             reason = format!("{reason}; driver: {why} (retrying)");
         }
@@ -810,7 +823,7 @@ impl Controller {
             last_decision: None,
             last_analysis: None,
         };
-        let applied = apply_weight(loaded, &mut e).await;
+        let applied = apply_weight(loaded, &mut e, self.driver_breaker.as_deref()).await;
         let rec = NewDecision {
             actor: CONTROLLER_ACTOR.into(),
             action: "start",
@@ -968,7 +981,9 @@ impl Controller {
             _ => reason,
         };
         e.generation += 1;
-        let applied = apply_weight(&loaded, e).await;
+        // An operator's explicit request always reaches the driver, open
+        // breaker or not.
+        let applied = apply_weight(&loaded, e, None).await;
         let span = tracing::info_span!(
             "canary.action",
             canary = %name,
@@ -1210,12 +1225,25 @@ fn decision_from_row(row: &sqlx::postgres::PgRow) -> anyhow::Result<DecisionReco
 }
 
 /// Tell the driver the rollout's weight; remembers whether it took.
-async fn apply_weight(loaded: &Loaded, e: &mut Entry) -> Result<(), String> {
-    let res = loaded
-        .driver
-        .set_canary_percent(e.rollout.weight)
-        .await
-        .map_err(|err| err.to_string());
+async fn apply_weight(
+    loaded: &Loaded,
+    e: &mut Entry,
+    breaker: Option<&service_kit::retry::CircuitBreaker>,
+) -> Result<(), String> {
+    let res = match breaker.map(|b| b.check()) {
+        Some(Err(open)) => Err(open.to_string()),
+        _ => {
+            let r = loaded
+                .driver
+                .set_canary_percent(e.rollout.weight)
+                .await
+                .map_err(|err| err.to_string());
+            if let Some(b) = breaker {
+                b.record(r.is_ok());
+            }
+            r
+        }
+    };
     if let Err(why) = &res {
         tracing::warn!(canary = %loaded.spec.name, weight = e.rollout.weight, error = %why, "rollout driver refused the weight");
     }

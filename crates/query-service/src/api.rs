@@ -22,7 +22,7 @@ use crate::AppState;
 pub const MAX_LIMIT: i64 = 100;
 pub const DEFAULT_LIMIT: i64 = 20;
 
-fn store_error(e: StoreError) -> ApiError {
+pub(crate) fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::Unavailable(detail) => {
             tracing::warn!(detail, "postgres unavailable");

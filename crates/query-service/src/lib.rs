@@ -1,6 +1,7 @@
 //! Query service: projects `todo-events` into the read model and serves it.
 
 pub mod api;
+pub mod audit_api;
 pub mod config;
 pub mod projector;
 pub mod replay;
@@ -44,9 +45,14 @@ impl Application {
         let pool = todo_store::connect(&config.database_url, config.db_max_connections)
             .await
             .context("connecting to Postgres (database_url)")?;
-        todo_store::migrate::run(&pool, todo_store::migrate::Component::Query)
-            .await
-            .context("migrating")?;
+        for c in [
+            todo_store::migrate::Component::Query,
+            todo_store::migrate::Component::Audit,
+        ] {
+            todo_store::migrate::run(&pool, c)
+                .await
+                .context("migrating")?;
+        }
         let mut kafka = bus::KafkaSettings::new(
             config.kafka_brokers.clone(),
             format!("{SERVICE}-{}", config.version),
@@ -145,6 +151,7 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
         .route("/v1/todos", get(api::list))
         .route("/v1/todos/{id}", get(api::get))
         .route("/v1/todos/{id}/history", get(api::history))
+        .route("/v1/admin/audit", get(audit_api::list))
         .route_layer(axum::middleware::from_fn_with_state(
             state.guard.clone(),
             service_kit::rate_limit::access_guard,

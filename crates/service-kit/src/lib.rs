@@ -1,5 +1,6 @@
 //! What every service shares. Nothing here knows about todos.
 
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod errors;
@@ -10,6 +11,7 @@ pub mod logs;
 pub mod metrics;
 pub mod problem;
 pub mod rate_limit;
+pub mod retry;
 pub mod shutdown;
 pub mod telemetry;
 pub mod trace;

@@ -40,6 +40,17 @@ pub struct DlqLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet, Default)]
 pub struct NoLabels {}
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DependencyLabels {
+    pub dependency: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DependencyOutcomeLabels {
+    pub dependency: String,
+    pub outcome: &'static str,
+}
+
 type HistFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn http_histogram() -> Histogram {
@@ -69,6 +80,9 @@ pub struct Metrics {
     pub outbox_oldest_age: Gauge<f64, AtomicU64>,
     pub todos_created: Counter,
     pub todos_completed: Counter,
+    pub breaker_state: Family<DependencyLabels, Gauge>,
+    pub dependency_calls: Family<DependencyOutcomeLabels, Counter>,
+    pub writes_shed: Counter,
 }
 
 impl Metrics {
@@ -101,6 +115,9 @@ impl Metrics {
             outbox_oldest_age: Gauge::default(),
             todos_created: Counter::default(),
             todos_completed: Counter::default(),
+            breaker_state: Family::default(),
+            dependency_calls: Family::default(),
+            writes_shed: Counter::default(),
         };
         registry.register(
             m::HTTP_SERVER_REQUEST_DURATION.name,
@@ -157,10 +174,73 @@ impl Metrics {
             help(&m::TODOS_COMPLETED),
             this.todos_completed.clone(),
         );
+        registry.register(
+            m::CIRCUIT_BREAKER_STATE.name,
+            help(&m::CIRCUIT_BREAKER_STATE),
+            this.breaker_state.clone(),
+        );
+        registry.register(
+            m::DEPENDENCY_CALLS.name,
+            help(&m::DEPENDENCY_CALLS),
+            this.dependency_calls.clone(),
+        );
+        registry.register(
+            m::WRITES_SHED.name,
+            help(&m::WRITES_SHED),
+            this.writes_shed.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             ..this
         }
+    }
+
+    /// A circuit breaker for `dependency` whose state and calls are exported
+    /// (`circuit_breaker_state`, `dependency_calls_total`).
+    pub fn breaker(
+        &self,
+        dependency: &str,
+        failure_threshold: u32,
+        open_for: std::time::Duration,
+    ) -> Arc<crate::retry::CircuitBreaker> {
+        let dep = dependency.to_string();
+        let state = self
+            .breaker_state
+            .get_or_create(&DependencyLabels {
+                dependency: dep.clone(),
+            })
+            .clone();
+        let calls = self.dependency_calls.clone();
+        for outcome in ["ok", "failed", "rejected"] {
+            let _ = calls.get_or_create(&DependencyOutcomeLabels {
+                dependency: dep.clone(),
+                outcome,
+            });
+        }
+        let last = std::sync::Mutex::new(crate::retry::BreakerCounts::default());
+        Arc::new(
+            crate::retry::CircuitBreaker::new(dependency, failure_threshold, open_for).on_change(
+                Box::new(move |s, counts| {
+                    state.set(s.value());
+                    let mut prev = last.lock().unwrap_or_else(|e| e.into_inner());
+                    for (outcome, now, before) in [
+                        ("ok", counts.ok, prev.ok),
+                        ("failed", counts.failed, prev.failed),
+                        ("rejected", counts.rejected, prev.rejected),
+                    ] {
+                        if now > before {
+                            calls
+                                .get_or_create(&DependencyOutcomeLabels {
+                                    dependency: dep.clone(),
+                                    outcome,
+                                })
+                                .inc_by(now - before);
+                        }
+                    }
+                    *prev = counts;
+                }),
+            ),
+        )
     }
 
     pub fn topic(topic: &str) -> TopicLabels {

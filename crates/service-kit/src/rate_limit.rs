@@ -243,8 +243,11 @@ pub async fn access_guard(State(g): State<AccessGuard>, req: Request, next: Next
     {
         return too_many("user", wait);
     }
-    parts.extensions.insert(principal);
-    next.run(Request::from_parts(parts, body)).await
+    parts.extensions.insert(principal.clone());
+    let mut resp = next.run(Request::from_parts(parts, body)).await;
+    // For the audit trail outside this layer.
+    resp.extensions_mut().insert(principal);
+    resp
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! Architecture invariant: an event, its outbox row and the idempotency record
 //! are written by one statement, so they commit or fail together.
 
+pub mod audit;
 pub mod command;
 pub mod error;
 pub mod migrate;

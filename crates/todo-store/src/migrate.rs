@@ -12,6 +12,8 @@ pub enum Component {
     Processor,
     /// The observer's canary rollouts and decision log.
     Observer,
+    /// The audit trail every writing service appends to.
+    Audit,
 }
 
 impl Component {
@@ -21,6 +23,7 @@ impl Component {
             Component::Query => include_str!("../migrations/query.sql"),
             Component::Processor => include_str!("../migrations/processor.sql"),
             Component::Observer => include_str!("../migrations/observer.sql"),
+            Component::Audit => include_str!("../migrations/audit.sql"),
         }
     }
 }

@@ -1,0 +1,111 @@
+//! Audit trail of mutating requests: who, what, when, outcome, trace id.
+//!
+//! [`audit_requests`] is a middleware for the mutating routes. It sits
+//! outside the access guard, so refused requests are recorded too (401 as
+//! `anonymous`, 403, 429); the guard hands the authenticated
+//! [`Principal`](crate::auth::Principal) back on the response. Where the
+//! entries go is an [`AuditSink`]: `todo_store::audit` appends them to the
+//! append-only `audit_log` table in batches.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::auth::Principal;
+
+/// Actor of a request that never authenticated.
+pub const ANONYMOUS: &str = "anonymous";
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditEntry {
+    pub at: DateTime<Utc>,
+    pub service: String,
+    /// Token subject, or [`ANONYMOUS`].
+    pub actor: String,
+    /// The caller's roles, comma-separated.
+    pub roles: String,
+    /// Method and route template, e.g. `PATCH /v1/todos/{id}`.
+    pub action: String,
+    /// The concrete path, e.g. `/v1/todos/0193…`.
+    pub target: String,
+    /// HTTP status of the answer.
+    pub outcome: u16,
+    pub trace_id: Option<String>,
+    /// Client address as the server saw it (not a forwarded header).
+    pub client: Option<String>,
+}
+
+pub type SinkFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// Where audit entries go. `record` may wait (backpressure) but must not
+/// drop an entry silently.
+pub trait AuditSink: Send + Sync + 'static {
+    fn record(&self, entry: AuditEntry) -> SinkFuture<'_>;
+}
+
+#[derive(Clone)]
+pub struct Auditor {
+    pub service: Arc<str>,
+    pub sink: Arc<dyn AuditSink>,
+}
+
+/// The trace id of the request: the exported span's, else the incoming
+/// `traceparent`'s.
+fn trace_id(req_traceparent: Option<&str>) -> Option<String> {
+    crate::errors::current_trace_id().or_else(|| {
+        req_traceparent
+            .and_then(|tp| tp.split('-').nth(1))
+            .filter(|t| t.len() == 32)
+            .map(str::to_string)
+    })
+}
+
+/// Middleware (`route_layer(from_fn_with_state(auditor, audit_requests))`,
+/// outermost on the mutating routes).
+pub async fn audit_requests(State(a): State<Auditor>, req: Request, next: Next) -> Response {
+    let action = format!(
+        "{} {}",
+        req.method(),
+        req.extensions()
+            .get::<MatchedPath>()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| req.uri().path().to_string())
+    );
+    let target = req.uri().path().to_string();
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    let traceparent = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let trace_id = trace_id(traceparent.as_deref());
+    let resp = next.run(req).await;
+    let (actor, roles) = match resp.extensions().get::<Principal>() {
+        Some(p) => (p.subject.clone(), p.roles.join(",")),
+        None => (ANONYMOUS.to_string(), String::new()),
+    };
+    a.sink
+        .record(AuditEntry {
+            at: Utc::now(),
+            service: a.service.to_string(),
+            actor,
+            roles,
+            action,
+            target,
+            outcome: resp.status().as_u16(),
+            trace_id,
+            client,
+        })
+        .await;
+    resp
+}
