@@ -52,6 +52,9 @@ pub struct Config {
     /// How long a graceful shutdown may take before in-flight work is dropped.
     #[serde(default = "defaults::shutdown_timeout_secs")]
     pub shutdown_timeout_secs: u64,
+    /// A `/v1` request taking longer is abandoned with 503 + `Retry-After`.
+    #[serde(default = "defaults::request_timeout_ms")]
+    pub request_timeout_ms: u64,
     /// Load shedding: once this many outbox rows wait for the broker, writes
     /// get 503 with `Retry-After` until the relay catches up (checked every
     /// second). 0 disables shedding.
@@ -88,6 +91,9 @@ mod defaults {
         5
     }
     pub fn delivery_timeout_ms() -> u32 {
+        30_000
+    }
+    pub fn request_timeout_ms() -> u64 {
         30_000
     }
     pub fn shutdown_timeout_secs() -> u64 {
@@ -132,6 +138,9 @@ impl Config {
         }
         if self.relay_batch_size < 1 {
             anyhow::bail!("config key 'relay_batch_size' must be at least 1");
+        }
+        if self.request_timeout_ms == 0 {
+            anyhow::bail!("config key 'request_timeout_ms' must be positive");
         }
         service_kit::auth::check_config(self.auth_mode, self.auth_oidc.as_ref())?;
         self.rate_limit.check()?;

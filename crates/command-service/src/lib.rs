@@ -174,6 +174,10 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
             api::inject_faults,
         ))
         .route_layer(axum::middleware::from_fn_with_state(
+            Duration::from_millis(state.config.request_timeout_ms),
+            service_kit::timeout::request_timeout,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             api::shed_load,
         ))

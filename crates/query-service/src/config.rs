@@ -40,6 +40,9 @@ pub struct Config {
     pub kafka_session_timeout_ms: u32,
     #[serde(default = "defaults::shutdown_timeout_secs")]
     pub shutdown_timeout_secs: u64,
+    /// A `/v1` request taking longer is abandoned with 503 + `Retry-After`.
+    #[serde(default = "defaults::request_timeout_ms")]
+    pub request_timeout_ms: u64,
 }
 
 mod defaults {
@@ -61,6 +64,9 @@ mod defaults {
     pub fn session_timeout_ms() -> u32 {
         6_000
     }
+    pub fn request_timeout_ms() -> u64 {
+        30_000
+    }
     pub fn shutdown_timeout_secs() -> u64 {
         20
     }
@@ -74,6 +80,9 @@ impl Config {
     }
 
     pub fn check(&self) -> anyhow::Result<()> {
+        if self.request_timeout_ms == 0 {
+            anyhow::bail!("config key 'request_timeout_ms' must be positive");
+        }
         service_kit::auth::check_config(self.auth_mode, self.auth_oidc.as_ref())?;
         self.rate_limit.check()?;
         Ok(())

@@ -153,6 +153,10 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
         .route("/v1/todos/{id}/history", get(api::history))
         .route("/v1/admin/audit", get(audit_api::list))
         .route_layer(axum::middleware::from_fn_with_state(
+            std::time::Duration::from_millis(state.config.request_timeout_ms),
+            service_kit::timeout::request_timeout,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
             state.guard.clone(),
             service_kit::rate_limit::access_guard,
         ));

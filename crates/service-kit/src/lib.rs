@@ -14,6 +14,7 @@ pub mod rate_limit;
 pub mod retry;
 pub mod shutdown;
 pub mod telemetry;
+pub mod timeout;
 pub mod trace;
 
 pub use problem::{ApiError, FieldProblem};
