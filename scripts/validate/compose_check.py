@@ -160,6 +160,7 @@ def self_test(path, report):
         ("invalid Compose field", "    read_only: true\n    restart: unless-stopped\n    ports:", "    read_only: true\n    restrat: unless-stopped\n    ports:", "schema"),
         ("literal secret", "GF_SECURITY_ADMIN_PASSWORD: ${GRAFANA_ADMIN_PASSWORD:?set GRAFANA_ADMIN_PASSWORD in .env}", "GF_SECURITY_ADMIN_PASSWORD: hunter2", "literal value"),
         ("unknown service config key", "QUERY_GROUP_ID: query-service", "QUERY_GROUP: query-service", "not a field"),
+        ("unknown nested config key", "QUERY_RATE_LIMIT__PER_IP_BURST: ${RATE_LIMIT_PER_IP_BURST:-0}", "QUERY_RATE_LIMIT__PER_IP_BURSTS: ${RATE_LIMIT_PER_IP_BURST:-0}", "not a field"),
     ]
     for what, old, new, expect in cases:
         if old not in text:

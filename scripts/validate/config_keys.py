@@ -3,6 +3,9 @@
 Config is layered and unknown keys are errors (README "Configuration"), so a
 misspelt COMMAND_* variable in a manifest stops the service at start-up. We
 read the `pub field:` names of `struct Config` in crates/<svc>/src/config.rs.
+Nested tables are separated by `__` (COMMAND_AUTH_OIDC__ISSUER): the part
+after it must be a field of the struct the outer field's type names
+(`Option<OidcConfig>` -> `pub struct OidcConfig` somewhere under crates/).
 """
 
 import re
@@ -12,15 +15,48 @@ from common import REPO
 PREFIXES = {"COMMAND_": "command-service", "QUERY_": "query-service",
             "PROCESSOR_": "event-processor", "OBSERVER_": "observer"}
 
+FIELD = re.compile(r"^\s*pub (\w+)\s*:\s*([^\n]+?),?\s*(?://.*)?$", re.M)
+
+
+def _fields(body):
+    """{FIELD_NAME: rust type} of a struct body."""
+    return {f.upper(): t.strip().rstrip(",") for f, t in FIELD.findall(body)}
+
+
+def _struct_body(text, name):
+    m = re.search(rf"pub struct {name}\s*\{{(.*?)\n\}}", text, re.S)
+    return m.group(1) if m else None
+
 
 def accepted_keys(crate):
+    """{KEY: rust type} of the crate's `struct Config`, None if it does not exist."""
     path = REPO / "crates" / crate / "src" / "config.rs"
     if not path.exists():
         return None
     text = path.read_text()
-    m = re.search(r"pub struct Config\s*\{(.*?)\n\}", text, re.S)
-    body = m.group(1) if m else text
-    return {f.upper() for f in re.findall(r"^\s*pub (\w+)\s*:", body, re.M)}
+    body = _struct_body(text, "Config")
+    return _fields(body if body is not None else text)
+
+
+_NESTED = {}
+
+
+def nested_keys(rust_type):
+    """{KEY: type} of the struct a field type names (through Option<…> and a
+    path), or None if it is not a struct defined in the workspace (an enum, a
+    number, a string: no nested keys)."""
+    m = re.fullmatch(r"(?:Option<)?\s*(?:[\w:]+::)?(\w+)\s*>?", rust_type)
+    if not m:
+        return None
+    name = m.group(1)
+    if name not in _NESTED:
+        _NESTED[name] = None
+        for path in sorted((REPO / "crates").glob("*/src/**/*.rs")):
+            body = _struct_body(path.read_text(), name)
+            if body is not None:
+                _NESTED[name] = _fields(body)
+                break
+    return _NESTED[name]
 
 
 def check_env(report, where, env):
@@ -33,11 +69,23 @@ def check_env(report, where, env):
             if crate not in cache:
                 cache[crate] = accepted_keys(crate)
             keys = cache[crate]
-            key = name[len(prefix):]
+            path = name[len(prefix):].split("__")
             if keys is None:
                 if (crate, "warned") in cache:
                     continue
                 cache[(crate, "warned")] = True
                 report.warn(f"{where}: crates/{crate}/src/config.rs does not exist yet, its keys are not checked")
-            elif key not in keys:
+                continue
+            if path[0] not in keys:
                 report.fail(f"{where}: {name}: not a field of crates/{crate}/src/config.rs (known: {', '.join(sorted(keys))})")
+                continue
+            field, rust_type = path[0], keys[path[0]]
+            for seg in path[1:]:
+                inner = nested_keys(rust_type)
+                if inner is None:
+                    report.fail(f"{where}: {name}: '{field.lower()}' ({rust_type}) is not a table, '__{seg}' cannot be set")
+                    break
+                if seg not in inner:
+                    report.fail(f"{where}: {name}: '{seg.lower()}' is not a field of {rust_type} (known: {', '.join(sorted(inner))})")
+                    break
+                field, rust_type = seg, inner[seg]
