@@ -375,7 +375,20 @@ async fn execute_once(
         let idem = idem_key
             .as_deref()
             .map(|k| (principal.subject.as_str(), k, &record));
-        match store::append(&app.pool, &new_events, idem).await {
+        let appended = match &app.committer {
+            Some(c) => {
+                c.append(todo_store::group::OwnedWrite {
+                    events: new_events
+                        .iter()
+                        .map(|ne| (ne.event.clone(), topics::TODO_EVENTS, ne.record.clone()))
+                        .collect(),
+                    idempotency: idem.map(|(u, k, r)| (u.to_string(), k.to_string(), r.clone())),
+                })
+                .await
+            }
+            None => store::append(&app.pool, &new_events, idem).await,
+        };
+        match appended {
             Ok(()) => {
                 if !events.is_empty() {
                     app.outbox_wake.committed();

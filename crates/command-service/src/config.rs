@@ -67,6 +67,13 @@ pub struct Config {
     pub breaker_failures: u32,
     #[serde(default = "defaults::breaker_open_ms")]
     pub breaker_open_ms: u64,
+    /// Group commit: tasks appending batches of concurrent writes (one
+    /// statement per batch); 0 appends each request on its own.
+    #[serde(default = "defaults::group_commit_workers")]
+    pub group_commit_workers: usize,
+    /// Most writes in one group-commit batch.
+    #[serde(default = "defaults::group_commit_max_batch")]
+    pub group_commit_max_batch: usize,
 }
 
 mod defaults {
@@ -101,6 +108,12 @@ mod defaults {
     }
     pub fn shed_outbox_backlog() -> i64 {
         50_000
+    }
+    pub fn group_commit_workers() -> usize {
+        2
+    }
+    pub fn group_commit_max_batch() -> usize {
+        64
     }
     pub fn breaker_failures() -> u32 {
         5

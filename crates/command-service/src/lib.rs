@@ -40,6 +40,8 @@ pub struct AppState {
     pub kafka_breaker: Arc<service_kit::retry::CircuitBreaker>,
     /// Every `/v1` request lands in the audit trail.
     pub auditor: service_kit::audit::Auditor,
+    /// Batches concurrent writes into one statement (None: one per request).
+    pub committer: Option<todo_store::group::GroupCommitter>,
 }
 
 pub struct Application {
@@ -81,7 +83,15 @@ impl Application {
             .await
             .with_context(|| format!("binding listen_addr {}", config.listen_addr))?;
         let open_for = Duration::from_millis(config.breaker_open_ms);
+        let committer = (config.group_commit_workers > 0).then(|| {
+            todo_store::group::GroupCommitter::spawn(
+                pool.clone(),
+                config.group_commit_workers,
+                config.group_commit_max_batch,
+            )
+        });
         let state = AppState {
+            committer,
             pool,
             pg_breaker: metrics.breaker("postgres", config.breaker_failures, open_for),
             kafka_breaker: metrics.breaker("kafka", config.breaker_failures, open_for),

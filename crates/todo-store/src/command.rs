@@ -81,6 +81,13 @@ pub struct NewEvent<'a> {
     pub record: Vec<u8>,
 }
 
+/// One request's write: its events and, with an `Idempotency-Key`,
+/// `(user, key, record)`.
+pub struct Write<'a> {
+    pub events: &'a [NewEvent<'a>],
+    pub idempotency: Option<(&'a str, &'a str, &'a IdempotencyRecord)>,
+}
+
 /// Append events, their outbox rows and the idempotency record atomically.
 /// A taken `(stream_id, version)` gives [`StoreError::Conflict`]; a taken
 /// idempotency key gives [`StoreError::IdempotencyRace`].
@@ -89,32 +96,62 @@ pub async fn append(
     events: &[NewEvent<'_>],
     idempotency: Option<(&str, &str, &IdempotencyRecord)>,
 ) -> Result<(), StoreError> {
-    let mut ids = Vec::with_capacity(events.len());
-    let mut streams = Vec::with_capacity(events.len());
-    let mut versions = Vec::with_capacity(events.len());
-    let mut types = Vec::with_capacity(events.len());
-    let mut users = Vec::with_capacity(events.len());
-    let mut times: Vec<DateTime<Utc>> = Vec::with_capacity(events.len());
-    let mut payloads = Vec::with_capacity(events.len());
-    let mut topics = Vec::with_capacity(events.len());
-    for ne in events {
-        let e = ne.event;
-        ids.push(e.event_id);
-        streams.push(e.todo_id);
-        versions.push(e.stream_version);
-        types.push(e.event_type().to_string());
-        users.push(e.user_id.clone());
-        times.push(e.occurred_at);
-        payloads.push(
-            String::from_utf8(ne.record.clone())
-                .map_err(|err| StoreError::Corrupt(err.to_string()))?,
-        );
-        topics.push(ne.topic.to_string());
+    append_batch(
+        pool,
+        &[Write {
+            events,
+            idempotency,
+        }],
+    )
+    .await
+}
+
+/// Append several requests' writes in one statement (one transaction): all
+/// commit or none does. Used by the group committer; errors are those of
+/// [`append`] for whichever write caused them.
+pub async fn append_batch(pool: &PgPool, writes: &[Write<'_>]) -> Result<(), StoreError> {
+    let n: usize = writes.iter().map(|w| w.events.len()).sum();
+    let mut ids = Vec::with_capacity(n);
+    let mut streams = Vec::with_capacity(n);
+    let mut versions = Vec::with_capacity(n);
+    let mut types = Vec::with_capacity(n);
+    let mut users = Vec::with_capacity(n);
+    let mut times: Vec<DateTime<Utc>> = Vec::with_capacity(n);
+    let mut payloads = Vec::with_capacity(n);
+    let mut topics = Vec::with_capacity(n);
+    let mut k_users = Vec::new();
+    let mut k_keys = Vec::new();
+    let mut k_hashes: Vec<Vec<u8>> = Vec::new();
+    let mut k_status: Vec<i16> = Vec::new();
+    let mut k_bodies: Vec<Vec<u8>> = Vec::new();
+    let mut k_etags: Vec<Option<String>> = Vec::new();
+    let mut k_locations: Vec<Option<String>> = Vec::new();
+    for w in writes {
+        for ne in w.events {
+            let e = ne.event;
+            ids.push(e.event_id);
+            streams.push(e.todo_id);
+            versions.push(e.stream_version);
+            types.push(e.event_type().to_string());
+            users.push(e.user_id.clone());
+            times.push(e.occurred_at);
+            payloads.push(
+                std::str::from_utf8(&ne.record)
+                    .map_err(|err| StoreError::Corrupt(err.to_string()))?
+                    .to_string(),
+            );
+            topics.push(ne.topic.to_string());
+        }
+        if let Some((u, k, r)) = w.idempotency {
+            k_users.push(u.to_string());
+            k_keys.push(k.to_string());
+            k_hashes.push(r.request_hash.clone());
+            k_status.push(r.status as i16);
+            k_bodies.push(r.body.clone());
+            k_etags.push(r.etag.clone());
+            k_locations.push(r.location.clone());
+        }
     }
-    let (user, key, rec) = match idempotency {
-        Some((u, k, r)) => (Some(u), Some(k), Some(r)),
-        None => (None, None, None),
-    };
     sqlx::query(
         r#"
         WITH e AS (
@@ -125,7 +162,7 @@ pub async fn append(
             SELECT * FROM UNNEST($2::uuid[], $3::int8[], $8::text[])
         ), i AS (
             INSERT INTO idempotency_keys (user_id, idem_key, request_hash, status, response_body, etag, location)
-            SELECT $9, $10, $11, $12, $13, $14, $15 WHERE $10::text IS NOT NULL
+            SELECT * FROM UNNEST($9::text[], $10::text[], $11::bytea[], $12::int2[], $13::bytea[], $14::text[], $15::text[])
         )
         SELECT 1
         "#,
@@ -138,13 +175,13 @@ pub async fn append(
     .bind(&times)
     .bind(&payloads)
     .bind(&topics)
-    .bind(user)
-    .bind(key)
-    .bind(rec.map(|r| r.request_hash.clone()))
-    .bind(rec.map(|r| r.status as i16))
-    .bind(rec.map(|r| r.body.clone()))
-    .bind(rec.and_then(|r| r.etag.clone()))
-    .bind(rec.and_then(|r| r.location.clone()))
+    .bind(&k_users)
+    .bind(&k_keys)
+    .bind(&k_hashes)
+    .bind(&k_status)
+    .bind(&k_bodies)
+    .bind(&k_etags)
+    .bind(&k_locations)
     .execute(pool)
     .await?;
     Ok(())

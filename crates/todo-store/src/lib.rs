@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod command;
 pub mod error;
+pub mod group;
 pub mod migrate;
 pub mod processor;
 pub mod read;

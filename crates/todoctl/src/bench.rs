@@ -136,8 +136,10 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     if a.telemetry_overhead {
         return telemetry_overhead(&a, &mut stack).await;
     }
+    // Without a relay the outbox only grows: load shedding would refuse
+    // writes once it passes its bound, so it is off for this measurement.
     let command_env: &[(&str, &str)] = if a.write_path_only {
-        &[("RELAY_ENABLED", "false")]
+        &[("RELAY_ENABLED", "false"), ("SHED_OUTBOX_BACKLOG", "0")]
     } else {
         &[]
     };
@@ -262,7 +264,10 @@ async fn telemetry_overhead(a: &BenchArgs, stack: &mut Stack) -> anyhow::Result<
     for (label, env) in plan {
         stack.wiring.common_env = env;
         let mut command = stack
-            .spawn(Service::Command, &[("RELAY_ENABLED", "false")])
+            .spawn(
+                Service::Command,
+                &[("RELAY_ENABLED", "false"), ("SHED_OUTBOX_BACKLOG", "0")],
+            )
             .await?;
         let url = format!("{}/v1/todos", command.base_url());
         for _ in 0..50 {
