@@ -21,6 +21,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 
+/// The OpenAPI document of this service's HTTP API, served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
 pub const SERVICE: &str = contracts::metrics::services::COMMAND;
 
 #[derive(Clone)]
@@ -150,6 +153,7 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
             get(service_kit::metrics::metrics_handler).with_state(state.metrics.clone()),
         )
         .merge(service_kit::health::routes(readiness))
+        .merge(service_kit::openapi::route(OPENAPI))
         .method_not_allowed_fallback(service_kit::problem::method_not_allowed)
         .fallback(service_kit::problem::not_found_fallback)
         .layer(axum::middleware::from_fn(service_kit::errors::catch_panic))

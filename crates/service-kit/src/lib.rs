@@ -8,6 +8,7 @@ pub mod health;
 pub mod launcher;
 pub mod logs;
 pub mod metrics;
+pub mod openapi;
 pub mod problem;
 pub mod rate_limit;
 pub mod shutdown;
