@@ -15,8 +15,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, patch, post};
 use service_kit::health::Readiness;
 use service_kit::metrics::Metrics;
+use service_kit::tls::ServiceListener;
 use sqlx::PgPool;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -38,7 +38,7 @@ pub struct AppState {
 }
 
 pub struct Application {
-    listener: TcpListener,
+    listener: ServiceListener,
     router: Router,
     state: AppState,
     producer: bus::rdkafka::producer::FutureProducer,
@@ -63,9 +63,7 @@ impl Application {
             .producer()
             .context("creating Kafka producer (kafka_brokers)")?;
         let metrics = Metrics::new(SERVICE, &config.version);
-        let listener = TcpListener::bind(&config.listen_addr)
-            .await
-            .with_context(|| format!("binding listen_addr {}", config.listen_addr))?;
+        let listener = ServiceListener::bind(&config.listen_addr, config.tls()?).await?;
         let state = AppState {
             pool,
             metrics,
@@ -103,14 +101,14 @@ impl Application {
             None
         };
         let gauges = tokio::spawn(relay::export_backlog(self.state.clone(), shutdown.clone()));
-        tracing::info!(port = self.port(), version = %self.state.config.version, "command service listening");
+        tracing::info!(port = self.port(), tls = self.listener.is_tls(), version = %self.state.config.version, "command service listening");
         let grace = Duration::from_secs(self.state.config.shutdown_timeout_secs);
         let token = shutdown.clone();
         // The peer address feeds the per-address rate limit.
         let app = self
             .router
             .into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(self.listener, app)
+        axum::serve(self.listener.with_peer_addr(), app)
             .with_graceful_shutdown(async move { token.cancelled().await })
             .await?;
         if let Some(relay) = relay

@@ -33,7 +33,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
+use service_kit::tls::ServiceListener;
 use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
 
@@ -73,7 +73,7 @@ pub struct AppState {
 }
 
 pub struct Application {
-    listener: TcpListener,
+    listener: ServiceListener,
     state: AppState,
     collector: Option<lag::Collector>,
 }
@@ -112,9 +112,7 @@ impl Application {
             )),
             _ => None,
         };
-        let listener = TcpListener::bind(&config.listen_addr)
-            .await
-            .with_context(|| format!("binding listen_addr {}", config.listen_addr))?;
+        let listener = ServiceListener::bind(&config.listen_addr, config.tls()?).await?;
         let state = AppState {
             config: Arc::new(config),
             slos: Arc::new(slos),

@@ -13,6 +13,7 @@ pub mod problem;
 pub mod rate_limit;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 pub mod trace;
 
 pub use problem::{ApiError, FieldProblem};
