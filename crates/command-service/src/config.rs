@@ -12,6 +12,13 @@ pub struct Config {
     pub database_url: String,
     #[serde(default = "defaults::db_max_connections")]
     pub db_max_connections: u32,
+    /// HTTPS instead of HTTP on `listen_addr`: a PEM certificate (chain,
+    /// leaf first) and its PEM private key; both or neither
+    /// (env `COMMAND_TLS_CERT_FILE`, `COMMAND_TLS_KEY_FILE`).
+    #[serde(default)]
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub tls_key_file: Option<std::path::PathBuf>,
     pub kafka_brokers: String,
     /// `stable` or `canary`: the `version` label on every metric.
     #[serde(default = "defaults::version")]
@@ -130,6 +137,15 @@ impl Config {
         Ok(c)
     }
 
+    /// The TLS acceptor when a certificate is configured.
+    pub fn tls(&self) -> anyhow::Result<Option<service_kit::tls::TlsAcceptor>> {
+        service_kit::tls::acceptor(
+            "COMMAND",
+            self.tls_cert_file.as_deref(),
+            self.tls_key_file.as_deref(),
+        )
+    }
+
     pub fn check(&self) -> anyhow::Result<()> {
         if !(0.0..=1.0).contains(&self.fault_error_rate) {
             anyhow::bail!(
@@ -157,6 +173,7 @@ impl Config {
         }
         service_kit::auth::check_config(self.auth_mode, self.auth_oidc.as_ref())?;
         self.rate_limit.check()?;
+        self.tls()?;
         Ok(())
     }
 }

@@ -15,11 +15,14 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, patch, post};
 use service_kit::health::Readiness;
 use service_kit::metrics::Metrics;
+use service_kit::tls::ServiceListener;
 use sqlx::PgPool;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
+
+/// The OpenAPI document of this service's HTTP API, served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("../openapi.json");
 
 pub const SERVICE: &str = contracts::metrics::services::COMMAND;
 
@@ -45,7 +48,7 @@ pub struct AppState {
 }
 
 pub struct Application {
-    listener: TcpListener,
+    listener: ServiceListener,
     router: Router,
     state: AppState,
     producer: bus::rdkafka::producer::FutureProducer,
@@ -79,9 +82,7 @@ impl Application {
             .producer()
             .context("creating Kafka producer (kafka_brokers)")?;
         let metrics = Metrics::new(SERVICE, &config.version);
-        let listener = TcpListener::bind(&config.listen_addr)
-            .await
-            .with_context(|| format!("binding listen_addr {}", config.listen_addr))?;
+        let listener = ServiceListener::bind(&config.listen_addr, config.tls()?).await?;
         let open_for = Duration::from_millis(config.breaker_open_ms);
         let committer = (config.group_commit_workers > 0).then(|| {
             todo_store::group::GroupCommitter::spawn(
@@ -137,14 +138,14 @@ impl Application {
             None
         };
         let gauges = tokio::spawn(relay::export_backlog(self.state.clone(), shutdown.clone()));
-        tracing::info!(port = self.port(), version = %self.state.config.version, "command service listening");
+        tracing::info!(port = self.port(), tls = self.listener.is_tls(), version = %self.state.config.version, "command service listening");
         let grace = Duration::from_secs(self.state.config.shutdown_timeout_secs);
         let token = shutdown.clone();
         // The peer address feeds the per-address rate limit.
         let app = self
             .router
             .into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(self.listener, app)
+        axum::serve(self.listener.with_peer_addr(), app)
             .with_graceful_shutdown(async move { token.cancelled().await })
             .await?;
         if let Some(relay) = relay
@@ -208,6 +209,7 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
             get(service_kit::metrics::metrics_handler).with_state(state.metrics.clone()),
         )
         .merge(service_kit::health::routes(readiness))
+        .merge(service_kit::openapi::route(OPENAPI))
         .method_not_allowed_fallback(service_kit::problem::method_not_allowed)
         .fallback(service_kit::problem::not_found_fallback)
         .layer(axum::middleware::from_fn(service_kit::errors::catch_panic))

@@ -8,6 +8,13 @@ pub struct Config {
     /// Health, readiness and metrics only.
     #[serde(default = "defaults::listen_addr")]
     pub listen_addr: String,
+    /// HTTPS instead of HTTP on `listen_addr`: a PEM certificate (chain,
+    /// leaf first) and its PEM private key; both or neither
+    /// (env `PROCESSOR_TLS_CERT_FILE`, `PROCESSOR_TLS_KEY_FILE`).
+    #[serde(default)]
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub tls_key_file: Option<std::path::PathBuf>,
     pub database_url: String,
     #[serde(default = "defaults::db_max_connections")]
     pub db_max_connections: u32,
@@ -72,7 +79,17 @@ impl Config {
         if c.max_attempts == 0 {
             anyhow::bail!("config key 'max_attempts' must be at least 1");
         }
+        c.tls()?;
         Ok(c)
+    }
+
+    /// The TLS acceptor when a certificate is configured.
+    pub fn tls(&self) -> anyhow::Result<Option<service_kit::tls::TlsAcceptor>> {
+        service_kit::tls::acceptor(
+            "PROCESSOR",
+            self.tls_cert_file.as_deref(),
+            self.tls_key_file.as_deref(),
+        )
     }
 
     pub fn schedule(&self) -> anyhow::Result<cron::Schedule> {

@@ -14,7 +14,7 @@ use axum::routing::get;
 use bus::rdkafka::consumer::Consumer;
 use service_kit::health::Readiness;
 use service_kit::metrics::Metrics;
-use tokio::net::TcpListener;
+use service_kit::tls::ServiceListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -22,7 +22,7 @@ pub use config::Config;
 pub const SERVICE: &str = contracts::metrics::services::EVENT_PROCESSOR;
 
 pub struct Application {
-    listener: TcpListener,
+    listener: ServiceListener,
     router: Router,
     config: Config,
     processor: Arc<handler::Processor>,
@@ -46,9 +46,7 @@ impl Application {
             .producer()
             .context("creating Kafka producer (kafka_brokers)")?;
         let metrics = Metrics::new(SERVICE, &config.version);
-        let listener = TcpListener::bind(&config.listen_addr)
-            .await
-            .with_context(|| format!("binding listen_addr {}", config.listen_addr))?;
+        let listener = ServiceListener::bind(&config.listen_addr, config.tls()?).await?;
         let processor = Arc::new(handler::Processor {
             pool: pool.clone(),
             producer: producer.clone(),

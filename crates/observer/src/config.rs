@@ -10,6 +10,11 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub listen_addr: String,
+    /// HTTPS instead of HTTP on `listen_addr`: a PEM certificate (chain,
+    /// leaf first) and its PEM private key; both or neither
+    /// (env `OBSERVER_TLS_CERT_FILE`, `OBSERVER_TLS_KEY_FILE`).
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
     /// `bootstrap.servers`; empty disables the lag tailer.
     pub kafka_brokers: String,
     /// Time between two lag snapshots.
@@ -62,6 +67,8 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen_addr: "127.0.0.1:8084".into(),
+            tls_cert_file: None,
+            tls_key_file: None,
             kafka_brokers: String::new(),
             lag_poll_interval_ms: 5_000,
             lag_status_window_ms: 300_000,
@@ -94,7 +101,17 @@ impl Config {
         Ok(c)
     }
 
+    /// The TLS acceptor when a certificate is configured.
+    pub fn tls(&self) -> anyhow::Result<Option<service_kit::tls::TlsAcceptor>> {
+        service_kit::tls::acceptor(
+            "OBSERVER",
+            self.tls_cert_file.as_deref(),
+            self.tls_key_file.as_deref(),
+        )
+    }
+
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.tls()?;
         anyhow::ensure!(
             self.lag_poll_interval_ms > 0,
             "config key 'lag_poll_interval_ms' must be > 0"

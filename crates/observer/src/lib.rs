@@ -33,7 +33,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
+use service_kit::tls::ServiceListener;
 use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
 
@@ -107,7 +107,7 @@ impl Breakers {
 }
 
 pub struct Application {
-    listener: TcpListener,
+    listener: ServiceListener,
     state: AppState,
     collector: Option<lag::Collector>,
     audit: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
@@ -171,9 +171,7 @@ impl Application {
             }
             None => (None, None),
         };
-        let listener = TcpListener::bind(&config.listen_addr)
-            .await
-            .with_context(|| format!("binding listen_addr {}", config.listen_addr))?;
+        let listener = ServiceListener::bind(&config.listen_addr, config.tls()?).await?;
         let state = AppState {
             config: Arc::new(config),
             slos: Arc::new(slos),
@@ -228,7 +226,7 @@ impl Application {
         let grace = Duration::from_secs(self.state.config.shutdown_timeout_secs);
         let token = shutdown.clone();
         let app = router(self.state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(self.listener, app)
+        axum::serve(self.listener.with_peer_addr(), app)
             .with_graceful_shutdown(async move { token.cancelled().await })
             .await?;
         if let Some((stop, task)) = self.audit {

@@ -79,7 +79,12 @@ fn decode_cursor(s: &str) -> Result<Cursor, ApiError> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(s)
         .map_err(|_| bad())?;
-    serde_json::from_slice(&bytes).map_err(|_| bad())
+    let cursor: Cursor = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    // A forged cursor with a NUL would reach Postgres, which refuses it.
+    match &cursor.v {
+        CursorValue::Text(t) if t.contains('\0') => Err(bad()),
+        _ => Ok(cursor),
+    }
 }
 
 fn parse_sort(raw: Option<&str>) -> Result<(SortKey, bool), ApiError> {
@@ -139,7 +144,7 @@ pub async fn list(
 ) -> Result<Json<ListResponse>, ApiError> {
     let owner = match p.owner.as_deref() {
         None => principal.subject.as_str(),
-        Some(o) if o.is_empty() || o.len() > 255 || o.chars().any(char::is_control) => {
+        Some(o) if o.is_empty() || o.chars().count() > 255 || o.chars().any(char::is_control) => {
             return Err(ApiError::field(
                 "owner",
                 "must be a user id of 1 to 255 printable characters",
@@ -199,10 +204,14 @@ pub async fn list(
         .map(parse_tags)
         .transpose()?
         .unwrap_or_default();
-    if let Some(q) = &p.q
-        && q.chars().count() > 200
-    {
-        return Err(ApiError::field("q", "at most 200 characters"));
+    if let Some(q) = &p.q {
+        if q.chars().count() > 200 {
+            return Err(ApiError::field("q", "at most 200 characters"));
+        }
+        // Titles hold none, and Postgres refuses a NUL in a query (a 500).
+        if q.chars().any(char::is_control) {
+            return Err(ApiError::field("q", "must not contain control characters"));
+        }
     }
     if let (Some(b), Some(a)) = (p.due_before, p.due_after)
         && a >= b

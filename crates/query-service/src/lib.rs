@@ -15,11 +15,14 @@ use axum::routing::get;
 use bus::rdkafka::consumer::Consumer;
 use service_kit::health::Readiness;
 use service_kit::metrics::Metrics;
+use service_kit::tls::ServiceListener;
 use sqlx::PgPool;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
+
+/// The OpenAPI document of this service's HTTP API, served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("../openapi.json");
 
 pub const SERVICE: &str = contracts::metrics::services::QUERY;
 
@@ -33,7 +36,7 @@ pub struct AppState {
 }
 
 pub struct Application {
-    listener: TcpListener,
+    listener: ServiceListener,
     router: Router,
     state: AppState,
     kafka: bus::KafkaSettings,
@@ -61,9 +64,7 @@ impl Application {
         let producer = kafka
             .producer()
             .context("creating Kafka producer (kafka_brokers)")?;
-        let listener = TcpListener::bind(&config.listen_addr)
-            .await
-            .with_context(|| format!("binding listen_addr {}", config.listen_addr))?;
+        let listener = ServiceListener::bind(&config.listen_addr, config.tls()?).await?;
         let metrics = Metrics::new(SERVICE, &config.version);
         let state = AppState {
             pool,
@@ -127,14 +128,18 @@ impl Application {
         } else {
             None
         };
-        tracing::info!(port = self.port(), "query service listening");
+        tracing::info!(
+            port = self.port(),
+            tls = self.listener.is_tls(),
+            "query service listening"
+        );
         let grace = Duration::from_secs(self.state.config.shutdown_timeout_secs);
         let token = shutdown.clone();
         // The peer address feeds the per-address rate limit.
         let app = self
             .router
             .into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(self.listener, app)
+        axum::serve(self.listener.with_peer_addr(), app)
             .with_graceful_shutdown(async move { token.cancelled().await })
             .await?;
         if let Some(p) = projector
@@ -167,6 +172,7 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
             get(service_kit::metrics::metrics_handler).with_state(state.metrics.clone()),
         )
         .merge(service_kit::health::routes(readiness))
+        .merge(service_kit::openapi::route(OPENAPI))
         .method_not_allowed_fallback(service_kit::problem::method_not_allowed)
         .fallback(service_kit::problem::not_found_fallback)
         .layer(axum::middleware::from_fn(service_kit::errors::catch_panic))

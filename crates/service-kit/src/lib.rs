@@ -9,12 +9,14 @@ pub mod health;
 pub mod launcher;
 pub mod logs;
 pub mod metrics;
+pub mod openapi;
 pub mod problem;
 pub mod rate_limit;
 pub mod retry;
 pub mod shutdown;
 pub mod telemetry;
 pub mod timeout;
+pub mod tls;
 pub mod trace;
 
 pub use problem::{ApiError, FieldProblem};

@@ -211,3 +211,37 @@ fn fold_tracks_version_and_state() {
     assert_eq!(todo.owner, "alice");
     assert!(todo.completed_at.is_some());
 }
+
+#[test]
+fn control_characters_and_unwritable_due_dates_are_invalid() {
+    // Found by schemathesis: a NUL was accepted, and Postgres cannot store
+    // it, so the outbox relay retried the event forever; a due date in year
+    // -1 or 10000 (UTC) failed the event's own schema with a 500.
+    let far = |y: i32| Utc.with_ymd_and_hms(y, 6, 1, 0, 0, 0).single();
+    let cmd = Command::Create(CreateTodo {
+        title: "a\u{0}b".into(),
+        description: Some("line\u{7}".into()),
+        due_date: far(10_000),
+        ..Default::default()
+    });
+    let Err(DomainError::Invalid(errors)) = given(vec![]).when("alice", cmd) else {
+        panic!("expected validation errors");
+    };
+    let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, ["title", "description", "due_date"]);
+    let patch = Command::Update(UpdateTodo {
+        due_date: Some(far(-1)),
+        ..Default::default()
+    });
+    assert!(matches!(
+        given(vec![created("a")]).when("alice", patch),
+        Err(DomainError::Invalid(_))
+    ));
+    let fine = Command::Create(CreateTodo {
+        title: "ok".into(),
+        description: Some("tab\tand\r\nnew lines".into()),
+        due_date: far(9999),
+        ..Default::default()
+    });
+    assert!(given(vec![]).when("alice", fine).is_ok());
+}

@@ -1,5 +1,6 @@
 //! Field rules. Every violation is collected, so one response lists them all.
 
+use chrono::{DateTime, Datelike, Utc};
 use contracts::{TodoCreated, TodoUpdated};
 use serde::Serialize;
 
@@ -39,6 +40,11 @@ fn title(raw: &str, errors: &mut Vec<FieldError>) -> String {
             "title",
             format!("must be at most {MAX_TITLE_CHARS} characters after trimming, got {n}"),
         ));
+    } else if t.chars().any(char::is_control) {
+        errors.push(FieldError::new(
+            "title",
+            "must not contain control characters",
+        ));
     }
     t.to_string()
 }
@@ -49,6 +55,16 @@ fn description(raw: &str, errors: &mut Vec<FieldError>) -> String {
         errors.push(FieldError::new(
             "description",
             format!("must be at most {MAX_DESCRIPTION_CHARS} characters, got {n}"),
+        ));
+    } else if raw
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        // NUL in particular: Postgres text and jsonb cannot hold it, so the
+        // event could never be published.
+        errors.push(FieldError::new(
+            "description",
+            "must not contain control characters other than tab, line feed and carriage return",
         ));
     }
     raw.to_string()
@@ -84,13 +100,31 @@ fn tags(raw: &[String], errors: &mut Vec<FieldError>) -> Vec<String> {
     out
 }
 
+/// A due date must be writable as RFC 3339 in UTC (a four-digit year), as
+/// the event schema requires: `0000-01-01T00:00:00+01:00` parses but is in
+/// year -1 in UTC.
+fn due_date(d: Option<DateTime<Utc>>, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
+    if let Some(d) = d
+        && !(0..=9999).contains(&d.year())
+    {
+        errors.push(FieldError::new(
+            "due_date",
+            format!(
+                "must be between 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z, got year {} in UTC",
+                d.year()
+            ),
+        ));
+    }
+    d
+}
+
 pub(crate) fn create(c: &CreateTodo) -> Result<TodoCreated, DomainError> {
     let mut errors = Vec::new();
     let created = TodoCreated {
         title: title(&c.title, &mut errors),
         description: description(c.description.as_deref().unwrap_or(""), &mut errors),
         priority: c.priority.unwrap_or_default(),
-        due_date: c.due_date,
+        due_date: due_date(c.due_date, &mut errors),
         tags: tags(c.tags.as_deref().unwrap_or(&[]), &mut errors),
     };
     if errors.is_empty() {
@@ -115,7 +149,7 @@ pub(crate) fn update(u: &UpdateTodo) -> Result<TodoUpdated, DomainError> {
             .as_deref()
             .map(|d| description(d, &mut errors)),
         priority: u.priority,
-        due_date: u.due_date,
+        due_date: u.due_date.map(|d| due_date(d, &mut errors)),
         tags: u.tags.as_deref().map(|t| tags(t, &mut errors)),
     };
     if errors.is_empty() {
