@@ -1,6 +1,7 @@
 //! The Postgres [`AuditSink`]: entries queue in a bounded channel and a
 //! writer appends them in batches (one multi-row INSERT per batch), so the
-//! audit trail costs a request a channel send, not a round trip. When
+//! audit trail costs a request a channel send, not a round trip (the writer
+//! lingers 50 ms for a batch to fill). When
 //! Postgres is away the writer keeps its batch and retries with jittered
 //! backoff; the queue then fills and requests wait for room rather than
 //! dropping entries. What is queued when the process is killed (-9) is lost:
@@ -19,6 +20,7 @@ use crate::StoreError;
 
 const QUEUE: usize = 10_000;
 const BATCH: usize = 500;
+const LINGER: Duration = Duration::from_millis(50);
 
 pub struct PgAuditSink {
     tx: mpsc::Sender<AuditEntry>,
@@ -61,10 +63,13 @@ async fn writer(pool: PgPool, mut rx: mpsc::Receiver<AuditEntry>, shutdown: Canc
         };
         let Some(first) = first else { return };
         batch.push(first);
+        // Linger briefly so a busy service writes a few large batches a
+        // second rather than many small ones.
+        let deadline = tokio::time::Instant::now() + LINGER;
         while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(e) => batch.push(e),
-                Err(_) => break,
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(e)) => batch.push(e),
+                _ => break,
             }
         }
         let mut attempt = 0u32;

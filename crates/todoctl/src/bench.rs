@@ -41,6 +41,11 @@ pub struct BenchArgs {
     /// consumers, no freshness phases (where the CPU goes without downstream work).
     #[arg(long)]
     write_path_only: bool,
+    /// With --write-path-only: keep the outbox relay on, so every write is
+    /// also published to the broker during the measurement (the whole write
+    /// side; still no consumers).
+    #[arg(long, requires = "write_path_only")]
+    with_relay: bool,
     /// Compare write latency at `--freshness-rate` with telemetry off and with
     /// traces, Loki and Sentry all configured against endpoints that are down.
     #[arg(long)]
@@ -138,7 +143,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     // Without a relay the outbox only grows: load shedding would refuse
     // writes once it passes its bound, so it is off for this measurement.
-    let command_env: &[(&str, &str)] = if a.write_path_only {
+    let command_env: &[(&str, &str)] = if a.write_path_only && !a.with_relay {
         &[("RELAY_ENABLED", "false"), ("SHED_OUTBOX_BACKLOG", "0")]
     } else {
         &[]
@@ -360,7 +365,7 @@ async fn write_path_only(
     };
     let report = serde_json::json!({
         "machine": machine(),
-        "mode": "write path only (relay off, no consumers)",
+        "mode": if a.with_relay { "write side (relay publishing, no consumers)" } else { "write path only (relay off, no consumers)" },
         "concurrency": a.concurrency,
         "pgbench_insert_tps": pg_tps,
         "write_tps": tps,
@@ -371,7 +376,12 @@ async fn write_path_only(
     match a.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Output::Table => println!(
-            "write path only, {} clients: {tps:.0} writes/s vs pgbench {pg_tps:.0} tps = {:.2}; p50 {:.1} ms, p99 {:.1} ms; errors {errors}",
+            "{}, {} clients: {tps:.0} writes/s vs pgbench {pg_tps:.0} tps = {:.2}; p50 {:.1} ms, p99 {:.1} ms; errors {errors}",
+            if a.with_relay {
+                "write side (relay publishing)"
+            } else {
+                "write path only"
+            },
             a.concurrency,
             tps / pg_tps,
             lat.p50_ms,
