@@ -542,6 +542,48 @@ pub fn canary() -> Dashboard {
             "{{version}} {{status_class}}",
         ),
     );
+    // What the observer's canary controller decided (docs/canary.md).
+    let c = labels::CANARY;
+    b.row("Canary controller");
+    b.add(
+        8,
+        8,
+        PanelSpec::timeseries("Canary weight", "percent")
+            .query(
+                format!("max by ({c}) ({})", metrics::CANARY_WEIGHT.name),
+                "{{canary}}",
+            )
+            .range(0.0, 100.0),
+    );
+    b.add(
+        8,
+        8,
+        PanelSpec::timeseries("Sequential tests vs rollback boundary", "short")
+            .query(
+                format!(
+                    "max by ({c}, {}) ({})",
+                    labels::TEST,
+                    metrics::CANARY_LOG_LIKELIHOOD_RATIO.name
+                ),
+                "{{canary}} {{test}}",
+            )
+            .query(
+                format!("max by ({c}) ({})", metrics::CANARY_ROLLBACK_BOUNDARY.name),
+                "{{canary}} rollback boundary",
+            ),
+    );
+    b.add(
+        8,
+        8,
+        PanelSpec::timeseries("Decisions", "short").query(
+            format!(
+                "sum by ({c}, {}) (increase({}[$__rate_interval]))",
+                labels::VERDICT,
+                metrics::CANARY_DECISIONS.series()
+            ),
+            "{{canary}} {{verdict}}",
+        ),
+    );
     let mut vars = vec![label_variable("service", "Service", &H.count())];
     vars[0].query = format!("label_values({}, {})", H.count(), labels::SERVICE);
     let _ = services::COMMAND;
