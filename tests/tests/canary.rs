@@ -473,6 +473,12 @@ async fn failing_canary_is_rolled_back_and_explained() -> anyhow::Result<()> {
         .await?
         .text()
         .await?;
+    let page = h.http.get(format!("{url}/")).send().await?.text().await?;
+    assert!(
+        page.contains("data-canary=\"command-service\"")
+            && page.contains("data-value=\"rolled_back\""),
+        "status page shows the rollout:\n{page}"
+    );
     for line in [
         "canary_decisions_total{canary=\"command-service\",verdict=\"rollback\"} 1",
         "canary_weight_percent{canary=\"command-service\"} 0",

@@ -403,10 +403,15 @@ pub fn router(state: AppState) -> Router {
 async fn status_page(State(s): State<AppState>) -> Html<String> {
     let lag = s.lag.read().await;
     let slo = s.slo_snapshot.read().await;
+    let canaries = match &s.rollouts {
+        Some(c) => Some(c.list().await),
+        None => None,
+    };
     Html(page::render(
         lag.enabled.then_some(&lag.snapshot),
         lag.error.as_deref(),
         slo.as_ref(),
+        canaries.as_ref(),
     ))
 }
 

@@ -32,13 +32,14 @@ pub fn render(
     lag: Option<&LagSnapshot>,
     lag_error: Option<&str>,
     slos: Option<&SloSnapshot>,
+    canaries: Option<&crate::rollouts::CanaryList>,
 ) -> String {
     let mut h = String::with_capacity(16 * 1024);
     h.push_str("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta http-equiv=\"refresh\" content=\"15\"><title>Observer status</title>\
 <style>body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin-bottom:2em}\
 td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}td:first-child,th:first-child{text-align:left}\
-.OK,.ok,.IDLE{color:#1a7f37}.WARN,.no_traffic{color:#9a6700}.STOP,.STALL,.REWIND,.burning,.backend_down,.error{color:#cf222e;font-weight:bold}</style>\
+.OK,.ok,.IDLE{color:#1a7f37}.WARN,.no_traffic{color:#9a6700}.STOP,.STALL,.REWIND,.burning,.backend_down,.error,.rolled_back,.aborted{color:#cf222e;font-weight:bold}.succeeded{color:#1a7f37}</style>\
 </head><body>\n<h1>Observer status</h1>\n");
 
     h.push_str("<section id=\"slos\"><h2>SLOs</h2>\n");
@@ -156,7 +157,45 @@ td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}td:first-child,th
             h.push_str("</tbody></table>\n");
         }
     }
-    h.push_str("</section>\n<section id=\"canary\"><h2>Canary</h2>\n<p data-canary=\"none\">No canary analysis running (the canary controller is not deployed yet).</p>\n</section>\n");
+    h.push_str("</section>\n<section id=\"canary\"><h2>Canary</h2>\n");
+    match canaries {
+        None => h.push_str(
+            "<p data-canary=\"none\">Canary analysis is not configured (set canary_dir and database_url).</p>\n",
+        ),
+        Some(list) if list.canaries.is_empty() && list.spec_errors.is_empty() => h.push_str(
+            "<p data-canary=\"none\">No canary specs in canary_dir.</p>\n",
+        ),
+        Some(list) => {
+            h.push_str("<table><thead><tr><th>canary</th><th>version</th><th>phase</th><th>weight</th><th>step</th><th>last decision</th></tr></thead><tbody>\n");
+            for c in &list.canaries {
+                let (phase, weight, step) = match &c.rollout {
+                    Some(r) => (
+                        r.phase.as_str(),
+                        r.weight.to_string(),
+                        format!("{}/{}", r.analysis.step + 1, c.steps.len()),
+                    ),
+                    None => ("not started", "-".into(), "-".into()),
+                };
+                let last = c
+                    .last_decision
+                    .as_ref()
+                    .map(|d| format!("{} {} by {}: {}", d.action, d.verdict, d.actor, d.reason))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    h,
+                    "<tr data-canary=\"{n}\"><td>{n}</td><td>{v}</td><td class=\"{phase}\" data-value=\"{phase}\">{phase}</td><td data-value=\"{weight}\">{weight}%</td><td>{step}</td><td style=\"text-align:left\">{last}</td></tr>",
+                    n = esc(&c.name),
+                    v = esc(&c.canary_version),
+                    last = esc(&last),
+                );
+            }
+            h.push_str("</tbody></table>\n");
+            for e in &list.spec_errors {
+                let _ = writeln!(h, "<p class=\"error\">spec error: {}</p>", esc(e));
+            }
+        }
+    }
+    h.push_str("</section>\n");
     h.push_str("<footer><a href=\"/api/v1/slos\">/api/v1/slos</a> · <a href=\"/api/v1/lag\">/api/v1/lag</a> · <a href=\"/api/v1/report\">/api/v1/report</a> · <a href=\"/metrics\">/metrics</a></footer>\n</body></html>\n");
     h
 }
