@@ -247,3 +247,36 @@ impl AsyncWrite for ServiceStream {
         }
     }
 }
+
+/// A self-signed certificate (PEM) for `localhost` and 127.0.0.1, valid for
+/// a day, signed by `key`: for tests and throwaway local setups.
+pub fn self_signed_cert(
+    key: &openssl::pkey::PKeyRef<openssl::pkey::Private>,
+) -> anyhow::Result<Vec<u8>> {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::{BigNum, MsbOption};
+    use openssl::hash::MessageDigest;
+    use openssl::x509::extension::SubjectAlternativeName;
+    use openssl::x509::{X509, X509NameBuilder};
+    let mut name = X509NameBuilder::new()?;
+    name.append_entry_by_text("CN", "localhost")?;
+    let name = name.build();
+    let mut b = X509::builder()?;
+    b.set_version(2)?;
+    let mut serial = BigNum::new()?;
+    serial.rand(64, MsbOption::MAYBE_ZERO, false)?;
+    let serial = serial.to_asn1_integer()?;
+    b.set_serial_number(&serial)?;
+    b.set_subject_name(&name)?;
+    b.set_issuer_name(&name)?;
+    b.set_pubkey(key)?;
+    b.set_not_before(&*Asn1Time::days_from_now(0)?)?;
+    b.set_not_after(&*Asn1Time::days_from_now(1)?)?;
+    let san = SubjectAlternativeName::new()
+        .dns("localhost")
+        .ip("127.0.0.1")
+        .build(&b.x509v3_context(None, None))?;
+    b.append_extension(san)?;
+    b.sign(key, MessageDigest::sha256())?;
+    Ok(b.build().to_pem()?)
+}

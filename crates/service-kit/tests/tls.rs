@@ -4,14 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use openssl::asn1::Asn1Time;
-use openssl::bn::{BigNum, MsbOption};
 use openssl::ec::{EcGroup, EcKey};
-use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::PKey;
-use openssl::x509::extension::SubjectAlternativeName;
-use openssl::x509::{X509, X509NameBuilder};
 use service_kit::tls::{ServiceListener, acceptor};
 use tokio_util::sync::CancellationToken;
 
@@ -21,27 +16,7 @@ pub fn self_signed(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf, Vec<u8>)> {
     let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
     let ec = EcKey::generate(&group)?;
     let key = PKey::from_ec_key(ec.clone())?;
-    let mut name = X509NameBuilder::new()?;
-    name.append_entry_by_text("CN", "localhost")?;
-    let name = name.build();
-    let mut b = X509::builder()?;
-    b.set_version(2)?;
-    let mut serial = BigNum::new()?;
-    serial.rand(64, MsbOption::MAYBE_ZERO, false)?;
-    let serial = serial.to_asn1_integer()?;
-    b.set_serial_number(&serial)?;
-    b.set_subject_name(&name)?;
-    b.set_issuer_name(&name)?;
-    b.set_pubkey(&key)?;
-    b.set_not_before(&*Asn1Time::days_from_now(0)?)?;
-    b.set_not_after(&*Asn1Time::days_from_now(1)?)?;
-    let san = SubjectAlternativeName::new()
-        .dns("localhost")
-        .ip("127.0.0.1")
-        .build(&b.x509v3_context(None, None))?;
-    b.append_extension(san)?;
-    b.sign(&key, MessageDigest::sha256())?;
-    let cert = b.build().to_pem()?;
+    let cert = service_kit::tls::self_signed_cert(&key)?;
     let cert_file = dir.join("cert.pem");
     let key_file = dir.join("key.pem");
     std::fs::write(&cert_file, &cert)?;
