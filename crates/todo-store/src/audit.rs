@@ -119,15 +119,8 @@ async fn insert(pool: &PgPool, batch: &[AuditEntry]) -> Result<(), StoreError> {
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditRow {
     pub id: i64,
-    pub at: DateTime<Utc>,
-    pub service: String,
-    pub actor: String,
-    pub roles: String,
-    pub action: String,
-    pub target: String,
-    pub outcome: i32,
-    pub trace_id: Option<String>,
-    pub client: Option<String>,
+    #[serde(flatten)]
+    pub entry: AuditEntry,
 }
 
 /// Filters of the admin query; newest first.
@@ -165,15 +158,17 @@ pub async fn query(pool: &PgPool, q: &AuditQuery) -> Result<Vec<AuditRow>, Store
         .map(|r| {
             Ok(AuditRow {
                 id: r.try_get("id")?,
-                at: r.try_get("at")?,
-                service: r.try_get("service")?,
-                actor: r.try_get("actor")?,
-                roles: r.try_get("roles")?,
-                action: r.try_get("action")?,
-                target: r.try_get("target")?,
-                outcome: r.try_get("outcome")?,
-                trace_id: r.try_get("trace_id")?,
-                client: r.try_get("client")?,
+                entry: AuditEntry {
+                    at: r.try_get("at")?,
+                    service: r.try_get("service")?,
+                    actor: r.try_get("actor")?,
+                    roles: r.try_get("roles")?,
+                    action: r.try_get("action")?,
+                    target: r.try_get("target")?,
+                    outcome: u16::try_from(r.try_get::<i32, _>("outcome")?).unwrap_or(0),
+                    trace_id: r.try_get("trace_id")?,
+                    client: r.try_get("client")?,
+                },
             })
         })
         .collect()
