@@ -49,7 +49,10 @@ pub struct Conn {
     pub timeout_secs: u64,
 }
 
+const EXIT_CODES: &str = "Exit codes: 0 done (status: progressing, paused or succeeded); 1 refused (unknown canary, action impossible now, not authenticated, invalid spec); 2 rolled back or aborted; 3 observer unreachable; 4 status --wait timed out.";
+
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
 pub struct CanaryArgs {
     #[command(flatten)]
     pub conn: Conn,
@@ -96,6 +99,7 @@ pub enum CanaryCmd {
 
 #[derive(Debug, Args)]
 pub struct ActionArgs {
+    /// The canary's name (its spec's `name`).
     pub name: String,
     /// Recorded in the decision log with your name.
     #[arg(long)]
@@ -105,10 +109,13 @@ pub struct ActionArgs {
 /// `todoctl rollback <canary>`: abort the rollout and return all traffic to
 /// stable (idempotent).
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
 pub struct RollbackArgs {
     #[command(flatten)]
     pub conn: Conn,
+    /// The canary's name (its spec's `name`).
     pub name: String,
+    /// Recorded in the decision log and the audit trail with your name.
     #[arg(long)]
     pub reason: Option<String>,
 }
