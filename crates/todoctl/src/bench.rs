@@ -110,6 +110,12 @@ struct Report {
     write_errors: usize,
     write_latency: Percentiles,
     write_vs_pgbench: f64,
+    /// The write path with the rest of the platform idle (relay off, no
+    /// consumers): the like-for-like comparison with pgbench.
+    write_path_alone_tps: f64,
+    write_path_alone_pgbench_tps: f64,
+    write_path_alone_vs_pgbench: f64,
+    write_path_alone_latency: Percentiles,
     freshness_target_rate: u64,
     freshness_achieved_rate: f64,
     freshness_write_latency: Percentiles,
@@ -143,18 +149,45 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     // Without a relay the outbox only grows: load shedding would refuse
     // writes once it passes its bound, so it is off for this measurement.
-    let command_env: &[(&str, &str)] = if a.write_path_only && !a.with_relay {
-        &[("RELAY_ENABLED", "false"), ("SHED_OUTBOX_BACKLOG", "0")]
-    } else {
-        &[]
-    };
-    let command = stack.spawn(Service::Command, command_env).await?;
+    const RELAY_OFF: &[(&str, &str)] = &[("RELAY_ENABLED", "false"), ("SHED_OUTBOX_BACKLOG", "0")];
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(a.concurrency * 2)
         .build()?;
+    let generator = match a.load_generator {
+        LoadGenerator::Auto if wrk_available() => LoadGenerator::Wrk,
+        LoadGenerator::Auto => LoadGenerator::Builtin,
+        g => g,
+    };
     if a.write_path_only {
+        let env = if a.with_relay { &[][..] } else { RELAY_OFF };
+        let command = stack.spawn(Service::Command, env).await?;
         return write_path_only(&a, &stack, &http, &command.base_url()).await;
     }
+    // Like for like with pgbench (which inserts into an idle database): the
+    // write path with the rest of the platform idle, before it starts.
+    let (alone_pg_tps, alone_tps, alone_lat) = {
+        let mut alone = stack.spawn(Service::Command, RELAY_OFF).await?;
+        log(&format!(
+            "write path alone (relay off, no consumers): pgbench, then POST /v1/todos, {} clients, {} s each",
+            a.concurrency, a.duration_secs
+        ));
+        let (pg, _) = pgbench(&stack, a.concurrency, a.duration_secs).await?;
+        let (tps, _, lat) = match generator {
+            LoadGenerator::Wrk => wrk(&alone.base_url(), a.concurrency, a.duration_secs).await?,
+            _ => closed_loop(&http, &alone.base_url(), a.concurrency, a.duration_secs).await,
+        };
+        log(&format!(
+            "  {tps:.0} writes/s vs pgbench {pg:.0} tps ({:.0}%)",
+            100.0 * tps / pg
+        ));
+        alone.stop(Duration::from_secs(10)).await?;
+        // Its events were never published: start the platform from empty.
+        sqlx::raw_sql("TRUNCATE outbox, events, idempotency_keys")
+            .execute(&stack.pool().await?)
+            .await?;
+        (pg, tps, lat)
+    };
+    let command = stack.spawn(Service::Command, &[]).await?;
     let query = stack.spawn(Service::Query, &[]).await?;
     let _processor = if a.without_processor {
         None
@@ -171,14 +204,9 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     log(&format!("  {pg_tps:.0} tps"));
 
     log(&format!(
-        "write path: POST /v1/todos, {} clients, {} s",
+        "write path with the whole platform running: POST /v1/todos, {} clients, {} s",
         a.concurrency, a.duration_secs
     ));
-    let generator = match a.load_generator {
-        LoadGenerator::Auto if wrk_available() => LoadGenerator::Wrk,
-        LoadGenerator::Auto => LoadGenerator::Builtin,
-        g => g,
-    };
     let (write_tps, errors, write_lat) = match generator {
         LoadGenerator::Wrk => wrk(&command.base_url(), a.concurrency, a.duration_secs).await?,
         _ => closed_loop(&http, &command.base_url(), a.concurrency, a.duration_secs).await,
@@ -232,6 +260,10 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         write_errors: errors,
         write_latency: write_lat,
         write_vs_pgbench: write_tps / pg_tps,
+        write_path_alone_tps: alone_tps,
+        write_path_alone_pgbench_tps: alone_pg_tps,
+        write_path_alone_vs_pgbench: alone_tps / alone_pg_tps,
+        write_path_alone_latency: alone_lat,
         freshness_target_rate: a.freshness_rate,
         freshness_achieved_rate: fr.achieved_rate,
         freshness_write_latency: fr.write_latency,
@@ -795,7 +827,18 @@ fn print_table(r: &Report) {
     println!("| measure | ours | baseline | ratio |");
     println!("|---|---|---|---|");
     println!(
-        "| write throughput, {} clients | {:.0} writes/s | pgbench insert {:.0} tps | {:.2} |",
+        "| write throughput, write path alone (relay off, no consumers), {} clients | {:.0} writes/s | pgbench insert {:.0} tps | {:.2} |",
+        r.concurrency,
+        r.write_path_alone_tps,
+        r.write_path_alone_pgbench_tps,
+        r.write_path_alone_vs_pgbench
+    );
+    println!(
+        "| write latency p50 / p99, write path alone | {:.1} / {:.1} ms | | |",
+        r.write_path_alone_latency.p50_ms, r.write_path_alone_latency.p99_ms
+    );
+    println!(
+        "| write throughput, whole platform running, {} clients | {:.0} writes/s | pgbench insert {:.0} tps | {:.2} |",
         r.concurrency, r.write_tps, r.pgbench_insert_tps, r.write_vs_pgbench
     );
     println!(
