@@ -52,18 +52,7 @@ async fn start_tls(
     let log = log_dir.join(format!("{binary}-tls.log"));
     let mut child = command(binary, env, &log)?.spawn()?;
     let url = format!("https://localhost:{port}/healthz");
-    let up = devstack::wait_until(&format!("{binary} {url}"), Duration::from_secs(30), || {
-        let (https, url) = (https.clone(), url.clone());
-        async move {
-            https
-                .get(&url)
-                .send()
-                .await
-                .map(|r| r.status().is_success())
-                .unwrap_or(false)
-        }
-    })
-    .await;
+    let up = devstack::wait_http_ok(https, &url, Duration::from_secs(30)).await;
     if let Err(e) = up {
         let exited = child.try_wait().ok().flatten();
         let log = std::fs::read_to_string(&log).unwrap_or_default();

@@ -54,18 +54,7 @@ impl Alertmanager {
             _dir: dir,
         };
         let url = format!("{}/-/ready", am.url());
-        let client = reqwest::Client::new();
-        crate::wait_until("alertmanager /-/ready", Duration::from_secs(60), || {
-            let (client, url) = (client.clone(), url.clone());
-            async move {
-                client
-                    .get(&url)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-            }
-        })
-        .await?;
+        crate::wait_http_ok(&reqwest::Client::new(), &url, Duration::from_secs(60)).await?;
         Ok(am)
     }
 

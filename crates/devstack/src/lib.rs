@@ -46,6 +46,23 @@ where
     }
 }
 
+/// Poll `url` with `client` until it answers 2xx or `timeout` passes (the
+/// readiness wait of every server we start).
+pub async fn wait_http_ok(
+    client: &reqwest::Client,
+    url: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    wait_until(url, timeout, || async {
+        client
+            .get(url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await
+}
+
 /// Directory of the workspace's built binaries: next to the running
 /// executable (`target/<profile>/`, or its parent for test binaries in
 /// `deps/`), unless `TODO_BIN_DIR` says otherwise.

@@ -47,23 +47,7 @@ impl ServiceProcess {
             log,
         };
         let url = format!("http://127.0.0.1:{port}/healthz");
-        let client = reqwest::Client::new();
-        let res = crate::wait_until(
-            &format!("{binary} /healthz"),
-            Duration::from_secs(30),
-            || {
-                let (client, url) = (client.clone(), url.clone());
-                async move {
-                    client
-                        .get(&url)
-                        .send()
-                        .await
-                        .map(|r| r.status().is_success())
-                        .unwrap_or(false)
-                }
-            },
-        )
-        .await;
+        let res = crate::wait_http_ok(&reqwest::Client::new(), &url, Duration::from_secs(30)).await;
         if let Err(e) = res {
             let exited = sp.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
             let log = std::fs::read_to_string(&sp.log).unwrap_or_default();

@@ -105,18 +105,7 @@ impl Prometheus {
             .with_context(|| format!("starting {}", bin.display()))?;
         self.child = Some(child);
         let url = format!("{}/-/ready", self.url());
-        let client = reqwest::Client::new();
-        crate::wait_until("prometheus /-/ready", Duration::from_secs(60), || {
-            let (client, url) = (client.clone(), url.clone());
-            async move {
-                client
-                    .get(&url)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-            }
-        })
-        .await
+        crate::wait_http_ok(&reqwest::Client::new(), &url, Duration::from_secs(60)).await
     }
 
     pub fn url(&self) -> String {
