@@ -66,6 +66,14 @@ pub struct TraceContext {
     pub tracestate: Option<String>,
 }
 
+impl TraceContext {
+    /// The trace id (32 hex digits) of `traceparent`
+    /// (`version-traceid-spanid-flags`).
+    pub fn trace_id(&self) -> Option<&str> {
+        self.traceparent.split('-').nth(1).filter(|t| t.len() == 32)
+    }
+}
+
 /// Envelope of every record on `todo-events`. Unknown fields are rejected by
 /// the JSON Schema (`additionalProperties: false`): serde cannot combine
 /// `deny_unknown_fields` with `flatten`.

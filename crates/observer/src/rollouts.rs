@@ -1252,8 +1252,9 @@ async fn apply_weight(
 }
 
 fn trace_id_of(span: &tracing::Span) -> Option<String> {
-    let tp = service_kit::trace::context_of(span, None)?.traceparent;
-    tp.split('-').nth(1).map(str::to_string)
+    service_kit::trace::context_of(span, None)?
+        .trace_id()
+        .map(str::to_string)
 }
 
 fn view(l: &Loaded, e: Option<&Entry>) -> CanaryView {

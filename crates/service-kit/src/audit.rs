@@ -56,17 +56,6 @@ pub struct Auditor {
     pub sink: Arc<dyn AuditSink>,
 }
 
-/// The trace id of the request: the exported span's, else the incoming
-/// `traceparent`'s.
-fn trace_id(req_traceparent: Option<&str>) -> Option<String> {
-    crate::errors::current_trace_id().or_else(|| {
-        req_traceparent
-            .and_then(|tp| tp.split('-').nth(1))
-            .filter(|t| t.len() == 32)
-            .map(str::to_string)
-    })
-}
-
 /// Middleware (`route_layer(from_fn_with_state(auditor, audit_requests))`,
 /// outermost on the mutating routes).
 pub async fn audit_requests(State(a): State<Auditor>, req: Request, next: Next) -> Response {
@@ -83,12 +72,10 @@ pub async fn audit_requests(State(a): State<Auditor>, req: Request, next: Next) 
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string());
-    let traceparent = req
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let trace_id = trace_id(traceparent.as_deref());
+    // The exported span's trace id, else the incoming (valid) traceparent's.
+    let trace_id = crate::errors::current_trace_id().or_else(|| {
+        crate::trace::from_headers(req.headers()).and_then(|tc| tc.trace_id().map(str::to_string))
+    });
     let resp = next.run(req).await;
     let (actor, roles) = match resp.extensions().get::<Principal>() {
         Some(p) => (p.subject.clone(), p.roles.join(",")),
