@@ -518,8 +518,6 @@ async fn get_metrics(State(s): State<AppState>) -> Response {
         lag.snapshot_duration_seconds,
         slo.as_ref(),
     );
-    // Before the closing `# EOF`.
-    body.truncate(body.len() - "# EOF\n".len());
     if let Some(c) = &s.rollouts {
         body.push_str(&metrics::render_canaries(&c.gauges().await, &c.metrics()));
     }

@@ -64,6 +64,8 @@ fn fmt_value(v: f64) -> String {
     }
 }
 
+/// The lag and SLO families; `/metrics` appends the canary and breaker
+/// families and the closing `# EOF`.
 pub fn render(
     lag: Option<&LagSnapshot>,
     lag_duration: Option<f64>,
@@ -205,7 +207,6 @@ pub fn render(
             }
         }
     }
-    out.push_str("# EOF\n");
     out
 }
 
@@ -322,11 +323,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escapes_label_values_and_ends_with_eof() {
+    fn escapes_label_values_and_renders_nothing_without_data() {
         let mut out = String::new();
         Family::new(&mut out, &m::SLO_BACKEND_UP).sample("x", &[("a", "q\"b\\c")], 1.5);
         assert!(out.contains("x{a=\"q\\\"b\\\\c\"} 1.5"), "{out}");
-        let r = render(None, None, None);
-        assert_eq!(r, "# EOF\n");
+        assert_eq!(render(None, None, None), "");
     }
 }
