@@ -13,7 +13,7 @@ use service_kit::{ApiError, FieldProblem};
 use sha2::{Digest, Sha256};
 use todo_domain::{Command, Context, CreateTodo, DomainError, UpdateTodo};
 use todo_store::StoreError;
-use todo_store::command::{self as store, IdempotencyRecord, NewEvent};
+use todo_store::command::{self as store, IdempotencyRecord, NewEvent, Write};
 use uuid::Uuid;
 
 use crate::AppState;
@@ -335,13 +335,14 @@ async fn execute_once(
         let events =
             todo_domain::envelope(decided, &ctx, current_version, trace.clone(), Uuid::new_v4);
         let after = events.iter().fold(state, todo_domain::apply);
+        let wrote_events = !events.is_empty();
         let mut new_events = Vec::with_capacity(events.len());
-        for e in &events {
-            let record = contracts::schema::encode_todo_event(e).map_err(|err| {
+        for event in events {
+            let record = contracts::schema::encode_todo_event(&event).map_err(|err| {
                 ApiError::Internal(anyhow::anyhow!("event failed its own schema: {err}"))
             })?;
             new_events.push(NewEvent {
-                event: e,
+                event,
                 topic: topics::TODO_EVENTS,
                 record,
             });
@@ -372,25 +373,22 @@ async fn execute_once(
             etag,
             location,
         };
-        let idem = idem_key
-            .as_deref()
-            .map(|k| (principal.subject.as_str(), k, &record));
+        // The answer is built now so that the record can move into the write.
+        let mut resp = replay(&record);
+        resp.headers_mut().remove(IDEMPOTENT_REPLAYED);
+        let write = Write {
+            events: new_events,
+            idempotency: idem_key
+                .clone()
+                .map(|k| (principal.subject.clone(), k, record)),
+        };
         let appended = match &app.committer {
-            Some(c) => {
-                c.append(todo_store::group::OwnedWrite {
-                    events: new_events
-                        .iter()
-                        .map(|ne| (ne.event.clone(), topics::TODO_EVENTS, ne.record.clone()))
-                        .collect(),
-                    idempotency: idem.map(|(u, k, r)| (u.to_string(), k.to_string(), r.clone())),
-                })
-                .await
-            }
-            None => store::append(&app.pool, &new_events, idem).await,
+            Some(c) => c.append(write).await,
+            None => store::append(&app.pool, &write).await,
         };
         match appended {
             Ok(()) => {
-                if !events.is_empty() {
+                if wrote_events {
                     app.outbox_wake.committed();
                 }
                 match cmd {
@@ -398,8 +396,6 @@ async fn execute_once(
                     Command::Complete => app.metrics.todos_completed.inc(),
                     _ => 0,
                 };
-                let mut resp = replay(&record);
-                resp.headers_mut().remove(IDEMPOTENT_REPLAYED);
                 return Ok(resp);
             }
             Err(StoreError::Conflict) if expected.is_none() && attempt < MAX_ATTEMPTS => continue,

@@ -75,41 +75,30 @@ pub async fn find_idempotency(
 }
 
 /// One event ready to append, with its encoded (schema-validated) record.
-pub struct NewEvent<'a> {
-    pub event: &'a TodoEvent,
-    pub topic: &'a str,
+pub struct NewEvent {
+    pub event: TodoEvent,
+    pub topic: &'static str,
     pub record: Vec<u8>,
 }
 
 /// One request's write: its events and, with an `Idempotency-Key`,
-/// `(user, key, record)`.
-pub struct Write<'a> {
-    pub events: &'a [NewEvent<'a>],
-    pub idempotency: Option<(&'a str, &'a str, &'a IdempotencyRecord)>,
+/// `(user, key, record)` so a retry replays the response.
+pub struct Write {
+    pub events: Vec<NewEvent>,
+    pub idempotency: Option<(String, String, IdempotencyRecord)>,
 }
 
-/// Append events, their outbox rows and the idempotency record atomically.
-/// A taken `(stream_id, version)` gives [`StoreError::Conflict`]; a taken
-/// idempotency key gives [`StoreError::IdempotencyRace`].
-pub async fn append(
-    pool: &PgPool,
-    events: &[NewEvent<'_>],
-    idempotency: Option<(&str, &str, &IdempotencyRecord)>,
-) -> Result<(), StoreError> {
-    append_batch(
-        pool,
-        &[Write {
-            events,
-            idempotency,
-        }],
-    )
-    .await
+/// Append a write's events, their outbox rows and its idempotency record
+/// atomically. A taken `(stream_id, version)` gives [`StoreError::Conflict`];
+/// a taken idempotency key gives [`StoreError::IdempotencyRace`].
+pub async fn append(pool: &PgPool, write: &Write) -> Result<(), StoreError> {
+    append_batch(pool, &[write]).await
 }
 
 /// Append several requests' writes in one statement (one transaction): all
 /// commit or none does. Used by the group committer; errors are those of
 /// [`append`] for whichever write caused them.
-pub async fn append_batch(pool: &PgPool, writes: &[Write<'_>]) -> Result<(), StoreError> {
+pub async fn append_batch(pool: &PgPool, writes: &[&Write]) -> Result<(), StoreError> {
     let n: usize = writes.iter().map(|w| w.events.len()).sum();
     let mut ids = Vec::with_capacity(n);
     let mut streams = Vec::with_capacity(n);
@@ -127,8 +116,8 @@ pub async fn append_batch(pool: &PgPool, writes: &[Write<'_>]) -> Result<(), Sto
     let mut k_etags: Vec<Option<String>> = Vec::new();
     let mut k_locations: Vec<Option<String>> = Vec::new();
     for w in writes {
-        for ne in w.events {
-            let e = ne.event;
+        for ne in &w.events {
+            let e = &ne.event;
             ids.push(e.event_id);
             streams.push(e.todo_id);
             versions.push(e.stream_version);
@@ -142,9 +131,9 @@ pub async fn append_batch(pool: &PgPool, writes: &[Write<'_>]) -> Result<(), Sto
             );
             topics.push(ne.topic.to_string());
         }
-        if let Some((u, k, r)) = w.idempotency {
-            k_users.push(u.to_string());
-            k_keys.push(k.to_string());
+        if let Some((u, k, r)) = &w.idempotency {
+            k_users.push(u.clone());
+            k_keys.push(k.clone());
             k_hashes.push(r.request_hash.clone());
             k_status.push(r.status as i16);
             k_bodies.push(r.body.clone());

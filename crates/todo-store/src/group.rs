@@ -12,23 +12,14 @@
 
 use std::sync::Arc;
 
-use contracts::TodoEvent;
 use sqlx::PgPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::StoreError;
-use crate::command::{IdempotencyRecord, NewEvent, Write, append, append_batch};
-
-/// A write that owns its data (it crosses to a worker task).
-pub struct OwnedWrite {
-    /// (event, topic, the exact record bytes)
-    pub events: Vec<(TodoEvent, &'static str, Vec<u8>)>,
-    /// (user, key, record)
-    pub idempotency: Option<(String, String, IdempotencyRecord)>,
-}
+use crate::command::{Write, append, append_batch};
 
 struct Job {
-    write: OwnedWrite,
+    write: Write,
     reply: oneshot::Sender<Result<(), StoreError>>,
 }
 
@@ -48,7 +39,7 @@ impl GroupCommitter {
     }
 
     /// Append `write`, batched with whatever else is waiting.
-    pub async fn append(&self, write: OwnedWrite) -> Result<(), StoreError> {
+    pub async fn append(&self, write: Write) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Job { write, reply })
@@ -58,17 +49,6 @@ impl GroupCommitter {
             .await
             .map_err(|_| StoreError::Unavailable("the group committer dropped a write".into()))?
     }
-}
-
-fn new_events(w: &OwnedWrite) -> Vec<NewEvent<'_>> {
-    w.events
-        .iter()
-        .map(|(event, topic, record)| NewEvent {
-            event,
-            topic,
-            record: record.clone(),
-        })
-        .collect()
 }
 
 async fn worker(pool: PgPool, rx: Arc<Mutex<mpsc::Receiver<Job>>>, max_batch: usize) {
@@ -85,53 +65,27 @@ async fn worker(pool: PgPool, rx: Arc<Mutex<mpsc::Receiver<Job>>>, max_batch: us
                 }
             }
         }
-        if batch.len() == 1 {
-            let job = batch.pop().expect("one job");
-            let res = commit_one(&pool, &job.write).await;
-            let _ = job.reply.send(res);
-            continue;
-        }
-        let all: Vec<Vec<NewEvent<'_>>> = batch.iter().map(|j| new_events(&j.write)).collect();
-        let writes: Vec<Write<'_>> = batch
-            .iter()
-            .zip(&all)
-            .map(|(j, events)| Write {
-                events,
-                idempotency: j
-                    .write
-                    .idempotency
-                    .as_ref()
-                    .map(|(u, k, r)| (u.as_str(), k.as_str(), r)),
-            })
-            .collect();
+        let writes: Vec<&Write> = batch.iter().map(|j| &j.write).collect();
         let res = append_batch(&pool, &writes).await;
         drop(writes);
-        drop(all);
         match res {
             Ok(()) => {
                 for j in batch {
                     let _ = j.reply.send(Ok(()));
                 }
             }
+            Err(e) if batch.len() == 1 => {
+                if let Some(j) = batch.pop() {
+                    let _ = j.reply.send(Err(e));
+                }
+            }
             Err(_) => {
                 // Nothing of the batch committed: each write on its own.
                 for j in batch {
-                    let res = commit_one(&pool, &j.write).await;
+                    let res = append(&pool, &j.write).await;
                     let _ = j.reply.send(res);
                 }
             }
         }
     }
-}
-
-async fn commit_one(pool: &PgPool, w: &OwnedWrite) -> Result<(), StoreError> {
-    let events = new_events(w);
-    append(
-        pool,
-        &events,
-        w.idempotency
-            .as_ref()
-            .map(|(u, k, r)| (u.as_str(), k.as_str(), r)),
-    )
-    .await
 }
