@@ -17,17 +17,12 @@ use crate::AppState;
 use crate::rollouts::{ActError, Action, Controller};
 
 pub fn routes(state: &AppState) -> Router<AppState> {
-    let guard = service_kit::rate_limit::AccessGuard::new(
-        state.auth.clone(),
-        &service_kit::rate_limit::RateLimitConfig::default(),
-    );
-    let mut actions = Router::new().route("/api/v1/canaries/{name}/{action}", post(act));
-    if let Ok(guard) = guard {
-        actions = actions.route_layer(axum::middleware::from_fn_with_state(
-            guard,
+    let mut actions = Router::new()
+        .route("/api/v1/canaries/{name}/{action}", post(act))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.guard.clone(),
             service_kit::rate_limit::access_guard,
         ));
-    }
     // Outermost: refused actions (401, 403) are audited too.
     if let Some(a) = &state.auditor {
         actions = actions.route_layer(axum::middleware::from_fn_with_state(

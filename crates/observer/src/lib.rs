@@ -68,8 +68,8 @@ pub struct AppState {
     pub freshness: Arc<RwLock<std::collections::HashMap<String, f64>>>,
     /// The canary controller, when `canary_dir` is set.
     pub rollouts: Option<Arc<rollouts::Controller>>,
-    /// Verifies callers of the mutating endpoints.
-    pub auth: service_kit::auth::SharedAuthenticator,
+    /// Authenticates callers of the mutating endpoints (no rate limits).
+    pub guard: service_kit::rate_limit::AccessGuard,
     /// Canary actions land in the audit trail (with the decision log's Postgres).
     pub auditor: Option<service_kit::audit::Auditor>,
     pub breakers: Breakers,
@@ -144,7 +144,10 @@ impl Application {
             config.monitoring_alert_severity.clone(),
         )?;
         pager.breaker = Some(breakers.alertmanager.clone());
-        let auth = service_kit::auth::authenticator(config.auth_mode, config.auth_oidc.as_ref())?;
+        let guard = service_kit::rate_limit::AccessGuard::new(
+            service_kit::auth::authenticator(config.auth_mode, config.auth_oidc.as_ref())?,
+            &service_kit::rate_limit::RateLimitConfig::default(),
+        )?;
         let lag = Arc::new(RwLock::new(LagState::default()));
         let rollouts = match (&config.canary_dir, &config.database_url, &prom) {
             (Some(dir), Some(url), Some(p)) => Some(Arc::new(
@@ -182,7 +185,7 @@ impl Application {
             report: Arc::new(RwLock::new(None)),
             freshness: Arc::new(RwLock::new(std::collections::HashMap::new())),
             rollouts,
-            auth,
+            guard,
             auditor,
             breakers,
         };
@@ -396,7 +399,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .method_not_allowed_fallback(service_kit::problem::method_not_allowed)
         .fallback(service_kit::problem::not_found_fallback)
-        .layer(axum::Extension(state.auth.clone()))
+        .layer(axum::Extension(state.guard.authenticator()))
         .with_state(state)
 }
 
