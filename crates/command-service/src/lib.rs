@@ -140,14 +140,7 @@ impl Application {
         let gauges = tokio::spawn(relay::export_backlog(self.state.clone(), shutdown.clone()));
         tracing::info!(port = self.port(), tls = self.listener.is_tls(), version = %self.state.config.version, "command service listening");
         let grace = Duration::from_secs(self.state.config.shutdown_timeout_secs);
-        let token = shutdown.clone();
-        // The peer address feeds the per-address rate limit.
-        let app = self
-            .router
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(self.listener.with_peer_addr(), app)
-            .with_graceful_shutdown(async move { token.cancelled().await })
-            .await?;
+        self.listener.serve(self.router, shutdown.clone()).await?;
         if let Some(relay) = relay
             && tokio::time::timeout(grace, relay).await.is_err()
         {

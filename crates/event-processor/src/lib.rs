@@ -106,10 +106,7 @@ impl Application {
             shutdown.clone(),
         ));
         tracing::info!(port = self.port(), "event processor running");
-        let token = shutdown.clone();
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move { token.cancelled().await })
-            .await?;
+        self.listener.serve(self.router, shutdown.clone()).await?;
         let _ = tokio::time::timeout(Duration::from_secs(20), consume).await;
         sweep.abort();
         Ok(())

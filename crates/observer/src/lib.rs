@@ -227,10 +227,8 @@ impl Application {
         }
         tracing::info!(port, slos = self.state.slos.len(), "observer listening");
         let grace = Duration::from_secs(self.state.config.shutdown_timeout_secs);
-        let token = shutdown.clone();
-        let app = router(self.state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(self.listener.with_peer_addr(), app)
-            .with_graceful_shutdown(async move { token.cancelled().await })
+        self.listener
+            .serve(router(self.state), shutdown.clone())
             .await?;
         if let Some((stop, task)) = self.audit {
             stop.cancel();

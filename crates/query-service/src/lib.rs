@@ -134,14 +134,7 @@ impl Application {
             "query service listening"
         );
         let grace = Duration::from_secs(self.state.config.shutdown_timeout_secs);
-        let token = shutdown.clone();
-        // The peer address feeds the per-address rate limit.
-        let app = self
-            .router
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(self.listener.with_peer_addr(), app)
-            .with_graceful_shutdown(async move { token.cancelled().await })
-            .await?;
+        self.listener.serve(self.router, shutdown.clone()).await?;
         if let Some(p) = projector
             && tokio::time::timeout(grace, p).await.is_err()
         {

@@ -137,11 +137,27 @@ impl ServiceListener {
         }
     }
 
-    /// For `into_make_service_with_connect_info::<SocketAddr>()` (the rate
-    /// limiter keys on the peer address): axum implements that connect info
-    /// for a tapped listener whose address is a `SocketAddr`.
-    pub fn with_peer_addr(self) -> TapIo<Self, fn(&mut ServiceStream)> {
+    /// For `into_make_service_with_connect_info::<SocketAddr>()`: axum
+    /// implements that connect info for a tapped listener whose address is a
+    /// `SocketAddr`.
+    fn with_peer_addr(self) -> TapIo<Self, fn(&mut ServiceStream)> {
         self.tap_io(|_| {})
+    }
+
+    /// Serve `router` until `shutdown`, then finish the requests in flight.
+    /// Handlers see the peer address (`ConnectInfo<SocketAddr>`: the
+    /// per-address rate limit and the audit trail use it).
+    pub async fn serve(
+        self,
+        router: axum::Router,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> io::Result<()> {
+        axum::serve(
+            self.with_peer_addr(),
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
     }
 }
 

@@ -32,18 +32,11 @@ async fn https_with_the_configured_certificate_and_no_plain_http() -> anyhow::Re
     let listener = ServiceListener::bind("127.0.0.1:0", tls).await?;
     assert!(listener.is_tls());
     let port = listener.local_addr()?.port();
-    let app = axum::Router::new()
-        .merge(service_kit::health::routes(
-            service_kit::health::Readiness::new(),
-        ))
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = axum::Router::new().merge(service_kit::health::routes(
+        service_kit::health::Readiness::new(),
+    ));
     let stop = CancellationToken::new();
-    let token = stop.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener.with_peer_addr(), app)
-            .with_graceful_shutdown(async move { token.cancelled().await })
-            .await
-    });
+    let server = tokio::spawn(listener.serve(app, stop.clone()));
 
     let https = reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(&cert_pem)?])
