@@ -21,8 +21,27 @@ struct Seen {
     saw_503: u64,
 }
 
-/// `workers` loops creating todos against `url` until `stop`.
-fn load(url: String, workers: usize, pause: Duration) -> (Arc<AtomicBool>, Arc<Mutex<Seen>>) {
+/// Running load: what it has seen so far, and how to stop it.
+struct Load {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Seen>>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    /// Stop, wait for every request in flight to be answered, and return
+    /// what was seen.
+    async fn finish(self) -> Seen {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in self.workers {
+            let _ = w.await;
+        }
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// `workers` loops creating todos against `url` until stopped.
+fn load(url: String, workers: usize, pause: Duration) -> Load {
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(Mutex::new(Seen {
         retry_after_on_503: true,
@@ -32,9 +51,10 @@ fn load(url: String, workers: usize, pause: Duration) -> (Arc<AtomicBool>, Arc<M
         .timeout(Duration::from_secs(10))
         .build()
         .expect("client");
+    let mut handles = Vec::new();
     for w in 0..workers {
         let (stop, seen, http, url) = (stop.clone(), seen.clone(), http.clone(), url.clone());
-        tokio::spawn(async move {
+        handles.push(tokio::spawn(async move {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
@@ -72,9 +92,13 @@ fn load(url: String, workers: usize, pause: Duration) -> (Arc<AtomicBool>, Arc<M
                 }
                 tokio::time::sleep(pause).await;
             }
-        });
+        }));
     }
-    (stop, seen)
+    Load {
+        stop,
+        seen,
+        workers: handles,
+    }
 }
 
 fn accepted(seen: &Mutex<Seen>) -> usize {
@@ -171,24 +195,17 @@ async fn kill_9_of_the_command_service_loses_no_accepted_write() -> anyhow::Resu
     let mut p = Platform::start_with(&[], &[], false).await?;
     let url = p.command.base_url();
     let port = p.command.port;
-    let (stop, seen) = load(url, 4, Duration::from_millis(5));
-    wait_accepted(&seen, 100, "100 accepted writes").await?;
+    let l = load(url, 4, Duration::from_millis(5));
+    wait_accepted(&l.seen, 100, "100 accepted writes").await?;
     p.command.kill().await?; // SIGKILL, mid-load
-    let at_kill = accepted(&seen);
+    let at_kill = accepted(&l.seen);
     let restarted = p.stack.wiring.spawn_on(Service::Command, port, &[]).await?;
-    wait_accepted(&seen, at_kill + 100, "writes after the restart").await?;
-    stop.store(true, Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_millis(300)).await; // in-flight answers land
-    let ids = seen
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .accepted
-        .clone();
-    let statuses = seen
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .statuses
-        .clone();
+    wait_accepted(&l.seen, at_kill + 100, "writes after the restart").await?;
+    let Seen {
+        accepted: ids,
+        statuses,
+        ..
+    } = l.finish().await;
     println!(
         "kill -9: {} accepted ({} before the kill); statuses {statuses:?}",
         ids.len(),
@@ -203,7 +220,8 @@ async fn kill_9_of_the_command_service_loses_no_accepted_write() -> anyhow::Resu
 #[tokio::test]
 async fn postgres_restart_under_load_gives_503s_then_recovers_without_500s() -> anyhow::Result<()> {
     let mut p = Platform::start_with(&[], &[], false).await?;
-    let (stop, seen) = load(p.command.base_url(), 4, Duration::from_millis(5));
+    let l = load(p.command.base_url(), 4, Duration::from_millis(5));
+    let seen = l.seen.clone();
     wait_accepted(&seen, 100, "100 accepted writes").await?;
     p.stack.postgres.stop();
     // While it is down, writes are refused with 503 + Retry-After.
@@ -219,9 +237,7 @@ async fn postgres_restart_under_load_gives_503s_then_recovers_without_500s() -> 
     let before = accepted(&seen);
     p.stack.postgres.restart().await?;
     wait_accepted(&seen, before + 100, "writes after Postgres is back").await?;
-    stop.store(true, Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let s = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let s = l.finish().await;
     println!("postgres restart: statuses {:?}", s.statuses);
     assert_eq!(s.statuses.get(&500), None, "no 500s: {:?}", s.statuses);
     assert!(s.retry_after_on_503, "every 503 carries Retry-After");
@@ -267,7 +283,8 @@ async fn frozen_broker_grows_the_outbox_until_writes_are_shed_then_drains() -> a
     )
     .await?;
     let pool = p.stack.pool().await?;
-    let (stop, seen) = load(p.command.base_url(), 4, Duration::from_millis(20));
+    let l = load(p.command.base_url(), 4, Duration::from_millis(20));
+    let seen = l.seen.clone();
     wait_accepted(&seen, 50, "50 accepted writes").await?;
     p.stack.broker.pause()?; // SIGSTOP
     wait_until("writes to be shed", Duration::from_secs(60), || {
@@ -302,9 +319,7 @@ async fn frozen_broker_grows_the_outbox_until_writes_are_shed_then_drains() -> a
     .await?;
     let before = accepted(&seen);
     wait_accepted(&seen, before + 20, "writes accepted again").await?;
-    stop.store(true, Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let s = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let s = l.finish().await;
     println!("frozen broker: statuses {:?}", s.statuses);
     assert!(s.retry_after_on_503, "every 503 carries Retry-After");
     assert_eq!(s.statuses.get(&500), None);
