@@ -258,15 +258,16 @@ async fn execute(
     cmd: Command,
     request: (&str, &str, Vec<u8>),
 ) -> Result<Response, ApiError> {
-    if let Err(open) = app.pg_breaker.check() {
-        return Err(ApiError::Unavailable {
+    let permit = app
+        .pg_breaker
+        .check()
+        .map_err(|open| ApiError::Unavailable {
             detail: format!("the database is unavailable ({open}); retry later"),
             retry_after_secs: open.retry_after.as_secs().max(1) as u32,
-        });
-    }
+        })?;
+    // Dropped here (request timeout, client gone), the permit counts a failure.
     let res = execute_once(app, principal, headers, id, cmd, request).await;
-    app.pg_breaker
-        .record(!matches!(res, Err(ApiError::Unavailable { .. })));
+    permit.record(!matches!(res, Err(ApiError::Unavailable { .. })));
     res
 }
 

@@ -91,24 +91,27 @@ async fn lead(
     loop {
         // A broker that keeps failing is left alone until its breaker lets
         // a probe batch through.
-        if let Err(open) = app.kafka_breaker.check() {
-            tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                _ = tokio::time::sleep(open.retry_after) => {}
+        let permit = match app.kafka_breaker.check() {
+            Ok(p) => p,
+            Err(open) => {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(open.retry_after) => {}
+                }
+                continue;
             }
-            continue;
-        }
+        };
         let rows = match store::outbox_batch(&app.pool, app.config.relay_batch_size).await {
             Ok(rows) => rows,
             Err(e) => {
                 // Nothing was sent: release the probe, blame nobody.
-                app.kafka_breaker.record(true);
+                permit.release();
                 return Err(e.into());
             }
         };
         if rows.is_empty() {
             // Nothing to send, nothing learned; do not leave a probe hanging.
-            app.kafka_breaker.record(true);
+            permit.release();
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 _ = app.outbox_wake.local.notified() => {}
@@ -121,7 +124,7 @@ async fn lead(
             continue;
         }
         let (sent, failed) = publish(app, producer, &rows).await;
-        app.kafka_breaker.record(failed == 0);
+        permit.record(failed == 0);
         if !sent.is_empty() {
             store::outbox_delete(&app.pool, &sent).await?;
         }

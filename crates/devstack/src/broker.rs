@@ -55,8 +55,21 @@ impl Broker {
             Some(p) => p,
             None => crate::free_port()?,
         };
+        let addr = format!("127.0.0.1:{port}");
+        Self::start_at(&addr, &addr).await
+    }
+
+    /// Listen on `listen` (host:port) and tell clients to connect to
+    /// `advertised` (host:port; the compose parity run advertises `kafka:9092`,
+    /// as the compose file does).
+    pub async fn start_at(listen: &str, advertised: &str) -> anyhow::Result<Self> {
+        let port = listen
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("broker listen address {listen:?} has no port"))?;
         let log_dir = tempfile::Builder::new().prefix("todo-broker-").tempdir()?;
-        let url = format!("tcp://127.0.0.1:{port}");
+        let url = format!("tcp://{listen}");
+        let advertised = format!("tcp://{advertised}");
         let bin = tansu_bin()?;
         let child = Command::new(&bin)
             .args([
@@ -64,7 +77,7 @@ impl Broker {
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised,
                 "--storage-engine",
                 "memory://tansu/",
             ])
@@ -83,7 +96,7 @@ impl Broker {
             _log_dir: log_dir,
             paused: false,
         };
-        let addr = format!("127.0.0.1:{port}");
+        let addr = listen.to_string();
         crate::wait_until("the broker to listen", Duration::from_secs(30), || {
             let addr = addr.clone();
             async move { tokio::net::TcpStream::connect(&addr).await.is_ok() }

@@ -5,7 +5,9 @@
 
 pub mod alertmanager;
 pub mod broker;
+pub mod compose;
 pub mod haproxy;
+pub mod otlp;
 pub mod postgres;
 pub mod process;
 pub mod prometheus;

@@ -39,6 +39,9 @@ pub struct Options {
     pub port: Option<u16>,
     /// Keep data here instead of a temp dir (the local stack).
     pub data_dir: Option<PathBuf>,
+    /// Listen on this address instead of 127.0.0.1 (the compose parity run
+    /// gives every service a loopback address of its own).
+    pub listen_host: Option<String>,
 }
 
 impl Options {
@@ -48,6 +51,7 @@ impl Options {
             max_connections: 400,
             port: None,
             data_dir: None,
+            listen_host: None,
         }
     }
 }
@@ -194,7 +198,7 @@ impl Postgres {
             "-p",
             &self.port.to_string(),
             "-c",
-            "listen_addresses=127.0.0.1",
+            &format!("listen_addresses={}", self.host()),
             "-k",
         ])
         .arg(&self.dir);
@@ -251,7 +255,21 @@ impl Postgres {
     }
 
     pub fn url(&self, database: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+        format!(
+            "postgres://postgres@{}:{}/{database}",
+            self.host(),
+            self.port
+        )
+    }
+
+    /// The address it listens on.
+    pub fn host(&self) -> &str {
+        self.opts.listen_host.as_deref().unwrap_or("127.0.0.1")
+    }
+
+    /// `pg_hba.conf` of the cluster (reload with `SELECT pg_reload_conf()`).
+    pub fn hba_file(&self) -> PathBuf {
+        self.dir.join("pg_hba.conf")
     }
 
     /// A fresh database with a unique name; returns its URL.

@@ -221,9 +221,9 @@ impl Pager {
             self.active = next;
             return;
         }
-        let posted = match self.breaker.as_ref().map(|b| b.check()) {
-            Some(Err(open)) => Err(open.to_string()),
-            _ => {
+        let posted = match self.breaker.as_ref().map(|b| b.check()).transpose() {
+            Err(open) => Err(open.to_string()),
+            Ok(permit) => {
                 let r = self
                     .http
                     .post(format!("{url}/api/v2/alerts"))
@@ -232,8 +232,8 @@ impl Pager {
                     .await
                     .and_then(|r| r.error_for_status())
                     .map_err(|e| e.to_string());
-                if let Some(b) = &self.breaker {
-                    b.record(r.is_ok());
+                if let Some(p) = permit {
+                    p.record(r.is_ok());
                 }
                 r
             }

@@ -96,11 +96,12 @@ impl PromClient {
         let Some(b) = &self.breaker else {
             return self.query_with_retries(query, at).await;
         };
-        b.check()
+        let permit = b
+            .check()
             .map_err(|open| PromError::Unreachable(open.to_string()))?;
         let res = self.query_with_retries(query, at).await;
         // A rejected query means Prometheus answered: not its failure.
-        b.record(!matches!(res, Err(PromError::Unreachable(_))));
+        permit.record(!matches!(res, Err(PromError::Unreachable(_))));
         res
     }
 

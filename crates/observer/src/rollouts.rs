@@ -1230,16 +1230,16 @@ async fn apply_weight(
     e: &mut Entry,
     breaker: Option<&service_kit::retry::CircuitBreaker>,
 ) -> Result<(), String> {
-    let res = match breaker.map(|b| b.check()) {
-        Some(Err(open)) => Err(open.to_string()),
-        _ => {
+    let res = match breaker.map(|b| b.check()).transpose() {
+        Err(open) => Err(open.to_string()),
+        Ok(permit) => {
             let r = loaded
                 .driver
                 .set_canary_percent(e.rollout.weight)
                 .await
                 .map_err(|err| err.to_string());
-            if let Some(b) = breaker {
-                b.record(r.is_ok());
+            if let Some(p) = permit {
+                p.record(r.is_ok());
             }
             r
         }

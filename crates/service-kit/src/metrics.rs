@@ -329,6 +329,24 @@ fn status_class(status: u16) -> &'static str {
     }
 }
 
+/// One unit of an in-flight gauge, given back when dropped: a request whose
+/// future is dropped at an `await` (client gone, timeout) still leaves.
+#[must_use = "the gauge goes back down when this is dropped"]
+pub struct InFlight(Gauge);
+
+impl InFlight {
+    pub fn enter(gauge: &Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// RED middleware: one histogram observation per request, labelled by the
 /// matched route template (bounded), never the raw path.
 pub async fn track_http(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
@@ -348,9 +366,9 @@ pub async fn track_http(State(metrics): State<Metrics>, req: Request, next: Next
         | axum::http::Method::OPTIONS => req.method().as_str().to_string(),
         _ => "other".to_string(),
     };
-    metrics.http_active.inc();
+    let active = InFlight::enter(&metrics.http_active);
     let resp = next.run(req).await;
-    metrics.http_active.dec();
+    drop(active);
     let labels = HttpLabels {
         route,
         method,
@@ -361,4 +379,28 @@ pub async fn track_http(State(metrics): State<Metrics>, req: Request, next: Next
         .get_or_create(&labels)
         .observe(start.elapsed().as_secs_f64());
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_dropped_in_flight_leaves_the_active_gauge() {
+        let g: Gauge = Gauge::default();
+        let pending = {
+            let g = g.clone();
+            async move {
+                let _active = InFlight::enter(&g);
+                std::future::pending::<()>().await;
+            }
+        };
+        let timed_out = tokio::time::timeout(std::time::Duration::from_millis(5), pending).await;
+        assert!(timed_out.is_err());
+        assert_eq!(
+            g.get(),
+            0,
+            "the abandoned request is no longer counted as active"
+        );
+    }
 }

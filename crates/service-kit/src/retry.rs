@@ -140,40 +140,50 @@ impl CircuitBreaker {
         self.lock().counts
     }
 
-    /// May a call go ahead now? `Err` says when to try again.
-    pub fn check(&self) -> Result<(), Open> {
+    /// May a call go ahead now? `Err` says when to try again. The permit
+    /// records the call's outcome: [`Permit::record`] says how it went, and a
+    /// permit dropped without an outcome (the caller's future was dropped at
+    /// an `await`: client gone, request timeout) counts as a failure, so a
+    /// half-open probe is never left in flight.
+    pub fn check(&self) -> Result<Permit<'_>, Open> {
         let mut i = self.lock();
         let res = match i.state {
-            BreakerState::Closed => Ok(()),
+            BreakerState::Closed => Ok(false),
             BreakerState::Open => {
                 let since = i.opened_at.map(|t| t.elapsed()).unwrap_or(self.open_for);
                 if since >= self.open_for {
                     i.state = BreakerState::HalfOpen;
                     i.probe_in_flight = true;
-                    Ok(())
+                    Ok(true)
                 } else {
                     Err(self.open_for - since)
                 }
             }
             BreakerState::HalfOpen if !i.probe_in_flight => {
                 i.probe_in_flight = true;
-                Ok(())
+                Ok(true)
             }
             BreakerState::HalfOpen => Err(Duration::from_secs(1)),
         };
-        let res = res.map_err(|wait| {
-            i.counts.rejected += 1;
-            Open {
-                dependency: self.dependency.clone(),
-                retry_after: wait.max(Duration::from_secs(1)),
-            }
-        });
+        let res = res
+            .map(|probe| Permit {
+                breaker: self,
+                probe,
+                done: false,
+            })
+            .map_err(|wait| {
+                i.counts.rejected += 1;
+                Open {
+                    dependency: self.dependency.clone(),
+                    retry_after: wait.max(Duration::from_secs(1)),
+                }
+            });
         self.notify(&i);
         res
     }
 
     /// The outcome of a call that [`check`](Self::check) let through.
-    pub fn record(&self, ok: bool) {
+    fn record(&self, ok: bool) {
         let mut i = self.lock();
         i.probe_in_flight = false;
         if ok {
@@ -196,7 +206,8 @@ impl CircuitBreaker {
     }
 
     /// Run `call` through the breaker; `is_failure` says which errors count
-    /// against the dependency (a 4xx-like refusal should not).
+    /// against the dependency (a 4xx-like refusal should not). If the
+    /// returned future is dropped while `call` runs, that counts as a failure.
     pub async fn call<T, E, F>(
         &self,
         call: F,
@@ -205,13 +216,53 @@ impl CircuitBreaker {
     where
         F: std::future::Future<Output = Result<T, E>>,
     {
-        self.check()?;
+        let permit = self.check()?;
         let res = call.await;
-        match &res {
-            Ok(_) => self.record(true),
-            Err(e) => self.record(!is_failure(e)),
-        }
+        permit.record(match &res {
+            Ok(_) => true,
+            Err(e) => !is_failure(e),
+        });
         Ok(res)
+    }
+}
+
+/// A call the breaker let through; see [`CircuitBreaker::check`].
+#[derive(Debug)]
+#[must_use = "record the outcome with Permit::record; a dropped permit counts as a failure"]
+pub struct Permit<'a> {
+    breaker: &'a CircuitBreaker,
+    probe: bool,
+    done: bool,
+}
+
+impl Permit<'_> {
+    /// How the call went (`true`: the dependency answered).
+    pub fn record(mut self, ok: bool) {
+        self.done = true;
+        self.breaker.record(ok);
+    }
+
+    /// Nothing was asked of the dependency: no outcome, and a half-open probe
+    /// is handed back for the next caller.
+    pub fn release(mut self) {
+        self.done = true;
+        if self.probe {
+            self.breaker.lock().probe_in_flight = false;
+        }
+    }
+
+    /// Whether this call is the half-open probe.
+    pub fn is_probe(&self) -> bool {
+        self.probe
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            tracing::debug!(dependency = %self.breaker.dependency, probe = self.probe, "call abandoned before its outcome: counted as a failure");
+            self.breaker.record(false);
+        }
     }
 }
 
@@ -223,21 +274,20 @@ mod tests {
     fn opens_after_threshold_probes_and_closes() {
         let b = CircuitBreaker::new("pg", 3, Duration::from_millis(50));
         for _ in 0..3 {
-            assert!(b.check().is_ok());
-            b.record(false);
+            b.check().expect("closed").record(false);
         }
         assert_eq!(b.state(), BreakerState::Open);
         let open = b.check().expect_err("open");
         assert!(open.retry_after >= Duration::from_secs(1));
         std::thread::sleep(Duration::from_millis(60));
-        assert!(b.check().is_ok(), "one probe after open_for");
+        let probe = b.check().expect("one probe after open_for");
+        assert!(probe.is_probe());
         assert_eq!(b.state(), BreakerState::HalfOpen);
         assert!(b.check().is_err(), "only one probe at a time");
-        b.record(false);
+        probe.record(false);
         assert_eq!(b.state(), BreakerState::Open, "failed probe reopens");
         std::thread::sleep(Duration::from_millis(60));
-        assert!(b.check().is_ok());
-        b.record(true);
+        b.check().expect("probe").record(true);
         assert_eq!(b.state(), BreakerState::Closed);
         assert_eq!(
             b.counts(),
@@ -252,10 +302,55 @@ mod tests {
     #[test]
     fn success_resets_the_failure_run() {
         let b = CircuitBreaker::new("x", 2, Duration::from_secs(10));
-        b.record(false);
-        b.record(true);
-        b.record(false);
+        b.check().expect("closed").record(false);
+        b.check().expect("closed").record(true);
+        b.check().expect("closed").record(false);
         assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    /// Issue 13's sequence: the dependency comes back frozen, the probe's
+    /// caller gives up (its future is dropped at the await), the dependency
+    /// recovers. Without the permit's guard the probe stays in flight and
+    /// every later call is refused until restart.
+    #[tokio::test]
+    async fn a_probe_abandoned_at_its_await_does_not_disable_the_breaker() {
+        let b = CircuitBreaker::new("pg", 1, Duration::from_millis(20));
+        let failed: Result<Result<(), ()>, Open> = b.call(async { Err(()) }, |_| true).await;
+        assert!(matches!(failed, Ok(Err(()))));
+        assert_eq!(b.state(), BreakerState::Open);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        // The probe hangs (a frozen database) and its caller times out.
+        let frozen = b.call(std::future::pending::<Result<(), ()>>(), |_| true);
+        let gave_up = tokio::time::timeout(Duration::from_millis(10), frozen).await;
+        assert!(gave_up.is_err(), "the frozen call is abandoned");
+        assert_eq!(
+            b.state(),
+            BreakerState::Open,
+            "an abandoned probe counts as a failure"
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        // The dependency is back: the next probe goes through and closes it.
+        let ok: Result<Result<(), ()>, Open> = b.call(async { Ok(()) }, |_| true).await;
+        assert!(matches!(ok, Ok(Ok(()))), "a new probe is let through");
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn an_abandoned_call_counts_as_a_failure_and_release_blames_nobody() {
+        let b = CircuitBreaker::new("x", 2, Duration::from_secs(10));
+        drop(b.check().expect("closed"));
+        drop(b.check().expect("closed"));
+        assert_eq!(
+            b.state(),
+            BreakerState::Open,
+            "two abandoned calls are two failures"
+        );
+        let b = CircuitBreaker::new("x", 1, Duration::ZERO);
+        b.check().expect("closed").record(false);
+        let probe = b.check().expect("probe");
+        probe.release();
+        assert_eq!(b.counts().failed, 1, "release records nothing");
+        assert!(b.check().expect("the probe was handed back").is_probe());
     }
 
     #[test]

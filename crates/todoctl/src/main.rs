@@ -52,6 +52,11 @@ enum Cmd {
     Canary(canary_cmd::CanaryArgs),
     /// Abort a canary rollout and return all traffic to stable (idempotent).
     Rollback(canary_cmd::RollbackArgs),
+    /// The subset of Apache Kafka's kafka-topics.sh that the compose file's
+    /// topic set-up uses (`--create --if-not-exists --topic T --partitions N`);
+    /// the compose parity run answers kafka-topics.sh with it.
+    #[command(hide = true)]
+    KafkaTopics(stack::KafkaTopicsArgs),
 }
 
 fn main() -> ExitCode {
@@ -85,6 +90,7 @@ fn main() -> ExitCode {
             Cmd::Lag(a) => lag_cmd::run(a).await,
             Cmd::Canary(a) => canary_cmd::run(a).await,
             Cmd::Rollback(a) => canary_cmd::rollback(a).await,
+            Cmd::KafkaTopics(a) => stack::kafka_topics(a).await,
             Cmd::Slo(_) => Ok(ExitCode::SUCCESS),
         }
     });

@@ -50,6 +50,27 @@ struct UpArgs {
     /// Add this much latency to every canary request.
     #[arg(long, default_value_t = 0)]
     canary_latency_ms: u64,
+    /// Instead: run the services of a compose file (default
+    /// docker-compose.yml) as local processes, the compose file being the
+    /// single source of truth (docs/deployment.md, "Compose parity run").
+    /// Needs root (mount namespaces). Each service gets its own loopback
+    /// address; images without a local program get stand-ins (listed at start).
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "docker-compose.yml")]
+    compose: Option<PathBuf>,
+    /// With --compose: the variables for ${VAR} interpolation (default: .env
+    /// next to the compose file, else .env.example); the environment
+    /// overrides them, as in Compose.
+    #[arg(long, value_name = "FILE", requires = "compose")]
+    env_file: Option<PathBuf>,
+    /// With --compose: the first three octets of the services' addresses.
+    #[arg(long, default_value = "127.0.0", requires = "compose")]
+    subnet: String,
+    /// With --compose: services not to start (repeatable).
+    #[arg(long, value_name = "SERVICE", requires = "compose")]
+    skip: Vec<String>,
+    /// With --compose: do not forward the published `ports:` from the machine.
+    #[arg(long, requires = "compose")]
+    no_publish: bool,
 }
 
 pub async fn run(a: StackArgs) -> anyhow::Result<ExitCode> {
@@ -59,6 +80,9 @@ pub async fn run(a: StackArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn up_cmd(mut a: UpArgs) -> anyhow::Result<ExitCode> {
+    if let Some(file) = a.compose.take() {
+        return compose_up(file, a).await;
+    }
     // Port 0 means "any free port" (CI runs the smoke test next to other stacks).
     for port in [
         &mut a.observer_port,
@@ -85,6 +109,7 @@ async fn up_cmd(mut a: UpArgs) -> anyhow::Result<ExitCode> {
         max_connections: 200,
         port: Some(a.postgres_port),
         data_dir: Some(dir.join("pg")),
+        listen_host: None,
     };
     let postgres = Postgres::start(pg_opts).await?;
     eprintln!(
@@ -455,4 +480,96 @@ fn canary_spec(runtime_api: &str, version: &str) -> String {
         stable = devstack::haproxy::STABLE,
         canary = devstack::haproxy::CANARY,
     )
+}
+
+/// `todoctl stack up --compose`: the compose file's services as local processes.
+async fn compose_up(file: PathBuf, a: UpArgs) -> anyhow::Result<ExitCode> {
+    let project_dir = std::path::absolute(&file)?
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let env_file = a.env_file.clone().unwrap_or_else(|| {
+        let dot_env = project_dir.join(".env");
+        if dot_env.exists() {
+            dot_env
+        } else {
+            project_dir.join(".env.example")
+        }
+    });
+    let mut vars = devstack::compose::Vars::from_env_file(&env_file)?;
+    for (k, v) in std::env::vars() {
+        vars.set(&k, &v);
+    }
+    let dir = std::path::absolute(&a.dir)?.join("compose");
+    eprintln!(
+        "running {} as local processes (variables from {}, state in {})",
+        file.display(),
+        env_file.display(),
+        dir.display()
+    );
+    let stack = devstack::compose::ComposeStack::up(devstack::compose::Options {
+        file: file.clone(),
+        vars,
+        dir: dir.clone(),
+        subnet: a.subnet.clone(),
+        skip: a.skip.clone(),
+        publish: !a.no_publish,
+        bin_dir: devstack::bin_dir()?,
+    })
+    .await?;
+    if !stack.rewrites.is_empty() {
+        eprintln!("rewritten (a container's own addresses -> its address here):");
+        for r in &stack.rewrites {
+            eprintln!("  {r}");
+        }
+    }
+    println!(
+        "The compose stack is up ({} services).",
+        stack.placements.len()
+    );
+    for p in &stack.placements {
+        println!("  {:<24} {}", p.service, p.addr);
+    }
+    println!("Logs: {}", dir.join("logs").display());
+    if a.smoke {
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("Ctrl-C stops everything.");
+    tokio::signal::ctrl_c().await?;
+    drop(stack);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct KafkaTopicsArgs {
+    #[arg(long)]
+    bootstrap_server: String,
+    #[arg(long)]
+    create: bool,
+    #[arg(long)]
+    if_not_exists: bool,
+    #[arg(long)]
+    topic: String,
+    #[arg(long, default_value_t = 1)]
+    partitions: i32,
+    #[arg(long, default_value_t = 1)]
+    replication_factor: i32,
+}
+
+pub async fn kafka_topics(a: KafkaTopicsArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(a.create, "only --create is supported");
+    anyhow::ensure!(
+        a.if_not_exists,
+        "this shim accepts an existing topic, which kafka-topics.sh does only with --if-not-exists: pass it"
+    );
+    anyhow::ensure!(
+        a.replication_factor == 1,
+        "--replication-factor {}: the local broker has one node",
+        a.replication_factor
+    );
+    let settings = bus::KafkaSettings::new(a.bootstrap_server.clone(), "kafka-topics");
+    // ensure_topics treats an existing topic as success (--if-not-exists).
+    bus::ensure_topics(&settings, &[(a.topic.as_str(), a.partitions)]).await?;
+    println!("Created topic {}.", a.topic);
+    Ok(ExitCode::SUCCESS)
 }
