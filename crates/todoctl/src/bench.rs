@@ -142,6 +142,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         max_connections: 300,
         port: None,
         data_dir: None,
+        tls: None,
     };
     let mut stack = Stack::start_with(pg, None, logs.clone(), None).await?;
     if a.telemetry_overhead {

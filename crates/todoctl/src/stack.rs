@@ -85,6 +85,7 @@ async fn up_cmd(mut a: UpArgs) -> anyhow::Result<ExitCode> {
         max_connections: 200,
         port: Some(a.postgres_port),
         data_dir: Some(dir.join("pg")),
+        tls: None,
     };
     let postgres = Postgres::start(pg_opts).await?;
     eprintln!(
