@@ -376,22 +376,31 @@ impl Postgres {
                 .with_context(|| format!("starting {}", pg_bin("postgres").display()))?,
         );
         let url = self.url("postgres");
-        crate::wait_until(
+        // The last refusal says why (e.g. no TLS support in this build).
+        let last_error = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let waited = crate::wait_until(
             "postgres to accept connections",
             Duration::from_secs(30),
             || {
-                let url = url.clone();
+                let (url, last_error) = (url.clone(), last_error.clone());
                 async move {
-                    <sqlx::PgConnection as sqlx::Connection>::connect(&url)
-                        .await
-                        .is_ok()
+                    match <sqlx::PgConnection as sqlx::Connection>::connect(&url).await {
+                        Ok(_) => true,
+                        Err(e) => {
+                            if let Ok(mut l) = last_error.lock() {
+                                *l = e.to_string();
+                            }
+                            false
+                        }
+                    }
                 }
             },
         )
-        .await
-        .with_context(|| {
+        .await;
+        waited.with_context(|| {
             format!(
-                "postgres did not start; see {}",
+                "postgres did not start or refused {url} (last error: {}); see {}",
+                last_error.lock().map(|l| l.clone()).unwrap_or_default(),
                 self.dir.join("../postgres.log").display()
             )
         })
