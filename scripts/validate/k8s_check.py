@@ -4,7 +4,9 @@ CRD kinds: the vendored CRDs' openAPIV3Schema (draft 4) with
 additionalProperties: false injected wherever properties are listed, so a
 misspelt field fails as it would with kubeconform --strict. Three kinds with no
 vendored CRD use the approximate schemas of approx_schemas.py (reported).
-A negative self-test renders a broken copy and asserts it is rejected."""
+A negative self-test renders a broken copy and asserts it is rejected.
+Every PrometheusRule and ServiceMonitor must be selected by the Prometheus
+resource the manifests assume (ASSUMED_PROMETHEUS), with its own self-test."""
 
 import copy
 import json
@@ -25,6 +27,34 @@ from common import REPO, SCHEMAS, Report, load_yaml_docs
 
 K8S_VERSION = os.environ.get("TODO_K8S_VERSION", "1.33.0")  # DOKS' current minor
 OVERLAYS = ("dev", "staging", "prod")
+
+# The Prometheus resource the manifests assume (docs/deployment.md, "Cluster
+# prerequisites"): kube-prometheus-stack's chart defaults for a Helm release
+# named kube-prometheus-stack in namespace monitoring. With
+# ruleSelectorNilUsesHelmValues / serviceMonitorSelectorNilUsesHelmValues at
+# their default (true) the selectors match `release: <release name>`; the
+# namespace selectors are {} (every namespace). The objects get the label from
+# slo::k8s::MONITORING_STACK_LABELS (generated rules) and k8s/base
+# (ServiceMonitors, kept equal to it by crates/slo/tests/k8s_manifests.rs).
+# This is the cluster's side, stated independently on purpose.
+ASSUMED_PROMETHEUS = {
+    "namespace": "monitoring",
+    "ruleSelector": {"matchLabels": {"release": "kube-prometheus-stack"}},
+    "ruleNamespaceSelector": {},
+    "serviceMonitorSelector": {"matchLabels": {"release": "kube-prometheus-stack"}},
+    "serviceMonitorNamespaceSelector": {},
+    "podMonitorSelector": {"matchLabels": {"release": "kube-prometheus-stack"}},
+    "podMonitorNamespaceSelector": {},
+    "probeSelector": {"matchLabels": {"release": "kube-prometheus-stack"}},
+    "probeNamespaceSelector": {},
+}
+# kind -> (object selector, namespace selector) fields of the Prometheus spec.
+SELECTED_BY = {
+    "PrometheusRule": ("ruleSelector", "ruleNamespaceSelector"),
+    "ServiceMonitor": ("serviceMonitorSelector", "serviceMonitorNamespaceSelector"),
+    "PodMonitor": ("podMonitorSelector", "podMonitorNamespaceSelector"),
+    "Probe": ("probeSelector", "probeNamespaceSelector"),
+}
 
 
 def kustomize_cmd():
@@ -148,6 +178,105 @@ def check_monitoring_complete(report):
         report.ok(f"k8s/base/monitoring includes all {len(generated)} generated files of k8s/monitoring/")
 
 
+def selector_matches(selector, labels):
+    """A Kubernetes label selector against a label map ({} matches everything)."""
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e["key"], e["operator"], e.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def why_not_selected(doc, prometheus, namespaces):
+    """None if `prometheus` selects `doc` (a PrometheusRule, ServiceMonitor, …),
+    else the reason. `namespaces`: name -> labels of the cluster's namespaces."""
+    sel_field, ns_field = SELECTED_BY[doc["kind"]]
+    meta = doc.get("metadata", {})
+    ns = meta.get("namespace", "default")
+    ns_sel = prometheus.get(ns_field)
+    if ns_sel is None:  # unset: the Prometheus' own namespace only
+        if ns != prometheus["namespace"]:
+            return f"namespace {ns} is not {prometheus['namespace']} ({ns_field} unset)"
+    else:
+        ns_labels = dict(namespaces.get(ns, {}))
+        ns_labels.setdefault("kubernetes.io/metadata.name", ns)
+        if not selector_matches(ns_sel, ns_labels):
+            return f"namespace {ns} (labels {ns_labels}) does not match {ns_field} {ns_sel}"
+    sel = prometheus.get(sel_field)
+    if sel is None:  # a nil selector selects nothing
+        return f"{sel_field} is unset"
+    labels = meta.get("labels") or {}
+    if not selector_matches(sel, labels):
+        return f"labels {labels} do not match {sel_field} {sel}"
+    return None
+
+
+def namespace_labels(docs):
+    """Labels of the namespaces the overlay creates; monitoring is the stack's."""
+    ns = {"monitoring": {}}
+    for d in docs:
+        if d.get("kind") == "Namespace":
+            ns[d["metadata"]["name"]] = d["metadata"].get("labels") or {}
+    return ns
+
+
+def check_prometheus_selects(docs, report, label, prometheus=ASSUMED_PROMETHEUS):
+    """Every rule and monitor of the overlay is picked up by the monitoring stack."""
+    namespaces = namespace_labels(docs)
+    counts, failed = {}, 0
+    for d in docs:
+        if d.get("kind") not in SELECTED_BY or not str(d.get("apiVersion", "")).startswith("monitoring.coreos.com/"):
+            continue
+        counts[d["kind"]] = counts.get(d["kind"], 0) + 1
+        why = why_not_selected(d, prometheus, namespaces)
+        if why:
+            failed += 1
+            report.fail(f"{label}: {d['kind']}/{d['metadata'].get('namespace')}/{d['metadata']['name']} "
+                        f"would not be selected by the kube-prometheus-stack Prometheus: {why}")
+    if not counts.get("PrometheusRule") or not counts.get("ServiceMonitor"):
+        failed += 1
+        report.fail(f"{label}: expected PrometheusRules and ServiceMonitors, found {counts}")
+    if not failed:
+        summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+        report.ok(f"overlay {label}: the assumed kube-prometheus-stack Prometheus selects all {summary}")
+
+
+def prometheus_selection_self_test(docs, report):
+    """Objects the assumed Prometheus would ignore must be reported."""
+    namespaces = namespace_labels(docs)
+    rule = next(d for d in docs if d["kind"] == "PrometheusRule")
+    monitor = next(d for d in docs if d["kind"] == "ServiceMonitor")
+    unlabelled = copy.deepcopy(rule)
+    unlabelled["metadata"]["labels"].pop("release", None)
+    other_release = copy.deepcopy(monitor)
+    other_release["metadata"]["labels"]["release"] = "prometheus"
+    narrow = dict(ASSUMED_PROMETHEUS, ruleNamespaceSelector={"matchLabels": {"team": "platform"}})
+    no_ns_selector = {k: v for k, v in ASSUMED_PROMETHEUS.items() if k != "serviceMonitorNamespaceSelector"}
+    cases = [
+        ("PrometheusRule without the release label", unlabelled, ASSUMED_PROMETHEUS),
+        ("ServiceMonitor of another release", other_release, ASSUMED_PROMETHEUS),
+        ("PrometheusRule outside a narrowed ruleNamespaceSelector", rule, narrow),
+        ("ServiceMonitor in todo with serviceMonitorNamespaceSelector unset", monitor, no_ns_selector),
+    ]
+    for what, doc, prometheus in cases:
+        why = why_not_selected(doc, prometheus, namespaces)
+        if why:
+            report.ok(f"self-test: {what} reported: {why[:90]}")
+        else:
+            report.fail(f"self-test: {what} was considered SELECTED")
+    if why_not_selected(rule, ASSUMED_PROMETHEUS, namespaces) is not None:
+        report.fail("self-test: the unmodified PrometheusRule is not selected")
+
+
 def negative_self_test(validator, report):
     """Break a copy three ways (core kind, Gateway API CRD, Strimzi CRD) and one
     approximate kind; each must be rejected."""
@@ -204,9 +333,12 @@ def main(argv):
         if not failed:
             report.ok(f"overlay {env}: {len(docs)} objects valid ({summary})")
         check_env_keys(docs, report, env)
+        check_prometheus_selects(docs, report, env)
     approx = sorted({f"{k[1]}" for k in approx_schemas.SCHEMAS})
     report.warn(f"approximate (hand-written) schemas used for: {', '.join(approx)} (no vendored CRD)")
     negative_self_test(validator, report)
+    if "dev" in rendered:
+        prometheus_selection_self_test(rendered["dev"], report)
     ok = report.finish()
     return ok, rendered
 

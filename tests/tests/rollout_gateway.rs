@@ -6,7 +6,10 @@
 //! request. The test checks the calls equal
 //! `tests/fixtures/gateway-api/rollout-exchanges.json`, that each is a verb
 //! the observer's Role grants, and that the patched route still validates
-//! against the vendored Gateway API CRD schema.
+//! against the vendored Gateway API CRD schema. Like the API server, the
+//! stand-in accepts only the current bearer token: the test rotates the
+//! token file mid-rollout, as the kubelet does with projected service
+//! account tokens, and the driver's next calls carry the new token.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -15,7 +18,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
-use rollout::{GatewayApiConfig, GatewayApiDriver, RolloutDriver};
+use rollout::{BearerToken, GatewayApiConfig, GatewayApiDriver, RolloutDriver};
 use serde_json::{Value, json};
 
 fn repo_root() -> PathBuf {
@@ -30,6 +33,8 @@ struct Api {
     route: Value,
     scale: Value,
     log: Vec<Value>,
+    /// The one token the API server accepts (an old one has expired).
+    token: String,
     /// Rename the stable backend after the next GET (a concurrent edit).
     edit_after_get: bool,
 }
@@ -109,6 +114,10 @@ async fn api(
     }
     entry["authorization"] = json!(headers.get("authorization").and_then(|v| v.to_str().ok()));
     api.log.push(entry);
+    let expected = format!("Bearer {}", api.token);
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+        return status(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
     let bump = |v: &mut Value| {
         let rv: u64 = v["metadata"]["resourceVersion"]
             .as_str()
@@ -212,9 +221,10 @@ fn granted(method: &str, path: &str) -> bool {
     })
 }
 
-async fn stand_in(route: Value) -> anyhow::Result<(String, Shared)> {
+async fn stand_in(route: Value, token: &str) -> anyhow::Result<(String, Shared)> {
     let shared: Shared = Arc::new(Mutex::new(Api {
         route,
+        token: token.to_string(),
         scale: json!({
             "kind": "Scale", "apiVersion": "autoscaling/v1",
             "metadata": {"name": "command-service-canary", "namespace": "todo", "resourceVersion": "7"},
@@ -229,10 +239,10 @@ async fn stand_in(route: Value) -> anyhow::Result<(String, Shared)> {
     Ok((url, shared))
 }
 
-fn driver(url: &str, route: &str) -> anyhow::Result<GatewayApiDriver> {
+fn driver(url: &str, route: &str, token: BearerToken) -> anyhow::Result<GatewayApiDriver> {
     Ok(GatewayApiDriver::new(GatewayApiConfig {
         api_server: url.to_string(),
-        token: Some("sa-token".into()),
+        token: Some(token),
         ca_pem: None,
         namespace: "todo".into(),
         http_route: route.into(),
@@ -249,8 +259,12 @@ async fn gateway_api_driver_moves_httproute_weights_and_scales_the_canary() -> a
     let schema = httproute_schema()?;
     let route = todo_api_route()?;
     assert!(schema.is_valid(&route), "the base manifest validates");
-    let (url, api) = stand_in(route).await?;
-    let d = driver(&url, "todo-api")?;
+    let (url, api) = stand_in(route, "sa-token-1").await?;
+    // The projected service account token, as mounted in the pod.
+    let sa = tempfile::tempdir()?;
+    let token_file = sa.path().join("token");
+    std::fs::write(&token_file, "sa-token-1\n")?;
+    let d = driver(&url, "todo-api", BearerToken::File(token_file.clone()))?;
 
     assert_eq!(d.canary_percent().await?, 0, "the base route starts at 0%");
     api.lock().expect("lock").log.clear();
@@ -260,6 +274,12 @@ async fn gateway_api_driver_moves_httproute_weights_and_scales_the_canary() -> a
     assert_eq!(api.lock().expect("lock").scale["spec"]["replicas"], 2);
     // canary_percent() is a read; keep the transcript to the writes' calls.
     api.lock().expect("lock").log.truncate(calls_so_far);
+    // The kubelet rotates the token (a new file swapped in) and the old one
+    // stops being accepted: the next steps must present the new one.
+    let next = sa.path().join("token.new");
+    std::fs::write(&next, "sa-token-2\n")?;
+    std::fs::rename(&next, &token_file)?;
+    api.lock().expect("lock").token = "sa-token-2".into();
     d.set_canary_percent(50).await?;
     d.rollback().await?;
 
@@ -286,8 +306,13 @@ async fn gateway_api_driver_moves_httproute_weights_and_scales_the_canary() -> a
     for (i, (got, want)) in calls.iter().zip(&expected).enumerate() {
         assert_eq!(got, want, "exchange {i}");
     }
-    for e in &log {
-        assert_eq!(e["authorization"], "Bearer sa-token");
+    for (i, e) in log.iter().enumerate() {
+        let token = if i < calls_so_far {
+            "Bearer sa-token-1"
+        } else {
+            "Bearer sa-token-2"
+        };
+        assert_eq!(e["authorization"], token, "exchange {i}");
         let (m, p) = (
             e["method"].as_str().unwrap_or(""),
             e["path"].as_str().unwrap_or(""),
@@ -321,11 +346,12 @@ async fn gateway_api_driver_moves_httproute_weights_and_scales_the_canary() -> a
 
 #[tokio::test]
 async fn gateway_api_driver_refuses_rather_than_guess() -> anyhow::Result<()> {
-    let (url, api) = stand_in(todo_api_route()?).await?;
+    let token = || BearerToken::Fixed("sa-token".into());
+    let (url, api) = stand_in(todo_api_route()?, "sa-token").await?;
     // A route edited between the driver's read and its write: the `test`
     // operations make the API server refuse the patch.
     api.lock().expect("lock").edit_after_get = true;
-    let err = driver(&url, "todo-api")?
+    let err = driver(&url, "todo-api", token())?
         .set_canary_percent(10)
         .await
         .expect_err("concurrent edit")
@@ -335,7 +361,7 @@ async fn gateway_api_driver_refuses_rather_than_guess() -> anyhow::Result<()> {
     assert_eq!(refs[1]["weight"], 0, "no weight was written");
 
     // Unknown route: the API server's message comes through.
-    let err = driver(&url, "no-such-route")?
+    let err = driver(&url, "no-such-route", token())?
         .set_canary_percent(10)
         .await
         .expect_err("404")
@@ -349,8 +375,8 @@ async fn gateway_api_driver_refuses_rather_than_guess() -> anyhow::Result<()> {
     let mut route = todo_api_route()?;
     route["spec"]["rules"][1]["backendRefs"] =
         json!([{"name": "command-service-stable", "port": 8080}]);
-    let (url, _) = stand_in(route).await?;
-    let err = driver(&url, "todo-api")?
+    let (url, _) = stand_in(route, "sa-token").await?;
+    let err = driver(&url, "todo-api", token())?
         .canary_percent()
         .await
         .expect_err("no canary backend")
@@ -359,11 +385,28 @@ async fn gateway_api_driver_refuses_rather_than_guess() -> anyhow::Result<()> {
 
     // Unreachable API server.
     let port = devstack::free_port()?;
-    let err = driver(&format!("http://127.0.0.1:{port}"), "todo-api")?
+    let err = driver(&format!("http://127.0.0.1:{port}"), "todo-api", token())?
         .rollback()
         .await
         .expect_err("unreachable")
         .to_string();
     assert!(err.contains("cannot reach"), "{err}");
+
+    // A wrong token: the API server's 401 comes through.
+    let (url, _) = stand_in(todo_api_route()?, "sa-token").await?;
+    let err = driver(&url, "todo-api", BearerToken::Fixed("expired".into()))?
+        .canary_percent()
+        .await
+        .expect_err("401")
+        .to_string();
+    assert!(err.contains("401"), "{err}");
+    // A token file that cannot be read is named in the error.
+    let missing = tempfile::tempdir()?.path().join("token");
+    let err = driver(&url, "todo-api", BearerToken::File(missing.clone()))?
+        .canary_percent()
+        .await
+        .expect_err("no token file")
+        .to_string();
+    assert!(err.contains(&missing.display().to_string()), "{err}");
     Ok(())
 }

@@ -2,6 +2,11 @@
 //!
 //! Postgres refuses to run as root, so when we are root the data directory is
 //! handed to the `postgres` user and the server runs under its uid.
+//!
+//! With [`Options::tls`] the server is what a managed Postgres is: `ssl=on`
+//! with a certificate for one host name, signed by a throwaway CA, and
+//! `pg_hba.conf` admitting TCP clients over TLS only (`hostssl`). Its
+//! [`Postgres::url`]s then say `sslmode=verify-full` with that CA.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -42,6 +47,98 @@ pub struct Options {
     /// Listen on this address instead of 127.0.0.1 (the compose parity run
     /// gives every service a loopback address of its own).
     pub listen_host: Option<String>,
+    /// Serve TLS only, as a managed Postgres does (`None`: plain TCP).
+    pub tls: Option<TlsOptions>,
+}
+
+/// TLS-only mode: a throwaway CA signs the server's certificate for `host`.
+#[derive(Debug, Clone)]
+pub struct TlsOptions {
+    /// The name clients connect with; the certificate's only name (so
+    /// `verify-full` by any other name, e.g. the IP address, is refused).
+    /// It must resolve to 127.0.0.1, where the server listens.
+    pub host: String,
+}
+
+/// Files of the TLS mode, in the cluster's base directory.
+#[derive(Debug, Clone)]
+struct TlsFiles {
+    host: String,
+    ca_file: PathBuf,
+    cert_file: PathBuf,
+    key_file: PathBuf,
+}
+
+/// A CA, and a server certificate for `host` signed by it (both valid a
+/// day). Returns (CA PEM, server certificate PEM, server key PEM).
+fn ca_and_server_cert(host: &str) -> anyhow::Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::{BigNum, MsbOption};
+    use openssl::hash::MessageDigest;
+    use openssl::pkey::PKey;
+    use openssl::rsa::Rsa;
+    use openssl::x509::extension::{
+        BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
+    };
+    use openssl::x509::{X509, X509NameBuilder};
+
+    let name = |cn: &str| -> anyhow::Result<openssl::x509::X509Name> {
+        let mut n = X509NameBuilder::new()?;
+        n.append_entry_by_text("CN", cn)?;
+        Ok(n.build())
+    };
+    let builder = |subject: &openssl::x509::X509NameRef,
+                   issuer: &openssl::x509::X509NameRef,
+                   key: &PKey<openssl::pkey::Private>|
+     -> anyhow::Result<openssl::x509::X509Builder> {
+        let mut b = X509::builder()?;
+        b.set_version(2)?;
+        let mut serial = BigNum::new()?;
+        serial.rand(64, MsbOption::MAYBE_ZERO, false)?;
+        b.set_serial_number(&*serial.to_asn1_integer()?)?;
+        b.set_subject_name(subject)?;
+        b.set_issuer_name(issuer)?;
+        b.set_pubkey(key)?;
+        b.set_not_before(&*Asn1Time::days_from_now(0)?)?;
+        b.set_not_after(&*Asn1Time::days_from_now(1)?)?;
+        Ok(b)
+    };
+
+    let ca_key = PKey::from_rsa(Rsa::generate(2048)?)?;
+    let ca_name = name("devstack test CA")?;
+    let mut ca = builder(&ca_name, &ca_name, &ca_key)?;
+    ca.append_extension(BasicConstraints::new().critical().ca().build()?)?;
+    ca.append_extension(
+        KeyUsage::new()
+            .critical()
+            .key_cert_sign()
+            .crl_sign()
+            .build()?,
+    )?;
+    ca.sign(&ca_key, MessageDigest::sha256())?;
+    let ca = ca.build();
+
+    let key = PKey::from_rsa(Rsa::generate(2048)?)?;
+    let mut cert = builder(&*name(host)?, ca.subject_name(), &key)?;
+    cert.append_extension(BasicConstraints::new().build()?)?;
+    cert.append_extension(
+        KeyUsage::new()
+            .critical()
+            .digital_signature()
+            .key_encipherment()
+            .build()?,
+    )?;
+    cert.append_extension(ExtendedKeyUsage::new().server_auth().build()?)?;
+    let san = SubjectAlternativeName::new()
+        .dns(host)
+        .build(&cert.x509v3_context(Some(&ca), None))?;
+    cert.append_extension(san)?;
+    cert.sign(&ca_key, MessageDigest::sha256())?;
+    Ok((
+        ca.to_pem()?,
+        cert.build().to_pem()?,
+        key.private_key_to_pem_pkcs8()?,
+    ))
 }
 
 impl Options {
@@ -52,6 +149,7 @@ impl Options {
             port: None,
             data_dir: None,
             listen_host: None,
+            tls: None,
         }
     }
 }
@@ -63,6 +161,7 @@ pub struct Postgres {
     child: Option<Child>,
     run_as: Option<(u32, u32)>,
     opts: Options,
+    tls: Option<TlsFiles>,
 }
 
 fn ids_of(user: &str) -> anyhow::Result<(u32, u32)> {
@@ -175,6 +274,10 @@ impl Postgres {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+        let tls = match &opts.tls {
+            Some(t) => Some(Self::setup_tls(&base, &dir, &t.host, run_as)?),
+            None => None,
+        };
         let port = match opts.port {
             Some(p) => p,
             None => crate::free_port()?,
@@ -186,9 +289,51 @@ impl Postgres {
             child: None,
             run_as,
             opts,
+            tls,
         };
         pg.spawn().await?;
         Ok(pg)
+    }
+
+    /// Write the CA, the server certificate and key (owned by the server's
+    /// user, mode 0600 as Postgres demands), and a `pg_hba.conf` that admits
+    /// TCP connections over TLS only.
+    fn setup_tls(
+        base: &Path,
+        data: &Path,
+        host: &str,
+        run_as: Option<(u32, u32)>,
+    ) -> anyhow::Result<TlsFiles> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let (ca, cert, key) =
+            ca_and_server_cert(host).context("generating the TLS certificates")?;
+        let files = TlsFiles {
+            host: host.to_string(),
+            ca_file: base.join("ca.pem"),
+            cert_file: base.join("server.crt"),
+            key_file: base.join("server.key"),
+        };
+        let hba = data.join("pg_hba.conf");
+        // First match wins: local socket for the superuser's tooling, TLS
+        // over TCP, and an explicit reject for anything else.
+        let rules = "local all all trust\n\
+                     hostssl all all 127.0.0.1/32 trust\n\
+                     hostssl all all ::1/128 trust\n\
+                     host all all 0.0.0.0/0 reject\n\
+                     host all all ::/0 reject\n";
+        for (path, pem, mode) in [
+            (&files.ca_file, &ca, 0o644),
+            (&files.cert_file, &cert, 0o644),
+            (&files.key_file, &key, 0o600),
+            (&hba, &rules.as_bytes().to_vec(), 0o600),
+        ] {
+            std::fs::write(path, pem).with_context(|| format!("writing {}", path.display()))?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+            if let Some((uid, gid)) = run_as {
+                std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
+            }
+        }
+        Ok(files)
     }
 
     async fn spawn(&mut self) -> anyhow::Result<()> {
@@ -206,6 +351,12 @@ impl Postgres {
             "-c",
             &format!("max_connections={}", self.opts.max_connections),
         ]);
+        if let Some(tls) = &self.tls {
+            cmd.args(["-c", "ssl=on", "-c"])
+                .arg(format!("ssl_cert_file={}", tls.cert_file.display()))
+                .arg("-c")
+                .arg(format!("ssl_key_file={}", tls.key_file.display()));
+        }
         if self.opts.unsafe_fast {
             cmd.args([
                 "-c",
@@ -229,22 +380,31 @@ impl Postgres {
                 .with_context(|| format!("starting {}", pg_bin("postgres").display()))?,
         );
         let url = self.url("postgres");
-        crate::wait_until(
+        // The last refusal says why (e.g. no TLS support in this build).
+        let last_error = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let waited = crate::wait_until(
             "postgres to accept connections",
             Duration::from_secs(30),
             || {
-                let url = url.clone();
+                let (url, last_error) = (url.clone(), last_error.clone());
                 async move {
-                    <sqlx::PgConnection as sqlx::Connection>::connect(&url)
-                        .await
-                        .is_ok()
+                    match <sqlx::PgConnection as sqlx::Connection>::connect(&url).await {
+                        Ok(_) => true,
+                        Err(e) => {
+                            if let Ok(mut l) = last_error.lock() {
+                                *l = e.to_string();
+                            }
+                            false
+                        }
+                    }
                 }
             },
         )
-        .await
-        .with_context(|| {
+        .await;
+        waited.with_context(|| {
             format!(
-                "postgres did not start; see {}",
+                "postgres did not start or refused {url} (last error: {}); see {}",
+                last_error.lock().map(|l| l.clone()).unwrap_or_default(),
                 self.dir.join("../postgres.log").display()
             )
         })
@@ -254,12 +414,27 @@ impl Postgres {
         self.port
     }
 
+    /// How the services reach `database`: by the certificate's host name
+    /// with `sslmode=verify-full` and the CA in TLS mode.
     pub fn url(&self, database: &str) -> String {
-        format!(
-            "postgres://postgres@{}:{}/{database}",
-            self.host(),
-            self.port
-        )
+        match &self.tls {
+            Some(t) => format!(
+                "postgres://postgres@{}:{}/{database}?sslmode=verify-full&sslrootcert={}",
+                t.host,
+                self.port,
+                t.ca_file.display()
+            ),
+            None => format!(
+                "postgres://postgres@{}:{}/{database}",
+                self.host(),
+                self.port
+            ),
+        }
+    }
+
+    /// The CA that signed the server certificate (TLS mode only).
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.tls.as_ref().map(|t| t.ca_file.as_path())
     }
 
     /// The address it listens on.

@@ -11,7 +11,12 @@
 //! pin the backend names at the patched indices, so a route edited between
 //! the read and the write is refused by the API server (422) instead of
 //! getting weights on the wrong backend.
+//!
+//! In a cluster the bearer token is the projected service account token,
+//! which the kubelet rotates (about hourly, the old one expiring soon
+//! after): the driver reads the token file for every request, never once.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -20,11 +25,36 @@ use crate::{DriverError, DriverFuture, RolloutDriver};
 
 const SA_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
+/// The bearer token the driver presents.
+#[derive(Debug, Clone)]
+pub enum BearerToken {
+    /// A token that does not change.
+    Fixed(String),
+    /// A token file, read for every request: projected service account
+    /// tokens are rotated in place by the kubelet.
+    File(PathBuf),
+}
+
+impl BearerToken {
+    async fn current(&self) -> Result<String, DriverError> {
+        match self {
+            Self::Fixed(t) => Ok(t.clone()),
+            Self::File(path) => tokio::fs::read_to_string(path)
+                .await
+                .map(|t| t.trim().to_string())
+                .map_err(|e| DriverError::Api {
+                    what: "Kubernetes API".into(),
+                    message: format!("reading the bearer token {}: {e}", path.display()),
+                }),
+        }
+    }
+}
+
 /// Where the API server is and how to trust and authenticate to it.
 #[derive(Debug, Clone)]
 pub struct ApiAccess {
     pub api_server: String,
-    pub token: Option<String>,
+    pub token: Option<BearerToken>,
     pub ca_pem: Option<Vec<u8>>,
 }
 
@@ -32,8 +62,8 @@ pub struct ApiAccess {
 pub struct GatewayApiConfig {
     /// API server base URL, e.g. `https://10.0.0.1:443`.
     pub api_server: String,
-    /// Bearer token (a service account token in-cluster).
-    pub token: Option<String>,
+    /// Bearer token (the service account token file in-cluster).
+    pub token: Option<BearerToken>,
     /// PEM of the CA that signed the API server's certificate.
     pub ca_pem: Option<Vec<u8>>,
     pub namespace: String,
@@ -49,7 +79,7 @@ pub struct GatewayApiConfig {
 
 impl GatewayApiConfig {
     /// In-cluster: `KUBERNETES_SERVICE_HOST`/`_PORT`, the mounted service
-    /// account token and CA.
+    /// account token (its file, re-read per request) and CA.
     pub fn in_cluster_api() -> Result<ApiAccess, DriverError> {
         let host = std::env::var("KUBERNETES_SERVICE_HOST").map_err(|_| DriverError::Api {
             what: "Kubernetes API".into(),
@@ -61,9 +91,8 @@ impl GatewayApiConfig {
         } else {
             host
         };
-        let token = std::fs::read_to_string(format!("{SA_DIR}/token"))
-            .ok()
-            .map(|t| t.trim().to_string());
+        let token_file = PathBuf::from(format!("{SA_DIR}/token"));
+        let token = token_file.exists().then_some(BearerToken::File(token_file));
         let ca = std::fs::read(format!("{SA_DIR}/ca.crt")).ok();
         Ok(ApiAccess {
             api_server: format!("https://{host}:{port}"),
@@ -128,7 +157,7 @@ impl GatewayApiDriver {
             .request(method, url)
             .header("accept", "application/json");
         if let Some(t) = &self.cfg.token {
-            req = req.bearer_auth(t);
+            req = req.bearer_auth(t.current().await?);
         }
         if let Some((content_type, body)) = patch {
             req = req

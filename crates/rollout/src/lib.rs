@@ -10,7 +10,7 @@ pub mod haproxy;
 use std::future::Future;
 use std::pin::Pin;
 
-pub use gateway::{GatewayApiConfig, GatewayApiDriver};
+pub use gateway::{BearerToken, GatewayApiConfig, GatewayApiDriver};
 pub use haproxy::HaproxyDriver;
 
 #[derive(Debug, thiserror::Error)]

@@ -13,6 +13,17 @@ use crate::model::Slo;
 
 pub const NAMESPACE: &str = "monitoring";
 
+/// The labels the monitoring stack selects Prometheus Operator objects on.
+/// kube-prometheus-stack's Prometheus picks up only PrometheusRules and
+/// ServiceMonitors labelled `release: <Helm release>` (its default
+/// `ruleSelector` / `serviceMonitorSelector`); the release is installed as
+/// `kube-prometheus-stack` (docs/deployment.md). The generated
+/// PrometheusRules carry these; the hand-written ServiceMonitors under
+/// `k8s/` must carry the same (tests/k8s_manifests.rs), and
+/// scripts/validate/k8s_check.py checks the rendered overlays against the
+/// assumed Prometheus resource.
+pub const MONITORING_STACK_LABELS: &[(&str, &str)] = &[("release", "kube-prometheus-stack")];
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Object<S: Serialize> {
@@ -81,7 +92,7 @@ pub fn manifests(
             metadata: Metadata {
                 name: format!("slo-{service}"),
                 namespace: NAMESPACE,
-                labels: labels(&[("role", "alert-rules")]),
+                labels: labels(&[&[("role", "alert-rules")], MONITORING_STACK_LABELS].concat()),
             },
             body: RuleSpec {
                 spec: RuleGroups {

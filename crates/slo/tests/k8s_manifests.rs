@@ -109,3 +109,88 @@ fn prometheusrules_validate_against_the_operator_crd() {
     bad["spec"]["groups"][0]["rulez"] = Value::Bool(true);
     assert!(!validator.is_valid(&bad));
 }
+
+/// Every `*.yaml` under `dir`, recursively.
+fn yaml_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).expect("read_dir") {
+        let p = e.expect("entry").path();
+        if p.is_dir() {
+            yaml_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+            out.push(p);
+        }
+    }
+}
+
+/// Missing or different labels of `doc` against the monitoring stack's.
+fn missing_stack_labels(doc: &Value) -> Vec<String> {
+    slo::k8s::MONITORING_STACK_LABELS
+        .iter()
+        .filter(|(k, v)| doc["metadata"]["labels"][*k].as_str() != Some(*v))
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect()
+}
+
+/// The objects kube-prometheus-stack selects by label carry the one set of
+/// labels in `slo::k8s::MONITORING_STACK_LABELS`: the generated
+/// PrometheusRules (the code uses the constant) and the hand-written
+/// ServiceMonitors under k8s/ (this test keeps them in step with it).
+/// scripts/validate/k8s_check.py checks the rendered overlays against the
+/// assumed Prometheus resource itself.
+#[test]
+fn rules_and_service_monitors_carry_the_monitoring_stack_labels() {
+    let root = common::repo_root();
+    let slos = slo::validate::load_dir(&root.join("slo")).expect("specs");
+    let all = slo::artifacts(&slos).expect("artifacts");
+    let mut rules = 0;
+    for (path, text) in &all {
+        let doc: Value = serde_norway::from_str(text).unwrap_or(Value::Null);
+        if doc["kind"] == "PrometheusRule" {
+            let missing = missing_stack_labels(&doc);
+            assert!(missing.is_empty(), "{}: lacks {missing:?}", path.display());
+            rules += 1;
+        }
+    }
+    assert_eq!(rules, 2, "generated PrometheusRules");
+
+    let mut files = Vec::new();
+    yaml_files(&root.join("k8s"), &mut files);
+    files.sort();
+    let mut monitors = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).expect("read");
+        for doc in text.split("\n---") {
+            let Ok(doc) = serde_norway::from_str::<Value>(doc) else {
+                continue;
+            };
+            if doc["apiVersion"] == "monitoring.coreos.com/v1"
+                && matches!(
+                    doc["kind"].as_str(),
+                    Some("ServiceMonitor" | "PodMonitor" | "Probe" | "PrometheusRule")
+                )
+            {
+                let missing = missing_stack_labels(&doc);
+                assert!(
+                    missing.is_empty(),
+                    "{} {}/{}: lacks labels {missing:?} (slo::k8s::MONITORING_STACK_LABELS): kube-prometheus-stack would not select it",
+                    f.strip_prefix(&root).unwrap_or(f).display(),
+                    doc["kind"].as_str().unwrap_or("?"),
+                    doc["metadata"]["name"].as_str().unwrap_or("?"),
+                );
+                if doc["kind"] == "ServiceMonitor" {
+                    monitors.push(doc["metadata"]["name"].as_str().unwrap_or("?").to_string());
+                }
+            }
+        }
+    }
+    assert!(
+        monitors.len() >= 2,
+        "ServiceMonitors found under k8s/: {monitors:?}"
+    );
+    // The check can fail: an object without the labels is reported.
+    let unlabelled: Value = serde_norway::from_str(
+        "kind: ServiceMonitor\nmetadata: {name: x, labels: {release: prometheus}}",
+    )
+    .expect("yaml");
+    assert!(!missing_stack_labels(&unlabelled).is_empty());
+}

@@ -143,6 +143,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         port: None,
         data_dir: None,
         listen_host: None,
+        tls: None,
     };
     let mut stack = Stack::start_with(pg, None, logs.clone(), None).await?;
     if a.telemetry_overhead {

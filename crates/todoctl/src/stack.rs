@@ -110,6 +110,7 @@ async fn up_cmd(mut a: UpArgs) -> anyhow::Result<ExitCode> {
         port: Some(a.postgres_port),
         data_dir: Some(dir.join("pg")),
         listen_host: None,
+        tls: None,
     };
     let postgres = Postgres::start(pg_opts).await?;
     eprintln!(

@@ -606,6 +606,7 @@ impl ComposeStack {
             port: Some(5432),
             data_dir: Some(data),
             listen_host: Some(addr.to_string()),
+            tls: None,
         })
         .await?;
         let mut conn =
