@@ -194,7 +194,11 @@ impl service_kit::check::Checked for Config {
         format!(
             "listen {}{}, database, brokers {}, auth {:?}, version {}",
             self.listen_addr,
-            if self.tls_cert_file.is_some() { " (TLS)" } else { "" },
+            if self.tls_cert_file.is_some() {
+                " (TLS)"
+            } else {
+                ""
+            },
             self.kafka_brokers,
             self.auth_mode,
             self.version

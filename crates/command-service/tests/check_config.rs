@@ -45,7 +45,11 @@ fn a_good_environment_passes_with_a_one_line_summary() {
     let out = run(&["--check-config"], GOOD);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "exit {:?}: {stdout}{stderr}", out.status);
+    assert!(
+        out.status.success(),
+        "exit {:?}: {stdout}{stderr}",
+        out.status
+    );
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     assert!(
         stdout.starts_with("command-service: configuration OK: listen 0.0.0.0:8080"),

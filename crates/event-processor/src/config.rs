@@ -124,7 +124,11 @@ impl service_kit::check::Checked for Config {
         format!(
             "listen {}{}, database, brokers {}, group {}, sweep '{}'",
             self.listen_addr,
-            if self.tls_cert_file.is_some() { " (TLS)" } else { "" },
+            if self.tls_cert_file.is_some() {
+                " (TLS)"
+            } else {
+                ""
+            },
             self.kafka_brokers,
             self.group_id,
             self.sweep_schedule

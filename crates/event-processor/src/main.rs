@@ -22,7 +22,10 @@ struct Args {
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     if args.check_config {
-        return service_kit::check::report::<event_processor::Config>(event_processor::SERVICE, args.config.as_deref());
+        return service_kit::check::report::<event_processor::Config>(
+            event_processor::SERVICE,
+            args.config.as_deref(),
+        );
     }
     service_kit::launcher::run(
         event_processor::SERVICE,

@@ -165,7 +165,10 @@ impl service_kit::check::Checked for Config {
                 );
             }
             if self.prometheus_url.is_none() {
-                p.add("prometheus_url", "is required when OBSERVER_CANARY_DIR is set");
+                p.add(
+                    "prometheus_url",
+                    "is required when OBSERVER_CANARY_DIR is set",
+                );
             }
         }
         if self.slo_dir.is_some() && self.prometheus_url.is_none() {
@@ -178,7 +181,11 @@ impl service_kit::check::Checked for Config {
         format!(
             "listen {}{}, lag tailer {}, SLO evaluation {}, paging {}, canary controller {}, auth {:?}",
             self.listen_addr,
-            if self.tls_cert_file.is_some() { " (TLS)" } else { "" },
+            if self.tls_cert_file.is_some() {
+                " (TLS)"
+            } else {
+                ""
+            },
             on(!self.kafka_brokers.is_empty()),
             on(self.slo_dir.is_some()),
             on(self.alertmanager_url.is_some()),

@@ -23,7 +23,10 @@ struct Args {
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     if args.check_config {
-        return service_kit::check::report::<observer::Config>(observer::SERVICE, args.config.as_deref());
+        return service_kit::check::report::<observer::Config>(
+            observer::SERVICE,
+            args.config.as_deref(),
+        );
     }
     service_kit::launcher::run(
         observer::SERVICE,

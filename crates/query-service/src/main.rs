@@ -22,7 +22,10 @@ struct Args {
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     if args.check_config {
-        return service_kit::check::report::<query_service::Config>(query_service::SERVICE, args.config.as_deref());
+        return service_kit::check::report::<query_service::Config>(
+            query_service::SERVICE,
+            args.config.as_deref(),
+        );
     }
     service_kit::launcher::run(
         query_service::SERVICE,

@@ -152,9 +152,7 @@ impl Problems {
                 (None, None) => {}
             }
         }
-        if readable
-            && let Err(e) = crate::tls::acceptor(&self.prefix, cert, key)
-        {
+        if readable && let Err(e) = crate::tls::acceptor(&self.prefix, cert, key) {
             self.add("tls_cert_file", format!("{e:#}"));
         }
     }
@@ -373,14 +371,22 @@ mod tests {
         let got = telemetry(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://tempo:4317")]);
         assert_eq!(got.len(), 1, "{got:?}");
         assert!(
-            got[0].starts_with("OTEL_EXPORTER_OTLP_ENDPOINT: 'http://tempo:4317' is the OTLP/gRPC port"),
+            got[0].starts_with(
+                "OTEL_EXPORTER_OTLP_ENDPOINT: 'http://tempo:4317' is the OTLP/gRPC port"
+            ),
             "{got:?}"
         );
         let got = telemetry(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "tempo:4318")]);
-        assert!(got[0].starts_with("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "), "{got:?}");
+        assert!(
+            got[0].starts_with("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "),
+            "{got:?}"
+        );
         assert!(telemetry(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")]).is_empty());
         let got = telemetry(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]);
-        assert!(got[0].starts_with("OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc'"), "{got:?}");
+        assert!(
+            got[0].starts_with("OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc'"),
+            "{got:?}"
+        );
         let got = telemetry(&[("LOKI_URL", "loki:3100")]);
         assert!(got[0].starts_with("LOKI_URL: "), "{got:?}");
     }
@@ -422,18 +428,27 @@ mod tests {
         assert!(db("postgres://todo:pw@db:25060/todo?sslmode=require").is_empty());
         assert!(db("postgresql://todo@127.0.0.1:5432/todo").is_empty());
         for mode in SSL_MODES {
-            assert!(db(&format!("postgres://h/todo?sslmode={mode}")).is_empty(), "{mode}");
+            assert!(
+                db(&format!("postgres://h/todo?sslmode={mode}")).is_empty(),
+                "{mode}"
+            );
         }
         let got = db("postgres://h/todo?sslmode=required");
         assert_eq!(got.len(), 1, "{got:?}");
-        assert!(got[0].starts_with("APP_DATABASE_URL: sslmode 'required'"), "{got:?}");
+        assert!(
+            got[0].starts_with("APP_DATABASE_URL: sslmode 'required'"),
+            "{got:?}"
+        );
         let got = db("mysql://h:99999/todo");
         assert!(got[0].starts_with("APP_DATABASE_URL: not a URL"), "{got:?}");
         let got = db("mysql://h/");
         assert_eq!(got.len(), 2, "{got:?}");
         let got = db("postgres://h/todo?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem");
         assert_eq!(got.len(), 1, "{got:?}");
-        assert!(got[0].contains("sslrootcert: cannot read /nonexistent/ca.pem"), "{got:?}");
+        assert!(
+            got[0].contains("sslrootcert: cannot read /nonexistent/ca.pem"),
+            "{got:?}"
+        );
         // A password is never echoed.
         assert!(!db("postgres://u:s3cret@h:x/todo")[0].contains("s3cret"));
         let dir = tempfile::tempdir().expect("tempdir");
@@ -493,7 +508,11 @@ mod tests {
     fn oidc_problems_are_all_named() {
         let mut p = Problems::new("APP");
         p.auth(crate::auth::AuthMode::Oidc, None);
-        assert!(p.list[0].starts_with("APP_AUTH_MODE: oidc needs"), "{:?}", p.list);
+        assert!(
+            p.list[0].starts_with("APP_AUTH_MODE: oidc needs"),
+            "{:?}",
+            p.list
+        );
         let cfg: crate::auth::OidcConfig = serde_json::from_value(serde_json::json!({
             "issuer": "", "audience": "", "jwks_url": "not a url"
         }))

@@ -89,7 +89,11 @@ impl SamplerChoice {
 /// argument as a probability in [0, 1] (default 1.0); the others ignore it.
 /// The error names the variable at fault.
 pub fn sampler_from(env: &dyn Fn(&str) -> Option<String>) -> Result<SamplerChoice, String> {
-    let get = |k: &str| env(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let get = |k: &str| {
+        env(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
     let name = get("OTEL_TRACES_SAMPLER").unwrap_or_else(|| "parentbased_always_on".into());
     let ratio = || -> Result<f64, String> {
         let Some(arg) = get("OTEL_TRACES_SAMPLER_ARG") else {

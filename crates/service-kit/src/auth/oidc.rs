@@ -102,10 +102,7 @@ impl OidcConfig {
             out.push(("audience", "must not be empty".to_string()));
         }
         match reqwest::Url::parse(&self.jwks_url) {
-            Err(e) => out.push((
-                "jwks_url",
-                format!("'{}' is not a URL: {e}", self.jwks_url),
-            )),
+            Err(e) => out.push(("jwks_url", format!("'{}' is not a URL: {e}", self.jwks_url))),
             Ok(url) if !matches!(url.scheme(), "https" | "http") => {
                 out.push(("jwks_url", "must be an http(s) URL".to_string()))
             }
