@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # README command 2: run every test on a fresh machine. Installs what is
-# missing, builds the services the system tests start as processes, checks
-# formatting, lints and the dependency policy (cargo deny), runs all tests
+# missing, checks formatting, lints and the dependency policy (cargo deny),
+# builds the services (the system tests start them as processes, the
+# deployment validation runs their --check-config), validates what we deploy
+# (scripts/validate-deploy.sh), runs all tests
 # (unit, promtool, and the system tests against real PostgreSQL and a real
 # Kafka-protocol broker, schemathesis against both APIs), then smoke-tests
 # README command 1.
@@ -11,7 +13,6 @@ scripts/install-deps.sh
 
 echo "==> cargo fmt --check"
 cargo fmt --all --check
-scripts/validate-deploy.sh
 
 echo "==> cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
@@ -29,6 +30,8 @@ fi
 
 echo "==> cargo build --workspace --bins"
 cargo build --workspace --bins
+# After the build: the sweep runs each service binary's --check-config.
+scripts/validate-deploy.sh
 
 echo "==> cargo test --workspace"
 log=$(mktemp)

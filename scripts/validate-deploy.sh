@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Validate everything we deploy, offline: docker-compose.yml, the Kubernetes
-# overlays, Terraform, the Dockerfile and the runbook (docs/deployment.md,
+# overlays, Terraform, the Dockerfile, the runbook, and every container's
+# environment through its binary's --check-config (docs/deployment.md,
 # "Validation"). Prints PASS/FAIL per check; exits 1 if any failed.
+#
+# The four service binaries must be built first (scripts/test.sh does):
+# $TODO_BIN_DIR, else $CARGO_TARGET_DIR/debug, else target/debug.
 #
 # Python tools come from scripts/validate/requirements.txt (pinned) in a
 # private virtualenv keyed by that file's hash; kubectl (kustomize) renders the

@@ -4,6 +4,7 @@ import sys
 import time
 
 import compose_check
+import config_check
 import dockerfile_check
 import k8s_check
 import runbook_check
@@ -27,6 +28,7 @@ def main():
     else:
         report.fail("no overlay rendered")
     results["security"] = report.finish()
+    results["configuration"] = config_check.main([], rendered)
     results["terraform"] = terraform_check.main([])
     results["runbook"] = runbook_check.main([])
     print(f"\n==> deployment validation summary ({time.time() - t0:.0f} s)")

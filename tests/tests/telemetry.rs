@@ -366,3 +366,80 @@ async fn a_panicking_handler_answers_500_and_reaches_sentry_with_the_trace_id() 
     );
     Ok(())
 }
+
+/// Sampling by `OTEL_TRACES_SAMPLER`: with `parentbased_traceidratio` and a
+/// ratio of 0, requests that start a trace, or continue an unsampled one,
+/// export nothing, while a caller's sampled trace is kept (request span and
+/// the relay's publish span).
+#[tokio::test]
+async fn ratio_zero_exports_no_spans_of_its_own_but_keeps_a_sampled_parents_trace()
+-> anyhow::Result<()> {
+    let (otlp, seen) = otlp_receiver().await?;
+    let mut stack = Stack::start().await?;
+    stack.wiring.common_env = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), otlp),
+        ("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()),
+        (
+            "OTEL_TRACES_SAMPLER".into(),
+            "parentbased_traceidratio".into(),
+        ),
+        ("OTEL_TRACES_SAMPLER_ARG".into(), "0".into()),
+    ];
+    let command = stack.spawn(Service::Command, &[]).await?;
+    let query = stack.spawn(Service::Query, &[]).await?;
+    let api = Api::new(&command, &query);
+
+    // A root request (no traceparent) and one whose caller did not sample.
+    let root = api.create("alice", json!({ "title": "root" })).await?;
+    assert_eq!(root.status, 201, "{}", root.raw);
+    let (unsampled_id, sampled_parent) = new_trace();
+    // Same trace and parent, the sampled flag cleared.
+    let unsampled_parent = format!("{}-00", &sampled_parent[..sampled_parent.len() - 3]);
+    let r = post_traced(&api, &unsampled_parent, "unsampled parent").await?;
+    assert_eq!(r.status, 201, "{}", r.raw);
+    // Then a sampled caller.
+    let (trace_id, traceparent) = new_trace();
+    let r = post_traced(&api, &traceparent, "sampled parent").await?;
+    assert_eq!(r.status, 201, "{}", r.raw);
+
+    let want: BTreeSet<(String, String, i32)> = [
+        ("command-service", "POST /v1/todos", 2),
+        ("command-service", "todo-events publish", 4),
+    ]
+    .into_iter()
+    .map(|(s, n, k)| (s.to_string(), n.to_string(), k))
+    .collect();
+    let all = || seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let waited = devstack::wait_until(
+        "the sampled trace's request and publish spans",
+        Duration::from_secs(30),
+        || {
+            let have: BTreeSet<(String, String, i32)> = all()
+                .into_iter()
+                .filter(|(_, _, _, t)| *t == trace_id)
+                .map(|(s, n, k, _)| (s, n, k))
+                .collect();
+            let ok = want.is_subset(&have);
+            async move { ok }
+        },
+    )
+    .await;
+    assert!(
+        waited.is_ok(),
+        "the sampled parent's trace {trace_id} was not exported: got {:?}",
+        all()
+    );
+    // The readiness probes and the two other requests were handled, and
+    // relayed, before the sampled one (the relay publishes in outbox order),
+    // and the batch exporter sends spans in the order they ended: had any of
+    // them been sampled, it would have arrived by now.
+    let others: Vec<_> = all()
+        .into_iter()
+        .filter(|(s, _, _, t)| s == "command-service" && *t != trace_id)
+        .collect();
+    assert!(
+        others.is_empty(),
+        "spans exported for traces the sampler should drop (unsampled parent {unsampled_id}): {others:?}"
+    );
+    Ok(())
+}

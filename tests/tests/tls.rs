@@ -181,8 +181,7 @@ async fn a_missing_certificate_file_stops_the_service_naming_the_key() -> anyhow
     let out = std::fs::read_to_string(&log)?;
     assert_eq!(status.code(), Some(2), "exit status; output:\n{out}");
     assert!(
-        out.contains("'tls_cert_file' (QUERY_TLS_CERT_FILE): cannot read")
-            && out.contains("nope.pem"),
+        out.contains("QUERY_TLS_CERT_FILE: cannot read") && out.contains("nope.pem"),
         "output:\n{out}"
     );
     Ok(())

@@ -1,5 +1,6 @@
 use serde::Deserialize;
 use service_kit::auth::{AuthMode, OidcConfig};
+use service_kit::check::Checked as _;
 use service_kit::rate_limit::RateLimitConfig;
 
 /// Command service configuration: defaults → `--config` TOML file → `COMMAND_*`
@@ -131,10 +132,10 @@ mod defaults {
 }
 
 impl Config {
+    /// Load as start-up does; an error lists every problem (see
+    /// [`service_kit::check`]).
     pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Self> {
-        let c: Config = service_kit::config::load("COMMAND", file)?;
-        c.check()?;
-        Ok(c)
+        service_kit::check::load(file)
     }
 
     /// The TLS acceptor when a certificate is configured.
@@ -146,34 +147,61 @@ impl Config {
         )
     }
 
+    /// `Ok` or an error listing every problem of this configuration.
     pub fn check(&self) -> anyhow::Result<()> {
-        if !(0.0..=1.0).contains(&self.fault_error_rate) {
-            anyhow::bail!(
-                "config key 'fault_error_rate' must be between 0.0 and 1.0, got {}",
-                self.fault_error_rate
-            );
-        }
-        if !(0.0..=1.0).contains(&self.fault_panic_rate) {
-            anyhow::bail!(
-                "config key 'fault_panic_rate' must be between 0.0 and 1.0, got {}",
-                self.fault_panic_rate
-            );
+        let mut p = service_kit::check::Problems::new(Self::PREFIX);
+        self.problems(&mut p);
+        p.into_result()
+    }
+}
+
+impl service_kit::check::Checked for Config {
+    const PREFIX: &'static str = "COMMAND";
+
+    fn problems(&self, p: &mut service_kit::check::Problems) {
+        p.listen_addr("listen_addr", &self.listen_addr);
+        p.database_url("database_url", &self.database_url);
+        p.brokers("kafka_brokers", &self.kafka_brokers, false);
+        p.tls_files(self.tls_cert_file.as_deref(), self.tls_key_file.as_deref());
+        p.auth(self.auth_mode, self.auth_oidc.as_ref());
+        p.rate_limit(&self.rate_limit);
+        for (key, v) in [
+            ("fault_error_rate", self.fault_error_rate),
+            ("fault_panic_rate", self.fault_panic_rate),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                p.add(key, format!("must be between 0.0 and 1.0, got {v}"));
+            }
         }
         if self.shed_outbox_backlog < 0 {
-            anyhow::bail!("config key 'shed_outbox_backlog' must be 0 (off) or positive");
+            p.add("shed_outbox_backlog", "must be 0 (off) or positive");
         }
         if self.breaker_failures == 0 {
-            anyhow::bail!("config key 'breaker_failures' must be at least 1");
+            p.add("breaker_failures", "must be at least 1");
         }
         if self.relay_batch_size < 1 {
-            anyhow::bail!("config key 'relay_batch_size' must be at least 1");
+            p.add("relay_batch_size", "must be at least 1");
         }
         if self.request_timeout_ms == 0 {
-            anyhow::bail!("config key 'request_timeout_ms' must be positive");
+            p.add("request_timeout_ms", "must be positive");
         }
-        service_kit::auth::check_config(self.auth_mode, self.auth_oidc.as_ref())?;
-        self.rate_limit.check()?;
-        self.tls()?;
-        Ok(())
+        if self.db_max_connections == 0 {
+            p.add("db_max_connections", "must be at least 1");
+        }
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "listen {}{}, database, brokers {}, auth {:?}, version {}",
+            self.listen_addr,
+            if self.tls_cert_file.is_some() {
+                " (TLS)"
+            } else {
+                ""
+            },
+            self.kafka_brokers,
+            self.auth_mode,
+            self.version
+        )
     }
 }

@@ -73,14 +73,10 @@ mod defaults {
 }
 
 impl Config {
+    /// Load as start-up does; an error lists every problem (see
+    /// [`service_kit::check`]).
     pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Self> {
-        let c: Config = service_kit::config::load("PROCESSOR", file)?;
-        c.schedule()?;
-        if c.max_attempts == 0 {
-            anyhow::bail!("config key 'max_attempts' must be at least 1");
-        }
-        c.tls()?;
-        Ok(c)
+        service_kit::check::load(file)
     }
 
     /// The TLS acceptor when a certificate is configured.
@@ -95,9 +91,47 @@ impl Config {
     pub fn schedule(&self) -> anyhow::Result<cron::Schedule> {
         self.sweep_schedule.parse().map_err(|e| {
             anyhow::anyhow!(
-                "config key 'sweep_schedule': '{}' is not a cron expression with seconds (e.g. \"0 */5 * * * *\"): {e}",
+                "'{}' is not a cron expression with seconds (e.g. \"0 */5 * * * *\"): {e}",
                 self.sweep_schedule
             )
         })
+    }
+}
+
+impl service_kit::check::Checked for Config {
+    const PREFIX: &'static str = "PROCESSOR";
+
+    fn problems(&self, p: &mut service_kit::check::Problems) {
+        p.listen_addr("listen_addr", &self.listen_addr);
+        p.database_url("database_url", &self.database_url);
+        p.brokers("kafka_brokers", &self.kafka_brokers, false);
+        p.tls_files(self.tls_cert_file.as_deref(), self.tls_key_file.as_deref());
+        if let Err(e) = self.schedule() {
+            p.add("sweep_schedule", format!("{e:#}"));
+        }
+        if self.max_attempts == 0 {
+            p.add("max_attempts", "must be at least 1");
+        }
+        if self.db_max_connections == 0 {
+            p.add("db_max_connections", "must be at least 1");
+        }
+        if self.group_id.trim().is_empty() {
+            p.add("group_id", "must not be empty");
+        }
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "listen {}{}, database, brokers {}, group {}, sweep '{}'",
+            self.listen_addr,
+            if self.tls_cert_file.is_some() {
+                " (TLS)"
+            } else {
+                ""
+            },
+            self.kafka_brokers,
+            self.group_id,
+            self.sweep_schedule
+        )
     }
 }

@@ -95,10 +95,10 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Load as start-up does; an error lists every problem (see
+    /// [`service_kit::check`]).
     pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Self> {
-        let c: Self = service_kit::config::load("OBSERVER", file)?;
-        c.validate()?;
-        Ok(c)
+        service_kit::check::load(file)
     }
 
     /// The TLS acceptor when a certificate is configured.
@@ -110,42 +110,88 @@ impl Config {
         )
     }
 
+    /// `Ok` or an error listing every problem of this configuration.
     pub fn validate(&self) -> anyhow::Result<()> {
-        self.tls()?;
-        anyhow::ensure!(
-            self.lag_poll_interval_ms > 0,
-            "config key 'lag_poll_interval_ms' must be > 0"
-        );
-        anyhow::ensure!(
-            self.lag_status_window_ms >= self.lag_poll_interval_ms,
-            "config key 'lag_status_window_ms' ({}) must be at least lag_poll_interval_ms ({})",
-            self.lag_status_window_ms,
-            self.lag_poll_interval_ms
-        );
-        anyhow::ensure!(
-            self.slo_eval_interval_ms > 0,
-            "config key 'slo_eval_interval_ms' must be > 0"
-        );
-        crate::report::parse_schedule(&self.report_schedule)
-            .map_err(|e| anyhow::anyhow!("config key 'report_schedule': {e}"))?;
-        service_kit::auth::check_config(self.auth_mode, self.auth_oidc.as_ref())?;
+        use service_kit::check::Checked as _;
+        let mut p = service_kit::check::Problems::new(Self::PREFIX);
+        self.problems(&mut p);
+        p.into_result()
+    }
+}
+
+impl service_kit::check::Checked for Config {
+    const PREFIX: &'static str = "OBSERVER";
+
+    fn problems(&self, p: &mut service_kit::check::Problems) {
+        p.listen_addr("listen_addr", &self.listen_addr);
+        p.brokers("kafka_brokers", &self.kafka_brokers, true);
+        p.tls_files(self.tls_cert_file.as_deref(), self.tls_key_file.as_deref());
+        p.auth(self.auth_mode, self.auth_oidc.as_ref());
+        if let Some(url) = &self.database_url {
+            p.database_url("database_url", url);
+        }
+        for (key, url) in [
+            ("prometheus_url", &self.prometheus_url),
+            ("alertmanager_url", &self.alertmanager_url),
+        ] {
+            if let Some(url) = url {
+                p.http_url(key, url);
+            }
+        }
+        p.http_url("external_url", &self.external_url);
+        if self.lag_poll_interval_ms == 0 {
+            p.add("lag_poll_interval_ms", "must be > 0");
+        }
+        if self.lag_status_window_ms < self.lag_poll_interval_ms {
+            p.add(
+                "lag_status_window_ms",
+                format!(
+                    "({}) must be at least lag_poll_interval_ms ({})",
+                    self.lag_status_window_ms, self.lag_poll_interval_ms
+                ),
+            );
+        }
+        if self.slo_eval_interval_ms == 0 {
+            p.add("slo_eval_interval_ms", "must be > 0");
+        }
+        if let Err(e) = crate::report::parse_schedule(&self.report_schedule) {
+            p.add("report_schedule", e);
+        }
         if self.canary_dir.is_some() {
-            anyhow::ensure!(
-                self.database_url.is_some(),
-                "config key 'database_url' is required when 'canary_dir' is set (the decision log lives in Postgres)"
-            );
-            anyhow::ensure!(
-                self.prometheus_url.is_some(),
-                "config key 'prometheus_url' is required when 'canary_dir' is set"
-            );
+            if self.database_url.is_none() {
+                p.add(
+                    "database_url",
+                    "is required when OBSERVER_CANARY_DIR is set (the decision log lives in Postgres)",
+                );
+            }
+            if self.prometheus_url.is_none() {
+                p.add(
+                    "prometheus_url",
+                    "is required when OBSERVER_CANARY_DIR is set",
+                );
+            }
         }
-        if self.slo_dir.is_some() {
-            anyhow::ensure!(
-                self.prometheus_url.is_some(),
-                "config key 'prometheus_url' is required when 'slo_dir' is set"
-            );
+        if self.slo_dir.is_some() && self.prometheus_url.is_none() {
+            p.add("prometheus_url", "is required when OBSERVER_SLO_DIR is set");
         }
-        Ok(())
+    }
+
+    fn summary(&self) -> String {
+        let on = |b: bool| if b { "on" } else { "off" };
+        format!(
+            "listen {}{}, lag tailer {}, SLO evaluation {}, paging {}, canary controller {}, auth {:?}",
+            self.listen_addr,
+            if self.tls_cert_file.is_some() {
+                " (TLS)"
+            } else {
+                ""
+            },
+            on(!self.kafka_brokers.is_empty()),
+            on(self.slo_dir.is_some()),
+            on(self.alertmanager_url.is_some()),
+            on(self.canary_dir.is_some()),
+            self.auth_mode
+        )
     }
 }
 

@@ -12,11 +12,22 @@ struct Args {
     /// TOML configuration file.
     #[arg(long, env = "OBSERVER_CONFIG")]
     config: Option<PathBuf>,
+    /// Load the configuration (file and environment) as start-up does, check
+    /// everything that needs no connection, print every problem and exit 1,
+    /// or a one-line summary and exit 0. Starts nothing.
+    #[arg(long)]
+    check_config: bool,
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if args.check_config {
+        return service_kit::check::report::<observer::Config>(
+            observer::SERVICE,
+            args.config.as_deref(),
+        );
+    }
     service_kit::launcher::run(
         observer::SERVICE,
         observer::Config::load(args.config.as_deref()),

@@ -1,5 +1,6 @@
 use serde::Deserialize;
 use service_kit::auth::{AuthMode, OidcConfig};
+use service_kit::check::Checked as _;
 use service_kit::rate_limit::RateLimitConfig;
 
 /// Query service configuration: defaults → `--config` TOML file → `QUERY_*`
@@ -80,10 +81,10 @@ mod defaults {
 }
 
 impl Config {
+    /// Load as start-up does; an error lists every problem (see
+    /// [`service_kit::check`]).
     pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Self> {
-        let c: Config = service_kit::config::load("QUERY", file)?;
-        c.check()?;
-        Ok(c)
+        service_kit::check::load(file)
     }
 
     /// The TLS acceptor when a certificate is configured.
@@ -95,13 +96,47 @@ impl Config {
         )
     }
 
+    /// `Ok` or an error listing every problem of this configuration.
     pub fn check(&self) -> anyhow::Result<()> {
+        let mut p = service_kit::check::Problems::new(Self::PREFIX);
+        self.problems(&mut p);
+        p.into_result()
+    }
+}
+
+impl service_kit::check::Checked for Config {
+    const PREFIX: &'static str = "QUERY";
+
+    fn problems(&self, p: &mut service_kit::check::Problems) {
+        p.listen_addr("listen_addr", &self.listen_addr);
+        p.database_url("database_url", &self.database_url);
+        p.brokers("kafka_brokers", &self.kafka_brokers, false);
+        p.tls_files(self.tls_cert_file.as_deref(), self.tls_key_file.as_deref());
+        p.auth(self.auth_mode, self.auth_oidc.as_ref());
+        p.rate_limit(&self.rate_limit);
         if self.request_timeout_ms == 0 {
-            anyhow::bail!("config key 'request_timeout_ms' must be positive");
+            p.add("request_timeout_ms", "must be positive");
         }
-        service_kit::auth::check_config(self.auth_mode, self.auth_oidc.as_ref())?;
-        self.rate_limit.check()?;
-        self.tls()?;
-        Ok(())
+        if self.db_max_connections == 0 {
+            p.add("db_max_connections", "must be at least 1");
+        }
+        if self.group_id.trim().is_empty() {
+            p.add("group_id", "must not be empty");
+        }
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "listen {}{}, database, brokers {}, group {}, auth {:?}",
+            self.listen_addr,
+            if self.tls_cert_file.is_some() {
+                " (TLS)"
+            } else {
+                ""
+            },
+            self.kafka_brokers,
+            self.group_id,
+            self.auth_mode
+        )
     }
 }

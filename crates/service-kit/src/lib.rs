@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod check;
 pub mod config;
 pub mod errors;
 pub mod extract;

@@ -74,27 +74,32 @@ impl Default for RateLimitConfig {
 
 impl RateLimitConfig {
     pub fn check(&self) -> anyhow::Result<()> {
+        match self.problems().into_iter().next() {
+            Some((key, message)) => anyhow::bail!("config key 'rate_limit.{key}' {message}"),
+            None => Ok(()),
+        }
+    }
+
+    /// Every problem as (key under `rate_limit`, message), for `--check-config`.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
         for (key, v) in [
             ("per_user_rps", self.per_user_rps),
             ("per_ip_rps", self.per_ip_rps),
         ] {
             if !v.is_finite() || !(0.0..=1e6).contains(&v) {
-                anyhow::bail!(
-                    "config key 'rate_limit.{key}' must be between 0 (off) and 1000000, got {v}"
-                );
+                out.push((key, format!("must be between 0 (off) and 1000000, got {v}")));
             }
         }
-        if let Some(h) = &self.client_ip_header {
-            HeaderName::try_from(h.as_str()).map_err(|_| {
-                anyhow::anyhow!(
-                    "config key 'rate_limit.client_ip_header': '{h}' is not a header name"
-                )
-            })?;
+        if let Some(h) = &self.client_ip_header
+            && HeaderName::try_from(h.as_str()).is_err()
+        {
+            out.push(("client_ip_header", format!("'{h}' is not a header name")));
         }
         if self.max_tracked_keys == 0 {
-            anyhow::bail!("config key 'rate_limit.max_tracked_keys' must be at least 1");
+            out.push(("max_tracked_keys", "must be at least 1".to_string()));
         }
-        Ok(())
+        out
     }
 }
 

@@ -86,31 +86,38 @@ mod defaults {
 impl OidcConfig {
     /// Problems that would make every token fail, named by config key.
     pub fn check(&self) -> Result<(), String> {
+        match self.problems().into_iter().next() {
+            Some((key, message)) => Err(format!("config key 'auth_oidc.{key}': {message}")),
+            None => Ok(()),
+        }
+    }
+
+    /// Every problem as (key under `auth_oidc`, message), for `--check-config`.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
         if self.issuer.trim().is_empty() {
-            return Err("config key 'auth_oidc.issuer' must not be empty".into());
+            out.push(("issuer", "must not be empty".to_string()));
         }
         if self.audience.trim().is_empty() {
-            return Err("config key 'auth_oidc.audience' must not be empty".into());
+            out.push(("audience", "must not be empty".to_string()));
         }
-        let url = reqwest::Url::parse(&self.jwks_url).map_err(|e| {
-            format!(
-                "config key 'auth_oidc.jwks_url': '{}' is not a URL: {e}",
-                self.jwks_url
-            )
-        })?;
-        if !matches!(url.scheme(), "https" | "http") {
-            return Err("config key 'auth_oidc.jwks_url' must be an http(s) URL".into());
+        match reqwest::Url::parse(&self.jwks_url) {
+            Err(e) => out.push(("jwks_url", format!("'{}' is not a URL: {e}", self.jwks_url))),
+            Ok(url) if !matches!(url.scheme(), "https" | "http") => {
+                out.push(("jwks_url", "must be an http(s) URL".to_string()))
+            }
+            Ok(_) => {}
         }
         if self.roles_claim.is_empty() {
-            return Err("config key 'auth_oidc.roles_claim' must not be empty".into());
+            out.push(("roles_claim", "must not be empty".to_string()));
         }
         if self.leeway_secs > 600 {
-            return Err("config key 'auth_oidc.leeway_secs' must be at most 600".into());
+            out.push(("leeway_secs", "must be at most 600".to_string()));
         }
         if self.jwks_timeout_ms == 0 {
-            return Err("config key 'auth_oidc.jwks_timeout_ms' must be at least 1".into());
+            out.push(("jwks_timeout_ms", "must be at least 1".to_string()));
         }
-        Ok(())
+        out
     }
 }
 
