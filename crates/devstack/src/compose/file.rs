@@ -73,9 +73,7 @@ impl Vars {
                 out.push('$');
                 rest = r;
             } else if let Some(r) = after.strip_prefix('{') {
-                let end = r
-                    .find('}')
-                    .ok_or_else(|| format!("unclosed '${{' in {s:?}"))?;
+                let end = closing_brace(r).ok_or_else(|| format!("unclosed '${{' in {s:?}"))?;
                 out.push_str(&self.expand(&r[..end])?);
                 rest = &r[end + 1..];
             } else {
@@ -145,6 +143,21 @@ impl Vars {
         }
         Err(format!("invalid interpolation '${{{expr}}}'"))
     }
+}
+
+/// The `}` that closes a `${` whose body starts `r` (defaults may nest `${…}`).
+fn closing_brace(r: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let bytes = r.as_bytes();
+    for (i, b) in bytes.iter().enumerate() {
+        match b {
+            b'{' if i > 0 && bytes[i - 1] == b'$' => depth += 1,
+            b'}' if depth == 0 => return Some(i),
+            b'}' => depth -= 1,
+            _ => {}
+        }
+    }
+    None
 }
 
 #[derive(Debug, Clone)]

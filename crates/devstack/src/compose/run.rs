@@ -703,27 +703,43 @@ impl ComposeStack {
             _ => None,
         };
         let log = self.log_path(&s.name);
-        let what = format!("{} to be healthy", s.name);
-        let res = if let Some(url) = url {
-            crate::wait_http_ok(&reqwest::Client::new(), &url, deadline).await
-        } else if let Some(port) = port {
-            let target = format!("{addr}:{port}");
-            crate::wait_until(&what, deadline, || {
-                let t = target.clone();
-                async move { tokio::net::TcpStream::connect(&t).await.is_ok() }
-            })
-            .await
-        } else {
-            Ok(())
-        };
-        // A process that died is reported as such, not as a slow start.
-        if let Some((_, Running::Child(child))) =
-            self.running.iter_mut().find(|(n, _)| n == &s.name)
-            && let Ok(Some(status)) = child.try_wait()
-        {
-            anyhow::bail!("{} exited with {status}:\n{}", s.name, tail(&log));
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let start = std::time::Instant::now();
+        loop {
+            let healthy = match (&url, port) {
+                (Some(url), _) => http
+                    .get(url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success()),
+                (None, Some(port)) => tokio::net::TcpStream::connect((addr.as_str(), port))
+                    .await
+                    .is_ok(),
+                (None, None) => true,
+            };
+            if healthy {
+                return Ok(());
+            }
+            // A process that died is reported as such, not as a slow start.
+            if let Some((_, Running::Child(child))) =
+                self.running.iter_mut().find(|(n, _)| n == &s.name)
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                anyhow::bail!("{} exited with {status}:\n{}", s.name, tail(&log));
+            }
+            if start.elapsed() > deadline {
+                anyhow::bail!(
+                    "{} not healthy after {deadline:?} ({}):\n{}",
+                    s.name,
+                    url.clone()
+                        .unwrap_or_else(|| format!("{addr}:{}", port.unwrap_or(0))),
+                    tail(&log)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        res.map_err(|e| anyhow::anyhow!("{what}: {e}\n{}", tail(&log)))
     }
 
     pub fn log_path(&self, service: &str) -> PathBuf {

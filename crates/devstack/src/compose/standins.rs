@@ -155,3 +155,48 @@ pub async fn start(kind: Kind, addr: &str, spans: Seen) -> anyhow::Result<Vec<Jo
 fn serde_json_health() -> std::collections::BTreeMap<&'static str, &'static str> {
     [("database", "ok"), ("version", "stand-in")].into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What makes the parity run catch an exporter on the wrong port: Tempo's
+    /// 4318 takes OTLP/HTTP, its 4317 refuses it.
+    #[tokio::test]
+    async fn tempo_takes_otlp_http_on_4318_and_refuses_it_on_4317() {
+        let addr = "127.0.77.9";
+        let spans = Seen::default();
+        let _tasks = start(Kind::Tempo, addr, spans.clone())
+            .await
+            .expect("starts");
+        let http = reqwest::Client::new();
+        let body = {
+            use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+            use prost::Message as _;
+            ExportTraceServiceRequest::default().encode_to_vec()
+        };
+        let post = |port: u16| {
+            http.post(format!("http://{addr}:{port}/v1/traces"))
+                .header("content-type", "application/x-protobuf")
+                .body(body.clone())
+                .send()
+        };
+        assert!(
+            post(4318)
+                .await
+                .expect("4318 answers")
+                .status()
+                .is_success()
+        );
+        assert!(
+            post(4317).await.is_err(),
+            "4317 is gRPC only: HTTP/1 gets no answer"
+        );
+        let ready = http
+            .get(format!("http://{addr}:3200/ready"))
+            .send()
+            .await
+            .expect("ready");
+        assert!(ready.status().is_success());
+    }
+}
