@@ -33,6 +33,12 @@ cargo build --workspace --bins
 # After the build: the sweep runs each service binary's --check-config.
 scripts/validate-deploy.sh
 
+# The fault-schedule harness (tests/tests/chaos.rs) runs the fixed seeds of
+# chaos::CI_SEEDS and this one; `todoctl chaos --seed N` replays it.
+CHAOS_SEED=${CHAOS_SEED:-$(( ($(date +%s%N) / 1000) % 1000000 ))}
+export CHAOS_SEED
+echo "==> chaos: random seed of this run: $CHAOS_SEED (replay: target/debug/todoctl chaos --seed $CHAOS_SEED --duration-secs 20)"
+
 echo "==> cargo test --workspace"
 log=$(mktemp)
 set +e

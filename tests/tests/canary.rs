@@ -414,8 +414,8 @@ async fn failing_canary_is_rolled_back_and_explained() -> anyhow::Result<()> {
     let url = h.observer_url();
     let (code, out, err) = todoctl(&["canary", "explain", NAME, "--observer-url", &url]).await?;
     assert_eq!(
-        code, 2,
-        "explain of a rolled-back canary exits 2: {out}{err}"
+        code, 11,
+        "explain of a rolled-back canary exits 11: {out}{err}"
     );
     for needle in [
         "errors LLR",
@@ -634,12 +634,13 @@ async fn todoctl_rollback_is_quick_idempotent_and_recorded() -> anyhow::Result<(
     let after = h.decisions().await?;
     assert_eq!(after.len(), rows.len(), "no decisions after the abort");
 
-    // Scripts: status exits 2 once rolled back; actions on a finished
-    // rollout are refused with exit 1; an unreachable observer is exit 3.
+    // Scripts: status exits 11 once rolled back; actions on a finished
+    // rollout are refused with exit 10; an unreachable observer is exit 12;
+    // none of them is clap's usage error (2) or a plain error (1).
     let (code, _, _) = todoctl(&["canary", "status", NAME, "--observer-url", &url]).await?;
-    assert_eq!(code, 2);
+    assert_eq!(code, 11);
     let (code, _, err) = todoctl(&["canary", "promote", NAME, "--observer-url", &url]).await?;
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, 10, "{err}");
     assert!(err.contains("409"), "{err}");
     let (code, _, _) = todoctl(&[
         "canary",
@@ -648,7 +649,9 @@ async fn todoctl_rollback_is_quick_idempotent_and_recorded() -> anyhow::Result<(
         &format!("http://127.0.0.1:{}", free_port()?),
     ])
     .await?;
-    assert_eq!(code, 3);
+    assert_eq!(code, 12);
+    let (code, _, err) = todoctl(&["canary", "status", "--no-such-flag"]).await?;
+    assert_eq!(code, 2, "a typo is a usage error: {err}");
     // Actions need a caller (401) with the operator role (403).
     let r = h
         .http

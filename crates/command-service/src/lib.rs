@@ -162,7 +162,14 @@ impl Application {
 fn readiness(state: &AppState, producer: &bus::rdkafka::producer::FutureProducer) -> Readiness {
     let pool = state.pool.clone();
     let producer = producer.clone();
+    let breaker = state.pg_breaker.clone();
+    // Ready means a write would be accepted: the database answers and its
+    // breaker would let the write through.
     Readiness::new()
+        .check("postgres_breaker", move || {
+            let admits = breaker.admits().map_err(|open| open.to_string());
+            async move { admits }
+        })
         .check("postgres", move || todo_store::ready(pool.clone()))
         .check("kafka", move || bus::broker_reachable(producer.clone()))
 }

@@ -41,6 +41,8 @@ pub fn tansu_bin() -> anyhow::Result<PathBuf> {
 pub struct Broker {
     child: Child,
     port: u16,
+    /// host:port it listens on.
+    listen: String,
     _log_dir: tempfile::TempDir,
     paused: bool,
 }
@@ -93,6 +95,7 @@ impl Broker {
         let broker = Self {
             child,
             port,
+            listen: listen.to_string(),
             _log_dir: log_dir,
             paused: false,
         };
@@ -102,12 +105,23 @@ impl Broker {
             async move { tokio::net::TcpStream::connect(&addr).await.is_ok() }
         })
         .await?;
+        // Something else may answer on the port (a race for a free port):
+        // the broker must still be running once it "listens".
+        let mut broker = broker;
+        if let Ok(Some(status)) = broker.child.try_wait() {
+            let err = std::fs::read_to_string(broker._log_dir.path().join("broker.err"))
+                .unwrap_or_default();
+            anyhow::bail!(
+                "the broker exited ({status}) instead of listening on {listen}: {}",
+                err.lines().take(3).collect::<Vec<_>>().join(" ")
+            );
+        }
         Ok(broker)
     }
 
     /// `bootstrap.servers` for clients.
     pub fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.listen.clone()
     }
 
     pub fn port(&self) -> u16 {
@@ -117,14 +131,25 @@ impl Broker {
     pub async fn create_topics(&self, topics: &[(&str, i32)]) -> anyhow::Result<()> {
         let settings = bus::KafkaSettings::new(self.brokers(), "devstack-admin");
         let mut last = None;
-        for _ in 0..50 {
-            match bus::ensure_topics(&settings, topics).await {
-                Ok(()) => return Ok(()),
-                Err(e) => last = Some(e),
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while tokio::time::Instant::now() < deadline {
+            match tokio::time::timeout(
+                Duration::from_secs(5),
+                bus::ensure_topics(&settings, topics),
+            )
+            .await
+            {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) => last = Some(e.to_string()),
+                Err(_) => last = Some("no answer within 5 s".into()),
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Err(anyhow::anyhow!("creating topics failed: {:?}", last))
+        Err(anyhow::anyhow!(
+            "creating topics on {} failed for 30 s: {}",
+            self.brokers(),
+            last.unwrap_or_default()
+        ))
     }
 
     fn signal(&self, sig: &str) -> anyhow::Result<()> {

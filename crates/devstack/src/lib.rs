@@ -22,10 +22,21 @@ pub use postgres::Postgres;
 pub use process::ServiceProcess;
 pub use stack::{Service, Stack, Wiring};
 
-/// A free loopback port (bound then released; the small race is acceptable
-/// for tests on one machine).
+/// A free loopback port (bound then released). A port is handed out once
+/// per process: two servers started at the same time (PostgreSQL and the
+/// broker, say) never get the same number, which the kernel may otherwise
+/// give to both between bind and release.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    for _ in 0..100 {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no free loopback port found in 100 tries")
 }
 
 /// Poll `check` until it returns true or `timeout` passes.

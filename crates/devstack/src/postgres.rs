@@ -480,10 +480,77 @@ impl Postgres {
         self.stop();
         self.spawn().await
     }
+
+    /// Start a stopped (or crashed) cluster again; a no-op while it runs.
+    pub async fn start_again(&mut self) -> anyhow::Result<()> {
+        if let Some(child) = self.child.as_mut()
+            && matches!(child.try_wait(), Ok(None))
+        {
+            return Ok(());
+        }
+        self.child = None;
+        self.spawn().await
+    }
+
+    /// The postmaster and every process it forked (backends, checkpointer,
+    /// WAL writer, …), read from /proc.
+    pub fn pids(&self) -> Vec<u32> {
+        let Some(root) = self.child.as_ref().map(|c| c.id()) else {
+            return Vec::new();
+        };
+        let mut out = vec![root];
+        if let Ok(rd) = std::fs::read_dir("/proc") {
+            for e in rd.flatten() {
+                let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                    continue;
+                };
+                let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+                // pid (comm) state ppid …: the comm may hold spaces, so split after ')'.
+                let ppid = stat
+                    .rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                    .and_then(|p| p.parse::<u32>().ok());
+                if ppid == Some(root) {
+                    out.push(pid);
+                }
+            }
+        }
+        out
+    }
+
+    /// Send `sig` (e.g. `-STOP`, `-CONT`, `-KILL`) to the whole cluster.
+    pub fn signal_all(&self, sig: &str) -> anyhow::Result<()> {
+        let pids: Vec<String> = self.pids().iter().map(u32::to_string).collect();
+        anyhow::ensure!(!pids.is_empty(), "postgres is not running");
+        let st = Command::new("kill")
+            .arg(sig)
+            .args(&pids)
+            .stderr(Stdio::null())
+            .status()?;
+        // A backend may have exited since the list was read; only the
+        // postmaster must have been there.
+        let root_alive = Command::new("kill")
+            .args(["-0", &pids[0]])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        anyhow::ensure!(st.success() || root_alive, "kill {sig} {pids:?} failed");
+        Ok(())
+    }
+
+    /// SIGKILL the whole cluster (a crash: the next start runs recovery).
+    pub fn crash(&mut self) -> anyhow::Result<()> {
+        self.signal_all("-KILL")?;
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Postgres {
     fn drop(&mut self) {
+        let _ = self.signal_all("-CONT");
         self.stop();
     }
 }

@@ -32,7 +32,13 @@ impl ServiceProcess {
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn,rdkafka=warn".into()),
             )
             .stdin(Stdio::null())
-            .stdout(Stdio::from(std::fs::File::create(&log)?))
+            // Appended: a restarted service keeps its earlier log above.
+            .stdout(Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)?,
+            ))
             .stderr(Stdio::from(
                 std::fs::OpenOptions::new().append(true).open(&log)?,
             ))
@@ -94,6 +100,18 @@ impl ServiceProcess {
                 Ok(None)
             }
         }
+    }
+
+    /// Send a signal by name (`-STOP`, `-CONT`, …) to the process.
+    pub fn signal(&self, sig: &str) -> anyhow::Result<()> {
+        let pid = self
+            .pid()
+            .ok_or_else(|| anyhow::anyhow!("{} is not running", self.name))?;
+        let st = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()?;
+        anyhow::ensure!(st.success(), "kill {sig} {pid} failed");
+        Ok(())
     }
 
     /// SIGKILL: a crash.

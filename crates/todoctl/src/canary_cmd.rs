@@ -18,10 +18,10 @@ use serde_json::Value;
 
 use crate::lag_cmd::Output;
 
-const EXIT_REFUSED: u8 = 1;
-const EXIT_ROLLED_BACK: u8 = 2;
-const EXIT_UNREACHABLE: u8 = 3;
-const EXIT_TIMEOUT: u8 = 4;
+use crate::exit::{
+    REFUSED as EXIT_REFUSED, ROLLED_BACK as EXIT_ROLLED_BACK, TIMED_OUT as EXIT_TIMEOUT,
+    UNREACHABLE as EXIT_UNREACHABLE,
+};
 
 /// How to reach the observer and who to say you are.
 #[derive(Debug, Clone, Args)]
@@ -49,7 +49,7 @@ pub struct Conn {
     pub timeout_secs: u64,
 }
 
-const EXIT_CODES: &str = "Exit codes: 0 done (status: progressing, paused or succeeded); 1 refused (unknown canary, action impossible now, not authenticated, invalid spec); 2 rolled back or aborted; 3 observer unreachable; 4 status --wait timed out.";
+const EXIT_CODES: &str = "Exit codes: 0 done (status: progressing, paused or succeeded); 1 error; 2 usage error; 10 refused (unknown canary, action impossible now, not authenticated, invalid spec); 11 rolled back or aborted; 12 observer unreachable; 13 status --wait timed out.";
 
 #[derive(Debug, Args)]
 #[command(after_help = EXIT_CODES)]

@@ -1,8 +1,8 @@
 //! `todoctl lag`: consumer-group lag from the observer's `GET /api/v1/lag`.
 //!
-//! Exit codes: 0 every shown group is OK or IDLE; 1 a group is WARN;
-//! 2 a group is STALL, STOP or REWIND; 3 the observer could not be asked
-//! (or has no snapshot yet).
+//! Exit codes: 0 every shown group is OK or IDLE; 20 a group is WARN;
+//! 21 a group is STALL, STOP or REWIND; 12 the observer could not be asked
+//! (or has no snapshot yet); 1 any other error; 2 a usage error.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -48,8 +48,8 @@ fn exit_for(groups: &[&Value]) -> ExitCode {
     let worst = groups
         .iter()
         .map(|g| match g["status"].as_str().unwrap_or("") {
-            "STOP" | "STALL" | "REWIND" => 2,
-            "WARN" => 1,
+            "STOP" | "STALL" | "REWIND" => crate::exit::LAG_STOPPED,
+            "WARN" => crate::exit::LAG_WARN,
             _ => 0,
         })
         .max()
@@ -66,12 +66,12 @@ pub async fn run(args: LagArgs) -> anyhow::Result<ExitCode> {
         Ok(r) => r,
         Err(e) => {
             eprintln!("todoctl lag: cannot reach the observer at {url}: {e}");
-            return Ok(ExitCode::from(3));
+            return Ok(ExitCode::from(crate::exit::UNREACHABLE));
         }
     };
     if !resp.status().is_success() {
         eprintln!("todoctl lag: {url} answered {}", resp.status());
-        return Ok(ExitCode::from(3));
+        return Ok(ExitCode::from(crate::exit::UNREACHABLE));
     }
     let snap: Value = resp.json().await.context("reading the observer's answer")?;
     let groups: Vec<&Value> = snap["groups"]
@@ -93,7 +93,7 @@ pub async fn run(args: LagArgs) -> anyhow::Result<ExitCode> {
     }
     if snap["enabled"] == false {
         eprintln!("todoctl lag: the observer has no lag snapshot yet (is kafka_brokers set?)");
-        return Ok(ExitCode::from(3));
+        return Ok(ExitCode::from(crate::exit::UNREACHABLE));
     }
     if let Some(e) = snap["error"].as_str() {
         eprintln!("warning: the last snapshot failed ({e}); showing the previous one");

@@ -2,6 +2,8 @@
 
 mod bench;
 mod canary_cmd;
+mod chaos_cmd;
+mod exit;
 mod lag_cmd;
 mod load;
 mod replay;
@@ -42,6 +44,9 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Consumer-group lag as the observer sees it (table, or --output json).
     Lag(lag_cmd::LagArgs),
+    /// Seeded random fault schedules over the whole platform, with the
+    /// recovery and no-loss invariants checked after each (docs/reliability.md).
+    Chaos(chaos_cmd::ChaosArgs),
     /// Generate realistic traffic (creates, updates, completes, reads) at a fixed rate.
     Load(load::LoadArgs),
     /// SLO specs: validate, generate rules/alerting/dashboards, explain, import OpenSLO.
@@ -87,6 +92,7 @@ fn main() -> ExitCode {
             Cmd::Replay(a) => replay::run(a).await,
             Cmd::Bench(a) => bench::run(a).await,
             Cmd::Load(a) => load::run(a).await,
+            Cmd::Chaos(a) => chaos_cmd::run(a).await,
             Cmd::Lag(a) => lag_cmd::run(a).await,
             Cmd::Canary(a) => canary_cmd::run(a).await,
             Cmd::Rollback(a) => canary_cmd::rollback(a).await,
