@@ -302,3 +302,103 @@ async fn replay_rebuilds_a_read_model_identical_to_the_live_one() -> anyhow::Res
         .await?;
     Ok(())
 }
+
+/// Issue 13: an event for a todo the read model has not seen yet (its
+/// earlier versions missing) does not vanish. It is kept in the history,
+/// said so (a warning and `projection_events_held_total`), and applied once
+/// the missing versions arrive.
+#[tokio::test]
+async fn an_event_ahead_of_its_todo_is_held_visibly_and_applied_when_the_gap_fills()
+-> anyhow::Result<()> {
+    use contracts::events::{Empty, Priority, TodoCreated, TodoEvent, TodoEventData, TodoUpdated};
+    let p = Platform::start_with(&[], &[], false).await?;
+    let producer: FutureProducer =
+        bus::KafkaSettings::new(p.stack.broker.brokers(), "test-out-of-order").producer()?;
+    let todo_id = uuid::Uuid::new_v4();
+    let event = |version: i64, data: TodoEventData| TodoEvent {
+        event_id: uuid::Uuid::new_v4(),
+        schema_version: 1,
+        occurred_at: chrono::Utc::now(),
+        user_id: "alice".into(),
+        todo_id,
+        stream_version: version,
+        trace: None,
+        data,
+    };
+    let send = |ev: TodoEvent| {
+        let producer = producer.clone();
+        async move {
+            let bytes = contracts::schema::encode_todo_event(&ev)?;
+            let key = ev.todo_id.to_string();
+            producer
+                .send(
+                    FutureRecord::to(contracts::topics::TODO_EVENTS)
+                        .key(&key)
+                        .payload(&bytes)
+                        .headers(bus::record_headers(ev.event_type(), 1, None, None)),
+                    Duration::from_secs(5),
+                )
+                .await
+                .map_err(|(e, _)| e)?;
+            anyhow::Ok(())
+        }
+    };
+    let held_total = || async {
+        let text = reqwest::get(format!("{}/metrics", p.api.query))
+            .await?
+            .text()
+            .await?;
+        anyhow::Ok(
+            text.lines()
+                .find(|l| l.starts_with("projection_events_held_total"))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .unwrap_or(0.0),
+        )
+    };
+    // Version 3 first: completed, for a todo nobody has seen.
+    send(event(3, TodoEventData::Completed(Empty {}))).await?;
+    devstack::wait_until(
+        "the held event to be counted",
+        Duration::from_secs(20),
+        || async { held_total().await.is_ok_and(|n| n >= 1.0) },
+    )
+    .await?;
+    let log = std::fs::read_to_string(p.query.log_path())?;
+    assert!(
+        log.lines()
+            .any(|l| l.contains("event held") && l.contains(&todo_id.to_string())),
+        "no warning names the held event's todo"
+    );
+    let missing = p.api.get("alice", &format!("/v1/todos/{todo_id}")).await?;
+    assert_eq!(missing.status, 404, "nothing is shown until the gap fills");
+
+    // The missing versions arrive: the todo is shown at version 3, completed.
+    send(event(
+        1,
+        TodoEventData::Created(TodoCreated {
+            title: "late start".into(),
+            description: String::new(),
+            priority: Priority::Low,
+            due_date: None,
+            tags: vec![],
+        }),
+    ))
+    .await?;
+    send(event(
+        2,
+        TodoEventData::Updated(TodoUpdated {
+            title: Some("renamed".into()),
+            ..TodoUpdated::default()
+        }),
+    ))
+    .await?;
+    let r = p.api.wait_version("alice", &todo_id.to_string(), 3).await?;
+    assert_eq!(r.body["title"], "renamed");
+    assert_eq!(r.body["completed"], true, "{}", r.raw);
+    assert_eq!(
+        held_total().await?,
+        1.0,
+        "filling the gap holds nothing more"
+    );
+    Ok(())
+}

@@ -115,3 +115,39 @@ async fn sigterm_drains_in_flight_requests_then_exits_cleanly() -> anyhow::Resul
     assert_eq!(code, Some(0), "clean exit after SIGTERM");
     Ok(())
 }
+
+/// Issue 13: a second `todoctl stack up` on ports another process holds
+/// refuses to start, naming the port, its flag and the holder, instead of
+/// reporting "The platform is up" while talking to the other instance.
+#[tokio::test]
+async fn stack_up_refuses_ports_another_process_holds() -> anyhow::Result<()> {
+    let held = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = held.local_addr()?.port();
+    let dir = tempfile::tempdir()?;
+    let out = tokio::process::Command::new(devstack::workspace_bin("todoctl")?)
+        .args(["stack", "up", "--smoke", "--dir"])
+        .arg(dir.path())
+        .args(["--command-port", &port.to_string()])
+        .args([
+            "--query-port",
+            "0",
+            "--processor-port",
+            "0",
+            "--postgres-port",
+            "0",
+        ])
+        .args(["--broker-port", "0", "--observer-port", "0"])
+        .output()
+        .await?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "started anyway: {stdout}{stderr}");
+    assert!(!stdout.contains("The platform is up"), "{stdout}");
+    let want = format!(
+        "port {port} (--command-port) is in use by pid {}",
+        std::process::id()
+    );
+    assert!(stderr.contains(&want), "want {want:?} in: {stderr}");
+    drop(held);
+    Ok(())
+}

@@ -231,12 +231,32 @@ impl Platform {
         }
     }
 
-    /// Apply `fault` and heal it; returns when everything runs again.
+    /// Apply `fault` and heal it; returns when everything runs again and
+    /// both consumer groups are stable (healed includes rejoined).
     pub async fn apply(&mut self, fault: &Fault) -> anyhow::Result<()> {
         self.transitions.mark();
         let res = self.apply_inner(fault).await;
         self.transitions.mark();
-        res.with_context(|| format!("applying '{fault}'"))
+        res.with_context(|| format!("applying '{fault}'"))?;
+        self.wait_groups_stable()
+            .await
+            .with_context(|| format!("after '{fault}'"))
+    }
+
+    /// Both consumer groups Stable with a member. A consumer is only faulted
+    /// again once it has rejoined: tansu (the local broker) never completes
+    /// a rebalance after a member leaves gracefully during its first join
+    /// (docs/reliability.md), which Apache Kafka does.
+    pub async fn wait_groups_stable(&self) -> anyhow::Result<()> {
+        let brokers = self.stack.wiring.brokers.clone();
+        tokio::task::spawn_blocking(move || {
+            wait_stable(
+                &brokers,
+                &["query-service", "event-processor"],
+                Duration::from_secs(30),
+            )
+        })
+        .await?
     }
 
     async fn apply_inner(&mut self, fault: &Fault) -> anyhow::Result<()> {
@@ -278,4 +298,33 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
     let d = std::env::temp_dir().join(format!("todo-chaos-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&d)?;
     Ok(d)
+}
+
+fn wait_stable(brokers: &str, groups: &[&str], timeout: Duration) -> anyhow::Result<()> {
+    use bus::rdkafka::consumer::{BaseConsumer, Consumer as _};
+    let c: BaseConsumer = bus::rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let deadline = Instant::now() + timeout;
+    for group in groups {
+        loop {
+            let state = c
+                .fetch_group_list(Some(group), Duration::from_secs(2))
+                .ok()
+                .and_then(|l| {
+                    l.groups()
+                        .first()
+                        .map(|g| (g.state().to_string(), g.members().len()))
+                });
+            if matches!(&state, Some((s, n)) if s == "Stable" && *n > 0) {
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "consumer group {group} not stable after {timeout:?} (last seen: {state:?})"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    Ok(())
 }

@@ -307,6 +307,14 @@ pub const WRITES_SHED: Metric = Metric {
     buckets: &[],
 };
 
+pub const PROJECTION_EVENTS_HELD: Metric = Metric {
+    name: "projection_events_held",
+    kind: MetricKind::Counter,
+    help: "Events the projection received ahead of a missing earlier version of their todo: kept in the history and applied once the gap is filled.",
+    labels: &[SERVICE, VERSION],
+    buckets: &[],
+};
+
 pub const CANARY_DECISIONS: Metric = Metric {
     name: "canary_decisions",
     kind: MetricKind::Counter,
@@ -392,6 +400,7 @@ pub const ALL: &[Metric] = &[
     CIRCUIT_BREAKER_STATE,
     DEPENDENCY_CALLS,
     WRITES_SHED,
+    PROJECTION_EVENTS_HELD,
     CONSUMER_GROUP_LAG_MESSAGES,
     CONSUMER_GROUP_LAG_SECONDS,
 ];

@@ -121,3 +121,71 @@ impl Infra {
         Ok(Self { postgres, broker })
     }
 }
+
+/// Who listens on TCP `port` (any address), as "pid N (command line)", read
+/// from /proc; `None` when nothing does or it cannot be told.
+pub fn port_holder(port: u16) -> Option<String> {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let Some(local) = cols.get(1) else { continue };
+            let listening = cols.get(3) == Some(&"0A");
+            let p = local
+                .rsplit_once(':')
+                .and_then(|(_, hex)| u16::from_str_radix(hex, 16).ok());
+            if listening
+                && p == Some(port)
+                && let Some(inode) = cols.get(9)
+            {
+                inodes.push(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return None;
+    }
+    for proc_dir in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = proc_dir.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(proc_dir.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let target = std::fs::read_link(fd.path()).unwrap_or_default();
+            if inodes.iter().any(|i| target.as_os_str() == i.as_str()) {
+                let cmd = std::fs::read(proc_dir.path().join("cmdline")).unwrap_or_default();
+                let cmd: Vec<String> = cmd
+                    .split(|b| *b == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect();
+                return Some(format!("pid {pid} ({})", cmd.join(" ")));
+            }
+        }
+    }
+    Some("another process (not visible from here)".into())
+}
+
+/// Refuse to start when a port we were told to use is taken: name the port,
+/// the flag that sets it and what holds it.
+pub fn ensure_ports_free(ports: &[(&str, u16)]) -> anyhow::Result<()> {
+    let mut taken = Vec::new();
+    for (flag, port) in ports {
+        if *port == 0 {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", *port)).is_err() {
+            let holder = port_holder(*port).unwrap_or_else(|| "something".into());
+            taken.push(format!("port {port} ({flag}) is in use by {holder}"));
+        }
+    }
+    anyhow::ensure!(
+        taken.is_empty(),
+        "{}; stop the other stack or choose other ports (0 picks a free one)",
+        taken.join("; ")
+    );
+    Ok(())
+}

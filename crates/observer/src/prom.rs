@@ -68,6 +68,20 @@ impl PromClient {
         &self.base
     }
 
+    /// While the breaker is not closed, one plain query goes first and
+    /// alone. The half-open probe must not share a `try_join` with queries
+    /// the breaker refuses: the first refusal would drop the probe with
+    /// them, a dropped probe counts as a failure, and the breaker would
+    /// never close again.
+    pub async fn settle_breaker(&self, at: f64) -> Result<(), PromError> {
+        if let Some(b) = &self.breaker
+            && b.state() != service_kit::retry::BreakerState::Closed
+        {
+            self.query("vector(1)", at).await?;
+        }
+        Ok(())
+    }
+
     /// Instant query at `at` (Unix seconds). Returns the value of a scalar,
     /// or of the single sample of a vector (`sum(...)` has at most one);
     /// `None` for an empty vector.

@@ -282,7 +282,10 @@ pub async fn evaluate(client: &PromClient, slo: &Slo, at: f64) -> Result<SloView
 /// only its SLO `error`.
 pub async fn evaluate_all(client: &PromClient, slos: &[Slo], at: f64) -> SloSnapshot {
     let mut views = Vec::with_capacity(slos.len());
-    let mut down: Option<String> = None;
+    let mut down: Option<String> = match client.settle_breaker(at).await {
+        Err(PromError::Unreachable(e)) => Some(e),
+        _ => None,
+    };
     for slo in slos {
         if down.is_some() {
             views.push(empty_view(slo, SloState::BackendDown, None));

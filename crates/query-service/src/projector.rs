@@ -62,9 +62,25 @@ impl BatchHandler for Projector {
                     bus::consumer_span("project", m, ev.event_id, ev.trace.as_ref())
                 })
                 .collect();
-            let applied = read::apply_batch(&self.pool, Tables::Live, &events)
+            let batch = read::apply_batch(&self.pool, Tables::Live, &events)
                 .await
                 .map_err(failure)?;
+            // An event ahead of a missing earlier version is kept in the
+            // history (applied once the gap fills), and said so: a warning
+            // per such event and `projection_events_held_total`.
+            for h in &batch.held {
+                for (event_id, version) in &h.arrived {
+                    tracing::warn!(
+                        todo_id = %h.todo_id,
+                        %event_id,
+                        version,
+                        applied_through = h.applied_through,
+                        "event held: an earlier version of this todo has not arrived; it is kept and applied once the gap is filled"
+                    );
+                    self.metrics.events_held.inc();
+                }
+            }
+            let applied = batch.applied;
             let now = Utc::now();
             let freshness = self.metrics.freshness.get_or_create(&NoLabels {});
             for ev in events.iter().filter(|e| applied.contains(&e.event_id)) {

@@ -21,6 +21,7 @@ async fn flush(
 ) -> anyhow::Result<()> {
     let applied = read::apply_batch(pool, Tables::Rebuild, pending)
         .await?
+        .applied
         .len() as u64;
     report.applied += applied;
     report.duplicates += pending.len() as u64 - applied;

@@ -83,6 +83,7 @@ pub struct Metrics {
     pub breaker_state: Family<DependencyLabels, Gauge>,
     pub dependency_calls: Family<DependencyOutcomeLabels, Counter>,
     pub writes_shed: Counter,
+    pub events_held: Counter,
 }
 
 impl Metrics {
@@ -118,6 +119,7 @@ impl Metrics {
             breaker_state: Family::default(),
             dependency_calls: Family::default(),
             writes_shed: Counter::default(),
+            events_held: Counter::default(),
         };
         registry.register(
             m::HTTP_SERVER_REQUEST_DURATION.name,
@@ -188,6 +190,11 @@ impl Metrics {
             m::WRITES_SHED.name,
             help(&m::WRITES_SHED),
             this.writes_shed.clone(),
+        );
+        registry.register(
+            m::PROJECTION_EVENTS_HELD.name,
+            help(&m::PROJECTION_EVENTS_HELD),
+            this.events_held.clone(),
         );
         Self {
             registry: Arc::new(registry),

@@ -47,9 +47,31 @@ pub enum Applied {
     Duplicate,
 }
 
+/// A todo whose newest recorded event is ahead of a missing earlier version:
+/// the read model shows it as of `applied_through`; the events after the gap
+/// wait in the history and are applied when the gap is filled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub todo_id: Uuid,
+    pub applied_through: i64,
+    pub newest: i64,
+    /// Events of this batch that are among the held ones.
+    pub arrived: Vec<(Uuid, i64)>,
+}
+
+/// What a batch did: the events that were new, and the todos now waiting
+/// for a missing version.
+#[derive(Debug, Clone, Default)]
+pub struct BatchApplied {
+    pub applied: HashSet<Uuid>,
+    pub held: Vec<Held>,
+}
+
 /// Apply one event and record it, in one transaction.
 pub async fn apply(pool: &PgPool, tables: Tables, ev: &TodoEvent) -> Result<Applied, StoreError> {
-    let applied = apply_batch(pool, tables, std::slice::from_ref(ev)).await?;
+    let applied = apply_batch(pool, tables, std::slice::from_ref(ev))
+        .await?
+        .applied;
     Ok(if applied.contains(&ev.event_id) {
         Applied::Applied
     } else {
@@ -58,15 +80,16 @@ pub async fn apply(pool: &PgPool, tables: Tables, ev: &TodoEvent) -> Result<Appl
 }
 
 /// Apply a batch of events (in order) in one transaction, with their dedupe
-/// records. Returns the ids of the events that were new; the others were seen
-/// before and changed nothing. Four statements per batch, whatever its size.
+/// records. Returns the ids of the events that were new (the others were
+/// seen before and changed nothing) and the todos held at a gap. Five
+/// statements per batch, whatever its size.
 pub async fn apply_batch(
     pool: &PgPool,
     tables: Tables,
     events: &[TodoEvent],
-) -> Result<HashSet<Uuid>, StoreError> {
+) -> Result<BatchApplied, StoreError> {
     if events.is_empty() {
-        return Ok(HashSet::new());
+        return Ok(BatchApplied::default());
     }
     let mut tx = pool.begin().await?;
     let envelopes = events
@@ -93,7 +116,7 @@ pub async fn apply_batch(
     .collect();
     if inserted.is_empty() {
         tx.commit().await?;
-        return Ok(inserted);
+        return Ok(BatchApplied::default());
     }
     let mut streams: BTreeMap<Uuid, Vec<&TodoEvent>> = BTreeMap::new();
     for e in events.iter().filter(|e| inserted.contains(&e.event_id)) {
@@ -113,29 +136,59 @@ pub async fn apply_batch(
         let t = todo_from_row(&r)?;
         current.insert(t.id, t);
     }
+    // The newest recorded version per todo: ahead of what this batch folds,
+    // it is an event that arrived before a missing one.
+    let newest: HashMap<Uuid, i64> = sqlx::query_as::<_, (Uuid, i64)>(audited(format!(
+        "SELECT todo_id, max(version) FROM {} WHERE todo_id = ANY($1) GROUP BY todo_id",
+        tables.history()
+    )))
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
     let mut next: Vec<(Uuid, Option<Todo>)> = Vec::with_capacity(streams.len());
+    let mut held = Vec::new();
     for (id, mut evs) in streams {
         evs.sort_by_key(|e| e.stream_version);
         let mut state = current.remove(&id);
         let first = state.as_ref().map_or(1, |t| t.version + 1);
+        let mut through = first - 1;
         let mut contiguous = true;
-        for (expected, e) in (first..).zip(evs) {
+        for (expected, e) in (first..).zip(evs.iter()) {
             if e.stream_version != expected {
                 contiguous = false;
                 break;
             }
             state = todo_domain::apply(state, e);
+            through = expected;
         }
-        if !contiguous {
-            // Out of order or after a delete: rebuild from the recorded
-            // history, folding only the contiguous prefix of versions.
-            state = refold(&mut tx, tables, id).await?;
+        let newest = newest.get(&id).copied().unwrap_or(through);
+        if !contiguous || newest > through {
+            // Out of order, after a delete, or a gap just filled: rebuild
+            // from the recorded history, folding its contiguous prefix.
+            (state, through) = refold(&mut tx, tables, id).await?;
+        }
+        if newest > through {
+            held.push(Held {
+                todo_id: id,
+                applied_through: through,
+                newest,
+                arrived: evs
+                    .iter()
+                    .filter(|e| e.stream_version > through)
+                    .map(|e| (e.event_id, e.stream_version))
+                    .collect(),
+            });
         }
         next.push((id, state));
     }
     write_states(&mut tx, tables, &next).await?;
     tx.commit().await?;
-    Ok(inserted)
+    Ok(BatchApplied {
+        applied: inserted,
+        held,
+    })
 }
 
 /// Upsert live states and delete deleted ones, one statement each.
@@ -196,20 +249,24 @@ async fn write_states(
     Ok(())
 }
 
+/// The state folded from the recorded history's contiguous prefix of
+/// versions, and the last version folded.
 async fn refold(
     tx: &mut Transaction<'_, Postgres>,
     tables: Tables,
     id: Uuid,
-) -> Result<Option<Todo>, StoreError> {
+) -> Result<(Option<Todo>, i64), StoreError> {
     let events = history_in(&mut **tx, tables, id).await?;
     let mut state = None;
+    let mut through = 0;
     for (i, e) in events.iter().enumerate() {
         if e.stream_version != i as i64 + 1 {
             break;
         }
         state = todo_domain::apply(state, e);
+        through = e.stream_version;
     }
-    Ok(state)
+    Ok((state, through))
 }
 
 fn todo_from_row(r: &PgRow) -> Result<Todo, StoreError> {
@@ -438,7 +495,7 @@ pub async fn swap_rebuild(pool: &PgPool) -> Result<u64, StoreError> {
     ids.sort_unstable();
     ids.dedup();
     for id in ids {
-        let state = refold(&mut tx, Tables::Rebuild, id).await?;
+        let (state, _) = refold(&mut tx, Tables::Rebuild, id).await?;
         write_states(&mut tx, Tables::Rebuild, &[(id, state)]).await?;
     }
     sqlx::raw_sql(

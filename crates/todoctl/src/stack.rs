@@ -83,6 +83,16 @@ async fn up_cmd(mut a: UpArgs) -> anyhow::Result<ExitCode> {
     if let Some(file) = a.compose.take() {
         return compose_up(file, a).await;
     }
+    // A second stack on the same ports would talk to the first one's
+    // PostgreSQL and broker, and lose them when it stops: refuse instead.
+    devstack::ensure_ports_free(&[
+        ("--command-port", a.command_port),
+        ("--query-port", a.query_port),
+        ("--processor-port", a.processor_port),
+        ("--postgres-port", a.postgres_port),
+        ("--broker-port", a.broker_port),
+        ("--observer-port", a.observer_port),
+    ])?;
     // Port 0 means "any free port" (CI runs the smoke test next to other stacks).
     for port in [
         &mut a.observer_port,
