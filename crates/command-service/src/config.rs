@@ -1,6 +1,5 @@
 use serde::Deserialize;
 use service_kit::auth::{AuthMode, OidcConfig};
-use service_kit::check::Checked as _;
 use service_kit::rate_limit::RateLimitConfig;
 
 /// Command service configuration: defaults → `--config` TOML file → `COMMAND_*`
@@ -145,13 +144,6 @@ impl Config {
             self.tls_cert_file.as_deref(),
             self.tls_key_file.as_deref(),
         )
-    }
-
-    /// `Ok` or an error listing every problem of this configuration.
-    pub fn check(&self) -> anyhow::Result<()> {
-        let mut p = service_kit::check::Problems::new(Self::PREFIX);
-        self.problems(&mut p);
-        p.into_result()
     }
 }
 

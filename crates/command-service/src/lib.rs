@@ -163,14 +163,21 @@ fn readiness(state: &AppState, producer: &bus::rdkafka::producer::FutureProducer
     let pool = state.pool.clone();
     let producer = producer.clone();
     let breaker = state.pg_breaker.clone();
-    // Ready means a write would be accepted: the database answers and its
-    // breaker would let the write through.
+    // Ready means a write would be accepted now. The database ping goes
+    // through the writes' breaker: refused while it is open, and once it
+    // would let a call through, the ping is that call, so a successful
+    // ping closes the breaker for the writes that follow (and a pod whose
+    // breaker is open can become ready again without traffic).
     Readiness::new()
-        .check("postgres_breaker", move || {
-            let admits = breaker.admits().map_err(|open| open.to_string());
-            async move { admits }
+        .check("postgres", move || {
+            let (breaker, pool) = (breaker.clone(), pool.clone());
+            async move {
+                let permit = breaker.check().map_err(|open| open.to_string())?;
+                let res = todo_store::ready(pool).await;
+                permit.record(res.is_ok());
+                res
+            }
         })
-        .check("postgres", move || todo_store::ready(pool.clone()))
         .check("kafka", move || bus::broker_reachable(producer.clone()))
 }
 

@@ -182,28 +182,6 @@ impl CircuitBreaker {
         res
     }
 
-    /// Would [`check`](Self::check) let a call through now? Asks without
-    /// taking a permit (for readiness: a write would be accepted).
-    pub fn admits(&self) -> Result<(), Open> {
-        let i = self.lock();
-        let wait = match i.state {
-            BreakerState::Closed => return Ok(()),
-            BreakerState::Open => {
-                let since = i.opened_at.map(|t| t.elapsed()).unwrap_or(self.open_for);
-                if since >= self.open_for {
-                    return Ok(());
-                }
-                self.open_for - since
-            }
-            BreakerState::HalfOpen if !i.probe_in_flight => return Ok(()),
-            BreakerState::HalfOpen => Duration::from_secs(1),
-        };
-        Err(Open {
-            dependency: self.dependency.clone(),
-            retry_after: wait.max(Duration::from_secs(1)),
-        })
-    }
-
     /// The outcome of a call that [`check`](Self::check) let through.
     fn record(&self, ok: bool) {
         let mut i = self.lock();
