@@ -67,3 +67,25 @@ def load_yaml_docs(text):
 def die(msg):
     print(f"error: {msg}", file=sys.stderr)
     sys.exit(2)
+
+
+def selector_matches(selector, labels):
+    """A Kubernetes label selector (matchLabels; matchExpressions In, NotIn,
+    Exists, DoesNotExist) against a label map. {} matches everything, a
+    missing (None) selector nothing."""
+    if selector is None:
+        return False
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e["key"], e["operator"], e.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True

@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from common import REPO, Report, load_compose_yaml
+from common import REPO, Report, load_compose_yaml, selector_matches
 
 # Env prefix -> binary (crates/<binary>).
 BINARIES = {"COMMAND_": "command-service", "QUERY_": "query-service",
@@ -209,25 +209,6 @@ def endpoints(env):
 
 # --------------------------------------------------------- network policies
 
-def _match_labels(selector, labels):
-    """matchLabels and matchExpressions (In, NotIn, Exists, DoesNotExist)."""
-    if selector is None:
-        return False
-    for k, v in (selector.get("matchLabels") or {}).items():
-        if labels.get(k) != v:
-            return False
-    for ex in selector.get("matchExpressions") or []:
-        k, op, vals = ex["key"], ex["operator"], ex.get("values", [])
-        if op == "In" and labels.get(k) not in vals:
-            return False
-        if op == "NotIn" and labels.get(k) in vals:
-            return False
-        if op == "Exists" and k not in labels:
-            return False
-        if op == "DoesNotExist" and k in labels:
-            return False
-    return True
-
 
 class Target:
     """Where a host:port goes: pods in a namespace (their labels, or None when
@@ -358,7 +339,7 @@ def _peer_ok(docs, peer, policy_ns, target):
         return False
     ns_sel, pod_sel = peer.get("namespaceSelector"), peer.get("podSelector")
     if ns_sel is not None:
-        if not _match_labels(ns_sel, namespace_labels(docs, target.ns)):
+        if not selector_matches(ns_sel, namespace_labels(docs, target.ns)):
             return False
     elif target.ns != policy_ns:
         return False
@@ -366,14 +347,14 @@ def _peer_ok(docs, peer, policy_ns, target):
         return True
     if target.labels is None:
         return False  # pods of an unknown Service: only a whole-namespace rule covers them
-    return _match_labels(pod_sel, target.labels)
+    return selector_matches(pod_sel, target.labels)
 
 
 def egress_allowed(docs, ns, labels, target):
     """(allowed, why): NetworkPolicy egress from a pod (ns, labels) to target."""
     policies = [d for d in docs if d["kind"] == "NetworkPolicy" and d["metadata"].get("namespace", "default") == ns
                 and "Egress" in d["spec"].get("policyTypes", ["Egress"] if "egress" in d["spec"] else [])
-                and _match_labels(d["spec"].get("podSelector", {}), labels)]
+                and selector_matches(d["spec"].get("podSelector", {}), labels)]
     if not policies:
         return True, "no policy isolates the pod's egress"
     for pol in policies:
@@ -396,7 +377,7 @@ def ingress_allowed(docs, src_ns, src_labels, target):
     policies = [d for d in docs if d["kind"] == "NetworkPolicy"
                 and d["metadata"].get("namespace", "default") == target.ns
                 and "Ingress" in d["spec"].get("policyTypes", ["Ingress"])
-                and _match_labels(d["spec"].get("podSelector", {}), target.labels)]
+                and selector_matches(d["spec"].get("podSelector", {}), target.labels)]
     if not policies:
         return True, "no policy isolates the target's ingress"
     source = Target("pods", None, "the source pod", ns=src_ns, labels=src_labels)

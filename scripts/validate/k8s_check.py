@@ -23,7 +23,7 @@ import yaml
 
 import approx_schemas
 import config_keys
-from common import REPO, SCHEMAS, Report, load_yaml_docs
+from common import REPO, SCHEMAS, Report, load_yaml_docs, selector_matches
 
 K8S_VERSION = os.environ.get("TODO_K8S_VERSION", "1.33.0")  # DOKS' current minor
 OVERLAYS = ("dev", "staging", "prod")
@@ -176,24 +176,6 @@ def check_monitoring_complete(report):
         report.fail(f"k8s/base/monitoring/kustomization.yaml misses generated files: {sorted(missing)}")
     else:
         report.ok(f"k8s/base/monitoring includes all {len(generated)} generated files of k8s/monitoring/")
-
-
-def selector_matches(selector, labels):
-    """A Kubernetes label selector against a label map ({} matches everything)."""
-    for k, v in (selector.get("matchLabels") or {}).items():
-        if labels.get(k) != v:
-            return False
-    for e in selector.get("matchExpressions") or []:
-        key, op, values = e["key"], e["operator"], e.get("values") or []
-        if op == "In" and labels.get(key) not in values:
-            return False
-        if op == "NotIn" and key in labels and labels[key] in values:
-            return False
-        if op == "Exists" and key not in labels:
-            return False
-        if op == "DoesNotExist" and key in labels:
-            return False
-    return True
 
 
 def why_not_selected(doc, prometheus, namespaces):

@@ -73,12 +73,9 @@ fn scrape_targets() -> anyhow::Result<usize> {
 /// Groups in the generated rule files the compose Prometheus mounts.
 fn rule_groups() -> anyhow::Result<usize> {
     let mut n = 0;
-    for e in std::fs::read_dir(repo().join("alerts"))? {
-        let p = e?.path();
-        if p.to_string_lossy().ends_with(".rules.yaml") {
-            let v: serde_norway::Value = serde_norway::from_str(&std::fs::read_to_string(&p)?)?;
-            n += v["groups"].as_sequence().map_or(0, |g| g.len());
-        }
+    for p in devstack::prometheus::rule_files(&repo().join("alerts")) {
+        let v: serde_norway::Value = serde_norway::from_str(&std::fs::read_to_string(&p)?)?;
+        n += v["groups"].as_sequence().map_or(0, |g| g.len());
     }
     Ok(n)
 }

@@ -34,15 +34,26 @@ async fn post_traced(
     .await
 }
 
-#[tokio::test]
-async fn one_request_makes_one_trace_across_command_relay_projection_and_processor()
--> anyhow::Result<()> {
+/// PostgreSQL and the broker, with every service it spawns exporting spans
+/// to a fresh OTLP receiver (batched every 100 ms) plus `extra` environment.
+async fn traced_stack(extra: &[(&str, &str)]) -> anyhow::Result<(Stack, system_tests::otlp::Seen)> {
     let (otlp, seen) = otlp_receiver().await?;
     let mut stack = Stack::start().await?;
     stack.wiring.common_env = vec![
         ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), otlp),
         ("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()),
     ];
+    stack
+        .wiring
+        .common_env
+        .extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Ok((stack, seen))
+}
+
+#[tokio::test]
+async fn one_request_makes_one_trace_across_command_relay_projection_and_processor()
+-> anyhow::Result<()> {
+    let (stack, seen) = traced_stack(&[]).await?;
     let command = stack.spawn(Service::Command, &[]).await?;
     let query = stack.spawn(Service::Query, &[]).await?;
     let _processor = stack.spawn(Service::Processor, &[]).await?;
@@ -374,17 +385,11 @@ async fn a_panicking_handler_answers_500_and_reaches_sentry_with_the_trace_id() 
 #[tokio::test]
 async fn ratio_zero_exports_no_spans_of_its_own_but_keeps_a_sampled_parents_trace()
 -> anyhow::Result<()> {
-    let (otlp, seen) = otlp_receiver().await?;
-    let mut stack = Stack::start().await?;
-    stack.wiring.common_env = vec![
-        ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), otlp),
-        ("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()),
-        (
-            "OTEL_TRACES_SAMPLER".into(),
-            "parentbased_traceidratio".into(),
-        ),
-        ("OTEL_TRACES_SAMPLER_ARG".into(), "0".into()),
-    ];
+    let (stack, seen) = traced_stack(&[
+        ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+        ("OTEL_TRACES_SAMPLER_ARG", "0"),
+    ])
+    .await?;
     let command = stack.spawn(Service::Command, &[]).await?;
     let query = stack.spawn(Service::Query, &[]).await?;
     let api = Api::new(&command, &query);

@@ -228,6 +228,7 @@ pub async fn run(repo: &Path, opts: &Options, progress: &dyn Fn(&str)) -> anyhow
     check_store(&p, &accepted, &mut violations).await?;
     check_state(&http, &p, &baseline, &mut violations).await?;
     check_observer(&http, &p, healed, &mut violations).await;
+    p.clean = violations.is_empty();
     Ok(Report {
         schedule,
         violations,

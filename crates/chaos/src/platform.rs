@@ -3,7 +3,7 @@
 //! observer; and the faults applied to them.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -52,6 +52,10 @@ pub struct Platform {
     procs: BTreeMap<Target, Proc>,
     _prometheus: devstack::prometheus::Prometheus,
     pub transitions: Transitions,
+    /// Set when every invariant held: the logs are deleted. Otherwise they
+    /// are kept for the report. Last, so it is dropped after the processes.
+    pub clean: bool,
+    logs: Option<tempfile::TempDir>,
 }
 
 impl Platform {
@@ -60,12 +64,12 @@ impl Platform {
     pub async fn start(repo: &Path) -> anyhow::Result<Self> {
         // Durable PostgreSQL: with synchronous_commit off a crash may lose
         // acknowledged commits, which is the test set-up's fault, not ours.
-        let logs = tempfile_dir()?;
+        let logs = tempfile::Builder::new().prefix("todo-chaos-").tempdir()?;
         let pg = devstack::postgres::Options {
             unsafe_fast: false,
             ..devstack::postgres::Options::for_tests()
         };
-        let stack = Stack::start_with(pg, None, logs, None)
+        let stack = Stack::start_with(pg, None, logs.path().to_path_buf(), None)
             .await
             .context("starting postgres and the broker")?;
         let mut procs = BTreeMap::new();
@@ -93,13 +97,7 @@ impl Platform {
                 },
             );
         }
-        let rule_files: Vec<PathBuf> = std::fs::read_dir(repo.join("alerts"))
-            .map(|rd| {
-                rd.filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.to_string_lossy().ends_with(".rules.yaml"))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let rule_files = devstack::prometheus::rule_files(&repo.join("alerts"));
         let observer_port = devstack::free_port()?;
         let mut targets: Vec<String> = procs
             .values()
@@ -145,6 +143,8 @@ impl Platform {
             procs,
             _prometheus: prometheus,
             transitions: Transitions::default(),
+            clean: false,
+            logs: Some(logs),
         };
         for t in [
             Target::Command,
@@ -293,11 +293,15 @@ impl Platform {
     }
 }
 
-/// A directory for the processes' logs that outlives the run (printed on failure).
-fn tempfile_dir() -> anyhow::Result<PathBuf> {
-    let d = std::env::temp_dir().join(format!("todo-chaos-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&d)?;
-    Ok(d)
+impl Drop for Platform {
+    fn drop(&mut self) {
+        // A run that broke an invariant or failed keeps its process logs.
+        if !self.clean
+            && let Some(logs) = self.logs.take()
+        {
+            eprintln!("chaos: process logs kept in {}", logs.keep().display());
+        }
+    }
 }
 
 fn wait_stable(brokers: &str, groups: &[&str], timeout: Duration) -> anyhow::Result<()> {

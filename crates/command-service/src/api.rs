@@ -258,17 +258,18 @@ async fn execute(
     cmd: Command,
     request: (&str, &str, Vec<u8>),
 ) -> Result<Response, ApiError> {
-    let permit = app
-        .pg_breaker
-        .check()
+    // Dropped at the await (request timeout, client gone), the call counts
+    // as a failure.
+    app.pg_breaker
+        .call(
+            execute_once(app, principal, headers, id, cmd, request),
+            |e| matches!(e, ApiError::Unavailable { .. }),
+        )
+        .await
         .map_err(|open| ApiError::Unavailable {
             detail: format!("the database is unavailable ({open}); retry later"),
             retry_after_secs: open.retry_after.as_secs().max(1) as u32,
-        })?;
-    // Dropped here (request timeout, client gone), the permit counts a failure.
-    let res = execute_once(app, principal, headers, id, cmd, request).await;
-    permit.record(!matches!(res, Err(ApiError::Unavailable { .. })));
-    res
+        })?
 }
 
 async fn execute_once(

@@ -184,13 +184,8 @@ impl service_kit::check::Checked for Config {
 
     fn summary(&self) -> String {
         format!(
-            "listen {}{}, database, brokers {}, auth {:?}, version {}",
-            self.listen_addr,
-            if self.tls_cert_file.is_some() {
-                " (TLS)"
-            } else {
-                ""
-            },
+            "{}, database, brokers {}, auth {:?}, version {}",
+            service_kit::check::listening(&self.listen_addr, self.tls_cert_file.as_deref()),
             self.kafka_brokers,
             self.auth_mode,
             self.version

@@ -172,10 +172,10 @@ fn readiness(state: &AppState, producer: &bus::rdkafka::producer::FutureProducer
         .check("postgres", move || {
             let (breaker, pool) = (breaker.clone(), pool.clone());
             async move {
-                let permit = breaker.check().map_err(|open| open.to_string())?;
-                let res = todo_store::ready(pool).await;
-                permit.record(res.is_ok());
-                res
+                breaker
+                    .call(todo_store::ready(pool), |_| true)
+                    .await
+                    .map_err(|open| open.to_string())?
             }
         })
         .check("kafka", move || bus::broker_reachable(producer.clone()))

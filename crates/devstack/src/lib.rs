@@ -39,6 +39,14 @@ pub fn free_port() -> anyhow::Result<u16> {
     anyhow::bail!("no free loopback port found in 100 tries")
 }
 
+/// The last `n` lines of a log file, for an error that says why a server
+/// did not start.
+pub fn log_tail(path: &std::path::Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 /// Poll `check` until it returns true or `timeout` passes.
 pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<()>
 where

@@ -56,16 +56,7 @@ impl ServiceProcess {
         let res = crate::wait_http_ok(&reqwest::Client::new(), &url, Duration::from_secs(30)).await;
         if let Err(e) = res {
             let exited = sp.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
-            let log = std::fs::read_to_string(&sp.log).unwrap_or_default();
-            let tail: String = log
-                .lines()
-                .rev()
-                .take(20)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect::<Vec<_>>()
-                .join("\n");
+            let tail = crate::log_tail(&sp.log, 20);
             anyhow::bail!("{e}; exit status {exited:?}; last log lines:\n{tail}");
         }
         Ok(sp)

@@ -8,6 +8,20 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+/// The generated rule files (`*.rules.yaml`) in `dir` (the repository's
+/// `alerts/`), sorted; none when the directory is missing.
+pub fn rule_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.to_string_lossy().ends_with(".rules.yaml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
 /// What Prometheus scrapes and evaluates.
 #[derive(Debug, Clone)]
 pub struct PrometheusOptions {

@@ -122,13 +122,8 @@ impl service_kit::check::Checked for Config {
 
     fn summary(&self) -> String {
         format!(
-            "listen {}{}, database, brokers {}, group {}, sweep '{}'",
-            self.listen_addr,
-            if self.tls_cert_file.is_some() {
-                " (TLS)"
-            } else {
-                ""
-            },
+            "{}, database, brokers {}, group {}, sweep '{}'",
+            service_kit::check::listening(&self.listen_addr, self.tls_cert_file.as_deref()),
             self.kafka_brokers,
             self.group_id,
             self.sweep_schedule

@@ -179,13 +179,8 @@ impl service_kit::check::Checked for Config {
     fn summary(&self) -> String {
         let on = |b: bool| if b { "on" } else { "off" };
         format!(
-            "listen {}{}, lag tailer {}, SLO evaluation {}, paging {}, canary controller {}, auth {:?}",
-            self.listen_addr,
-            if self.tls_cert_file.is_some() {
-                " (TLS)"
-            } else {
-                ""
-            },
+            "{}, lag tailer {}, SLO evaluation {}, paging {}, canary controller {}, auth {:?}",
+            service_kit::check::listening(&self.listen_addr, self.tls_cert_file.as_deref()),
             on(!self.kafka_brokers.is_empty()),
             on(self.slo_dir.is_some()),
             on(self.alertmanager_url.is_some()),

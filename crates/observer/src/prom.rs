@@ -110,13 +110,12 @@ impl PromClient {
         let Some(b) = &self.breaker else {
             return self.query_with_retries(query, at).await;
         };
-        let permit = b
-            .check()
-            .map_err(|open| PromError::Unreachable(open.to_string()))?;
-        let res = self.query_with_retries(query, at).await;
         // A rejected query means Prometheus answered: not its failure.
-        permit.record(!matches!(res, Err(PromError::Unreachable(_))));
-        res
+        b.call(self.query_with_retries(query, at), |e| {
+            matches!(e, PromError::Unreachable(_))
+        })
+        .await
+        .map_err(|open| PromError::Unreachable(open.to_string()))?
     }
 
     async fn query_with_retries(&self, query: &str, at: f64) -> Result<Option<Data>, PromError> {

@@ -36,6 +36,17 @@ pub trait Checked: DeserializeOwned {
     fn summary(&self) -> String;
 }
 
+/// "listen ADDR" with " (TLS)" when a certificate is configured: how every
+/// service's `--check-config` summary starts.
+pub fn listening(listen_addr: &str, tls_cert_file: Option<&Path>) -> String {
+    let tls = if tls_cert_file.is_some() {
+        " (TLS)"
+    } else {
+        ""
+    };
+    format!("listen {listen_addr}{tls}")
+}
+
 /// Collected problems, each `VARIABLE: message`.
 #[derive(Debug, Default)]
 pub struct Problems {

@@ -403,13 +403,7 @@ async fn start_monitoring(
         );
         return Ok(None);
     }
-    let rule_files: Vec<std::path::PathBuf> = std::fs::read_dir("alerts")
-        .map(|rd| {
-            rd.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.to_string_lossy().ends_with(".rules.yaml"))
-                .collect()
-        })
-        .unwrap_or_default();
+    let rule_files = devstack::prometheus::rule_files(std::path::Path::new("alerts"));
     let mut targets: Vec<String> = services
         .iter()
         .map(|s| format!("127.0.0.1:{}", s.port))

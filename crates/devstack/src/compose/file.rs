@@ -385,20 +385,27 @@ fn shell_words(s: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-fn duration(v: Option<&Value>, default: Duration, field: &str) -> Result<Duration, FieldError> {
-    let Some(v) = v else { return Ok(default) };
-    let s = scalar(v).unwrap_or_default();
-    let err = || (field.to_string(), format!("not a duration: {s:?}"));
-    let (num, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic()).ok_or_else(err)?);
-    let n: f64 = num.parse().map_err(|_| err())?;
+/// A duration as Compose (and k6) write one: a number and `ms`, `s`, `m` or `h`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let (num, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic())?);
+    let n: f64 = num
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite() && *n >= 0.0)?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(err()),
+        _ => return None,
     };
-    Ok(Duration::from_secs_f64(secs))
+    Some(Duration::from_secs_f64(secs))
+}
+
+fn duration(v: Option<&Value>, default: Duration, field: &str) -> Result<Duration, FieldError> {
+    let Some(v) = v else { return Ok(default) };
+    let s = scalar(v).unwrap_or_default();
+    parse_duration(&s).ok_or_else(|| (field.to_string(), format!("not a duration: {s:?}")))
 }
 
 fn parse_service(name: &str, v: &Value, dir: &Path, vars: &Vars) -> Result<Service, FieldError> {

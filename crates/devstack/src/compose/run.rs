@@ -85,16 +85,6 @@ fn image_repo(image: &str) -> &str {
     }
 }
 
-fn parse_duration_secs(s: &str) -> u64 {
-    let (num, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len()));
-    let n: u64 = num.parse().unwrap_or(0);
-    match unit {
-        "h" => n * 3600,
-        "m" => n * 60,
-        _ => n,
-    }
-}
-
 impl ComposeStack {
     pub async fn up(opts: Options) -> anyhow::Result<Self> {
         let project = super::load(&opts.file, &opts.vars)?;
@@ -168,7 +158,10 @@ impl ComposeStack {
             runners.insert(s.name.clone(), runner);
         }
         for p in &stack.placements {
-            eprintln!("  {:<24} {:<14} {}", p.service, p.addr, p.runs_as);
+            eprintln!(
+                "  {:<24} {:<14} {} -> {}",
+                p.service, p.addr, p.image, p.runs_as
+            );
         }
 
         for name in start_order(&project)? {
@@ -509,6 +502,18 @@ impl ComposeStack {
             Runner::Load => {
                 container.mounts.push(self.bin_mount(opts, "todoctl")?);
                 let env: BTreeMap<_, _> = s.environment.iter().cloned().collect();
+                // k6's DURATION (`24h`); unset runs until stopped (0).
+                let duration = match env.get("DURATION") {
+                    None => 0,
+                    Some(d) => super::file::parse_duration(d)
+                        .with_context(|| {
+                            format!(
+                                "services.{}.environment.DURATION: not a duration: {d:?}",
+                                s.name
+                            )
+                        })?
+                        .as_secs(),
+                };
                 let gateway = env.get("GATEWAY_URL").cloned().unwrap_or_default();
                 let argv = vec![
                     "/usr/local/bin/todoctl".into(),
@@ -520,8 +525,7 @@ impl ComposeStack {
                     "--rate".into(),
                     env.get("RATE").cloned().unwrap_or_else(|| "20".into()),
                     "--duration-secs".into(),
-                    parse_duration_secs(env.get("DURATION").map(String::as_str).unwrap_or("0"))
-                        .to_string(),
+                    duration.to_string(),
                 ];
                 (env_of(self, &[]), argv)
             }
@@ -786,13 +790,10 @@ fn describe(r: &Runner) -> String {
 }
 
 fn tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    let from = lines.len().saturating_sub(15);
     format!(
         "last lines of {}:\n{}",
         log.display(),
-        lines[from..].join("\n")
+        crate::log_tail(log, 15)
     )
 }
 

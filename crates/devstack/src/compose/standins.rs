@@ -126,10 +126,8 @@ pub async fn start(kind: Kind, addr: &str, spans: Seen) -> anyhow::Result<Vec<Jo
     let hits = Arc::new(AtomicU64::new(0));
     Ok(match kind {
         Kind::Grafana => {
-            let app = metrics("grafana", hits).route(
-                "/api/health",
-                get(|| async { axum::Json(serde_json_health()) }),
-            );
+            let app = metrics("grafana", hits)
+                .route("/api/health", get(|| async { axum::Json(health_body()) }));
             vec![serve(addr, 3000, app).await?]
         }
         Kind::Loki => {
@@ -152,7 +150,7 @@ pub async fn start(kind: Kind, addr: &str, spans: Seen) -> anyhow::Result<Vec<Jo
     })
 }
 
-fn serde_json_health() -> std::collections::BTreeMap<&'static str, &'static str> {
+fn health_body() -> std::collections::BTreeMap<&'static str, &'static str> {
     [("database", "ok"), ("version", "stand-in")].into()
 }
 
