@@ -46,11 +46,7 @@ struct Active {
     is_slo: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct ActiveAlertView {
-    pub labels: Labels,
-    pub since: String,
-}
+pub use observer_api::alerts::ActiveAlertView;
 
 pub struct Pager {
     http: reqwest::Client,
@@ -112,7 +108,7 @@ pub fn desired(
             l.insert("slo".into(), slo.name.clone());
             l.insert("service".into(), slo.service.clone());
             l.extend(slo.labels.clone());
-            l.insert("severity".into(), f.severity.into());
+            l.insert("severity".into(), f.severity.clone());
             l.insert("tier".into(), f.tier.to_string());
             l.insert("alertname".into(), f.alertname.clone());
             let tiers: Vec<&slo::model::Tier> = slo
@@ -264,7 +260,7 @@ mod tests {
             service: slo.service.clone(),
             objective: slo.objective,
             period: slo.window.words(),
-            sli_kind: slo.sli.kind_name(),
+            sli_kind: slo.sli.kind_name().into(),
             state: SloState::Burning,
             sli: None,
             period_error_ratio: None,
@@ -280,7 +276,7 @@ mod tests {
         SloSnapshot {
             evaluated_at: 0.0,
             backend: Backend {
-                status,
+                status: status.into(),
                 url: "http://prom".into(),
                 error: None,
             },
@@ -313,7 +309,7 @@ mod tests {
                         s,
                         vec![FiringTier {
                             tier: tier.number,
-                            severity: tier.severity.as_str(),
+                            severity: tier.severity.as_str().into(),
                             alertname: alertname.clone(),
                         }],
                     )],

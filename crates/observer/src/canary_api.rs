@@ -8,13 +8,13 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
 use service_kit::auth::Principal;
 use service_kit::extract::ApiQuery;
 use service_kit::problem::ApiError;
 
 use crate::AppState;
 use crate::rollouts::{ActError, Action, Controller};
+use observer_api::canaries::{ActionBody, HistoryQuery};
 
 pub fn routes(state: &AppState) -> Router<AppState> {
     let mut actions = Router::new()
@@ -57,15 +57,6 @@ async fn show(State(s): State<AppState>, Path(name): Path<String>) -> Result<Res
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HistoryQuery {
-    /// Newest first, at most this many (1–1000, default 50).
-    limit: Option<i64>,
-    /// Only this action (`analysis`, `start`, `promote`, `pause`, `resume`, `abort`, `rollback`, `supersede`).
-    action: Option<String>,
-}
-
 async fn history(
     State(s): State<AppState>,
     Path(name): Path<String>,
@@ -87,13 +78,6 @@ async fn history(
             retry_after_secs: 5,
         })?;
     Ok(axum::Json(rows).into_response())
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct ActionBody {
-    /// Free text recorded with the action.
-    reason: Option<String>,
 }
 
 async fn act(

@@ -6,12 +6,19 @@
 //!   generated recording rules;
 //! - `alerts`: paging through Alertmanager with the rules' labels, and a
 //!   separate monitoring alert when Prometheus is unreachable;
-//! - `page`, `metrics`, `report`: the status page, `/metrics`, the daily report.
+//! - `page`, `metrics`, `report`: the status page, `/metrics`, the daily report;
+//! - `rollouts` + `canary_api`: the canary controller and its API;
+//! - `api`: the router, with service-kit's middleware and problem+json.
+//!
+//! Each part gets what it reads passed in (`tailer::SharedLag`, the SLO
+//! snapshot, the pager), never the whole `AppState`; the request and
+//! response types of `/api/v1/*` are the `observer-api` crate's.
 //!
 //! Lib + thin `main.rs`: `Application::build(config)` binds (port 0 in
 //! tests), `port()`, `run(shutdown)`.
 
 pub mod alerts;
+pub mod api;
 pub mod canary_api;
 pub mod config;
 pub mod lag;
@@ -22,17 +29,12 @@ pub mod report;
 pub mod rollouts;
 pub mod slos;
 pub mod status;
+pub mod tailer;
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::Router;
-use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
-use serde::{Deserialize, Serialize};
 use service_kit::tls::ServiceListener;
 use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
@@ -41,24 +43,16 @@ pub use config::Config;
 
 pub const SERVICE: &str = contracts::metrics::services::OBSERVER;
 
-/// What the lag tailer last saw.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct LagState {
-    #[serde(flatten)]
-    pub snapshot: status::LagSnapshot,
-    /// Error of the last attempt, if it failed (the snapshot is then the last good one).
-    pub error: Option<String>,
-    pub snapshot_duration_seconds: Option<f64>,
-    /// False until the first snapshot succeeded (or when no broker is configured).
-    pub enabled: bool,
-}
+/// The `version` label of the observer's own HTTP metrics: the observer is
+/// not canaried, and its telemetry says `stable` too (`main.rs`).
+pub const VERSION: &str = "stable";
 
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
     pub slos: Arc<Vec<slo::Slo>>,
     pub prom: Option<prom::PromClient>,
-    pub lag: Arc<RwLock<LagState>>,
+    pub lag: tailer::SharedLag,
     pub slo_snapshot: Arc<RwLock<Option<slos::SloSnapshot>>>,
     pub pager: Arc<tokio::sync::Mutex<alerts::Pager>>,
     pub report: Arc<RwLock<Option<report::Report>>>,
@@ -73,6 +67,8 @@ pub struct AppState {
     /// Canary actions land in the audit trail (with the decision log's Postgres).
     pub auditor: Option<service_kit::audit::Auditor>,
     pub breakers: Breakers,
+    /// The RED metrics of the observer's own HTTP server (`track_http`).
+    pub http_metrics: service_kit::metrics::Metrics,
 }
 
 /// Circuit breakers in front of the observer's dependencies (exported on
@@ -148,10 +144,10 @@ impl Application {
             service_kit::auth::authenticator(config.auth_mode, config.auth_oidc.as_ref())?,
             &service_kit::rate_limit::RateLimitConfig::default(),
         )?;
-        let lag = Arc::new(RwLock::new(LagState::default()));
+        let lag = tailer::SharedLag::default();
         let rollouts = match (&config.canary_dir, &config.database_url, &prom) {
             (Some(dir), Some(url), Some(p)) => Some(Arc::new(
-                rollouts::Controller::new(dir.clone(), url, p.clone(), lag.clone())
+                rollouts::Controller::new(dir.clone(), url, p.clone(), Arc::new(lag.clone()))
                     .await?
                     .with_driver_breaker(breakers.rollout_driver.clone()),
             )),
@@ -188,6 +184,7 @@ impl Application {
             guard,
             auditor,
             breakers,
+            http_metrics: service_kit::metrics::Metrics::new(SERVICE, VERSION),
         };
         Ok(Self {
             listener,
@@ -209,16 +206,35 @@ impl Application {
         let port = self.port();
         let mut tasks = Vec::new();
         if let Some(c) = self.collector {
-            tasks.push(tokio::spawn(lag_loop(
-                self.state.clone(),
+            let cfg = &self.state.config;
+            tasks.push(tokio::spawn(tailer::run(
+                self.state.lag.clone(),
                 c,
+                Duration::from_millis(cfg.lag_poll_interval_ms),
+                cfg.lag_status_window_ms as i64,
                 shutdown.clone(),
             )));
         }
-        if self.state.prom.is_some() && !self.state.slos.is_empty() {
-            tasks.push(tokio::spawn(slo_loop(self.state.clone(), shutdown.clone())));
-            tasks.push(tokio::spawn(report_loop(
-                self.state.clone(),
+        if let Some(client) = self.state.prom.clone()
+            && !self.state.slos.is_empty()
+        {
+            let s = &self.state;
+            let evaluator = slos::Evaluator {
+                client,
+                slos: s.slos.clone(),
+                pager: s.pager.clone(),
+                snapshot: s.slo_snapshot.clone(),
+                freshness: s.freshness.clone(),
+                lag: s.lag.clone(),
+            };
+            tasks.push(tokio::spawn(evaluator.run(
+                Duration::from_millis(s.config.slo_eval_interval_ms),
+                shutdown.clone(),
+            )));
+            tasks.push(tokio::spawn(report::run(
+                s.config.report_schedule.clone(),
+                s.slo_snapshot.clone(),
+                s.report.clone(),
                 shutdown.clone(),
             )));
         }
@@ -228,7 +244,7 @@ impl Application {
         tracing::info!(port, slos = self.state.slos.len(), "observer listening");
         let grace = Duration::from_secs(self.state.config.shutdown_timeout_secs);
         self.listener
-            .serve(router(self.state), shutdown.clone())
+            .serve(api::router(self.state), shutdown.clone())
             .await?;
         if let Some((stop, task)) = self.audit {
             stop.cancel();
@@ -243,293 +259,4 @@ impl Application {
         }
         Ok(())
     }
-}
-
-async fn lag_loop(state: AppState, collector: lag::Collector, shutdown: CancellationToken) {
-    let cfg = state.config.clone();
-    let collector = Arc::new(Mutex::new(collector));
-    let mut engine = status::Engine::new(cfg.lag_status_window_ms as i64);
-    let mut tick = tokio::time::interval(Duration::from_millis(cfg.lag_poll_interval_ms));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let c = collector.clone();
-        let started = Instant::now();
-        let res = tokio::task::spawn_blocking(move || match c.lock() {
-            Ok(mut c) => c.observe(),
-            Err(_) => Err(anyhow::anyhow!(
-                "lag collector poisoned by an earlier panic"
-            )),
-        })
-        .await;
-        let elapsed = started.elapsed().as_secs_f64();
-        let mut st = state.lag.write().await;
-        st.enabled = true;
-        match res {
-            Ok(Ok(obs)) => {
-                st.snapshot = engine.apply(&obs);
-                st.error = None;
-                st.snapshot_duration_seconds = Some(elapsed);
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %format!("{e:#}"), "lag snapshot failed");
-                st.error = Some(format!("{e:#}"));
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "lag snapshot task failed");
-                st.error = Some(e.to_string());
-            }
-        }
-    }
-}
-
-fn now_secs() -> f64 {
-    chrono::Utc::now().timestamp_millis() as f64 / 1000.0
-}
-
-async fn slo_loop(state: AppState, shutdown: CancellationToken) {
-    let Some(client) = state.prom.clone() else {
-        return;
-    };
-    let interval = Duration::from_millis(state.config.slo_eval_interval_ms);
-    // Firing alerts stay valid for four intervals (at least a minute) without a
-    // refresh, like Prometheus' own `resend_delay` × 4 rule.
-    let valid_for = (interval * 4).max(Duration::from_secs(60));
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let snap = slos::evaluate_all(&client, &state.slos, now_secs()).await;
-        if snap.backend.status != "up" {
-            tracing::warn!(error = ?snap.backend.error, "Prometheus unreachable; SLO evaluation paused");
-        }
-        state
-            .pager
-            .lock()
-            .await
-            .reconcile(&snap, &state.slos, valid_for)
-            .await;
-        let up = snap.backend.status == "up";
-        *state.slo_snapshot.write().await = Some(snap);
-        if up {
-            refresh_freshness(&state, &client).await;
-        }
-    }
-}
-
-/// Event-time freshness per group: p99 over 5 minutes of the projection's
-/// freshness histogram, for groups named like the service that reports it.
-async fn refresh_freshness(state: &AppState, client: &prom::PromClient) {
-    let groups: Vec<String> = state
-        .lag
-        .read()
-        .await
-        .snapshot
-        .groups
-        .iter()
-        .map(|g| g.group.clone())
-        .collect();
-    let mut out = std::collections::HashMap::new();
-    for g in groups {
-        let q = format!(
-            "histogram_quantile(0.99, sum by (le) (rate({}{{{}=\"{}\"}}[5m])))",
-            contracts::metrics::PROJECTION_FRESHNESS.bucket(),
-            contracts::metrics::labels::SERVICE,
-            g.replace('\\', "\\\\").replace('"', "\\\"")
-        );
-        if let Ok(Some(v)) = client.instant(&q, now_secs()).await
-            && v.is_finite()
-        {
-            out.insert(g, v);
-        }
-    }
-    *state.freshness.write().await = out;
-}
-
-async fn report_loop(state: AppState, shutdown: CancellationToken) {
-    let schedule = match report::parse_schedule(&state.config.report_schedule) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "daily report disabled");
-            return;
-        }
-    };
-    loop {
-        let Some(next) = schedule.upcoming(chrono::Utc).next() else {
-            return;
-        };
-        let wait = (next - chrono::Utc::now())
-            .to_std()
-            .unwrap_or(Duration::ZERO);
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
-        }
-        let snap = state.slo_snapshot.read().await.clone();
-        if let Some(snap) = snap {
-            let r = report::build(&snap);
-            tracing::info!(
-                report = %serde_json::to_string(&r).unwrap_or_default(),
-                "daily error-budget report"
-            );
-            *state.report.write().await = Some(r);
-        }
-    }
-}
-
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/", get(status_page))
-        .route("/api/v1/lag", get(get_lag))
-        .route("/api/v1/slos", get(get_slos))
-        .route("/api/v1/alerts", get(get_alerts))
-        .route("/api/v1/report", get(get_report))
-        .route("/metrics", get(get_metrics))
-        .merge(canary_api::routes(&state))
-        .merge(service_kit::health::routes(
-            service_kit::health::Readiness::new(),
-        ))
-        .method_not_allowed_fallback(service_kit::problem::method_not_allowed)
-        .fallback(service_kit::problem::not_found_fallback)
-        .layer(axum::Extension(state.guard.authenticator()))
-        .with_state(state)
-}
-
-async fn status_page(State(s): State<AppState>) -> Html<String> {
-    let lag = s.lag.read().await;
-    let slo = s.slo_snapshot.read().await;
-    let canaries = match &s.rollouts {
-        Some(c) => Some(c.list().await),
-        None => None,
-    };
-    Html(page::render(
-        lag.enabled.then_some(&lag.snapshot),
-        lag.error.as_deref(),
-        slo.as_ref(),
-        canaries.as_ref(),
-    ))
-}
-
-async fn get_lag(State(s): State<AppState>) -> Response {
-    let lag = s.lag.read().await;
-    let mut v = serde_json::to_value(&*lag).unwrap_or_default();
-    let fresh = s.freshness.read().await;
-    if let Some(groups) = v.get_mut("groups").and_then(|g| g.as_array_mut()) {
-        for g in groups {
-            let f = g
-                .get("group")
-                .and_then(|n| n.as_str())
-                .and_then(|n| fresh.get(n))
-                .copied();
-            g["projection_freshness_p99_seconds"] = serde_json::json!(f);
-        }
-    }
-    axum::Json(v).into_response()
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SlosQuery {
-    /// Evaluate now at this time (Unix seconds) instead of returning the
-    /// latest periodic evaluation. No alert is sent for it.
-    at: Option<f64>,
-}
-
-fn problem(status: StatusCode, title: &str, detail: String) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/problem+json")],
-        serde_json::json!({
-            "type": "about:blank",
-            "title": title,
-            "status": status.as_u16(),
-            "detail": detail,
-        })
-        .to_string(),
-    )
-        .into_response()
-}
-
-async fn get_slos(
-    State(s): State<AppState>,
-    q: Result<Query<SlosQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let q = match q {
-        Ok(Query(q)) => q,
-        Err(e) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                "invalid query string",
-                e.body_text(),
-            );
-        }
-    };
-    let Some(client) = s.prom.clone() else {
-        return problem(
-            StatusCode::NOT_FOUND,
-            "SLO evaluation is not configured",
-            "set slo_dir and prometheus_url".into(),
-        );
-    };
-    match q.at {
-        Some(at) if !at.is_finite() || at <= 0.0 => problem(
-            StatusCode::BAD_REQUEST,
-            "invalid query string",
-            "at: must be a positive Unix time in seconds".into(),
-        ),
-        Some(at) => axum::Json(slos::evaluate_all(&client, &s.slos, at).await).into_response(),
-        None => match &*s.slo_snapshot.read().await {
-            Some(snap) => axum::Json(snap).into_response(),
-            None => {
-                axum::Json(slos::evaluate_all(&client, &s.slos, now_secs()).await).into_response()
-            }
-        },
-    }
-}
-
-async fn get_alerts(State(s): State<AppState>) -> Response {
-    axum::Json(s.pager.lock().await.active()).into_response()
-}
-
-async fn get_report(State(s): State<AppState>) -> Response {
-    if let Some(r) = &*s.report.read().await {
-        return axum::Json(r).into_response();
-    }
-    match &*s.slo_snapshot.read().await {
-        Some(snap) => axum::Json(report::build(snap)).into_response(),
-        None => problem(
-            StatusCode::NOT_FOUND,
-            "no SLO evaluation yet",
-            "the first evaluation has not finished (or SLO evaluation is not configured)".into(),
-        ),
-    }
-}
-
-async fn get_metrics(State(s): State<AppState>) -> Response {
-    let lag = s.lag.read().await;
-    let slo = s.slo_snapshot.read().await;
-    let mut body = metrics::render(
-        lag.enabled.then_some(&lag.snapshot),
-        lag.snapshot_duration_seconds,
-        slo.as_ref(),
-    );
-    if let Some(c) = &s.rollouts {
-        body.push_str(&metrics::render_canaries(&c.gauges().await, &c.metrics()));
-    }
-    body.push_str(&metrics::render_breakers(&s.breakers.all()));
-    body.push_str("# EOF\n");
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response()
 }

@@ -318,6 +318,32 @@ pub fn render_breakers(breakers: &[&service_kit::retry::CircuitBreaker]) -> Stri
     out
 }
 
+/// The HTTP server families (`track_http`) of `registry`: the RED metrics
+/// every service exports, without the registry's other families (the
+/// observer renders its breakers itself) and without its `# EOF`.
+pub fn render_http(registry: &service_kit::metrics::Metrics) -> String {
+    let names = [
+        m::HTTP_SERVER_REQUEST_DURATION.name,
+        m::HTTP_SERVER_ACTIVE_REQUESTS.name,
+    ];
+    let family = |line: &str| {
+        let name = ["# HELP ", "# TYPE ", "# UNIT "]
+            .iter()
+            .find_map(|p| line.strip_prefix(p))
+            .unwrap_or(line);
+        names.iter().any(|n| {
+            name.strip_prefix(n)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '_', '{']))
+        })
+    };
+    let mut out = String::new();
+    for line in registry.encode().lines().filter(|l| family(l)) {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

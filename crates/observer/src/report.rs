@@ -3,9 +3,13 @@
 //! and kept for `GET /api/v1/report`.
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
-use serde::Serialize;
+
+use tokio::sync::RwLock;
+use tokio_util::sync::CancellationToken;
 
 use crate::slos::SloSnapshot;
 
@@ -13,43 +17,62 @@ pub fn parse_schedule(s: &str) -> Result<cron::Schedule, String> {
     cron::Schedule::from_str(s).map_err(|e| format!("`{s}` is not a cron expression: {e}"))
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ReportLine {
-    pub slo: String,
-    pub service: String,
-    pub state: &'static str,
-    pub objective: f64,
-    pub sli: Option<f64>,
-    pub budget_remaining: Option<f64>,
-    pub time_to_exhaustion_seconds: Option<f64>,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Report {
-    pub generated_at: String,
-    pub evaluated_at: f64,
-    pub backend: &'static str,
-    pub slos: Vec<ReportLine>,
-}
+pub use observer_api::report::{Report, ReportLine};
 
 pub fn build(snap: &SloSnapshot) -> Report {
     Report {
         generated_at: Utc::now().to_rfc3339(),
         evaluated_at: snap.evaluated_at,
-        backend: snap.backend.status,
+        backend: snap.backend.status.clone(),
         slos: snap
             .slos
             .iter()
             .map(|v| ReportLine {
                 slo: v.name.clone(),
                 service: v.service.clone(),
-                state: v.state.as_str(),
+                state: v.state.as_str().into(),
                 objective: v.objective,
                 sli: v.sli,
                 budget_remaining: v.budget_remaining,
                 time_to_exhaustion_seconds: v.time_to_exhaustion_seconds,
             })
             .collect(),
+    }
+}
+
+/// On `schedule` (a cron expression), summarise the latest SLO evaluation
+/// into `report` and log it, until `shutdown`.
+pub async fn run(
+    schedule: String,
+    snapshot: Arc<RwLock<Option<SloSnapshot>>>,
+    report: Arc<RwLock<Option<Report>>>,
+    shutdown: CancellationToken,
+) {
+    let schedule = match parse_schedule(&schedule) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "daily report disabled");
+            return;
+        }
+    };
+    loop {
+        let Some(next) = schedule.upcoming(Utc).next() else {
+            return;
+        };
+        let wait = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let snap = snapshot.read().await.clone();
+        if let Some(snap) = snap {
+            let r = build(&snap);
+            tracing::info!(
+                report = %serde_json::to_string(&r).unwrap_or_default(),
+                "daily error-budget report"
+            );
+            *report.write().await = Some(r);
+        }
     }
 }
 

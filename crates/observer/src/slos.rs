@@ -4,103 +4,19 @@
 //! error ratio equals the recording rule `slo:sli_error:ratio_rate<w>` at the
 //! same evaluation time; a system test proves it to 1e-6.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{Datelike, TimeZone, Utc};
-use serde::Serialize;
 use slo::model::{Budgeting, CalendarUnit, Severity, Sli, Slo, Window};
+
+use tokio::sync::RwLock;
+use tokio_util::sync::CancellationToken;
 
 use crate::prom::{PromClient, PromError};
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct WindowValue {
-    /// Window in PromQL notation (`5m`, `1h`, `30d`).
-    pub window: String,
-    /// Name of the recording rule that holds the same value.
-    pub record: String,
-    pub error_ratio: f64,
-    pub burn_rate: f64,
-    /// Events in the window (`None` for timeslice SLIs or no series).
-    pub events: Option<f64>,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum SloState {
-    /// Traffic, and no tier's condition holds.
-    Ok,
-    /// At least one tier's condition holds (see `firing`).
-    Burning,
-    /// No events in the first tier's long window: nothing to judge, no burn.
-    NoTraffic,
-    /// Prometheus could not be queried: state unknown, nothing is paged.
-    BackendDown,
-    /// Prometheus rejected a query of this SLO (see `error`).
-    Error,
-}
-
-impl SloState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SloState::Ok => "ok",
-            SloState::Burning => "burning",
-            SloState::NoTraffic => "no_traffic",
-            SloState::BackendDown => "backend_down",
-            SloState::Error => "error",
-        }
-    }
-    pub const ALL: [SloState; 5] = [
-        SloState::Ok,
-        SloState::Burning,
-        SloState::NoTraffic,
-        SloState::BackendDown,
-        SloState::Error,
-    ];
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct FiringTier {
-    pub tier: u32,
-    pub severity: &'static str,
-    pub alertname: String,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct SloView {
-    pub name: String,
-    pub service: String,
-    pub objective: f64,
-    pub period: String,
-    pub sli_kind: &'static str,
-    pub state: SloState,
-    /// 1 − error ratio over the period.
-    pub sli: Option<f64>,
-    pub period_error_ratio: Option<f64>,
-    /// Share of the period's error budget left (negative when overspent).
-    pub budget_remaining: Option<f64>,
-    /// Seconds until the budget is gone at the first tier's long-window burn
-    /// rate; 0 when already spent; null when nothing burns.
-    pub time_to_exhaustion_seconds: Option<f64>,
-    pub windows: Vec<WindowValue>,
-    pub firing: Vec<FiringTier>,
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Backend {
-    /// `up` or `down`.
-    pub status: &'static str,
-    pub url: String,
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct SloSnapshot {
-    /// Evaluation time (Unix seconds); every query is pinned to it.
-    pub evaluated_at: f64,
-    pub backend: Backend,
-    pub slos: Vec<SloView>,
-}
+pub use observer_api::slos::{Backend, FiringTier, SloSnapshot, SloState, SloView, WindowValue};
 
 /// Days of the budget period at `at`, as the rules compute it: the real month
 /// length (UTC, `days_in_month()`) for calendar months, else the nominal length.
@@ -134,7 +50,7 @@ fn empty_view(slo: &Slo, state: SloState, error: Option<String>) -> SloView {
         service: slo.service.clone(),
         objective: slo.objective,
         period: slo.window.words(),
-        sli_kind: slo.sli.kind_name(),
+        sli_kind: slo.sli.kind_name().into(),
         state,
         sli: None,
         period_error_ratio: None,
@@ -237,7 +153,7 @@ pub async fn evaluate(client: &PromClient, slo: &Slo, at: f64) -> Result<SloView
         if slo::eval::tier_fires(slo, tier, long.0, short.0, short.1, days) {
             firing.push(FiringTier {
                 tier: tier.number,
-                severity: tier.severity.as_str(),
+                severity: tier.severity.as_str().into(),
                 alertname: slo::compile::burn_alert_name(slo, tier.severity),
             });
         }
@@ -313,7 +229,7 @@ pub async fn evaluate_all(client: &PromClient, slos: &[Slo], at: f64) -> SloSnap
     SloSnapshot {
         evaluated_at: at,
         backend: Backend {
-            status: if down.is_some() { "down" } else { "up" },
+            status: if down.is_some() { "down" } else { "up" }.into(),
             url: client.base().to_string(),
             error: down,
         },
@@ -327,7 +243,7 @@ fn empty_view_like(v: &SloView) -> SloView {
         service: v.service.clone(),
         objective: v.objective,
         period: v.period.clone(),
-        sli_kind: v.sli_kind,
+        sli_kind: v.sli_kind.clone(),
         state: v.state,
         sli: None,
         period_error_ratio: None,
@@ -342,4 +258,72 @@ fn empty_view_like(v: &SloView) -> SloView {
 /// Severity of a tier as the `severity` label value.
 pub fn severity_label(s: Severity) -> &'static str {
     s.as_str()
+}
+
+/// Now, in Unix seconds (the evaluation time of a periodic evaluation).
+pub fn now_secs() -> f64 {
+    Utc::now().timestamp_millis() as f64 / 1000.0
+}
+
+/// The periodic SLO evaluation and what it feeds: the pager, the latest
+/// snapshot, and the per-group event-time freshness.
+pub struct Evaluator {
+    pub client: PromClient,
+    pub slos: Arc<Vec<Slo>>,
+    pub pager: Arc<tokio::sync::Mutex<crate::alerts::Pager>>,
+    pub snapshot: Arc<RwLock<Option<SloSnapshot>>>,
+    /// p99 event-time freshness (event → read model) per consumer group.
+    pub freshness: Arc<RwLock<HashMap<String, f64>>>,
+    /// Which consumer groups exist (for the freshness queries).
+    pub lag: crate::tailer::SharedLag,
+}
+
+impl Evaluator {
+    pub async fn run(self, interval: Duration, shutdown: CancellationToken) {
+        // Firing alerts stay valid for four intervals (at least a minute) without a
+        // refresh, like Prometheus' own `resend_delay` × 4 rule.
+        let valid_for = (interval * 4).max(Duration::from_secs(60));
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let snap = evaluate_all(&self.client, &self.slos, now_secs()).await;
+            if snap.backend.status != "up" {
+                tracing::warn!(error = ?snap.backend.error, "Prometheus unreachable; SLO evaluation paused");
+            }
+            self.pager
+                .lock()
+                .await
+                .reconcile(&snap, &self.slos, valid_for)
+                .await;
+            let up = snap.backend.status == "up";
+            *self.snapshot.write().await = Some(snap);
+            if up {
+                self.refresh_freshness().await;
+            }
+        }
+    }
+
+    /// Event-time freshness per group: p99 over 5 minutes of the projection's
+    /// freshness histogram, for groups named like the service that reports it.
+    async fn refresh_freshness(&self) {
+        let mut out = HashMap::new();
+        for g in self.lag.groups().await {
+            let q = format!(
+                "histogram_quantile(0.99, sum by (le) (rate({}{{{}=\"{}\"}}[5m])))",
+                contracts::metrics::PROJECTION_FRESHNESS.bucket(),
+                contracts::metrics::labels::SERVICE,
+                g.replace('\\', "\\\\").replace('"', "\\\"")
+            );
+            if let Ok(Some(v)) = self.client.instant(&q, now_secs()).await
+                && v.is_finite()
+            {
+                out.insert(g, v);
+            }
+        }
+        *self.freshness.write().await = out;
+    }
 }

@@ -5,47 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use serde::Serialize;
-
-/// Status of a partition or a group, ordered by severity (worst last).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Status {
-    /// No new data and no lag: nothing to do, not a failure.
-    Idle,
-    Ok,
-    /// Lag growing across the whole window.
-    Warn,
-    /// The committed offset went backwards within the window.
-    Rewind,
-    /// Lag > 0, the offset has not moved for longer than the window, and the
-    /// group has live members (consumers that heartbeat but do not progress).
-    Stall,
-    /// Lag > 0, the offset has not moved for longer than the window, and no
-    /// member is left to commit.
-    Stop,
-}
-
-impl Status {
-    pub const ALL: [Status; 6] = [
-        Status::Idle,
-        Status::Ok,
-        Status::Warn,
-        Status::Rewind,
-        Status::Stall,
-        Status::Stop,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Idle => "IDLE",
-            Status::Ok => "OK",
-            Status::Warn => "WARN",
-            Status::Rewind => "REWIND",
-            Status::Stall => "STALL",
-            Status::Stop => "STOP",
-        }
-    }
-}
+pub use observer_api::lag::{GroupView, LagSnapshot, PartitionView, Rates, Status};
 
 /// One observation of a partition.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -141,16 +101,6 @@ pub fn partition_status(h: &History, now_ms: i64, window_ms: i64, has_members: b
     Status::Ok
 }
 
-/// Consume and produce rates (records/s) over the window and the ETA to
-/// reach zero lag at those rates: `lag / (consume − produce)`; `Some(0)`
-/// without lag, `None` when the consumer is not gaining.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Rates {
-    pub consume_per_sec: f64,
-    pub produce_per_sec: f64,
-    pub catchup_eta_seconds: Option<f64>,
-}
-
 pub fn rates<'a>(windows: impl IntoIterator<Item = &'a [Sample]>, lag: i64) -> Rates {
     let (mut consumed, mut produced, mut span_ms) = (0i64, 0i64, 0i64);
     for w in windows {
@@ -199,43 +149,6 @@ pub struct Observation {
     pub ends: HashMap<(String, i32), i64>,
     /// Timestamp (ms) of the record at `(topic, partition, offset)`.
     pub record_ts: HashMap<(String, i32, i64), i64>,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct PartitionView {
-    pub topic: String,
-    pub partition: i32,
-    pub committed_offset: i64,
-    pub end_offset: i64,
-    pub lag_messages: i64,
-    /// `now − timestamp of the record at the committed offset`; 0 without lag;
-    /// null when that record could not be read within the timeout.
-    pub lag_seconds: Option<f64>,
-    /// Timestamp (ms) of the record at the committed offset.
-    pub committed_record_timestamp_ms: Option<i64>,
-    pub status: Status,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct GroupView {
-    pub group: String,
-    pub state: String,
-    pub members: usize,
-    pub status: Status,
-    pub lag_messages: i64,
-    /// Worst partition's lag in seconds.
-    pub lag_seconds: Option<f64>,
-    #[serde(flatten)]
-    pub rates: Rates,
-    pub partitions: Vec<PartitionView>,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq, Default)]
-pub struct LagSnapshot {
-    /// Time of the snapshot (ms since the epoch); lag seconds are relative to it.
-    pub observed_at_ms: i64,
-    pub window_ms: i64,
-    pub groups: Vec<GroupView>,
 }
 
 /// Keeps the histories across snapshots and turns observations into views.
@@ -318,6 +231,7 @@ impl Engine {
                 lag_seconds,
                 rates,
                 partitions: parts,
+                projection_freshness_p99_seconds: None,
             });
         }
         self.histories.retain(|k, _| seen.contains(k));

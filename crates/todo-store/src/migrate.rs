@@ -10,8 +10,6 @@ pub enum Component {
     Command,
     Query,
     Processor,
-    /// The observer's canary rollouts and decision log.
-    Observer,
     /// The audit trail every writing service appends to.
     Audit,
 }
@@ -22,7 +20,6 @@ impl Component {
             Component::Command => include_str!("../migrations/command.sql"),
             Component::Query => include_str!("../migrations/query.sql"),
             Component::Processor => include_str!("../migrations/processor.sql"),
-            Component::Observer => include_str!("../migrations/observer.sql"),
             Component::Audit => include_str!("../migrations/audit.sql"),
         }
     }
@@ -31,12 +28,19 @@ impl Component {
 const MIGRATION_LOCK: i64 = 0x7464_6f5f_6d69_6772; // "tdo_migr"
 
 pub async fn run(pool: &PgPool, component: Component) -> Result<(), StoreError> {
+    run_script(pool, component.script()).await
+}
+
+/// Run an idempotent migration script under the same lock, for a component
+/// that owns its tables and their script outside this crate (the observer's
+/// rollout tables).
+pub async fn run_script(pool: &PgPool, script: &'static str) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(MIGRATION_LOCK)
         .execute(&mut *tx)
         .await?;
-    sqlx::raw_sql(component.script()).execute(&mut *tx).await?;
+    sqlx::raw_sql(script).execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(())
 }

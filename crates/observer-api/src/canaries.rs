@@ -1,0 +1,177 @@
+//! `/api/v1/canaries…`: the canary controller's rollouts, decision log and
+//! operator actions.
+
+use canary::State;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Analysis runs each interval and moves through the steps.
+    Progressing,
+    /// Paused by an operator: weights held, no analysis until resumed.
+    Paused,
+    /// Passed the last step: the canary takes all traffic.
+    Succeeded,
+    /// The analysis rolled back: all traffic on stable.
+    RolledBack,
+    /// An operator aborted (`todoctl rollback`): all traffic on stable.
+    Aborted,
+    /// A newer canary version replaced this rollout before it finished.
+    Superseded,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 6] = [
+        Phase::Progressing,
+        Phase::Paused,
+        Phase::Succeeded,
+        Phase::RolledBack,
+        Phase::Aborted,
+        Phase::Superseded,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Progressing => "progressing",
+            Phase::Paused => "paused",
+            Phase::Succeeded => "succeeded",
+            Phase::RolledBack => "rolled_back",
+            Phase::Aborted => "aborted",
+            Phase::Superseded => "superseded",
+        }
+    }
+
+    /// The phase named `s`; an unknown name reads as `Aborted`.
+    pub fn parse(s: &str) -> Phase {
+        Phase::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .unwrap_or(Phase::Aborted)
+    }
+
+    pub fn finished(self) -> bool {
+        !matches!(self, Phase::Progressing | Phase::Paused)
+    }
+}
+
+/// One rollout as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rollout {
+    pub id: i64,
+    pub canary: String,
+    pub canary_version: String,
+    pub stable_version: String,
+    pub phase: Phase,
+    /// Canary traffic percentage the driver was last told.
+    pub weight: u32,
+    /// Whether the driver accepted that weight (false: it is retried).
+    pub weight_applied: bool,
+    pub analysis: State,
+    /// Time spent analysing (paused intervals excluded).
+    pub analysed_secs: u64,
+    pub started_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// One entry of the decision log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    pub id: i64,
+    pub rollout_id: i64,
+    pub canary: String,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub verdict: String,
+    pub reason: String,
+    pub step_percent: i32,
+    pub weight_after: i32,
+    pub inputs: Value,
+    pub observed: Value,
+    pub statistic: Value,
+    pub trace_id: Option<String>,
+}
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Promote,
+    Pause,
+    Resume,
+    Abort,
+    /// Abort and return all traffic to stable (the same thing, by its
+    /// everyday name).
+    Rollback,
+}
+
+impl Action {
+    pub fn parse(s: &str) -> Option<Action> {
+        match s {
+            "promote" => Some(Action::Promote),
+            "pause" => Some(Action::Pause),
+            "resume" => Some(Action::Resume),
+            "abort" => Some(Action::Abort),
+            "rollback" => Some(Action::Rollback),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Promote => "promote",
+            Action::Pause => "pause",
+            Action::Resume => "resume",
+            Action::Abort => "abort",
+            Action::Rollback => "rollback",
+        }
+    }
+}
+
+/// What the API shows for one canary.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CanaryView {
+    pub name: String,
+    pub file: String,
+    pub target: String,
+    pub stable: String,
+    pub canary: String,
+    pub stable_version: String,
+    pub canary_version: String,
+    pub steps: Vec<u32>,
+    pub interval_secs: u64,
+    pub max_duration_secs: u64,
+    pub analysis: canary::spec::AnalysisSpec,
+    pub rollout: Option<Rollout>,
+    /// The latest entry of the decision log (analysis or operator).
+    pub last_decision: Option<DecisionRecord>,
+    /// The latest analysis decision, with its values and statistic.
+    pub last_analysis: Option<DecisionRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CanaryList {
+    pub canaries: Vec<CanaryView>,
+    /// Specs that failed to load (file, line and field), not acted on.
+    pub spec_errors: Vec<String>,
+}
+
+/// The query string of `GET /api/v1/canaries/{name}/decisions`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    /// Newest first, at most this many (1–1000, default 50).
+    pub limit: Option<i64>,
+    /// Only this action (`analysis`, `start`, `promote`, `pause`, `resume`, `abort`, `rollback`, `supersede`).
+    pub action: Option<String>,
+}
+
+/// The body of `POST /api/v1/canaries/{name}/{action}` (optional).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionBody {
+    /// Free text recorded with the action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}

@@ -1,0 +1,157 @@
+//! Operator actions (`promote`, `pause`, `resume`, `abort`, `rollback`):
+//! effective at once, under the controller's lock, and they bump the
+//! rollout's generation so an analysis in flight is dropped.
+
+use serde_json::json;
+
+use super::controller::{Controller, apply_weight, trace_id_of, view};
+use super::store::NewDecision;
+use super::{Action, CanaryView, Phase};
+
+/// Why an operator action was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ActError {
+    #[error("no canary named '{0}' (see GET /api/v1/canaries)")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the rollout driver failed: {0}")]
+    Driver(String),
+}
+
+impl Controller {
+    /// An operator action, effective immediately and recorded with `actor`.
+    pub async fn act(
+        &self,
+        name: &str,
+        action: Action,
+        actor: &str,
+        note: Option<&str>,
+    ) -> Result<CanaryView, ActError> {
+        let mut inner = self.inner.lock().await;
+        let loaded = inner
+            .specs
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ActError::NotFound(name.to_string()))?;
+        self.ensure_rollout(&mut inner, &loaded)
+            .await
+            .map_err(|e| ActError::Conflict(format!("cannot load the rollout: {e:#}")))?;
+        let Some(e) = inner.entries.get_mut(name) else {
+            return Err(ActError::NotFound(name.to_string()));
+        };
+        let spec = &loaded.spec;
+        let phase = e.rollout.phase;
+        let refuse = |what: &str| {
+            Err(ActError::Conflict(format!(
+                "cannot {what}: the rollout of {} is {} (start a new one by deploying a new canary_version)",
+                e.rollout.canary_version,
+                phase.as_str()
+            )))
+        };
+        let before = e.rollout.weight;
+        let reason = match action {
+            Action::Promote => {
+                if phase.finished() {
+                    return refuse("promote");
+                }
+                e.rollout.analysis.advance(spec);
+                e.rollout.weight = e.rollout.analysis.percent(spec);
+                if e.rollout.analysis.finished {
+                    e.rollout.phase = Phase::Succeeded;
+                    format!(
+                        "promoted by hand past the last step: canary takes {}%",
+                        e.rollout.weight
+                    )
+                } else {
+                    format!("promoted by hand: {before}% → {}%", e.rollout.weight)
+                }
+            }
+            Action::Pause => {
+                if phase.finished() {
+                    return refuse("pause");
+                }
+                e.rollout.phase = Phase::Paused;
+                format!(
+                    "paused by hand at {}%: weights held, no analysis",
+                    e.rollout.weight
+                )
+            }
+            Action::Resume => {
+                if phase.finished() {
+                    return refuse("resume");
+                }
+                e.rollout.phase = Phase::Progressing;
+                e.baseline = None;
+                e.last_tick = None;
+                format!(
+                    "resumed at {}%: analysis restarts from fresh counts",
+                    e.rollout.weight
+                )
+            }
+            Action::Abort | Action::Rollback => {
+                let already = matches!(phase, Phase::Aborted | Phase::RolledBack);
+                if !already {
+                    e.rollout.phase = Phase::Aborted;
+                }
+                e.rollout.weight = 0;
+                if already {
+                    format!(
+                        "already {}: all traffic on stable (re-applied)",
+                        phase.as_str()
+                    )
+                } else {
+                    format!("rolled back by hand from {before}%: all traffic on stable")
+                }
+            }
+        };
+        let reason = match note {
+            Some(n) if !n.trim().is_empty() => format!("{reason} — {}", n.trim()),
+            _ => reason,
+        };
+        e.generation += 1;
+        // An operator's explicit request always reaches the driver, open
+        // breaker or not.
+        let applied = apply_weight(&loaded, e, None).await;
+        let span = tracing::info_span!(
+            "canary.action",
+            canary = %name,
+            action = action.as_str(),
+            actor = %actor,
+            weight_after = e.rollout.weight
+        );
+        let trace_id = trace_id_of(&span);
+        {
+            let _g = span.enter();
+            tracing::info!(canary = %name, action = action.as_str(), %actor, %reason, "canary operator action");
+        }
+        let rec = NewDecision {
+            actor: actor.to_string(),
+            action: action.as_str(),
+            verdict: match action {
+                Action::Promote if e.rollout.phase == Phase::Succeeded => "complete",
+                Action::Promote => "promote",
+                Action::Pause => "pause",
+                Action::Resume => "hold",
+                Action::Abort | Action::Rollback => "rollback",
+            }
+            .into(),
+            reason: match &applied {
+                Ok(()) => reason,
+                Err(why) => format!("{reason}; driver: {why} (retrying)"),
+            },
+            step_percent: before,
+            inputs: json!({"note": note}),
+            observed: json!({}),
+            statistic: json!({}),
+            trace_id,
+        };
+        self.persist(e, rec)
+            .await
+            .map_err(|err| ActError::Conflict(format!("recording the action failed: {err:#}")))?;
+        if let Err(why) = applied {
+            return Err(ActError::Driver(why));
+        }
+        Ok(view(&loaded, Some(e)))
+    }
+}

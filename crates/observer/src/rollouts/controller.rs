@@ -1,0 +1,549 @@
+//! The analysis loop: reload the specs, start or continue each canary's
+//! rollout, and every interval turn Prometheus' counters into a decision.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use canary::{ConsumerObservation, Interval, Observation, State, Verdict};
+use serde_json::json;
+use sqlx::PgPool;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use super::queries::{Counters, Sample, delta, queries, sample};
+use super::spec::{Loaded, driver_for, load_specs};
+use super::store::{NewDecision, Store};
+use super::{CanaryList, CanaryView, ConsumerLag, DecisionRecord, Phase, Rollout};
+use crate::prom::{PromClient, PromError};
+
+/// Who the controller's own decisions are attributed to.
+pub const CONTROLLER_ACTOR: &str = "observer";
+
+/// One rollout in memory: the truth while the observer runs.
+pub(super) struct Entry {
+    pub(super) rollout: Rollout,
+    /// Bumped by every operator action: an analysis that started before it
+    /// is dropped.
+    pub(super) generation: u64,
+    pub(super) baseline: Option<Sample>,
+    pub(super) last_tick: Option<Instant>,
+    pub(super) last_decision: Option<DecisionRecord>,
+    pub(super) last_analysis: Option<DecisionRecord>,
+}
+
+impl Entry {
+    fn new(rollout: Rollout) -> Self {
+        Self {
+            rollout,
+            generation: 0,
+            baseline: None,
+            last_tick: None,
+            last_decision: None,
+            last_analysis: None,
+        }
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Inner {
+    pub(super) specs: BTreeMap<String, Arc<Loaded>>,
+    pub(super) entries: BTreeMap<String, Entry>,
+    spec_errors: Vec<String>,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default, Clone)]
+pub struct RolloutMetrics {
+    pub decisions: BTreeMap<(String, &'static str), u64>,
+}
+
+pub struct Controller {
+    dir: PathBuf,
+    store: Store,
+    prom: PromClient,
+    lag: Arc<dyn ConsumerLag>,
+    pub(super) inner: Mutex<Inner>,
+    metrics: std::sync::Mutex<RolloutMetrics>,
+    driver_breaker: Option<Arc<service_kit::retry::CircuitBreaker>>,
+}
+
+impl Controller {
+    /// Connect, migrate, and load the rollouts in progress.
+    pub async fn new(
+        dir: PathBuf,
+        database_url: &str,
+        prom: PromClient,
+        lag: Arc<dyn ConsumerLag>,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            dir,
+            store: Store::connect(database_url).await?,
+            prom,
+            lag,
+            inner: Mutex::new(Inner::default()),
+            metrics: std::sync::Mutex::new(RolloutMetrics::default()),
+            driver_breaker: None,
+        })
+    }
+
+    /// Guard driver calls with `b`: while it is open, weights are not sent
+    /// (they are retried every tick, and an operator action answers 503).
+    pub fn with_driver_breaker(mut self, b: Arc<service_kit::retry::CircuitBreaker>) -> Self {
+        self.driver_breaker = Some(b);
+        self
+    }
+
+    /// The decision log's database (the audit trail shares it).
+    pub fn pool(&self) -> &PgPool {
+        self.store.pool()
+    }
+
+    pub fn metrics(&self) -> RolloutMetrics {
+        self.metrics.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Every 500 ms: reload the specs, start new rollouts, analyse those whose
+    /// interval has passed, retry weights a driver refused.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let names = self.reload().await;
+            for name in names {
+                if let Err(e) = self.step(&name).await {
+                    tracing::warn!(canary = %name, error = %format!("{e:#}"), "canary step failed");
+                }
+            }
+        }
+    }
+
+    /// Re-read the spec directory; returns the names of the loaded canaries.
+    async fn reload(&self) -> Vec<String> {
+        let dir = self.dir.clone();
+        let (specs, errors) = tokio::task::spawn_blocking(move || load_specs(&dir))
+            .await
+            .unwrap_or_else(|e| (Vec::new(), vec![e.to_string()]));
+        let mut inner = self.inner.lock().await;
+        let mut errors = errors;
+        let mut loaded = BTreeMap::new();
+        for (file, spec) in specs {
+            if let Some(prev) = inner.specs.get(&spec.name)
+                && prev.spec == spec
+            {
+                loaded.insert(spec.name.clone(), prev.clone());
+                continue;
+            }
+            match driver_for(&spec) {
+                Ok(driver) => {
+                    loaded.insert(spec.name.clone(), Arc::new(Loaded { spec, file, driver }));
+                }
+                Err(e) => errors.push(format!("{}: {e:#}", file.display())),
+            }
+        }
+        if errors != inner.spec_errors {
+            for e in &errors {
+                tracing::error!(error = %e, "canary spec not loaded");
+            }
+        }
+        inner.spec_errors = errors;
+        inner.specs = loaded;
+        inner.specs.keys().cloned().collect()
+    }
+
+    async fn step(&self, name: &str) -> anyhow::Result<()> {
+        let (generation, loaded) = {
+            let mut inner = self.inner.lock().await;
+            let Some(loaded) = inner.specs.get(name).cloned() else {
+                return Ok(());
+            };
+            self.ensure_rollout(&mut inner, &loaded).await?;
+            let Some(e) = inner.entries.get_mut(name) else {
+                return Ok(());
+            };
+            if !e.rollout.weight_applied {
+                let _ = apply_weight(&loaded, e, self.driver_breaker.as_deref()).await; // logged; retried while weight_applied is false
+            }
+            if e.rollout.phase != Phase::Progressing {
+                return Ok(());
+            }
+            let interval = Duration::from_secs(loaded.spec.interval_secs);
+            if e.last_tick.is_some_and(|t| t.elapsed() < interval) {
+                return Ok(());
+            }
+            e.last_tick = Some(Instant::now());
+            (e.generation, loaded)
+        };
+        let queries = queries(&loaded.spec);
+        let sample = sample(&self.prom, &loaded.spec, &queries).await;
+        let consumer_lag = match &loaded.spec.analysis.consumer {
+            Some(c) => self.lag.lag_seconds(&c.group).await,
+            None => None,
+        };
+
+        let mut inner = self.inner.lock().await;
+        let Some(e) = inner.entries.get_mut(name) else {
+            return Ok(());
+        };
+        if e.generation != generation || e.rollout.phase != Phase::Progressing {
+            // An operator acted while we were querying: their action stands.
+            return Ok(());
+        }
+        let spec = &loaded.spec;
+        let interval = match sample {
+            Err(PromError::Unreachable(why)) => Interval::BackendDown(why),
+            Err(PromError::Rejected { query, message }) => {
+                Interval::BackendDown(format!("query rejected ({message}): {query}"))
+            }
+            Ok(s) => {
+                let Some(prev) = e.baseline.replace(s) else {
+                    // First sample of this rollout (or after a resume): the
+                    // baseline the next interval is measured from. Keep the
+                    // driver in line with the rollout meanwhile.
+                    let _ = apply_weight(&loaded, e, self.driver_breaker.as_deref()).await; // logged; retried while weight_applied is false
+                    return Ok(());
+                };
+                let side = |cur: Counters, prev: Counters| {
+                    let requests = delta(cur.requests, prev.requests);
+                    Observation {
+                        requests,
+                        errors: delta(cur.errors, prev.errors).min(requests),
+                        slow: requests.saturating_sub(delta(cur.fast, prev.fast)),
+                    }
+                };
+                Interval::Data {
+                    stable: side(s.stable, prev.stable),
+                    canary: side(s.canary, prev.canary),
+                    consumer: spec
+                        .analysis
+                        .consumer
+                        .as_ref()
+                        .map(|_| ConsumerObservation {
+                            lag_seconds: consumer_lag,
+                            consumed: delta(s.canary.consumed, prev.canary.consumed),
+                            dead_lettered: delta(s.canary.dead_lettered, prev.canary.dead_lettered),
+                        }),
+                }
+            }
+        };
+        let mut state = e.rollout.analysis.clone();
+        let d = canary::analyze(spec, &mut state, &interval);
+        let (mut verdict, mut reason) = (d.verdict, d.reason.clone());
+        if verdict != Verdict::Pause {
+            e.rollout.analysed_secs += spec.interval_secs;
+        }
+        if matches!(verdict, Verdict::Hold | Verdict::Promote)
+            && e.rollout.analysed_secs > spec.max_duration_secs
+        {
+            verdict = Verdict::Rollback;
+            reason = format!(
+                "not finished after {} s of analysis (max_duration_secs {}): {reason}",
+                e.rollout.analysed_secs, spec.max_duration_secs
+            );
+        }
+        let (phase, weight) = match verdict {
+            Verdict::Promote => (Phase::Progressing, state.percent(spec)),
+            Verdict::Complete => (Phase::Succeeded, 100),
+            Verdict::Rollback => (Phase::RolledBack, 0),
+            Verdict::Hold | Verdict::Pause => (Phase::Progressing, e.rollout.weight),
+        };
+        e.rollout.analysis = state;
+        e.rollout.phase = phase;
+        e.rollout.weight = weight;
+        let mut applied = apply_weight(&loaded, e, self.driver_breaker.as_deref()).await;
+        if let Err(why) = &applied {
+            reason = format!("{reason}; driver: {why} (retrying)");
+        }
+        let inputs = json!({
+            "queries": queries.iter().map(|(k, q)| json!({"name": k, "query": q})).collect::<Vec<_>>(),
+            "prometheus": self.prom.base(),
+            "interval_secs": spec.interval_secs,
+            "alpha": spec.analysis.alpha,
+            "beta": spec.analysis.beta,
+            "ratio": spec.analysis.ratio,
+            "alpha_per_test": spec.analysis.alpha / (2.0 * spec.steps.len() as f64),
+            "min_requests": spec.analysis.min_requests,
+            "latency_threshold_seconds": spec.analysis.latency_threshold_seconds,
+            "slo_objective": spec.analysis.slo_objective,
+            "max_burn_rate": spec.analysis.max_burn_rate,
+            "consumer": spec.analysis.consumer,
+        });
+        let observed = match &interval {
+            Interval::BackendDown(why) => json!({"backend": "down", "error": why}),
+            Interval::Data { .. } => json!({
+                "stable": d.stable,
+                "canary": d.canary,
+                "canary_share": d.canary_share,
+                "consumer": d.consumer,
+            }),
+        };
+        let statistic = json!({
+            "error_llr": d.error_llr,
+            "latency_llr": d.latency_llr,
+            "boundary": d.boundary,
+            "canary_burn_rate": d.canary_burn_rate,
+            "canary_dlq_ratio": d.canary_dlq_ratio,
+            "canary_requests_in_step": d.canary_requests_in_step,
+        });
+        let span = tracing::info_span!(
+            "canary.analysis",
+            canary = %name,
+            canary_version = %spec.canary_version,
+            verdict = verdict.as_str(),
+            step_percent = d.step_percent,
+            weight_after = weight,
+            error_llr = d.error_llr,
+            latency_llr = d.latency_llr,
+            boundary = d.boundary,
+        );
+        let trace_id = trace_id_of(&span);
+        {
+            let _g = span.enter();
+            tracing::info!(canary = %name, verdict = verdict.as_str(), %reason, "canary decision");
+        }
+        if let Ok(mut mt) = self.metrics.lock() {
+            *mt.decisions
+                .entry((name.to_string(), verdict.as_str()))
+                .or_default() += 1;
+        }
+        let rec = NewDecision {
+            actor: CONTROLLER_ACTOR.into(),
+            action: "analysis",
+            verdict: verdict.as_str().into(),
+            reason,
+            step_percent: d.step_percent,
+            inputs,
+            observed,
+            statistic,
+            trace_id,
+        };
+        let stored = self.persist(e, rec).await;
+        if let Ok(r) = &stored {
+            e.last_analysis = Some(r.clone());
+        }
+        applied = applied.and(stored.map(drop).map_err(|e| format!("{e:#}")));
+        if let Err(e) = applied {
+            tracing::warn!(canary = %name, error = %e, "canary decision not fully applied");
+        }
+        Ok(())
+    }
+
+    /// Make sure the spec's canary version has a rollout: continue one from
+    /// Postgres, or start it (superseding an unfinished older one).
+    pub(super) async fn ensure_rollout(
+        &self,
+        inner: &mut Inner,
+        loaded: &Loaded,
+    ) -> anyhow::Result<()> {
+        let spec = &loaded.spec;
+        if inner
+            .entries
+            .get(&spec.name)
+            .is_some_and(|e| e.rollout.canary_version == spec.canary_version)
+        {
+            return Ok(());
+        }
+        if let Some(r) = self
+            .store
+            .load_rollout(&spec.name, &spec.canary_version)
+            .await?
+        {
+            let mut e = Entry::new(r);
+            e.last_decision = self.decisions(&spec.name, 1, None).await?.pop();
+            e.last_analysis = self.decisions(&spec.name, 1, Some("analysis")).await?.pop();
+            inner.entries.insert(spec.name.clone(), e);
+            return Ok(());
+        }
+        // Supersede whatever is unfinished for this canary.
+        let unfinished: Vec<Rollout> = self.store.unfinished_rollouts(&spec.name).await?;
+        for old in unfinished {
+            let mut e = Entry::new(old);
+            e.rollout.phase = Phase::Superseded;
+            let rec = NewDecision {
+                actor: CONTROLLER_ACTOR.into(),
+                action: "supersede",
+                verdict: "hold".into(),
+                reason: format!(
+                    "canary version {} replaces {} before it finished",
+                    spec.canary_version, e.rollout.canary_version
+                ),
+                step_percent: e.rollout.weight,
+                inputs: json!({}),
+                observed: json!({}),
+                statistic: json!({}),
+                trace_id: None,
+            };
+            self.persist(&mut e, rec).await?;
+        }
+        let state = State::new(spec);
+        let weight = state.percent(spec);
+        let (id, started_at) = self.store.insert_rollout(spec, weight, &state).await?;
+        let mut e = Entry::new(Rollout {
+            id,
+            canary: spec.name.clone(),
+            canary_version: spec.canary_version.clone(),
+            stable_version: spec.stable_version.clone(),
+            phase: Phase::Progressing,
+            weight,
+            weight_applied: false,
+            analysis: state,
+            analysed_secs: 0,
+            started_at,
+            updated_at: started_at,
+            finished_at: None,
+        });
+        let applied = apply_weight(loaded, &mut e, self.driver_breaker.as_deref()).await;
+        let rec = NewDecision {
+            actor: CONTROLLER_ACTOR.into(),
+            action: "start",
+            verdict: "hold".into(),
+            reason: match &applied {
+                Ok(()) => format!(
+                    "canary version {} against stable {}: starting at {weight}% (steps {:?})",
+                    spec.canary_version, spec.stable_version, spec.steps
+                ),
+                Err(why) => format!(
+                    "canary version {}: starting at {weight}%; driver: {why} (retrying)",
+                    spec.canary_version
+                ),
+            },
+            step_percent: weight,
+            inputs: json!({"file": loaded.file.display().to_string(), "steps": spec.steps}),
+            observed: json!({}),
+            statistic: json!({}),
+            trace_id: None,
+        };
+        self.persist(&mut e, rec).await?;
+        tracing::info!(canary = %spec.name, version = %spec.canary_version, weight, "canary rollout started");
+        inner.entries.insert(spec.name.clone(), e);
+        Ok(())
+    }
+
+    /// Newest first; `action` filters (e.g. `analysis`).
+    pub async fn decisions(
+        &self,
+        canary: &str,
+        limit: i64,
+        action: Option<&str>,
+    ) -> anyhow::Result<Vec<DecisionRecord>> {
+        self.store.decisions(canary, limit, action).await
+    }
+
+    /// Append the decision and save the rollout, in one transaction.
+    pub(super) async fn persist(
+        &self,
+        e: &mut Entry,
+        rec: NewDecision,
+    ) -> anyhow::Result<DecisionRecord> {
+        let d = self.store.persist(&mut e.rollout, rec).await?;
+        e.last_decision = Some(d.clone());
+        Ok(d)
+    }
+
+    pub async fn list(&self) -> CanaryList {
+        let inner = self.inner.lock().await;
+        CanaryList {
+            canaries: inner
+                .specs
+                .values()
+                .map(|l| view(l, inner.entries.get(&l.spec.name)))
+                .collect(),
+            spec_errors: inner.spec_errors.clone(),
+        }
+    }
+
+    pub async fn get(&self, name: &str) -> Option<CanaryView> {
+        let inner = self.inner.lock().await;
+        inner
+            .specs
+            .get(name)
+            .map(|l| view(l, inner.entries.get(name)))
+    }
+
+    /// Snapshot for `/metrics`: weight, phase and statistics per canary.
+    pub async fn gauges(&self) -> Vec<CanaryGauges> {
+        let inner = self.inner.lock().await;
+        inner
+            .entries
+            .values()
+            .map(|e| CanaryGauges {
+                canary: e.rollout.canary.clone(),
+                weight: e.rollout.weight,
+                phase: e.rollout.phase,
+                error_llr: e.rollout.analysis.errors.llr,
+                latency_llr: e.rollout.analysis.latency.llr,
+                boundary: e.rollout.analysis.errors.upper(),
+            })
+            .collect()
+    }
+}
+
+/// Per-canary gauges for `/metrics`.
+#[derive(Debug, Clone)]
+pub struct CanaryGauges {
+    pub canary: String,
+    pub weight: u32,
+    pub phase: Phase,
+    pub error_llr: f64,
+    pub latency_llr: f64,
+    pub boundary: f64,
+}
+
+pub(super) async fn apply_weight(
+    loaded: &Loaded,
+    e: &mut Entry,
+    breaker: Option<&service_kit::retry::CircuitBreaker>,
+) -> Result<(), String> {
+    let res = match breaker.map(|b| b.check()).transpose() {
+        Err(open) => Err(open.to_string()),
+        Ok(permit) => {
+            let r = loaded
+                .driver
+                .set_canary_percent(e.rollout.weight)
+                .await
+                .map_err(|err| err.to_string());
+            if let Some(p) = permit {
+                p.record(r.is_ok());
+            }
+            r
+        }
+    };
+    if let Err(why) = &res {
+        tracing::warn!(canary = %loaded.spec.name, weight = e.rollout.weight, error = %why, "rollout driver refused the weight");
+    }
+    e.rollout.weight_applied = res.is_ok();
+    res
+}
+
+pub(super) fn trace_id_of(span: &tracing::Span) -> Option<String> {
+    service_kit::trace::context_of(span, None)?
+        .trace_id()
+        .map(str::to_string)
+}
+
+pub(super) fn view(l: &Loaded, e: Option<&Entry>) -> CanaryView {
+    let s = &l.spec;
+    CanaryView {
+        name: s.name.clone(),
+        file: l.file.display().to_string(),
+        target: s.target.clone(),
+        stable: s.stable.clone(),
+        canary: s.canary.clone(),
+        stable_version: s.stable_version.clone(),
+        canary_version: s.canary_version.clone(),
+        steps: s.steps.clone(),
+        interval_secs: s.interval_secs,
+        max_duration_secs: s.max_duration_secs,
+        analysis: s.analysis.clone(),
+        rollout: e
+            .filter(|e| e.rollout.canary_version == s.canary_version)
+            .map(|e| e.rollout.clone()),
+        last_decision: e.and_then(|e| e.last_decision.clone()),
+        last_analysis: e.and_then(|e| e.last_analysis.clone()),
+    }
+}
