@@ -175,3 +175,79 @@ pub struct ActionBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
+
+/// One PromQL query of an analysis interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NamedQuery {
+    pub name: String,
+    pub query: String,
+}
+
+/// `inputs` of an `analysis` decision: the queries and thresholds it used.
+/// (Other actions record other shapes: `{"note": …}` for an operator action,
+/// the spec file and steps for `start`.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnalysisInputs {
+    pub queries: Vec<NamedQuery>,
+    /// Base URL of the Prometheus queried.
+    pub prometheus: String,
+    pub interval_secs: u64,
+    pub alpha: f64,
+    pub beta: f64,
+    pub ratio: f64,
+    /// `alpha` split over the two tests of every step.
+    pub alpha_per_test: f64,
+    pub min_requests: u64,
+    pub latency_threshold_seconds: f64,
+    pub slo_objective: f64,
+    pub max_burn_rate: f64,
+    pub consumer: Option<canary::spec::ConsumerCheck>,
+}
+
+/// `observed` of an `analysis` decision: counts per side in the interval,
+/// or why there were none.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AnalysisObserved {
+    /// Prometheus could not be asked (`backend` is `down`).
+    BackendDown { backend: String, error: String },
+    Data {
+        stable: canary::Observation,
+        canary: canary::Observation,
+        /// Null when not a number (no requests).
+        canary_share: Option<f64>,
+        consumer: Option<canary::ConsumerObservation>,
+    },
+}
+
+/// `statistic` of an `analysis` decision. A value that is not a finite
+/// number is null.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnalysisStatistic {
+    pub error_llr: Option<f64>,
+    pub latency_llr: Option<f64>,
+    /// The log-likelihood ratio at which the canary is rolled back.
+    pub boundary: Option<f64>,
+    pub canary_burn_rate: Option<f64>,
+    pub canary_dlq_ratio: Option<f64>,
+    pub canary_requests_in_step: u64,
+}
+
+/// An `analysis` entry of the decision log, its JSON columns typed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Analysis {
+    pub inputs: AnalysisInputs,
+    pub observed: AnalysisObserved,
+    pub statistic: AnalysisStatistic,
+}
+
+impl DecisionRecord {
+    /// The inputs, observations and statistic of an `analysis` decision.
+    pub fn analysis(&self) -> Result<Analysis, serde_json::Error> {
+        Ok(Analysis {
+            inputs: serde_json::from_value(self.inputs.clone())?,
+            observed: serde_json::from_value(self.observed.clone())?,
+            statistic: serde_json::from_value(self.statistic.clone())?,
+        })
+    }
+}

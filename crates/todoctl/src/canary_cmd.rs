@@ -14,7 +14,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
-use serde_json::Value;
+use observer_api::canaries::{
+    ActionBody, AnalysisObserved, CanaryList, CanaryView, DecisionRecord, Phase,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::lag_cmd::Output;
 
@@ -123,6 +127,8 @@ pub struct RollbackArgs {
 enum Failure {
     Unreachable(String),
     Refused(String),
+    /// The observer answered 2xx with a body that is not the API's type.
+    Invalid(String),
 }
 
 struct Client {
@@ -145,7 +151,7 @@ impl Client {
         format!("{}{path}", self.conn.observer_url.trim_end_matches('/'))
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, Failure> {
+    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, Failure> {
         let req = match (&self.conn.token, &self.conn.user) {
             (Some(t), _) => req.bearer_auth(t),
             (None, Some(u)) => req.bearer_auth(dev_token(u)),
@@ -158,15 +164,16 @@ impl Client {
             ))
         })?;
         let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        let url = resp.url().to_string();
+        let body = resp.bytes().await.unwrap_or_default();
         if status.is_success() {
-            return Ok(body);
+            return serde_json::from_slice(&body)
+                .map_err(|e| Failure::Invalid(format!("unexpected answer from {url}: {e}")));
         }
-        let detail = body["detail"]
-            .as_str()
-            .or(body["title"].as_str())
-            .unwrap_or("no detail")
-            .to_string();
+        let problem: Option<Problem> = serde_json::from_slice(&body).ok();
+        let detail = problem
+            .and_then(|p| p.detail.or(p.title))
+            .unwrap_or_else(|| "no detail".into());
         if status.is_server_error() && status.as_u16() != 503 {
             return Err(Failure::Unreachable(format!(
                 "observer answered {status}: {detail}"
@@ -177,17 +184,26 @@ impl Client {
         )))
     }
 
-    async fn get(&self, path: &str) -> Result<Value, Failure> {
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {
         self.send(self.http.get(self.url(path))).await
     }
 
-    async fn post(&self, path: &str, reason: Option<&str>) -> Result<Value, Failure> {
+    async fn post(&self, path: &str, reason: Option<&str>) -> Result<CanaryView, Failure> {
         let mut req = self.http.post(self.url(path));
         if let Some(r) = reason {
-            req = req.json(&serde_json::json!({ "reason": r }));
+            req = req.json(&ActionBody {
+                reason: Some(r.to_string()),
+            });
         }
         self.send(req).await
     }
+}
+
+/// The fields of a problem+json answer that are shown.
+#[derive(serde::Deserialize)]
+struct Problem {
+    title: Option<String>,
+    detail: Option<String>,
 }
 
 fn fail(f: Failure) -> ExitCode {
@@ -199,6 +215,10 @@ fn fail(f: Failure) -> ExitCode {
         Failure::Refused(m) => {
             eprintln!("todoctl: {m}");
             ExitCode::from(EXIT_REFUSED)
+        }
+        Failure::Invalid(m) => {
+            eprintln!("todoctl: {m}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -231,163 +251,193 @@ fn seg(name: &str) -> String {
     out
 }
 
-fn phase(v: &Value) -> &str {
-    v["rollout"]["phase"].as_str().unwrap_or("not started")
+fn phase(c: &CanaryView) -> &'static str {
+    c.rollout
+        .as_ref()
+        .map(|r| r.phase.as_str())
+        .unwrap_or("not started")
+}
+
+/// The canary weight as the JSON answer has it (`null` before the rollout
+/// started).
+fn weight(c: &CanaryView) -> String {
+    c.rollout
+        .as_ref()
+        .map(|r| r.weight.to_string())
+        .unwrap_or_else(|| "null".into())
+}
+
+fn last_reason(c: &CanaryView) -> &str {
+    c.last_decision
+        .as_ref()
+        .map(|d| d.reason.as_str())
+        .unwrap_or("")
 }
 
 fn exit_for_phase(p: &str) -> ExitCode {
-    match p {
-        "rolled_back" | "aborted" => ExitCode::from(EXIT_ROLLED_BACK),
-        _ => ExitCode::SUCCESS,
+    if p == Phase::RolledBack.as_str() || p == Phase::Aborted.as_str() {
+        ExitCode::from(EXIT_ROLLED_BACK)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
-fn print_json(v: &Value) {
+/// Pretty JSON with the keys sorted, as the observer's answer read into a
+/// `serde_json::Value` always printed.
+fn print_json<T: Serialize>(v: &T) {
+    let v = serde_json::to_value(v).unwrap_or_default();
     println!(
         "{}",
-        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+        serde_json::to_string_pretty(&v).unwrap_or_else(|_| v.to_string())
     );
 }
 
-fn status_table(canaries: &[&Value]) {
+/// A value as it appears in the JSON answer (`1.0`, `null`; a string
+/// without its quotes).
+fn js<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v).unwrap_or_default() {
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+fn status_table(canaries: &[&CanaryView]) {
     println!(
         "{:<20} {:<14} {:<14} {:>6} {:>7}  {:<9} LAST DECISION",
         "CANARY", "VERSION", "PHASE", "WEIGHT", "STEP", "ANALYSED"
     );
     for c in canaries {
-        let r = &c["rollout"];
-        let steps = c["steps"].as_array().map(|s| s.len()).unwrap_or(0);
-        let step = r["analysis"]["step"].as_u64().map(|s| s + 1).unwrap_or(0);
-        let last = &c["last_decision"];
-        let last = if last.is_null() {
-            "-".to_string()
-        } else {
-            format!(
-                "{} {} by {}: {}",
-                last["action"].as_str().unwrap_or(""),
-                last["verdict"].as_str().unwrap_or(""),
-                last["actor"].as_str().unwrap_or(""),
-                last["reason"].as_str().unwrap_or("")
-            )
+        let r = c.rollout.as_ref();
+        let step = r.map(|r| r.analysis.step as u64 + 1).unwrap_or(0);
+        let last = match &c.last_decision {
+            None => "-".to_string(),
+            Some(d) => format!("{} {} by {}: {}", d.action, d.verdict, d.actor, d.reason),
         };
         println!(
             "{:<20} {:<14} {:<14} {:>5}% {:>3}/{:<3}  {:<9} {}",
-            c["name"].as_str().unwrap_or(""),
-            c["canary_version"].as_str().unwrap_or(""),
+            c.name,
+            c.canary_version,
             phase(c),
-            r["weight"].as_u64().unwrap_or(0),
+            r.map(|r| r.weight).unwrap_or(0),
             step,
-            steps,
-            format!("{}s", r["analysed_secs"].as_u64().unwrap_or(0)),
+            c.steps.len(),
+            format!("{}s", r.map(|r| r.analysed_secs).unwrap_or(0)),
             last
         );
     }
 }
 
-fn num(v: &Value, digits: usize) -> String {
-    match v.as_f64() {
+fn num(v: Option<f64>, digits: usize) -> String {
+    match v {
         Some(x) => format!("{x:.digits$}"),
         None => "-".into(),
     }
 }
 
-fn explain_text(c: &Value) {
-    let r = &c["rollout"];
+fn explain_text(c: &CanaryView) -> Result<(), Failure> {
     println!(
         "canary {} ({} against stable {}), phase {}, canary weight {}%",
-        c["name"].as_str().unwrap_or(""),
-        c["canary_version"].as_str().unwrap_or(""),
-        c["stable_version"].as_str().unwrap_or(""),
+        c.name,
+        c.canary_version,
+        c.stable_version,
         phase(c),
-        r["weight"].as_u64().unwrap_or(0)
+        c.rollout.as_ref().map(|r| r.weight).unwrap_or(0)
     );
-    let d = &c["last_decision"];
-    if !d.is_null() {
+    if let Some(d) = &c.last_decision {
         println!(
             "last decision  #{} at {}: {} → {} by {}",
-            d["id"],
-            d["at"].as_str().unwrap_or(""),
-            d["action"].as_str().unwrap_or(""),
-            d["verdict"].as_str().unwrap_or(""),
-            d["actor"].as_str().unwrap_or("")
+            d.id,
+            js(&d.at),
+            d.action,
+            d.verdict,
+            d.actor
         );
-        println!("  reason       {}", d["reason"].as_str().unwrap_or(""));
+        println!("  reason       {}", d.reason);
     }
-    let a = &c["last_analysis"];
-    if a.is_null() {
+    let Some(a) = &c.last_analysis else {
         println!("no analysis yet (the first interval sets the baseline)");
-        return;
-    }
-    let (o, s, i) = (&a["observed"], &a["statistic"], &a["inputs"]);
+        return Ok(());
+    };
+    let analysis = a.analysis().map_err(|e| {
+        Failure::Invalid(format!("decision #{} is not an analysis record: {e}", a.id))
+    })?;
+    let (o, s, i) = (&analysis.observed, &analysis.statistic, &analysis.inputs);
     println!(
         "last analysis  #{} at {}: verdict {} at {}%",
-        a["id"],
-        a["at"].as_str().unwrap_or(""),
-        a["verdict"].as_str().unwrap_or(""),
-        a["step_percent"]
+        a.id,
+        js(&a.at),
+        a.verdict,
+        a.step_percent
     );
-    println!("  reason       {}", a["reason"].as_str().unwrap_or(""));
-    if o["backend"] == "down" {
-        println!(
-            "  metrics      unavailable: {}",
-            o["error"].as_str().unwrap_or("")
-        );
-    } else {
-        println!(
-            "  {:<8} {:>9} {:>7} {:>6}   (slow = over {} s)",
-            "", "requests", "5xx", "slow", i["latency_threshold_seconds"]
-        );
-        for side in ["stable", "canary"] {
-            println!(
-                "  {:<8} {:>9} {:>7} {:>6}",
-                side, o[side]["requests"], o[side]["errors"], o[side]["slow"]
-            );
+    println!("  reason       {}", a.reason);
+    match o {
+        AnalysisObserved::BackendDown { error, .. } => {
+            println!("  metrics      unavailable: {error}");
         }
-        println!("  canary share of traffic {}", num(&o["canary_share"], 3));
+        AnalysisObserved::Data {
+            stable,
+            canary,
+            canary_share,
+            ..
+        } => {
+            println!(
+                "  {:<8} {:>9} {:>7} {:>6}   (slow = over {} s)",
+                "",
+                "requests",
+                "5xx",
+                "slow",
+                js(&i.latency_threshold_seconds)
+            );
+            for (side, ob) in [("stable", stable), ("canary", canary)] {
+                println!(
+                    "  {:<8} {:>9} {:>7} {:>6}",
+                    side, ob.requests, ob.errors, ob.slow
+                );
+            }
+            println!("  canary share of traffic {}", num(*canary_share, 3));
+        }
     }
     println!(
         "  statistic    errors LLR {}  latency LLR {}  rollback at ≥ {}  (SPRT, α {} per test, β {}, ratio {})",
-        num(&s["error_llr"], 2),
-        num(&s["latency_llr"], 2),
-        num(&s["boundary"], 2),
-        num(&i["alpha_per_test"], 5),
-        i["beta"],
-        i["ratio"]
+        num(s.error_llr, 2),
+        num(s.latency_llr, 2),
+        num(s.boundary, 2),
+        num(Some(i.alpha_per_test), 5),
+        js(&i.beta),
+        js(&i.ratio)
     );
     println!(
         "  burn rate    {}× (guard {}×, objective {})   canary requests in step {} (min {})",
-        num(&s["canary_burn_rate"], 2),
-        i["max_burn_rate"],
-        i["slo_objective"],
-        s["canary_requests_in_step"],
-        i["min_requests"]
+        num(s.canary_burn_rate, 2),
+        js(&i.max_burn_rate),
+        js(&i.slo_objective),
+        s.canary_requests_in_step,
+        i.min_requests
     );
-    if !s["canary_dlq_ratio"].is_null() {
-        println!("  DLQ ratio    {}", num(&s["canary_dlq_ratio"], 4));
+    if let Some(r) = s.canary_dlq_ratio {
+        println!("  DLQ ratio    {}", num(Some(r), 4));
     }
+    Ok(())
 }
 
-fn history_table(rows: &[Value]) {
+fn history_table(rows: &[DecisionRecord]) {
     println!(
         "{:>6}  {:<24} {:<10} {:<10} {:<9} {:>5}→{:<4} REASON",
         "ID", "AT", "ACTOR", "ACTION", "VERDICT", "STEP", "WT"
     );
     for d in rows {
+        // The numbers were printed as JSON values, which ignore the width:
+        // unpadded, so the output stays as it was.
         println!(
-            "{:>6}  {:<24} {:<10} {:<10} {:<9} {:>4}%→{:<3}% {}",
-            d["id"],
-            d["at"]
-                .as_str()
-                .unwrap_or("")
-                .chars()
-                .take(23)
-                .collect::<String>(),
-            d["actor"].as_str().unwrap_or(""),
-            d["action"].as_str().unwrap_or(""),
-            d["verdict"].as_str().unwrap_or(""),
-            d["step_percent"],
-            d["weight_after"],
-            d["reason"].as_str().unwrap_or("")
+            "{}  {:<24} {:<10} {:<10} {:<9} {}%→{}% {}",
+            d.id,
+            js(&d.at).chars().take(23).collect::<String>(),
+            d.actor,
+            d.action,
+            d.verdict,
+            d.step_percent,
+            d.weight_after,
+            d.reason
         );
     }
 }
@@ -435,28 +485,25 @@ pub async fn run(a: CanaryArgs) -> anyhow::Result<ExitCode> {
             name: None,
             wait: _,
             wait_timeout_secs: _,
-        } => c.get("/api/v1/canaries").await.map(|v| {
+        } => c.get::<CanaryList>("/api/v1/canaries").await.map(|v| {
             if json {
                 print_json(&v);
             } else {
-                let list: Vec<&Value> = v["canaries"]
-                    .as_array()
-                    .map(|a| a.iter().collect())
-                    .unwrap_or_default();
+                let list: Vec<&CanaryView> = v.canaries.iter().collect();
                 if list.is_empty() {
                     println!("no canaries (the observer loads them from its canary_dir)");
                 } else {
                     status_table(&list);
                 }
-                for e in v["spec_errors"].as_array().into_iter().flatten() {
-                    eprintln!("spec error: {}", e.as_str().unwrap_or(""));
+                for e in &v.spec_errors {
+                    eprintln!("spec error: {e}");
                 }
             }
-            let worst = v["canaries"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| matches!(phase(c), "rolled_back" | "aborted"));
+            let worst = v.canaries.iter().any(|c| {
+                c.rollout
+                    .as_ref()
+                    .is_some_and(|r| matches!(r.phase, Phase::RolledBack | Phase::Aborted))
+            });
             if worst {
                 ExitCode::from(EXIT_ROLLED_BACK)
             } else {
@@ -472,30 +519,22 @@ pub async fn run(a: CanaryArgs) -> anyhow::Result<ExitCode> {
             let started = Instant::now();
             let mut last_line = String::new();
             loop {
-                let v = match c.get(&path).await {
+                let v: CanaryView = match c.get(&path).await {
                     Ok(v) => v,
                     Err(f) => return Ok(fail(f)),
                 };
-                let p = phase(&v).to_string();
-                let finished = matches!(
-                    p.as_str(),
-                    "succeeded" | "rolled_back" | "aborted" | "superseded"
-                );
+                let p = phase(&v);
+                let finished = v.rollout.as_ref().is_some_and(|r| r.phase.finished());
                 if !wait || finished {
                     if json {
                         print_json(&v);
                     } else {
                         status_table(&[&v]);
                     }
-                    break Ok(exit_for_phase(&p));
+                    break Ok(exit_for_phase(p));
                 }
                 if !json {
-                    let line = format!(
-                        "{} {}% {}",
-                        p,
-                        v["rollout"]["weight"],
-                        v["last_decision"]["reason"].as_str().unwrap_or("")
-                    );
+                    let line = format!("{} {}% {}", p, weight(&v), last_reason(&v));
                     if line != last_line {
                         eprintln!("waiting: {line}");
                         last_line = line;
@@ -508,24 +547,26 @@ pub async fn run(a: CanaryArgs) -> anyhow::Result<ExitCode> {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
-        CanaryCmd::Explain { name } => c
-            .get(&format!("/api/v1/canaries/{}", seg(&name)))
-            .await
-            .map(|v| {
-                if json {
+        CanaryCmd::Explain { name } => {
+            match c
+                .get::<CanaryView>(&format!("/api/v1/canaries/{}", seg(&name)))
+                .await
+            {
+                Ok(v) if json => {
                     print_json(&serde_json::json!({
-                        "name": v["name"],
-                        "rollout": v["rollout"],
-                        "last_decision": v["last_decision"],
-                        "last_analysis": v["last_analysis"],
+                        "name": v.name,
+                        "rollout": v.rollout,
+                        "last_decision": v.last_decision,
+                        "last_analysis": v.last_analysis,
                     }));
-                } else {
-                    explain_text(&v);
+                    Ok(exit_for_phase(phase(&v)))
                 }
-                exit_for_phase(phase(&v))
-            }),
+                Ok(v) => explain_text(&v).map(|()| exit_for_phase(phase(&v))),
+                Err(f) => Err(f),
+            }
+        }
         CanaryCmd::History { name, limit } => c
-            .get(&format!(
+            .get::<Vec<DecisionRecord>>(&format!(
                 "/api/v1/canaries/{}/decisions?limit={limit}",
                 seg(&name)
             ))
@@ -534,7 +575,7 @@ pub async fn run(a: CanaryArgs) -> anyhow::Result<ExitCode> {
                 if json {
                     print_json(&v);
                 } else {
-                    history_table(v.as_array().map(Vec::as_slice).unwrap_or_default());
+                    history_table(&v);
                 }
                 ExitCode::SUCCESS
             }),
@@ -561,8 +602,8 @@ async fn action(c: &Client, what: &str, a: ActionArgs, json: bool) -> Result<Exi
             "{what}: {} is {} with {}% of traffic on the canary ({})",
             a.name,
             phase(&v),
-            v["rollout"]["weight"],
-            v["last_decision"]["reason"].as_str().unwrap_or("")
+            weight(&v),
+            last_reason(&v)
         );
     }
     Ok(ExitCode::SUCCESS)

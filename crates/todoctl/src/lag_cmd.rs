@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use serde_json::Value;
+use observer_api::lag::{GroupView, LagState, Status};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
@@ -35,8 +35,8 @@ pub struct LagArgs {
     pub timeout_secs: u64,
 }
 
-fn secs(v: &Value) -> String {
-    match v.as_f64() {
+fn secs(v: Option<f64>) -> String {
+    match v {
         None => "-".into(),
         Some(s) if s < 120.0 => format!("{s:.1}s"),
         Some(s) if s < 7200.0 => format!("{:.1}m", s / 60.0),
@@ -44,13 +44,13 @@ fn secs(v: &Value) -> String {
     }
 }
 
-fn exit_for(groups: &[&Value]) -> ExitCode {
+fn exit_for(groups: &[GroupView]) -> ExitCode {
     let worst = groups
         .iter()
-        .map(|g| match g["status"].as_str().unwrap_or("") {
-            "STOP" | "STALL" | "REWIND" => crate::exit::LAG_STOPPED,
-            "WARN" => crate::exit::LAG_WARN,
-            _ => 0,
+        .map(|g| match g.status {
+            Status::Stop | Status::Stall | Status::Rewind => crate::exit::LAG_STOPPED,
+            Status::Warn => crate::exit::LAG_WARN,
+            Status::Ok | Status::Idle => 0,
         })
         .max()
         .unwrap_or(0);
@@ -73,68 +73,62 @@ pub async fn run(args: LagArgs) -> anyhow::Result<ExitCode> {
         eprintln!("todoctl lag: {url} answered {}", resp.status());
         return Ok(ExitCode::from(crate::exit::UNREACHABLE));
     }
-    let snap: Value = resp.json().await.context("reading the observer's answer")?;
-    let groups: Vec<&Value> = snap["groups"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter(|g| {
-                    args.groups.is_empty()
-                        || args.groups.iter().any(|n| g["group"].as_str() == Some(n))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut snap: LagState = resp.json().await.context("reading the observer's answer")?;
+    snap.snapshot
+        .groups
+        .retain(|g| args.groups.is_empty() || args.groups.contains(&g.group));
+    let groups = &snap.snapshot.groups;
     if args.output == Output::Json {
-        let mut out = snap.clone();
-        out["groups"] = Value::Array(groups.iter().map(|g| (*g).clone()).collect());
+        // Through a `Value`, as before: the same key order either way.
+        let out = serde_json::to_value(&snap)?;
         println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(exit_for(&groups));
+        return Ok(exit_for(groups));
     }
-    if snap["enabled"] == false {
+    if !snap.enabled {
         eprintln!("todoctl lag: the observer has no lag snapshot yet (is kafka_brokers set?)");
         return Ok(ExitCode::from(crate::exit::UNREACHABLE));
     }
-    if let Some(e) = snap["error"].as_str() {
+    if let Some(e) = &snap.error {
         eprintln!("warning: the last snapshot failed ({e}); showing the previous one");
     }
     println!(
         "{:<32} {:<20} {:>7} {:<7} {:>12} {:>10} {:>10} {:>10} {:>10}",
         "GROUP", "STATE", "MEMBERS", "STATUS", "LAG", "LAG(s)", "CONSUME/s", "PRODUCE/s", "ETA"
     );
-    for g in &groups {
-        let eta =
-            if g["lag_messages"].as_i64().unwrap_or(0) > 0 && g["catchup_eta_seconds"].is_null() {
-                "never".to_string()
-            } else {
-                secs(&g["catchup_eta_seconds"])
-            };
+    for g in groups {
+        let eta = if g.lag_messages > 0 && g.rates.catchup_eta_seconds.is_none() {
+            "never".to_string()
+        } else {
+            secs(g.rates.catchup_eta_seconds)
+        };
         println!(
             "{:<32} {:<20} {:>7} {:<7} {:>12} {:>10} {:>10.1} {:>10.1} {:>10}",
-            g["group"].as_str().unwrap_or(""),
-            g["state"].as_str().unwrap_or(""),
-            g["members"].as_u64().unwrap_or(0),
-            g["status"].as_str().unwrap_or(""),
-            g["lag_messages"].as_i64().unwrap_or(0),
-            secs(&g["lag_seconds"]),
-            g["consume_per_sec"].as_f64().unwrap_or(0.0),
-            g["produce_per_sec"].as_f64().unwrap_or(0.0),
+            g.group,
+            g.state,
+            g.members,
+            g.status.as_str(),
+            g.lag_messages,
+            secs(g.lag_seconds),
+            g.rates.consume_per_sec,
+            g.rates.produce_per_sec,
             eta
         );
         if args.partitions {
-            for p in g["partitions"].as_array().into_iter().flatten() {
+            for p in &g.partitions {
+                // The numbers were printed as JSON values, which ignore the
+                // width: unpadded, so the output stays as it was.
                 println!(
-                    "  {}/{:<4} committed {:>10} end {:>10} lag {:>8} {:>8} {}",
-                    p["topic"].as_str().unwrap_or(""),
-                    p["partition"],
-                    p["committed_offset"],
-                    p["end_offset"],
-                    p["lag_messages"],
-                    secs(&p["lag_seconds"]),
-                    p["status"].as_str().unwrap_or("")
+                    "  {}/{} committed {} end {} lag {} {:>8} {}",
+                    p.topic,
+                    p.partition,
+                    p.committed_offset,
+                    p.end_offset,
+                    p.lag_messages,
+                    secs(p.lag_seconds),
+                    p.status.as_str()
                 );
             }
         }
     }
-    Ok(exit_for(&groups))
+    Ok(exit_for(groups))
 }

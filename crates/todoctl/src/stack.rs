@@ -289,7 +289,10 @@ async fn up_cmd(mut a: UpArgs) -> anyhow::Result<ExitCode> {
                     let url = url.clone();
                     async move {
                         match reqwest::get(&url).await {
-                            Ok(r) => r.text().await.is_ok_and(|t| t.contains("\"phase\"")),
+                            Ok(r) => r
+                                .json::<observer_api::canaries::CanaryView>()
+                                .await
+                                .is_ok_and(|c| c.rollout.is_some()),
                             Err(_) => false,
                         }
                     }
@@ -307,7 +310,12 @@ async fn up_cmd(mut a: UpArgs) -> anyhow::Result<ExitCode> {
                     let url = url.clone();
                     async move {
                         match reqwest::get(&url).await {
-                            Ok(r) => r.text().await.is_ok_and(|t| t.contains("query-service")),
+                            Ok(r) => r
+                                .json::<observer_api::lag::LagState>()
+                                .await
+                                .is_ok_and(|l| {
+                                    l.snapshot.groups.iter().any(|g| g.group == "query-service")
+                                }),
                             Err(_) => false,
                         }
                     }

@@ -17,6 +17,7 @@ use super::spec::{Loaded, driver_for, load_specs};
 use super::store::{NewDecision, Store};
 use super::{CanaryList, CanaryView, ConsumerLag, DecisionRecord, Phase, Rollout};
 use crate::prom::{PromClient, PromError};
+use observer_api::canaries::{AnalysisInputs, AnalysisObserved, AnalysisStatistic, NamedQuery};
 
 /// Who the controller's own decisions are attributed to.
 pub const CONTROLLER_ACTOR: &str = "observer";
@@ -259,37 +260,46 @@ impl Controller {
         if let Err(why) = &applied {
             reason = format!("{reason}; driver: {why} (retrying)");
         }
-        let inputs = json!({
-            "queries": queries.iter().map(|(k, q)| json!({"name": k, "query": q})).collect::<Vec<_>>(),
-            "prometheus": self.prom.base(),
-            "interval_secs": spec.interval_secs,
-            "alpha": spec.analysis.alpha,
-            "beta": spec.analysis.beta,
-            "ratio": spec.analysis.ratio,
-            "alpha_per_test": spec.analysis.alpha / (2.0 * spec.steps.len() as f64),
-            "min_requests": spec.analysis.min_requests,
-            "latency_threshold_seconds": spec.analysis.latency_threshold_seconds,
-            "slo_objective": spec.analysis.slo_objective,
-            "max_burn_rate": spec.analysis.max_burn_rate,
-            "consumer": spec.analysis.consumer,
-        });
-        let observed = match &interval {
-            Interval::BackendDown(why) => json!({"backend": "down", "error": why}),
-            Interval::Data { .. } => json!({
-                "stable": d.stable,
-                "canary": d.canary,
-                "canary_share": d.canary_share,
-                "consumer": d.consumer,
-            }),
+        let inputs = AnalysisInputs {
+            queries: queries
+                .iter()
+                .map(|(k, q)| NamedQuery {
+                    name: (*k).into(),
+                    query: q.clone(),
+                })
+                .collect(),
+            prometheus: self.prom.base().into(),
+            interval_secs: spec.interval_secs,
+            alpha: spec.analysis.alpha,
+            beta: spec.analysis.beta,
+            ratio: spec.analysis.ratio,
+            alpha_per_test: spec.analysis.alpha / (2.0 * spec.steps.len() as f64),
+            min_requests: spec.analysis.min_requests,
+            latency_threshold_seconds: spec.analysis.latency_threshold_seconds,
+            slo_objective: spec.analysis.slo_objective,
+            max_burn_rate: spec.analysis.max_burn_rate,
+            consumer: spec.analysis.consumer.clone(),
         };
-        let statistic = json!({
-            "error_llr": d.error_llr,
-            "latency_llr": d.latency_llr,
-            "boundary": d.boundary,
-            "canary_burn_rate": d.canary_burn_rate,
-            "canary_dlq_ratio": d.canary_dlq_ratio,
-            "canary_requests_in_step": d.canary_requests_in_step,
-        });
+        let observed = match &interval {
+            Interval::BackendDown(why) => AnalysisObserved::BackendDown {
+                backend: "down".into(),
+                error: why.clone(),
+            },
+            Interval::Data { .. } => AnalysisObserved::Data {
+                stable: d.stable,
+                canary: d.canary,
+                canary_share: Some(d.canary_share),
+                consumer: d.consumer,
+            },
+        };
+        let statistic = AnalysisStatistic {
+            error_llr: Some(d.error_llr),
+            latency_llr: Some(d.latency_llr),
+            boundary: Some(d.boundary),
+            canary_burn_rate: d.canary_burn_rate,
+            canary_dlq_ratio: d.canary_dlq_ratio,
+            canary_requests_in_step: d.canary_requests_in_step,
+        };
         let span = tracing::info_span!(
             "canary.analysis",
             canary = %name,
@@ -317,9 +327,9 @@ impl Controller {
             verdict: verdict.as_str().into(),
             reason,
             step_percent: d.step_percent,
-            inputs,
-            observed,
-            statistic,
+            inputs: to_json(&inputs),
+            observed: to_json(&observed),
+            statistic: to_json(&statistic),
             trace_id,
         };
         let stored = self.persist(e, rec).await;
@@ -546,4 +556,10 @@ pub(super) fn view(l: &Loaded, e: Option<&Entry>) -> CanaryView {
         last_decision: e.and_then(|e| e.last_decision.clone()),
         last_analysis: e.and_then(|e| e.last_analysis.clone()),
     }
+}
+
+/// A decision-log column. These types have string keys and no custom
+/// serializer, so this cannot fail; a failure would store `null`.
+fn to_json<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or_default()
 }
