@@ -1,5 +1,5 @@
-//! Acceptance 2 of issue 8: schemathesis (PyPI) fuzzes the command and query
-//! APIs from the OpenAPI documents they publish at `/openapi.json`, against
+//! Acceptance 2 of issue 8: schemathesis (PyPI) fuzzes the command, query
+//! and observer APIs from the OpenAPI documents they publish at `/openapi.json`, against
 //! real processes on real PostgreSQL and a real broker. Any failed check
 //! fails the test: a 5xx, a status, content type, header or body the
 //! document does not describe, schema-invalid input that is accepted, or
@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use system_tests::{Service, Stack};
+use system_tests::{Service, ServiceProcess, Stack};
 
 const MAX_EXAMPLES: &str = "50";
 const SEED: &str = "20261126";
@@ -129,6 +129,36 @@ async fn fuzz(schema_url: &str, config: Option<&str>) -> anyhow::Result<String> 
     }
 }
 
+/// An observer with everything its API serves configured: the canary
+/// controller (its decision log in the stack's Postgres, one canary whose
+/// HAProxy is away, so weights are retried) and SLO evaluation against a
+/// Prometheus that is not there (the documented `backend_down` answers).
+async fn spawn_observer(
+    stack: &Stack,
+    spec_dir: &std::path::Path,
+) -> anyhow::Result<ServiceProcess> {
+    std::fs::write(
+        spec_dir.join("fuzz.yaml"),
+        "name: fuzz\ntarget: command-service\nstable: command/stable\ncanary: command/canary\nstable_version: a\ncanary_version: b\ndriver:\n  haproxy:\n    runtime_api: 127.0.0.1:1\n",
+    )?;
+    let port = devstack::free_port()?;
+    let slo_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../slo");
+    let env: Vec<(String, String)> = [
+        ("OBSERVER_LISTEN_ADDR", format!("127.0.0.1:{port}")),
+        ("OBSERVER_PROMETHEUS_URL", "http://127.0.0.1:1".into()),
+        ("OBSERVER_PROMETHEUS_TIMEOUT_MS", "200".into()),
+        ("OBSERVER_PROMETHEUS_RETRIES", "0".into()),
+        ("OBSERVER_SLO_DIR", slo_dir.display().to_string()),
+        ("OBSERVER_CANARY_DIR", spec_dir.display().to_string()),
+        ("OBSERVER_DATABASE_URL", stack.wiring.database_url.clone()),
+        ("OBSERVER_AUTH_MODE", "dev".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    ServiceProcess::spawn("observer", port, &env, stack.log_dir()).await
+}
+
 #[tokio::test]
 async fn schemathesis_finds_no_failure_in_the_published_api_documents() -> anyhow::Result<()> {
     let stack = Stack::start().await?;
@@ -136,11 +166,14 @@ async fn schemathesis_finds_no_failure_in_the_published_api_documents() -> anyho
         stack.spawn(Service::Command, &[]),
         stack.spawn(Service::Query, &[])
     )?;
+    let spec_dir = tempfile::Builder::new().prefix("canary-specs-").tempdir()?;
+    let observer = spawn_observer(&stack, spec_dir.path()).await?;
     let http = reqwest::Client::new();
     let mut failures = vec![];
     for (name, base, config) in [
         ("command", command.base_url(), None),
         ("query", query.base_url(), Some("query-service.toml")),
+        ("observer", observer.base_url(), None),
     ] {
         let url = fetch_document(&http, &base).await?;
         match fuzz(&url, config).await {

@@ -251,3 +251,69 @@ impl DecisionRecord {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(observed: Value, statistic: Value) -> DecisionRecord {
+        let inputs = AnalysisInputs {
+            queries: vec![NamedQuery {
+                name: "errors".into(),
+                query: "sum(x)".into(),
+            }],
+            prometheus: "http://prom".into(),
+            interval_secs: 10,
+            alpha: 0.05,
+            beta: 0.2,
+            ratio: 2.0,
+            alpha_per_test: 0.00625,
+            min_requests: 100,
+            latency_threshold_seconds: 0.3,
+            slo_objective: 0.999,
+            max_burn_rate: 10.0,
+            consumer: None,
+        };
+        let v: Value = serde_json::from_str(
+            r#"{"id":7,"rollout_id":1,"canary":"c","at":"2026-11-30T13:00:00.123456Z",
+                "actor":"observer","action":"analysis","verdict":"hold","reason":"r",
+                "step_percent":10,"weight_after":10,"inputs":{},"observed":{},"statistic":{},
+                "trace_id":null}"#,
+        )
+        .expect("valid JSON");
+        let mut d: DecisionRecord = serde_json::from_value(v).expect("a decision");
+        d.inputs = serde_json::to_value(inputs).expect("serializable");
+        d.observed = observed;
+        d.statistic = statistic;
+        d
+    }
+
+    #[test]
+    fn analysis_columns_read_back_as_the_types_the_controller_writes() {
+        let stat = serde_json::json!({
+            "error_llr": 0.5, "latency_llr": null, "boundary": 2.9,
+            "canary_burn_rate": null, "canary_dlq_ratio": null, "canary_requests_in_step": 40
+        });
+        let data = serde_json::json!({
+            "stable": {"requests": 90, "errors": 1, "slow": 2},
+            "canary": {"requests": 10, "errors": 0, "slow": 1},
+            "canary_share": 0.1, "consumer": null
+        });
+        let a = record(data, stat.clone()).analysis().expect("an analysis");
+        assert!(matches!(
+            a.observed,
+            AnalysisObserved::Data { canary_share: Some(s), .. } if s == 0.1
+        ));
+        assert_eq!(a.statistic.latency_llr, None);
+        assert_eq!(a.inputs.min_requests, 100);
+        let down = serde_json::json!({"backend": "down", "error": "refused"});
+        let a = record(down, stat).analysis().expect("an analysis");
+        assert_eq!(
+            a.observed,
+            AnalysisObserved::BackendDown {
+                backend: "down".into(),
+                error: "refused".into()
+            }
+        );
+    }
+}

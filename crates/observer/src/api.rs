@@ -1,5 +1,5 @@
-//! The observer's router: the status page, `/api/v1/*`, `/metrics`, health,
-//! behind the middleware every service has (trace
+//! The observer's router: the status page, `/api/v1/*`, `/metrics`, health
+//! and `/openapi.json`, behind the middleware every service has (trace
 //! context and server spans, the RED metrics, catch-panic). Errors are
 //! service-kit's problem+json; response bodies are `observer-api` types.
 
@@ -15,6 +15,11 @@ use service_kit::problem::ApiError;
 
 use crate::{AppState, canary_api, metrics, page, report, slos};
 
+/// The observer's OpenAPI document (checked against the router by
+/// `tests/openapi.rs` and against the running observer by
+/// `tests/tests/schemathesis.rs`).
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(status_page))
@@ -27,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         .merge(service_kit::health::routes(
             service_kit::health::Readiness::new(),
         ))
+        .merge(service_kit::openapi::route(OPENAPI))
         .method_not_allowed_fallback(service_kit::problem::method_not_allowed)
         .fallback(service_kit::problem::not_found_fallback)
         .layer(axum::middleware::from_fn(service_kit::errors::catch_panic))
