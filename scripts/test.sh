@@ -5,7 +5,7 @@
 # deployment validation runs their --check-config), validates what we deploy
 # (scripts/validate-deploy.sh), runs all tests
 # (unit, promtool, and the system tests against real PostgreSQL and a real
-# Kafka-protocol broker, schemathesis against both APIs), then smoke-tests
+# Kafka-protocol broker, schemathesis against the command, query and observer APIs), then smoke-tests
 # README command 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -66,8 +66,19 @@ async fn fetch_document(http: &reqwest::Client, base: &str) -> anyhow::Result<St
     Ok(url)
 }
 
+/// An unsigned token for `fuzz` with the `operator` role, which an observer
+/// in dev auth mode accepts: the canary actions are fuzzed past the role
+/// check (X-User-Id alone carries no role).
+const OPERATOR_TOKEN: &str =
+    "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJmdXp6Iiwicm9sZXMiOlsib3BlcmF0b3IiXX0.";
+
 /// Run schemathesis against one service; `Err` carries its full report.
-async fn fuzz(schema_url: &str, config: Option<&str>) -> anyhow::Result<String> {
+/// `headers` are sent with every request besides `X-User-Id`.
+async fn fuzz(
+    schema_url: &str,
+    config: Option<&str>,
+    headers: &[String],
+) -> anyhow::Result<String> {
     let bin = schemathesis_bin()?;
     let dir = settings_dir();
     let started = Instant::now();
@@ -78,6 +89,7 @@ async fn fuzz(schema_url: &str, config: Option<&str>) -> anyhow::Result<String> 
     if let Some(config) = config {
         cmd.arg("--config-file").arg(dir.join(config));
     }
+    let headers = headers.iter().flat_map(|h| ["--header", h.as_str()]);
     let out = cmd
         .args([
             "run",
@@ -109,6 +121,7 @@ async fn fuzz(schema_url: &str, config: Option<&str>) -> anyhow::Result<String> 
             "--header",
             "X-User-Id: fuzz",
         ])
+        .args(headers)
         .kill_on_drop(true)
         .output()
         .await
@@ -130,16 +143,21 @@ async fn fuzz(schema_url: &str, config: Option<&str>) -> anyhow::Result<String> 
 }
 
 /// An observer with everything its API serves configured: the canary
-/// controller (its decision log in the stack's Postgres, one canary whose
-/// HAProxy is away, so weights are retried) and SLO evaluation against a
+/// controller (its decision log in the stack's Postgres, one canary moved
+/// through a real HAProxy's runtime API) and SLO evaluation against a
 /// Prometheus that is not there (the documented `backend_down` answers).
 async fn spawn_observer(
     stack: &Stack,
     spec_dir: &std::path::Path,
+    runtime_api: &str,
 ) -> anyhow::Result<ServiceProcess> {
+    use devstack::haproxy::{BACKEND, CANARY, STABLE};
     std::fs::write(
         spec_dir.join("fuzz.yaml"),
-        "name: fuzz\ntarget: command-service\nstable: command/stable\ncanary: command/canary\nstable_version: a\ncanary_version: b\ndriver:\n  haproxy:\n    runtime_api: 127.0.0.1:1\n",
+        format!(
+            "name: fuzz\ntarget: command-service\nstable: {BACKEND}/{STABLE}\ncanary: {BACKEND}/{CANARY}\n\
+             stable_version: a\ncanary_version: b\ndriver:\n  haproxy:\n    runtime_api: {runtime_api}\n"
+        ),
     )?;
     let port = devstack::free_port()?;
     let slo_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../slo");
@@ -167,16 +185,25 @@ async fn schemathesis_finds_no_failure_in_the_published_api_documents() -> anyho
         stack.spawn(Service::Query, &[])
     )?;
     let spec_dir = tempfile::Builder::new().prefix("canary-specs-").tempdir()?;
-    let observer = spawn_observer(&stack, spec_dir.path()).await?;
+    // Both HAProxy servers are the command service: only the weights matter.
+    let command_addr = command.base_url().trim_start_matches("http://").to_string();
+    let haproxy = devstack::haproxy::Haproxy::start(&command_addr, &command_addr, 0).await?;
+    let observer = spawn_observer(&stack, spec_dir.path(), &haproxy.runtime_api()).await?;
     let http = reqwest::Client::new();
     let mut failures = vec![];
-    for (name, base, config) in [
-        ("command", command.base_url(), None),
-        ("query", query.base_url(), Some("query-service.toml")),
-        ("observer", observer.base_url(), None),
+    let operator = vec![format!("Authorization: Bearer {OPERATOR_TOKEN}")];
+    for (name, base, config, headers) in [
+        ("command", command.base_url(), None, &vec![]),
+        (
+            "query",
+            query.base_url(),
+            Some("query-service.toml"),
+            &vec![],
+        ),
+        ("observer", observer.base_url(), None, &operator),
     ] {
         let url = fetch_document(&http, &base).await?;
-        match fuzz(&url, config).await {
+        match fuzz(&url, config, headers).await {
             Ok(report) => println!("=== {name} API ===\n{report}"),
             Err(e) => failures.push(format!("=== {name} API ===\n{e:#}")),
         }
