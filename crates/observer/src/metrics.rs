@@ -355,4 +355,29 @@ mod tests {
         assert!(out.contains("x{a=\"q\\\"b\\\\c\"} 1.5"), "{out}");
         assert_eq!(render(None, None, None), "");
     }
+
+    #[test]
+    fn http_families_only_and_no_eof() {
+        let reg = service_kit::metrics::Metrics::new("observer", "stable");
+        reg.http
+            .get_or_create(&service_kit::metrics::HttpLabels {
+                route: "/api/v1/lag".into(),
+                method: "GET".into(),
+                status_class: "2xx",
+            })
+            .observe(0.01);
+        let out = render_http(&reg);
+        assert!(
+            out.contains("# TYPE http_server_request_duration_seconds histogram"),
+            "{out}"
+        );
+        assert!(out.contains("route=\"/api/v1/lag\""), "{out}");
+        assert!(
+            out.contains("# TYPE http_server_active_requests gauge"),
+            "{out}"
+        );
+        assert!(!out.contains("todos_created"), "{out}");
+        assert!(!out.contains("circuit_breaker_state"), "{out}");
+        assert!(!out.contains("# EOF"), "{out}");
+    }
 }
