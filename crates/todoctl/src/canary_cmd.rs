@@ -389,10 +389,9 @@ fn explain_text(c: &CanaryView) -> Result<(), Failure> {
                 js(&i.latency_threshold_seconds)
             );
             for (side, ob) in [("stable", stable), ("canary", canary)] {
-                println!(
-                    "  {:<8} {:>9} {:>7} {:>6}",
-                    side, ob.requests, ob.errors, ob.slow
-                );
+                // The counts were printed as JSON values, which ignore the
+                // width: unpadded, so the output stays as it was.
+                println!("  {side:<8} {} {} {}", ob.requests, ob.errors, ob.slow);
             }
             println!("  canary share of traffic {}", num(*canary_share, 3));
         }
