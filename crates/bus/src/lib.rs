@@ -9,6 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use contracts::metrics as m;
 use contracts::topics::headers as h;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -17,7 +18,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use service_kit::metrics::{DlqLabels, Metrics};
+use telemetry::metrics::{Counter, DlqLabels, Family, MetricsRegistry, TopicLabels};
 use tokio_util::sync::CancellationToken;
 
 pub use rdkafka;
@@ -214,6 +215,43 @@ pub trait BatchHandler: Send + Sync {
     fn handle_batch<'a>(&'a self, msgs: &'a [OwnedMessage]) -> BatchFuture<'a>;
 }
 
+/// The metric set of a consume loop: records handled, failed attempts and
+/// dead-lettered records, by topic.
+#[derive(Clone)]
+pub struct ConsumerMetrics {
+    pub consumed: Family<TopicLabels, Counter>,
+    pub failed: Family<TopicLabels, Counter>,
+    pub dlq: Family<DlqLabels, Counter>,
+}
+
+impl ConsumerMetrics {
+    pub fn register(r: &mut MetricsRegistry) -> Self {
+        Self {
+            consumed: r.family(&m::KAFKA_MESSAGES_CONSUMED),
+            failed: r.family(&m::KAFKA_MESSAGES_FAILED),
+            dlq: r.family(&m::DLQ_MESSAGES),
+        }
+    }
+}
+
+/// The metric set of a producer: records the broker acknowledged and ones it
+/// refused, by topic (`kafka_messages_failed` is shared with
+/// [`ConsumerMetrics`] in a process that runs both).
+#[derive(Clone)]
+pub struct ProducerMetrics {
+    pub produced: Family<TopicLabels, Counter>,
+    pub failed: Family<TopicLabels, Counter>,
+}
+
+impl ProducerMetrics {
+    pub fn register(r: &mut MetricsRegistry) -> Self {
+        Self {
+            produced: r.family(&m::KAFKA_MESSAGES_PRODUCED),
+            failed: r.family(&m::KAFKA_MESSAGES_FAILED),
+        }
+    }
+}
+
 /// How a consume loop retries and where it dead-letters.
 #[derive(Debug, Clone)]
 pub struct LoopConfig {
@@ -246,7 +284,7 @@ pub async fn consume_batches(
     consumer: &StreamConsumer,
     producer: &FutureProducer,
     cfg: &LoopConfig,
-    metrics: &Metrics,
+    metrics: &ConsumerMetrics,
     handler: &dyn BatchHandler,
     shutdown: CancellationToken,
 ) {
@@ -283,7 +321,7 @@ pub async fn consume_batches(
         for msg in &batch {
             metrics
                 .consumed
-                .get_or_create(&Metrics::topic(msg.topic()))
+                .get_or_create(&TopicLabels::of(msg.topic()))
                 .inc();
             if cfg.store_offsets
                 && let Err(e) = consumer.store_offset(msg.topic(), msg.partition(), msg.offset())
@@ -318,7 +356,7 @@ mod futures_util_now_or_never {
 struct LoopCtx<'a> {
     producer: &'a FutureProducer,
     cfg: &'a LoopConfig,
-    metrics: &'a Metrics,
+    metrics: &'a ConsumerMetrics,
     handler: &'a dyn BatchHandler,
     shutdown: &'a CancellationToken,
 }
@@ -422,7 +460,7 @@ impl LoopCtx<'_> {
         for m in batch {
             self.metrics
                 .failed
-                .get_or_create(&Metrics::topic(m.topic()))
+                .get_or_create(&TopicLabels::of(m.topic()))
                 .inc();
         }
     }
@@ -431,7 +469,7 @@ impl LoopCtx<'_> {
 async fn dead_letter(
     producer: &FutureProducer,
     cfg: &LoopConfig,
-    metrics: &Metrics,
+    metrics: &ConsumerMetrics,
     msg: &OwnedMessage,
     kind: &'static str,
     error: &str,
@@ -552,6 +590,6 @@ pub fn consumer_span(
         messaging.destination.name = %msg.topic(),
         messaging.message.id = %message_id,
     );
-    service_kit::trace::continue_trace(&span, from_header.as_ref().or(envelope_trace));
+    telemetry::trace::continue_trace(&span, from_header.as_ref().or(envelope_trace));
     span
 }

@@ -284,7 +284,7 @@ async fn execute_once(
     let expected = expected_version(headers)?;
     // The request's span (a child of the caller's traceparent) is the parent
     // of everything downstream: relay, projection, event processor.
-    let trace = service_kit::trace::context_of(
+    let trace = telemetry::trace::context_of(
         &tracing::Span::current(),
         service_kit::trace::from_headers(headers).as_ref(),
     );

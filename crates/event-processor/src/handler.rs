@@ -10,8 +10,8 @@ use contracts::{
     NOTIFICATION_EVENT_SCHEMA_VERSION, NotificationEvent, NotificationKind, TodoEvent,
     TodoEventData, USER_EVENT_SCHEMA_VERSION, UserEvent, UserEventKind, topics,
 };
-use service_kit::metrics::Metrics;
 use sqlx::PgPool;
+use telemetry::metrics::TopicLabels;
 use todo_store::StoreError;
 use todo_store::processor as store;
 use uuid::Uuid;
@@ -22,7 +22,7 @@ const DERIVED: Uuid = Uuid::from_u128(0x6f1c_7d2e_1b7a_4c55_9a0e_2b4f_8c3d_1e57)
 pub struct Processor {
     pub pool: PgPool,
     pub producer: FutureProducer,
-    pub metrics: Metrics,
+    pub metrics: crate::metrics::Metrics,
     pub due_soon: chrono::Duration,
     pub fail_marker: Option<String>,
 }
@@ -53,8 +53,9 @@ impl Processor {
         match self.producer.send(record, Duration::from_secs(0)).await {
             Ok(_) => {
                 self.metrics
+                    .producer
                     .produced
-                    .get_or_create(&Metrics::topic(topic))
+                    .get_or_create(&TopicLabels::of(topic))
                     .inc();
                 Ok(())
             }

@@ -79,16 +79,16 @@ pub struct AppState {
 /// `/metrics`).
 #[derive(Clone)]
 pub struct Breakers {
-    pub prometheus: Arc<service_kit::retry::CircuitBreaker>,
-    pub alertmanager: Arc<service_kit::retry::CircuitBreaker>,
+    pub prometheus: Arc<telemetry::retry::CircuitBreaker>,
+    pub alertmanager: Arc<telemetry::retry::CircuitBreaker>,
     /// HAProxy's runtime API or the Kubernetes API, whichever drives rollouts.
-    pub rollout_driver: Arc<service_kit::retry::CircuitBreaker>,
+    pub rollout_driver: Arc<telemetry::retry::CircuitBreaker>,
 }
 
 impl Breakers {
     fn new() -> Self {
         let b = |d: &str| {
-            Arc::new(service_kit::retry::CircuitBreaker::new(
+            Arc::new(telemetry::retry::CircuitBreaker::new(
                 d,
                 5,
                 Duration::from_secs(5),
@@ -101,7 +101,7 @@ impl Breakers {
         }
     }
 
-    pub fn all(&self) -> [&service_kit::retry::CircuitBreaker; 3] {
+    pub fn all(&self) -> [&telemetry::retry::CircuitBreaker; 3] {
         [&self.prometheus, &self.alertmanager, &self.rollout_driver]
     }
 }
@@ -174,7 +174,7 @@ impl Application {
             }
             None => (None, None),
         };
-        let listener = ServiceListener::bind(&config.listen_addr, config.tls()?).await?;
+        let listener = ServiceListener::bind(&config.listen.listen_addr, config.tls()?).await?;
         let state = AppState {
             config: Arc::new(config),
             slos: Arc::new(slos),

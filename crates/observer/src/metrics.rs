@@ -284,7 +284,7 @@ pub fn render_canaries(
 
 /// The observer's circuit breakers (Prometheus, Alertmanager, the rollout
 /// driver): state and calls by outcome.
-pub fn render_breakers(breakers: &[&service_kit::retry::CircuitBreaker]) -> String {
+pub fn render_breakers(breakers: &[&telemetry::retry::CircuitBreaker]) -> String {
     let mut out = String::new();
     let mut f = Family::new(&mut out, &m::CIRCUIT_BREAKER_STATE);
     for b in breakers {

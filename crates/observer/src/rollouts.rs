@@ -184,7 +184,7 @@ pub struct Controller {
     lag: Arc<RwLock<LagState>>,
     inner: Mutex<Inner>,
     metrics: std::sync::Mutex<RolloutMetrics>,
-    driver_breaker: Option<Arc<service_kit::retry::CircuitBreaker>>,
+    driver_breaker: Option<Arc<telemetry::retry::CircuitBreaker>>,
 }
 
 /// Why an operator action was refused.
@@ -482,7 +482,7 @@ impl Controller {
 
     /// Guard driver calls with `b`: while it is open, weights are not sent
     /// (they are retried every tick, and an operator action answers 503).
-    pub fn with_driver_breaker(mut self, b: Arc<service_kit::retry::CircuitBreaker>) -> Self {
+    pub fn with_driver_breaker(mut self, b: Arc<telemetry::retry::CircuitBreaker>) -> Self {
         self.driver_breaker = Some(b);
         self
     }
@@ -1228,7 +1228,7 @@ fn decision_from_row(row: &sqlx::postgres::PgRow) -> anyhow::Result<DecisionReco
 async fn apply_weight(
     loaded: &Loaded,
     e: &mut Entry,
-    breaker: Option<&service_kit::retry::CircuitBreaker>,
+    breaker: Option<&telemetry::retry::CircuitBreaker>,
 ) -> Result<(), String> {
     let res = match breaker.map(|b| b.check()).transpose() {
         Err(open) => Err(open.to_string()),
@@ -1252,7 +1252,7 @@ async fn apply_weight(
 }
 
 fn trace_id_of(span: &tracing::Span) -> Option<String> {
-    service_kit::trace::context_of(span, None)?
+    telemetry::trace::context_of(span, None)?
         .trace_id()
         .map(str::to_string)
 }

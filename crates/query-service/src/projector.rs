@@ -5,14 +5,14 @@
 use bus::rdkafka::message::{Message, OwnedMessage};
 use bus::{BatchFuture, BatchHandler, Failure, Poison};
 use chrono::Utc;
-use service_kit::metrics::{Metrics, NoLabels};
 use sqlx::PgPool;
+use telemetry::metrics::NoLabels;
 use todo_store::StoreError;
 use todo_store::read::{self, Tables};
 
 pub struct Projector {
     pub pool: PgPool,
-    pub metrics: Metrics,
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Classify a store error for the consume loop.

@@ -143,7 +143,7 @@ impl IntoResponse for ApiError {
             }
             ApiError::Internal(err) => {
                 tracing::error!(error = format!("{err:#}"), "internal error");
-                crate::errors::report(err);
+                telemetry::errors::report(err);
                 (
                     "an internal error occurred; it has been logged".to_string(),
                     vec![],
