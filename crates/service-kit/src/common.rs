@@ -257,5 +257,21 @@ mod tests {
         .map(|_| ())
         .expect_err("bad type");
         assert!(e.to_string().contains("db_max_connections"), "{e}");
+        for (var, key) in [
+            ("SVC_OWN", "own"),
+            ("SVC_RATE_LIMIT__PER_USER_RPS", "rate_limit.per_user_rps"),
+        ] {
+            let e = load(&[
+                ("SVC_DATABASE_URL", "postgres://h/db"),
+                ("SVC_KAFKA_BROKERS", "k:9092"),
+                (var, "lots"),
+            ])
+            .map(|_| ())
+            .expect_err("bad type");
+            assert!(
+                e.to_string().starts_with(&format!("config key '{key}'")),
+                "{e}"
+            );
+        }
     }
 }

@@ -104,7 +104,6 @@ impl MetricsRegistry {
     /// in the sets' definitions, found by the first start-up.
     pub fn register<M: Metric + Clone>(&mut self, def: &m::Metric, make: impl FnOnce() -> M) -> M {
         if let Some(existing) = self.registered.get(def.name) {
-            #[allow(clippy::expect_used)]
             return existing
                 .downcast_ref::<M>()
                 .expect("one metric name, one metric type")
