@@ -111,14 +111,6 @@ mod defaults {
     }
 }
 
-impl Config {
-    /// Load as start-up does; an error lists every problem (see
-    /// [`service_kit::check`]).
-    pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Self> {
-        service_kit::check::load(file)
-    }
-}
-
 impl service_kit::check::Checked for Config {
     const PREFIX: &'static str = "COMMAND";
 

@@ -65,12 +65,6 @@ mod defaults {
 }
 
 impl Config {
-    /// Load as start-up does; an error lists every problem (see
-    /// [`service_kit::check`]).
-    pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Self> {
-        service_kit::check::load(file)
-    }
-
     pub fn schedule(&self) -> anyhow::Result<cron::Schedule> {
         self.sweep_schedule.parse().map_err(|e| {
             anyhow::anyhow!(

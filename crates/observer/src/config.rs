@@ -100,12 +100,6 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Load as start-up does; an error lists every problem (see
-    /// [`service_kit::check`]).
-    pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Self> {
-        service_kit::check::load(file)
-    }
-
     /// The TLS acceptor when a certificate is configured.
     pub fn tls(&self) -> anyhow::Result<Option<service_kit::tls::TlsAcceptor>> {
         use service_kit::check::Checked as _;

@@ -195,19 +195,33 @@ mod tests {
         own: u32,
     }
 
-    fn load(pairs: &[(&str, &str)]) -> Result<Cfg, crate::config::ConfigError> {
+    /// `Cfg` from the two required keys and `extra`.
+    fn load(extra: &[(&str, &str)]) -> Result<Cfg, crate::config::ConfigError> {
+        let required = [
+            ("SVC_DATABASE_URL", "postgres://h/db"),
+            ("SVC_KAFKA_BROKERS", "k:9092"),
+        ];
         crate::config::load_from(
             "SVC",
             None,
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+            required
+                .iter()
+                .chain(extra)
+                .map(|(k, v)| (k.to_string(), v.to_string())),
         )
+    }
+
+    /// The message of loading `extra`, which must fail.
+    fn error(extra: &[(&str, &str)]) -> String {
+        match load(extra) {
+            Ok(c) => panic!("{extra:?} loaded: {c:?}"),
+            Err(e) => e.to_string(),
+        }
     }
 
     #[test]
     fn flattened_keys_keep_their_env_names_and_the_service_defaults() -> anyhow::Result<()> {
         let c = load(&[
-            ("SVC_DATABASE_URL", "postgres://h/db"),
-            ("SVC_KAFKA_BROKERS", "k:9092"),
             ("SVC_OWN", "3"),
             ("SVC_AUTH_MODE", "dev"),
             ("SVC_RATE_LIMIT__PER_USER_RPS", "5"),
@@ -220,8 +234,6 @@ mod tests {
         assert_eq!(c.access.rate_limit.per_user_rps, 5.0);
         assert_eq!(c.own, 3);
         let c = load(&[
-            ("SVC_DATABASE_URL", "postgres://h/db"),
-            ("SVC_KAFKA_BROKERS", "k:9092"),
             ("SVC_LISTEN_ADDR", "0.0.0.0:1"),
             ("SVC_DB_MAX_CONNECTIONS", "7"),
             ("SVC_TLS_CERT_FILE", "/c.pem"),
@@ -237,41 +249,24 @@ mod tests {
 
     #[test]
     fn unknown_and_missing_keys_are_still_errors_naming_the_key() {
-        let e = load(&[
-            ("SVC_DATABASE_URL", "postgres://h/db"),
-            ("SVC_KAFKA_BROKERS", "k:9092"),
-            ("SVC_NOPE", "1"),
-        ])
-        .map(|_| ())
-        .expect_err("unknown key");
-        assert!(e.to_string().contains("nope"), "{e}");
-        let e = load(&[("SVC_KAFKA_BROKERS", "k:9092")])
-            .map(|_| ())
-            .expect_err("missing key");
-        assert!(e.to_string().contains("SVC_DATABASE_URL"), "{e}");
-        let e = load(&[
-            ("SVC_DATABASE_URL", "postgres://h/db"),
-            ("SVC_KAFKA_BROKERS", "k:9092"),
-            ("SVC_DB_MAX_CONNECTIONS", "many"),
-        ])
-        .map(|_| ())
-        .expect_err("bad type");
-        assert!(e.to_string().contains("db_max_connections"), "{e}");
+        let e = error(&[("SVC_NOPE", "1")]);
+        assert!(e.contains("nope"), "{e}");
+        let missing: Result<Cfg, _> = crate::config::load_from(
+            "SVC",
+            None,
+            [("SVC_KAFKA_BROKERS".to_string(), "k:9092".to_string())],
+        );
+        let e = missing.map(|_| ()).expect_err("missing key").to_string();
+        assert!(e.contains("SVC_DATABASE_URL"), "{e}");
+        // A bad value is named by its key whether it is in a flattened
+        // block, nested in one, or the service's own.
         for (var, key) in [
+            ("SVC_DB_MAX_CONNECTIONS", "db_max_connections"),
             ("SVC_OWN", "own"),
             ("SVC_RATE_LIMIT__PER_USER_RPS", "rate_limit.per_user_rps"),
         ] {
-            let e = load(&[
-                ("SVC_DATABASE_URL", "postgres://h/db"),
-                ("SVC_KAFKA_BROKERS", "k:9092"),
-                (var, "lots"),
-            ])
-            .map(|_| ())
-            .expect_err("bad type");
-            assert!(
-                e.to_string().starts_with(&format!("config key '{key}'")),
-                "{e}"
-            );
+            let e = error(&[(var, "lots")]);
+            assert!(e.starts_with(&format!("config key '{key}'")), "{e}");
         }
     }
 }
