@@ -406,3 +406,44 @@ fn consumer_span(
     service_kit::trace::continue_trace(&span, from_header.as_ref().or(envelope_trace));
     span
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::Timestamp;
+
+    fn record(payload: Option<&[u8]>) -> OwnedMessage {
+        OwnedMessage::new(
+            payload.map(<[u8]>::to_vec),
+            None,
+            "todo-events".into(),
+            Timestamp::NotAvailable,
+            0,
+            7,
+            None,
+        )
+    }
+
+    fn poison_kind(payload: Option<&[u8]>) -> &'static str {
+        match decode::<TodoEvent>(&record(payload)) {
+            Ok(ev) => panic!("decoded {ev:?}"),
+            Err(p) => p.kind,
+        }
+    }
+
+    #[test]
+    fn records_that_are_empty_or_fail_their_schema_are_poison_by_kind() {
+        assert_eq!(poison_kind(None), "empty");
+        assert_eq!(poison_kind(Some(b"not json")), "schema");
+        assert_eq!(
+            poison_kind(Some(b"{\"event_type\":\"todo.created\"}")),
+            "schema"
+        );
+    }
+
+    #[test]
+    fn a_failure_is_unavailable_only_when_the_dependency_is_down() {
+        assert!(matches!(Failure::new("down", true), Failure::Unavailable(e) if e == "down"));
+        assert!(matches!(Failure::new("bad", false), Failure::Retryable(e) if e == "bad"));
+    }
+}
