@@ -3,6 +3,7 @@
 //! `todo-events`.
 
 pub mod api;
+pub mod application;
 pub mod config;
 pub mod metrics;
 pub mod relay;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use api::Transition;
 use axum::Router;
 use axum::routing::{patch, post};
 use service_kit::health::Readiness;
@@ -185,9 +187,15 @@ fn readiness(state: &AppState, producer: &bus::rdkafka::producer::FutureProducer
 pub fn api(state: AppState) -> Router {
     let api = Router::new()
         .route("/v1/todos", post(api::create))
-        .route("/v1/todos/{id}", patch(api::update).delete(api::delete))
-        .route("/v1/todos/{id}/complete", post(api::complete))
-        .route("/v1/todos/{id}/reopen", post(api::reopen))
+        .route(
+            "/v1/todos/{id}",
+            patch(api::update).merge(api::transition(Transition::Delete)),
+        )
+        .route(
+            "/v1/todos/{id}/complete",
+            api::transition(Transition::Complete),
+        )
+        .route("/v1/todos/{id}/reopen", api::transition(Transition::Reopen))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             api::inject_faults,
