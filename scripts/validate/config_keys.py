@@ -6,6 +6,8 @@ read the `pub field:` names of `struct Config` in crates/<svc>/src/config.rs.
 Nested tables are separated by `__` (COMMAND_AUTH_OIDC__ISSUER): the part
 after it must be a field of the struct the outer field's type names
 (`Option<OidcConfig>` -> `pub struct OidcConfig` somewhere under crates/).
+A `#[serde(flatten)]` field contributes the fields of its struct at the top
+level (`service_kit::common::ListenConfig<Defaults>` -> LISTEN_ADDR, …).
 """
 
 import re
@@ -19,12 +21,28 @@ FIELD = re.compile(r"^\s*pub (\w+)\s*:\s*([^\n]+?),?\s*(?://.*)?$", re.M)
 
 
 def _fields(body):
-    """{FIELD_NAME: rust type} of a struct body."""
-    return {f.upper(): t.strip().rstrip(",") for f, t in FIELD.findall(body)}
+    """{FIELD_NAME: rust type} of a struct body; flattened fields are
+    replaced by the fields of their struct."""
+    out = {}
+    flatten = False
+    for line in body.splitlines():
+        if re.match(r"\s*#\[serde\(.*\bflatten\b", line):
+            flatten = True
+            continue
+        m = FIELD.match(line)
+        if not m:
+            continue
+        name, rust_type = m.group(1), m.group(2).strip().rstrip(",")
+        if flatten:
+            out.update(_type_fields(rust_type) or {})
+        else:
+            out[name.upper()] = rust_type
+        flatten = False
+    return out
 
 
 def _struct_body(text, name):
-    m = re.search(rf"pub struct {name}\s*\{{(.*?)\n\}}", text, re.S)
+    m = re.search(rf"pub struct {name}(?:<[^>{{]*>)?\s*\{{(.*?)\n\}}", text, re.S)
     return m.group(1) if m else None
 
 
@@ -45,7 +63,13 @@ def nested_keys(rust_type):
     """{KEY: type} of the struct a field type names (through Option<…> and a
     path), or None if it is not a struct defined in the workspace (an enum, a
     number, a string: no nested keys)."""
-    m = re.fullmatch(r"(?:Option<)?\s*(?:[\w:]+::)?(\w+)\s*>?", rust_type)
+    return _type_fields(rust_type)
+
+
+def _type_fields(rust_type):
+    """{KEY: type} of the workspace struct `rust_type` names, generics and
+    a path stripped, None if there is none."""
+    m = re.fullmatch(r"(?:Option<)?\s*(?:[\w:]+::)?(\w+)\s*(?:<[\w:, ]*>)?\s*>?", rust_type)
     if not m:
         return None
     name = m.group(1)

@@ -1,22 +1,25 @@
-//! HTTP handlers: parse, authenticate, then `execute` one command.
+//! HTTP handlers: parse and authenticate a request, turn it into a command
+//! and its [`Metadata`], [`execute`](crate::application::Commands::execute)
+//! it, and turn the [`Outcome`] into a response.
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, SubsecRound, Utc};
-use contracts::{Priority, topics};
+use axum::routing::MethodRouter;
+use chrono::{DateTime, Utc};
+use contracts::Priority;
 use serde::{Deserialize, Serialize};
 use service_kit::auth::Principal;
 use service_kit::extract::{ApiJson, IdPath};
 use service_kit::{ApiError, FieldProblem};
 use sha2::{Digest, Sha256};
-use todo_domain::{Command, Context, CreateTodo, DomainError, UpdateTodo};
+use todo_domain::{Command, CreateTodo, DomainError, UpdateTodo};
 use todo_store::StoreError;
-use todo_store::command::{self as store, IdempotencyRecord, NewEvent, Write};
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::application::{CommandError, Idempotency, Metadata, Outcome, Reply};
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
@@ -55,29 +58,36 @@ pub struct PatchBody {
     pub tags: Option<Vec<String>>,
 }
 
+/// A body becomes the domain's input field by field: both bodies carry the
+/// same five fields as the input they stand for.
+macro_rules! body_into_input {
+    ($body:ident => $input:ident) => {
+        impl From<$body> for $input {
+            fn from(body: $body) -> Self {
+                $input {
+                    title: body.title,
+                    description: body.description,
+                    priority: body.priority,
+                    due_date: body.due_date,
+                    tags: body.tags,
+                }
+            }
+        }
+    };
+}
+
+body_into_input!(CreateBody => CreateTodo);
+body_into_input!(PatchBody => UpdateTodo);
+
 pub async fn create(
     State(app): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<Response, ApiError> {
-    let fingerprint = serde_json::to_vec(&body).map_err(anyhow::Error::from)?;
-    let cmd = Command::Create(CreateTodo {
-        title: body.title,
-        description: body.description,
-        priority: body.priority,
-        due_date: body.due_date,
-        tags: body.tags,
-    });
-    execute(
-        &app,
-        &principal,
-        &headers,
-        None,
-        cmd,
-        ("POST", "/v1/todos", fingerprint),
-    )
-    .await
+    let request = Request::new("POST", "/v1/todos", None, &body)?;
+    let command = Command::Create(body.into());
+    execute(&app, &principal, &headers, request, command).await
 }
 
 pub async fn update(
@@ -87,74 +97,58 @@ pub async fn update(
     headers: HeaderMap,
     ApiJson(body): ApiJson<PatchBody>,
 ) -> Result<Response, ApiError> {
-    let fingerprint = serde_json::to_vec(&body).map_err(anyhow::Error::from)?;
-    let cmd = Command::Update(UpdateTodo {
-        title: body.title,
-        description: body.description,
-        priority: body.priority,
-        due_date: body.due_date,
-        tags: body.tags,
-    });
-    execute(
-        &app,
-        &principal,
-        &headers,
-        Some(id),
-        cmd,
-        ("PATCH", "/v1/todos/{id}", fingerprint),
-    )
-    .await
+    let request = Request::new("PATCH", "/v1/todos/{id}", Some(id), &body)?;
+    let command = Command::Update(body.into());
+    execute(&app, &principal, &headers, request, command).await
 }
 
-pub async fn complete(
-    State(app): State<AppState>,
-    principal: Principal,
-    IdPath(id): IdPath,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    execute(
-        &app,
-        &principal,
-        &headers,
-        Some(id),
-        Command::Complete,
-        ("POST", "/v1/todos/{id}/complete", vec![]),
-    )
-    .await
+/// The commands without a body, each on its own route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Complete,
+    Reopen,
+    Delete,
 }
 
-pub async fn reopen(
-    State(app): State<AppState>,
-    principal: Principal,
-    IdPath(id): IdPath,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    execute(
-        &app,
-        &principal,
-        &headers,
-        Some(id),
-        Command::Reopen,
-        ("POST", "/v1/todos/{id}/reopen", vec![]),
-    )
-    .await
+impl Transition {
+    fn command(self) -> Command {
+        match self {
+            Transition::Complete => Command::Complete,
+            Transition::Reopen => Command::Reopen,
+            Transition::Delete => Command::Delete,
+        }
+    }
+
+    /// Method and route template, as the router serves them and as the
+    /// idempotency fingerprint names them.
+    fn request(self) -> (&'static str, &'static str) {
+        match self {
+            Transition::Complete => ("POST", "/v1/todos/{id}/complete"),
+            Transition::Reopen => ("POST", "/v1/todos/{id}/reopen"),
+            Transition::Delete => ("DELETE", "/v1/todos/{id}"),
+        }
+    }
 }
 
-pub async fn delete(
-    State(app): State<AppState>,
-    principal: Principal,
-    IdPath(id): IdPath,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    execute(
-        &app,
-        &principal,
-        &headers,
-        Some(id),
-        Command::Delete,
-        ("DELETE", "/v1/todos/{id}", vec![]),
-    )
-    .await
+/// The handler of `transition`, on the method of its route.
+pub fn transition(transition: Transition) -> MethodRouter<AppState> {
+    let handler = move |State(app): State<AppState>,
+                        principal: Principal,
+                        IdPath(id): IdPath,
+                        headers: HeaderMap| async move {
+        let (method, route) = transition.request();
+        let request = Request {
+            method,
+            route,
+            id: Some(id),
+            body: vec![],
+        };
+        execute(&app, &principal, &headers, request, transition.command()).await
+    };
+    match transition {
+        Transition::Delete => axum::routing::delete(handler),
+        Transition::Complete | Transition::Reopen => axum::routing::post(handler),
+    }
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
@@ -192,79 +186,138 @@ fn expected_version(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     }
 }
 
-fn domain_error(e: DomainError) -> ApiError {
-    match e {
-        DomainError::Invalid(errors) => ApiError::Validation(
-            errors
-                .into_iter()
-                .map(|f| FieldProblem::new(f.field, f.message))
-                .collect(),
-        ),
-        DomainError::NotFound => ApiError::NotFound("todo not found".into()),
-        DomainError::AlreadyExists => ApiError::Conflict("todo already exists".into()),
-        DomainError::InvalidTransition(why) => ApiError::Conflict(why.into()),
+/// A request as its idempotency key is bound to it: method, route template,
+/// todo and body.
+struct Request {
+    method: &'static str,
+    route: &'static str,
+    id: Option<Uuid>,
+    body: Vec<u8>,
+}
+
+impl Request {
+    fn new(
+        method: &'static str,
+        route: &'static str,
+        id: Option<Uuid>,
+        body: &impl Serialize,
+    ) -> Result<Self, ApiError> {
+        let body = serde_json::to_vec(body).map_err(anyhow::Error::from)?;
+        Ok(Self {
+            method,
+            route,
+            id,
+            body,
+        })
+    }
+
+    fn hash(&self) -> Vec<u8> {
+        let mut h = Sha256::new();
+        h.update(self.method.as_bytes());
+        h.update(b" ");
+        h.update(self.route.as_bytes());
+        h.update(b" ");
+        h.update(
+            self.id
+                .map(|i| i.to_string())
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        h.update(b"\n");
+        h.update(&self.body);
+        h.finalize().to_vec()
     }
 }
 
-pub(crate) fn store_error(e: StoreError) -> ApiError {
-    match e {
-        StoreError::Unavailable(detail) => {
-            tracing::warn!(detail, "postgres unavailable");
-            ApiError::Unavailable {
-                detail: "the database is unavailable; retry later".into(),
-                retry_after_secs: 1,
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::Refused(DomainError::Invalid(errors)) => ApiError::Validation(
+                errors
+                    .into_iter()
+                    .map(|f| FieldProblem::new(f.field, f.message))
+                    .collect(),
+            ),
+            CommandError::Refused(DomainError::NotFound) => {
+                ApiError::NotFound("todo not found".into())
             }
+            CommandError::Refused(DomainError::AlreadyExists) => {
+                ApiError::Conflict("todo already exists".into())
+            }
+            CommandError::Refused(DomainError::InvalidTransition(why)) => {
+                ApiError::Conflict(why.into())
+            }
+            e @ (CommandError::VersionMismatch { .. }
+            | CommandError::ConcurrentChange
+            | CommandError::KeyRaceLost) => ApiError::Conflict(e.to_string()),
+            e @ CommandError::KeyReused => ApiError::Unprocessable(e.to_string()),
+            CommandError::Store(e) => ApiError::database(e, StoreError::unavailable),
+            CommandError::Internal(e) => ApiError::Internal(e),
         }
-        other => ApiError::Internal(anyhow::Error::new(other)),
     }
 }
 
-fn replay(rec: &IdempotencyRecord) -> Response {
+/// The response carrying `reply`; a replayed one says so in a header.
+fn respond(reply: Reply, replayed: bool) -> Response {
     let mut resp =
-        Response::builder().status(StatusCode::from_u16(rec.status).unwrap_or(StatusCode::OK));
-    if !rec.body.is_empty() {
+        Response::builder().status(StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK));
+    if !reply.body.is_empty() {
         resp = resp.header(header::CONTENT_TYPE, "application/json");
     }
-    if let Some(etag) = &rec.etag {
+    if let Some(etag) = &reply.etag {
         resp = resp.header(header::ETAG, etag);
     }
-    if let Some(loc) = &rec.location {
+    if let Some(loc) = &reply.location {
         resp = resp.header(header::LOCATION, loc);
     }
-    resp.header(IDEMPOTENT_REPLAYED, "true")
-        .body(Body::from(rec.body.clone()))
+    if replayed {
+        resp = resp.header(IDEMPOTENT_REPLAYED, "true");
+    }
+    resp.body(Body::from(reply.body))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
-fn check_replay(rec: &IdempotencyRecord, hash: &[u8]) -> Result<Response, ApiError> {
-    if rec.request_hash == hash {
-        Ok(replay(rec))
-    } else {
-        Err(ApiError::Unprocessable(
-            "this Idempotency-Key was already used with a different request; use a new key".into(),
-        ))
-    }
-}
-
-const MAX_ATTEMPTS: usize = 3;
-
-/// [`execute_once`] behind the Postgres circuit breaker: while it is open,
+/// One command behind the Postgres circuit breaker: while it is open,
 /// requests get 503 at once instead of each waiting for a pool timeout.
 async fn execute(
     app: &AppState,
     principal: &Principal,
     headers: &HeaderMap,
-    id: Option<Uuid>,
-    cmd: Command,
-    request: (&str, &str, Vec<u8>),
+    request: Request,
+    command: Command,
 ) -> Result<Response, ApiError> {
+    let once = async {
+        let idempotency = idempotency_key(headers)?.map(|key| Idempotency {
+            key,
+            request_hash: request.hash(),
+        });
+        let metadata = Metadata {
+            user_id: principal.subject.clone(),
+            expected_version: expected_version(headers)?,
+            idempotency,
+            // The request's span (a child of the caller's traceparent) is the
+            // parent of everything downstream: relay, projection, event
+            // processor.
+            trace: telemetry::trace::context_of(
+                &tracing::Span::current(),
+                service_kit::trace::from_headers(headers).as_ref(),
+            ),
+        };
+        Ok(
+            match app
+                .commands()
+                .execute(request.id, command, metadata)
+                .await?
+            {
+                Outcome::Committed { reply, .. } => respond(reply, false),
+                Outcome::Replayed(reply) => respond(reply, true),
+            },
+        )
+    };
     // Dropped at the await (request timeout, client gone), the call counts
     // as a failure.
     app.pg_breaker
-        .call(
-            execute_once(app, principal, headers, id, cmd, request),
-            |e| matches!(e, ApiError::Unavailable { .. }),
-        )
+        .call(once, |e| matches!(e, ApiError::Unavailable { .. }))
         .await
         .map_err(|open| ApiError::Unavailable {
             detail: format!("the database is unavailable ({open}); retry later"),
@@ -272,163 +325,6 @@ async fn execute(
         })?
 }
 
-async fn execute_once(
-    app: &AppState,
-    principal: &Principal,
-    headers: &HeaderMap,
-    id: Option<Uuid>,
-    cmd: Command,
-    (method, route, fingerprint): (&str, &str, Vec<u8>),
-) -> Result<Response, ApiError> {
-    let idem_key = idempotency_key(headers)?;
-    let expected = expected_version(headers)?;
-    // The request's span (a child of the caller's traceparent) is the parent
-    // of everything downstream: relay, projection, event processor.
-    let trace = service_kit::trace::context_of(
-        &tracing::Span::current(),
-        service_kit::trace::from_headers(headers).as_ref(),
-    );
-    let hash: Vec<u8> = {
-        let mut h = Sha256::new();
-        h.update(method.as_bytes());
-        h.update(b" ");
-        h.update(route.as_bytes());
-        h.update(b" ");
-        h.update(id.map(|i| i.to_string()).unwrap_or_default().as_bytes());
-        h.update(b"\n");
-        h.update(&fingerprint);
-        h.finalize().to_vec()
-    };
-    if let Some(key) = &idem_key
-        && let Some(rec) = store::find_idempotency(&app.pool, &principal.subject, key)
-            .await
-            .map_err(store_error)?
-    {
-        return check_replay(&rec, &hash);
-    }
-    let todo_id = id.unwrap_or_else(Uuid::now_v7);
-    for attempt in 1..=MAX_ATTEMPTS {
-        let history = if id.is_some() {
-            store::load_stream(&app.pool, todo_id)
-                .await
-                .map_err(store_error)?
-        } else {
-            vec![]
-        };
-        let state = todo_domain::fold(&history);
-        let current_version = state.as_ref().map_or(0, |t| t.version);
-        if let (Some(expected), Some(t)) = (expected, &state)
-            && expected != t.version
-            && !t.deleted
-            && t.owner == principal.subject
-        {
-            return Err(ApiError::Conflict(format!(
-                "version conflict: If-Match expects version {expected}, the todo is at version {}",
-                t.version
-            )));
-        }
-        // Postgres keeps microseconds: truncate so that every copy of the event agrees.
-        let ctx = Context {
-            user_id: principal.subject.clone(),
-            todo_id,
-            now: Utc::now().trunc_subsecs(6),
-        };
-        let decided = todo_domain::handle(state.as_ref(), &cmd, &ctx).map_err(domain_error)?;
-        let events =
-            todo_domain::envelope(decided, &ctx, current_version, trace.clone(), Uuid::new_v4);
-        let after = events.iter().fold(state, todo_domain::apply);
-        let wrote_events = !events.is_empty();
-        let mut new_events = Vec::with_capacity(events.len());
-        for event in events {
-            let record = contracts::schema::encode_todo_event(&event).map_err(|err| {
-                ApiError::Internal(anyhow::anyhow!("event failed its own schema: {err}"))
-            })?;
-            new_events.push(NewEvent {
-                event,
-                topic: topics::TODO_EVENTS,
-                record,
-            });
-        }
-        let (status, body, etag, location) = match (&cmd, &after) {
-            (Command::Delete, _) => (StatusCode::NO_CONTENT, vec![], None, None),
-            (c, Some(t)) => {
-                let body = serde_json::to_vec(t).map_err(anyhow::Error::from)?;
-                let status = if matches!(c, Command::Create(_)) {
-                    StatusCode::CREATED
-                } else {
-                    StatusCode::OK
-                };
-                let location =
-                    matches!(c, Command::Create(_)).then(|| format!("/v1/todos/{todo_id}"));
-                (status, body, Some(format!("\"{}\"", t.version)), location)
-            }
-            (_, None) => {
-                return Err(ApiError::Internal(anyhow::anyhow!(
-                    "command produced no state"
-                )));
-            }
-        };
-        let record = IdempotencyRecord {
-            request_hash: hash.clone(),
-            status: status.as_u16(),
-            body,
-            etag,
-            location,
-        };
-        // The answer is built now so that the record can move into the write.
-        let mut resp = replay(&record);
-        resp.headers_mut().remove(IDEMPOTENT_REPLAYED);
-        let write = Write {
-            events: new_events,
-            idempotency: idem_key
-                .clone()
-                .map(|k| (principal.subject.clone(), k, record)),
-        };
-        let appended = match &app.committer {
-            Some(c) => c.append(write).await,
-            None => store::append(&app.pool, &write).await,
-        };
-        match appended {
-            Ok(()) => {
-                if wrote_events {
-                    app.outbox_wake.committed();
-                }
-                match cmd {
-                    Command::Create(_) => app.metrics.todos_created.inc(),
-                    Command::Complete => app.metrics.todos_completed.inc(),
-                    _ => 0,
-                };
-                return Ok(resp);
-            }
-            Err(StoreError::Conflict) if expected.is_none() && attempt < MAX_ATTEMPTS => continue,
-            Err(StoreError::Conflict) => {
-                return Err(ApiError::Conflict(
-                    "version conflict: another change to this todo committed first; reload and retry".into(),
-                ));
-            }
-            Err(StoreError::IdempotencyRace) => {
-                let key = idem_key.as_deref().unwrap_or_default();
-                return match store::find_idempotency(&app.pool, &principal.subject, key)
-                    .await
-                    .map_err(store_error)?
-                {
-                    Some(rec) => check_replay(&rec, &hash),
-                    None => Err(ApiError::Conflict(
-                        "a concurrent request with this Idempotency-Key failed; retry".into(),
-                    )),
-                };
-            }
-            Err(e) => return Err(store_error(e)),
-        }
-    }
-    Err(ApiError::Conflict(
-        "version conflict persisted after retries; reload and retry".into(),
-    ))
-}
-
-/// Fault injection (off unless configured): a share of requests fail with 500,
-/// and every request can be slowed, so demos and canary tests can produce a
-/// bad build on purpose.
 /// Load shedding: with the outbox backlog past its bound (the broker is
 /// not keeping up), refuse writes with 503 + `Retry-After` rather than let
 /// the backlog, and the time to deliver each accepted write, grow without
@@ -455,6 +351,9 @@ pub async fn shed_load(
     next.run(req).await
 }
 
+/// Fault injection (off unless configured): a share of requests fail with 500,
+/// and every request can be slowed, so demos and canary tests can produce a
+/// bad build on purpose.
 pub async fn inject_faults(
     State(app): State<AppState>,
     req: axum::extract::Request,

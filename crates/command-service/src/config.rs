@@ -1,40 +1,22 @@
 use serde::Deserialize;
-use service_kit::auth::{AuthMode, OidcConfig};
-use service_kit::rate_limit::RateLimitConfig;
+use service_kit::common::{AccessConfig, ListenConfig, PlatformConfig};
 
 /// Command service configuration: defaults → `--config` TOML file → `COMMAND_*`
 /// environment variables (e.g. `COMMAND_DATABASE_URL`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    #[serde(default = "defaults::listen_addr")]
-    pub listen_addr: String,
-    pub database_url: String,
-    #[serde(default = "defaults::db_max_connections")]
-    pub db_max_connections: u32,
-    /// HTTPS instead of HTTP on `listen_addr`: a PEM certificate (chain,
-    /// leaf first) and its PEM private key; both or neither
-    /// (env `COMMAND_TLS_CERT_FILE`, `COMMAND_TLS_KEY_FILE`).
-    #[serde(default)]
-    pub tls_cert_file: Option<std::path::PathBuf>,
-    #[serde(default)]
-    pub tls_key_file: Option<std::path::PathBuf>,
-    pub kafka_brokers: String,
-    /// `stable` or `canary`: the `version` label on every metric.
-    #[serde(default = "defaults::version")]
-    pub version: String,
-    /// `disabled` (refuse every request), `dev` (trust `X-User-Id`; local
-    /// only, warns at start) or `oidc` (verify bearer tokens; needs `auth_oidc`).
-    #[serde(default)]
-    pub auth_mode: AuthMode,
-    /// Issuer, audience and JWKS URL for `auth_mode = "oidc"`
-    /// (env `COMMAND_AUTH_OIDC__ISSUER`, `…__AUDIENCE`, `…__JWKS_URL`).
-    #[serde(default)]
-    pub auth_oidc: Option<OidcConfig>,
-    /// Per-user and per-address limits on `/v1` (env
-    /// `COMMAND_RATE_LIMIT__PER_USER_RPS`, …); off unless set.
-    #[serde(default)]
-    pub rate_limit: RateLimitConfig,
+    /// `listen_addr`, `tls_cert_file`, `tls_key_file` (env
+    /// `COMMAND_LISTEN_ADDR`, …).
+    #[serde(flatten)]
+    pub listen: ListenConfig<Defaults>,
+    /// `database_url`, `db_max_connections`, `kafka_brokers`, `version`.
+    #[serde(flatten)]
+    pub platform: PlatformConfig<Defaults>,
+    /// `auth_mode`, `auth_oidc`, `rate_limit` (env `COMMAND_AUTH_MODE`,
+    /// `COMMAND_AUTH_OIDC__ISSUER`, `COMMAND_RATE_LIMIT__PER_USER_RPS`, …).
+    #[serde(flatten)]
+    pub access: AccessConfig,
     /// Run the outbox relay in this process (one replica wins a Postgres
     /// advisory lock and publishes; the others stand by).
     #[serde(default = "defaults::yes")]
@@ -83,16 +65,15 @@ pub struct Config {
     pub group_commit_max_batch: usize,
 }
 
+/// The command service's defaults of the shared keys.
+#[derive(Debug, Clone)]
+pub struct Defaults;
+
+impl service_kit::common::Defaults for Defaults {
+    const LISTEN_ADDR: &'static str = "127.0.0.1:8081";
+}
+
 mod defaults {
-    pub fn listen_addr() -> String {
-        "127.0.0.1:8081".into()
-    }
-    pub fn db_max_connections() -> u32 {
-        16
-    }
-    pub fn version() -> String {
-        "stable".into()
-    }
     pub fn yes() -> bool {
         true
     }
@@ -130,33 +111,13 @@ mod defaults {
     }
 }
 
-impl Config {
-    /// Load as start-up does; an error lists every problem (see
-    /// [`service_kit::check`]).
-    pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Self> {
-        service_kit::check::load(file)
-    }
-
-    /// The TLS acceptor when a certificate is configured.
-    pub fn tls(&self) -> anyhow::Result<Option<service_kit::tls::TlsAcceptor>> {
-        service_kit::tls::acceptor(
-            "COMMAND",
-            self.tls_cert_file.as_deref(),
-            self.tls_key_file.as_deref(),
-        )
-    }
-}
-
 impl service_kit::check::Checked for Config {
     const PREFIX: &'static str = "COMMAND";
 
     fn problems(&self, p: &mut service_kit::check::Problems) {
-        p.listen_addr("listen_addr", &self.listen_addr);
-        p.database_url("database_url", &self.database_url);
-        p.brokers("kafka_brokers", &self.kafka_brokers, false);
-        p.tls_files(self.tls_cert_file.as_deref(), self.tls_key_file.as_deref());
-        p.auth(self.auth_mode, self.auth_oidc.as_ref());
-        p.rate_limit(&self.rate_limit);
+        self.listen.problems(p);
+        self.platform.problems(p);
+        self.access.problems(p);
         for (key, v) in [
             ("fault_error_rate", self.fault_error_rate),
             ("fault_panic_rate", self.fault_panic_rate),
@@ -177,18 +138,15 @@ impl service_kit::check::Checked for Config {
         if self.request_timeout_ms == 0 {
             p.add("request_timeout_ms", "must be positive");
         }
-        if self.db_max_connections == 0 {
-            p.add("db_max_connections", "must be at least 1");
-        }
     }
 
     fn summary(&self) -> String {
         format!(
             "{}, database, brokers {}, auth {:?}, version {}",
-            service_kit::check::listening(&self.listen_addr, self.tls_cert_file.as_deref()),
-            self.kafka_brokers,
-            self.auth_mode,
-            self.version
+            self.listen.summary(),
+            self.platform.kafka_brokers,
+            self.access.auth_mode,
+            self.platform.version
         )
     }
 }

@@ -3,19 +3,20 @@
 //! `todo-events`.
 
 pub mod api;
+pub mod application;
 pub mod config;
+pub mod metrics;
 pub mod relay;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use api::Transition;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, patch, post};
+use axum::routing::{patch, post};
 use service_kit::health::Readiness;
-use service_kit::metrics::Metrics;
-use service_kit::tls::ServiceListener;
+use service_kit::server::{Server, ServerBuilder};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -29,7 +30,7 @@ pub const SERVICE: &str = contracts::metrics::services::COMMAND;
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
-    pub metrics: Metrics,
+    pub metrics: metrics::Metrics,
     pub config: Arc<Config>,
     /// Authenticator and rate limits in front of every `/v1` route.
     pub guard: service_kit::rate_limit::AccessGuard,
@@ -38,9 +39,9 @@ pub struct AppState {
     /// Outbox rows waiting for the broker, refreshed every second.
     pub outbox_backlog: Arc<std::sync::atomic::AtomicI64>,
     /// Requests stop waiting on a Postgres that keeps failing.
-    pub pg_breaker: Arc<service_kit::retry::CircuitBreaker>,
+    pub pg_breaker: Arc<telemetry::retry::CircuitBreaker>,
     /// The relay stops hammering a broker that keeps failing.
-    pub kafka_breaker: Arc<service_kit::retry::CircuitBreaker>,
+    pub kafka_breaker: Arc<telemetry::retry::CircuitBreaker>,
     /// Every `/v1` request lands in the audit trail.
     pub auditor: service_kit::audit::Auditor,
     /// Batches concurrent writes into one statement (None: one per request).
@@ -48,8 +49,7 @@ pub struct AppState {
 }
 
 pub struct Application {
-    listener: ServiceListener,
-    router: Router,
+    server: Server,
     state: AppState,
     producer: bus::rdkafka::producer::FutureProducer,
     audit_stop: CancellationToken,
@@ -59,30 +59,30 @@ pub struct Application {
 impl Application {
     /// Connect, migrate, bind. Binding port 0 picks a free port (tests).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let pool = todo_store::connect(&config.database_url, config.db_max_connections)
-            .await
-            .context("connecting to Postgres (database_url)")?;
-        for c in [
-            todo_store::migrate::Component::Command,
-            todo_store::migrate::Component::Audit,
-        ] {
-            todo_store::migrate::run(&pool, c)
-                .await
-                .context("migrating")?;
-        }
+        let platform = &config.platform;
+        let pool = todo_store::connect_and_migrate(
+            &platform.database_url,
+            platform.db_max_connections,
+            &[
+                todo_store::migrate::Component::Command,
+                todo_store::migrate::Component::Audit,
+            ],
+        )
+        .await?;
         let audit_stop = CancellationToken::new();
         let (audit_sink, audit_writer) = todo_store::audit::spawn(pool.clone(), audit_stop.clone());
         let mut kafka = bus::KafkaSettings::new(
-            config.kafka_brokers.clone(),
-            format!("{SERVICE}-{}", config.version),
+            platform.kafka_brokers.clone(),
+            format!("{SERVICE}-{}", platform.version),
         );
         kafka.linger_ms = config.kafka_linger_ms;
         kafka.delivery_timeout_ms = config.kafka_delivery_timeout_ms;
         let producer = kafka
             .producer()
             .context("creating Kafka producer (kafka_brokers)")?;
-        let metrics = Metrics::new(SERVICE, &config.version);
-        let listener = ServiceListener::bind(&config.listen_addr, config.tls()?).await?;
+        let mut server =
+            ServerBuilder::bind(SERVICE, &platform.version, "COMMAND", &config.listen).await?;
+        let metrics = metrics::Metrics::register(server.metrics());
         let open_for = Duration::from_millis(config.breaker_open_ms);
         let committer = (config.group_commit_workers > 0).then(|| {
             todo_store::group::GroupCommitter::spawn(
@@ -94,25 +94,26 @@ impl Application {
         let state = AppState {
             committer,
             pool,
-            pg_breaker: metrics.breaker("postgres", config.breaker_failures, open_for),
-            kafka_breaker: metrics.breaker("kafka", config.breaker_failures, open_for),
+            pg_breaker: metrics
+                .breakers
+                .breaker("postgres", config.breaker_failures, open_for),
+            kafka_breaker: metrics
+                .breakers
+                .breaker("kafka", config.breaker_failures, open_for),
             metrics,
             outbox_backlog: Arc::default(),
             auditor: service_kit::audit::Auditor {
                 service: SERVICE.into(),
                 sink: Arc::new(audit_sink),
             },
-            guard: service_kit::rate_limit::AccessGuard::new(
-                service_kit::auth::authenticator(config.auth_mode, config.auth_oidc.as_ref())?,
-                &config.rate_limit,
-            )?,
+            guard: config.access.guard()?,
             config: Arc::new(config),
             outbox_wake: Arc::new(relay::OutboxSignal::default()),
         };
-        let router = router(state.clone(), readiness(&state, &producer));
+        let readiness = readiness(&state, &producer);
+        let server = server.build(api(state.clone()), readiness, Some(OPENAPI));
         Ok(Self {
-            listener,
-            router,
+            server,
             state,
             producer,
             audit_stop,
@@ -121,7 +122,7 @@ impl Application {
     }
 
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+        self.server.port()
     }
 
     /// Serve until `shutdown` is cancelled, then drain in-flight requests and
@@ -138,9 +139,9 @@ impl Application {
             None
         };
         let gauges = tokio::spawn(relay::export_backlog(self.state.clone(), shutdown.clone()));
-        tracing::info!(port = self.port(), tls = self.listener.is_tls(), version = %self.state.config.version, "command service listening");
+        tracing::info!(port = self.port(), tls = self.server.is_tls(), version = %self.state.config.platform.version, "command service listening");
         let grace = Duration::from_secs(self.state.config.shutdown_timeout_secs);
-        self.listener.serve(self.router, shutdown.clone()).await?;
+        self.server.serve(shutdown.clone()).await?;
         if let Some(relay) = relay
             && tokio::time::timeout(grace, relay).await.is_err()
         {
@@ -181,12 +182,20 @@ fn readiness(state: &AppState, producer: &bus::rdkafka::producer::FutureProducer
         .check("kafka", move || bus::broker_reachable(producer.clone()))
 }
 
-pub fn router(state: AppState, readiness: Readiness) -> Router {
+/// The `/v1` routes with their guards; the server adds the shared routes
+/// and middleware around them.
+pub fn api(state: AppState) -> Router {
     let api = Router::new()
         .route("/v1/todos", post(api::create))
-        .route("/v1/todos/{id}", patch(api::update).delete(api::delete))
-        .route("/v1/todos/{id}/complete", post(api::complete))
-        .route("/v1/todos/{id}/reopen", post(api::reopen))
+        .route(
+            "/v1/todos/{id}",
+            patch(api::update).merge(api::transition(Transition::Delete)),
+        )
+        .route(
+            "/v1/todos/{id}/complete",
+            api::transition(Transition::Complete),
+        )
+        .route("/v1/todos/{id}/reopen", api::transition(Transition::Reopen))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             api::inject_faults,
@@ -209,25 +218,6 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
             state.auditor.clone(),
             service_kit::audit::audit_requests,
         ));
-    Router::new()
-        .merge(api)
-        .route(
-            "/metrics",
-            get(service_kit::metrics::metrics_handler).with_state(state.metrics.clone()),
-        )
-        .merge(service_kit::health::routes(readiness))
-        .merge(service_kit::openapi::route(OPENAPI))
-        .method_not_allowed_fallback(service_kit::problem::method_not_allowed)
-        .fallback(service_kit::problem::not_found_fallback)
-        .layer(axum::middleware::from_fn(service_kit::errors::catch_panic))
-        .layer(axum::middleware::from_fn_with_state(
-            state.metrics.clone(),
-            service_kit::metrics::track_http,
-        ))
-        .layer(axum::middleware::from_fn(service_kit::trace::trace_http))
-        .layer(DefaultBodyLimit::max(
-            service_kit::extract::DRAIN_BODY_BYTES,
-        ))
-        .layer(axum::Extension(state.guard.authenticator()))
-        .with_state(state)
+    let authenticator = state.guard.authenticator();
+    api.with_state(state).layer(axum::Extension(authenticator))
 }

@@ -21,16 +21,11 @@ struct Args {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    if args.check_config {
-        return service_kit::check::report::<command_service::Config>(
-            command_service::SERVICE,
-            args.config.as_deref(),
-        );
-    }
-    service_kit::launcher::run(
+    service_kit::launcher::main(
         command_service::SERVICE,
-        command_service::Config::load(args.config.as_deref()),
-        |c| c.version.clone(),
+        args.config.as_deref(),
+        args.check_config,
+        |c: &command_service::Config| c.platform.version.clone(),
         |config, shutdown| async move {
             command_service::Application::build(config)
                 .await?

@@ -130,7 +130,7 @@ async fn lead(
         }
         if failed > 0 {
             attempt += 1;
-            let wait = service_kit::retry::backoff(
+            let wait = telemetry::retry::backoff(
                 attempt,
                 Duration::from_millis(50),
                 Duration::from_secs(2),
@@ -177,8 +177,8 @@ async fn publish(
                 messaging.destination.name = %row.topic,
                 messaging.message.id = %row.event_id,
             );
-            service_kit::trace::continue_trace(&span, origin.as_ref());
-            let ctx = service_kit::trace::context_of(&span, origin.as_ref());
+            telemetry::trace::continue_trace(&span, origin.as_ref());
+            let ctx = telemetry::trace::context_of(&span, origin.as_ref());
             (span, ctx)
         })
         .collect();
@@ -200,14 +200,14 @@ async fn publish(
     let mut sent = Vec::with_capacity(rows.len());
     let mut failed = 0;
     for (row, r) in rows.iter().zip(results) {
-        let labels = service_kit::metrics::Metrics::topic(&row.topic);
+        let labels = telemetry::metrics::TopicLabels::of(&row.topic);
         match r {
             Ok(_) => {
-                app.metrics.produced.get_or_create(&labels).inc();
+                app.metrics.producer.produced.get_or_create(&labels).inc();
                 sent.push(row.id);
             }
             Err((e, _)) => {
-                app.metrics.failed.get_or_create(&labels).inc();
+                app.metrics.producer.failed.get_or_create(&labels).inc();
                 tracing::debug!(error = %e, event_id = %row.event_id, "produce failed");
                 failed += 1;
             }

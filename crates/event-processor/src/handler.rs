@@ -2,16 +2,15 @@
 
 use std::time::Duration;
 
-use bus::rdkafka::message::{Message, OwnedMessage};
 use bus::rdkafka::producer::{FutureProducer, FutureRecord};
-use bus::{BatchFuture, BatchHandler, Failure, Poison};
+use bus::{BatchHandler, Failure};
 use chrono::{DateTime, Utc};
 use contracts::{
     NOTIFICATION_EVENT_SCHEMA_VERSION, NotificationEvent, NotificationKind, TodoEvent,
     TodoEventData, USER_EVENT_SCHEMA_VERSION, UserEvent, UserEventKind, topics,
 };
-use service_kit::metrics::Metrics;
 use sqlx::PgPool;
+use telemetry::metrics::TopicLabels;
 use todo_store::StoreError;
 use todo_store::processor as store;
 use uuid::Uuid;
@@ -22,17 +21,13 @@ const DERIVED: Uuid = Uuid::from_u128(0x6f1c_7d2e_1b7a_4c55_9a0e_2b4f_8c3d_1e57)
 pub struct Processor {
     pub pool: PgPool,
     pub producer: FutureProducer,
-    pub metrics: Metrics,
+    pub metrics: crate::metrics::Metrics,
     pub due_soon: chrono::Duration,
     pub fail_marker: Option<String>,
 }
 
 fn store_failure(e: StoreError) -> Failure {
-    if e.is_unavailable() {
-        Failure::Unavailable(e.to_string())
-    } else {
-        Failure::Retryable(e.to_string())
-    }
+    Failure::new(&e, e.is_unavailable())
 }
 
 impl Processor {
@@ -53,8 +48,9 @@ impl Processor {
         match self.producer.send(record, Duration::from_secs(0)).await {
             Ok(_) => {
                 self.metrics
+                    .producer
                     .produced
-                    .get_or_create(&Metrics::topic(topic))
+                    .get_or_create(&TopicLabels::of(topic))
                     .inc();
                 Ok(())
             }
@@ -232,44 +228,10 @@ impl Processor {
 }
 
 impl BatchHandler for Processor {
-    fn handle_batch<'a>(&'a self, msgs: &'a [OwnedMessage]) -> BatchFuture<'a> {
-        Box::pin(async move {
-            let mut outcomes = Vec::with_capacity(msgs.len());
-            let mut events = Vec::with_capacity(msgs.len());
-            for m in msgs {
-                let decoded = m
-                    .payload()
-                    .ok_or(Poison {
-                        kind: "empty",
-                        error: "record has no payload".into(),
-                    })
-                    .and_then(|p| {
-                        contracts::schema::decode_todo_event(p).map_err(|e| Poison {
-                            kind: "schema",
-                            error: e.to_string(),
-                        })
-                    });
-                match decoded {
-                    Ok(ev) => {
-                        events.push(ev);
-                        outcomes.push(None);
-                    }
-                    Err(p) => outcomes.push(Some(p)),
-                }
-            }
-            let spans: Vec<tracing::Span> = msgs
-                .iter()
-                .zip(&outcomes)
-                .filter(|(_, o)| o.is_none())
-                .zip(&events)
-                .map(|((m, _), ev)| {
-                    bus::consumer_span("process", m, ev.event_id, ev.trace.as_ref())
-                })
-                .collect();
-            let result = self.process(&events).await;
-            drop(spans);
-            result?;
-            Ok(outcomes)
-        })
+    type Record = TodoEvent;
+    const OPERATION: &'static str = "process";
+
+    async fn handle(&self, events: &[TodoEvent]) -> Result<(), Failure> {
+        self.process(events).await
     }
 }

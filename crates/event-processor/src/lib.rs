@@ -4,17 +4,16 @@
 
 pub mod config;
 pub mod handler;
+pub mod metrics;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use axum::routing::get;
 use bus::rdkafka::consumer::Consumer;
 use service_kit::health::Readiness;
-use service_kit::metrics::Metrics;
-use service_kit::tls::ServiceListener;
+use service_kit::server::{Server, ServerBuilder};
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -22,8 +21,7 @@ pub use config::Config;
 pub const SERVICE: &str = contracts::metrics::services::EVENT_PROCESSOR;
 
 pub struct Application {
-    listener: ServiceListener,
-    router: Router,
+    server: Server,
     config: Config,
     processor: Arc<handler::Processor>,
     kafka: bus::KafkaSettings,
@@ -31,42 +29,37 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let pool = todo_store::connect(&config.database_url, config.db_max_connections)
-            .await
-            .context("connecting to Postgres (database_url)")?;
-        todo_store::migrate::run(&pool, todo_store::migrate::Component::Processor)
-            .await
-            .context("migrating")?;
+        let platform = &config.platform;
+        let pool = todo_store::connect_and_migrate(
+            &platform.database_url,
+            platform.db_max_connections,
+            &[todo_store::migrate::Component::Processor],
+        )
+        .await?;
         let mut kafka = bus::KafkaSettings::new(
-            config.kafka_brokers.clone(),
-            format!("{SERVICE}-{}", config.version),
+            platform.kafka_brokers.clone(),
+            format!("{SERVICE}-{}", platform.version),
         );
         kafka.session_timeout_ms = config.kafka_session_timeout_ms;
         let producer = kafka
             .producer()
             .context("creating Kafka producer (kafka_brokers)")?;
-        let metrics = Metrics::new(SERVICE, &config.version);
-        let listener = ServiceListener::bind(&config.listen_addr, config.tls()?).await?;
+        let mut server =
+            ServerBuilder::bind(SERVICE, &platform.version, "PROCESSOR", &config.listen).await?;
+        let metrics = metrics::Metrics::register(server.metrics());
         let processor = Arc::new(handler::Processor {
             pool: pool.clone(),
             producer: producer.clone(),
-            metrics: metrics.clone(),
+            metrics,
             due_soon: chrono::Duration::hours(config.due_soon_hours),
             fail_marker: config.fault_fail_title_marker.clone(),
         });
         let readiness = Readiness::new()
             .check("postgres", move || todo_store::ready(pool.clone()))
             .check("kafka", move || bus::broker_reachable(producer.clone()));
-        let router = Router::new()
-            .route(
-                "/metrics",
-                get(service_kit::metrics::metrics_handler).with_state(metrics.clone()),
-            )
-            .merge(service_kit::health::routes(readiness))
-            .fallback(service_kit::problem::not_found_fallback);
+        let server = server.build(Router::new(), readiness, None);
         Ok(Self {
-            listener,
-            router,
+            server,
             config,
             processor,
             kafka,
@@ -74,7 +67,7 @@ impl Application {
     }
 
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+        self.server.port()
     }
 
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -98,7 +91,15 @@ impl Application {
         let p = self.processor.clone();
         let token = shutdown.clone();
         let consume = tokio::spawn(async move {
-            bus::consume_batches(&consumer, &p.producer, &cfg, &p.metrics, p.as_ref(), token).await;
+            bus::consume_batches(
+                &consumer,
+                &p.producer,
+                &cfg,
+                &p.metrics.consumer,
+                p.as_ref(),
+                token,
+            )
+            .await;
         });
         let sweep = tokio::spawn(sweep_loop(
             self.processor.clone(),
@@ -106,7 +107,7 @@ impl Application {
             shutdown.clone(),
         ));
         tracing::info!(port = self.port(), "event processor running");
-        self.listener.serve(self.router, shutdown.clone()).await?;
+        self.server.serve(shutdown.clone()).await?;
         let _ = tokio::time::timeout(Duration::from_secs(20), consume).await;
         sweep.abort();
         Ok(())

@@ -21,16 +21,11 @@ struct Args {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    if args.check_config {
-        return service_kit::check::report::<event_processor::Config>(
-            event_processor::SERVICE,
-            args.config.as_deref(),
-        );
-    }
-    service_kit::launcher::run(
+    service_kit::launcher::main(
         event_processor::SERVICE,
-        event_processor::Config::load(args.config.as_deref()),
-        |c| c.version.clone(),
+        args.config.as_deref(),
+        args.check_config,
+        |c: &event_processor::Config| c.platform.version.clone(),
         |config, shutdown| async move {
             event_processor::Application::build(config)
                 .await?

@@ -51,7 +51,7 @@ pub use observer_api::alerts::ActiveAlertView;
 pub struct Pager {
     http: reqwest::Client,
     /// Guards posts to Alertmanager (set by the application).
-    pub breaker: Option<std::sync::Arc<service_kit::retry::CircuitBreaker>>,
+    pub breaker: Option<std::sync::Arc<telemetry::retry::CircuitBreaker>>,
     url: Option<String>,
     generator_url: String,
     monitoring_severity: String,

@@ -122,7 +122,7 @@ async fn get_metrics(State(s): State<AppState>) -> Response {
         body.push_str(&metrics::render_canaries(&c.gauges().await, &c.metrics()));
     }
     body.push_str(&metrics::render_breakers(&s.breakers.all()));
-    body.push_str(&metrics::render_http(&s.http_metrics));
+    body.push_str(&metrics::render_http(&s.http_exposition));
     body.push_str("# EOF\n");
     (
         [(

@@ -5,16 +5,15 @@
 use std::path::PathBuf;
 
 use serde::Deserialize;
+use service_kit::common::ListenConfig;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    pub listen_addr: String,
-    /// HTTPS instead of HTTP on `listen_addr`: a PEM certificate (chain,
-    /// leaf first) and its PEM private key; both or neither
-    /// (env `OBSERVER_TLS_CERT_FILE`, `OBSERVER_TLS_KEY_FILE`).
-    pub tls_cert_file: Option<PathBuf>,
-    pub tls_key_file: Option<PathBuf>,
+    /// `listen_addr`, `tls_cert_file`, `tls_key_file` (env
+    /// `OBSERVER_LISTEN_ADDR`, `OBSERVER_TLS_CERT_FILE`, …).
+    #[serde(flatten)]
+    pub listen: ListenConfig<Defaults>,
     /// `bootstrap.servers`; empty disables the lag tailer.
     pub kafka_brokers: String,
     /// Time between two lag snapshots.
@@ -63,12 +62,18 @@ pub struct Config {
     pub auth_oidc: Option<service_kit::auth::OidcConfig>,
 }
 
+/// The observer's defaults of the shared keys.
+#[derive(Debug, Clone)]
+pub struct Defaults;
+
+impl service_kit::common::Defaults for Defaults {
+    const LISTEN_ADDR: &'static str = "127.0.0.1:8084";
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
-            listen_addr: "127.0.0.1:8084".into(),
-            tls_cert_file: None,
-            tls_key_file: None,
+            listen: ListenConfig::default(),
             kafka_brokers: String::new(),
             lag_poll_interval_ms: 5_000,
             lag_status_window_ms: 300_000,
@@ -95,19 +100,10 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Load as start-up does; an error lists every problem (see
-    /// [`service_kit::check`]).
-    pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Self> {
-        service_kit::check::load(file)
-    }
-
     /// The TLS acceptor when a certificate is configured.
     pub fn tls(&self) -> anyhow::Result<Option<service_kit::tls::TlsAcceptor>> {
-        service_kit::tls::acceptor(
-            "OBSERVER",
-            self.tls_cert_file.as_deref(),
-            self.tls_key_file.as_deref(),
-        )
+        use service_kit::check::Checked as _;
+        self.listen.tls(Self::PREFIX)
     }
 
     /// `Ok` or an error listing every problem of this configuration.
@@ -123,9 +119,8 @@ impl service_kit::check::Checked for Config {
     const PREFIX: &'static str = "OBSERVER";
 
     fn problems(&self, p: &mut service_kit::check::Problems) {
-        p.listen_addr("listen_addr", &self.listen_addr);
+        self.listen.problems(p);
         p.brokers("kafka_brokers", &self.kafka_brokers, true);
-        p.tls_files(self.tls_cert_file.as_deref(), self.tls_key_file.as_deref());
         p.auth(self.auth_mode, self.auth_oidc.as_ref());
         if let Some(url) = &self.database_url {
             p.database_url("database_url", url);
@@ -180,7 +175,7 @@ impl service_kit::check::Checked for Config {
         let on = |b: bool| if b { "on" } else { "off" };
         format!(
             "{}, lag tailer {}, SLO evaluation {}, paging {}, canary controller {}, auth {:?}",
-            service_kit::check::listening(&self.listen_addr, self.tls_cert_file.as_deref()),
+            self.listen.summary(),
             on(!self.kafka_brokers.is_empty()),
             on(self.slo_dir.is_some()),
             on(self.alertmanager_url.is_some()),

@@ -67,24 +67,26 @@ pub struct AppState {
     /// Canary actions land in the audit trail (with the decision log's Postgres).
     pub auditor: Option<service_kit::audit::Auditor>,
     pub breakers: Breakers,
-    /// The RED metrics of the observer's own HTTP server (`track_http`).
-    pub http_metrics: service_kit::metrics::Metrics,
+    /// The RED metrics of the observer's own HTTP server (`track_http`)…
+    pub http_metrics: service_kit::metrics::HttpMetrics,
+    /// …and their registry, appended to `/metrics`.
+    pub http_exposition: telemetry::metrics::Exposition,
 }
 
 /// Circuit breakers in front of the observer's dependencies (exported on
 /// `/metrics`).
 #[derive(Clone)]
 pub struct Breakers {
-    pub prometheus: Arc<service_kit::retry::CircuitBreaker>,
-    pub alertmanager: Arc<service_kit::retry::CircuitBreaker>,
+    pub prometheus: Arc<telemetry::retry::CircuitBreaker>,
+    pub alertmanager: Arc<telemetry::retry::CircuitBreaker>,
     /// HAProxy's runtime API or the Kubernetes API, whichever drives rollouts.
-    pub rollout_driver: Arc<service_kit::retry::CircuitBreaker>,
+    pub rollout_driver: Arc<telemetry::retry::CircuitBreaker>,
 }
 
 impl Breakers {
     fn new() -> Self {
         let b = |d: &str| {
-            Arc::new(service_kit::retry::CircuitBreaker::new(
+            Arc::new(telemetry::retry::CircuitBreaker::new(
                 d,
                 5,
                 Duration::from_secs(5),
@@ -97,7 +99,7 @@ impl Breakers {
         }
     }
 
-    pub fn all(&self) -> [&service_kit::retry::CircuitBreaker; 3] {
+    pub fn all(&self) -> [&telemetry::retry::CircuitBreaker; 3] {
         [&self.prometheus, &self.alertmanager, &self.rollout_driver]
     }
 }
@@ -170,7 +172,9 @@ impl Application {
             }
             None => (None, None),
         };
-        let listener = ServiceListener::bind(&config.listen_addr, config.tls()?).await?;
+        let listener = ServiceListener::bind(&config.listen.listen_addr, config.tls()?).await?;
+        let mut registry = telemetry::metrics::MetricsRegistry::new(SERVICE, VERSION);
+        let http_metrics = service_kit::metrics::HttpMetrics::register(&mut registry);
         let state = AppState {
             config: Arc::new(config),
             slos: Arc::new(slos),
@@ -184,7 +188,8 @@ impl Application {
             guard,
             auditor,
             breakers,
-            http_metrics: service_kit::metrics::Metrics::new(SERVICE, VERSION),
+            http_metrics,
+            http_exposition: registry.finish(),
         };
         Ok(Self {
             listener,

@@ -22,16 +22,11 @@ struct Args {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    if args.check_config {
-        return service_kit::check::report::<observer::Config>(
-            observer::SERVICE,
-            args.config.as_deref(),
-        );
-    }
-    service_kit::launcher::run(
+    service_kit::launcher::main(
         observer::SERVICE,
-        observer::Config::load(args.config.as_deref()),
-        |_| "stable".to_string(),
+        args.config.as_deref(),
+        args.check_config,
+        |_: &observer::Config| "stable".to_string(),
         |config, shutdown| async move {
             observer::Application::build(config)
                 .await?

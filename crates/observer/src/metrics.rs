@@ -284,7 +284,7 @@ pub fn render_canaries(
 
 /// The observer's circuit breakers (Prometheus, Alertmanager, the rollout
 /// driver): state and calls by outcome.
-pub fn render_breakers(breakers: &[&service_kit::retry::CircuitBreaker]) -> String {
+pub fn render_breakers(breakers: &[&telemetry::retry::CircuitBreaker]) -> String {
     let mut out = String::new();
     let mut f = Family::new(&mut out, &m::CIRCUIT_BREAKER_STATE);
     for b in breakers {
@@ -318,26 +318,11 @@ pub fn render_breakers(breakers: &[&service_kit::retry::CircuitBreaker]) -> Stri
     out
 }
 
-/// The HTTP server families (`track_http`) of `registry`: the RED metrics
-/// every service exports, without the registry's other families (the
-/// observer renders its breakers itself) and without its `# EOF`.
-pub fn render_http(registry: &service_kit::metrics::Metrics) -> String {
-    let names = [
-        m::HTTP_SERVER_REQUEST_DURATION.name,
-        m::HTTP_SERVER_ACTIVE_REQUESTS.name,
-    ];
-    let family = |line: &str| {
-        let name = ["# HELP ", "# TYPE ", "# UNIT "]
-            .iter()
-            .find_map(|p| line.strip_prefix(p))
-            .unwrap_or(line);
-        names.iter().any(|n| {
-            name.strip_prefix(n)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '_', '{']))
-        })
-    };
+/// The HTTP server families (`track_http`): the RED metrics every service
+/// exports, from a registry that holds only them, without its `# EOF`.
+pub fn render_http(http: &telemetry::metrics::Exposition) -> String {
     let mut out = String::new();
-    for line in registry.encode().lines().filter(|l| family(l)) {
+    for line in http.encode().lines().filter(|l| *l != "# EOF") {
         out.push_str(line);
         out.push('\n');
     }
@@ -357,16 +342,17 @@ mod tests {
     }
 
     #[test]
-    fn http_families_only_and_no_eof() {
-        let reg = service_kit::metrics::Metrics::new("observer", "stable");
-        reg.http
+    fn http_families_without_eof() {
+        let mut reg = telemetry::metrics::MetricsRegistry::new("observer", "stable");
+        let http = service_kit::metrics::HttpMetrics::register(&mut reg);
+        http.requests
             .get_or_create(&service_kit::metrics::HttpLabels {
                 route: "/api/v1/lag".into(),
                 method: "GET".into(),
                 status_class: "2xx",
             })
             .observe(0.01);
-        let out = render_http(&reg);
+        let out = render_http(&reg.finish());
         assert!(
             out.contains("# TYPE http_server_request_duration_seconds histogram"),
             "{out}"
@@ -376,8 +362,6 @@ mod tests {
             out.contains("# TYPE http_server_active_requests gauge"),
             "{out}"
         );
-        assert!(!out.contains("todos_created"), "{out}");
-        assert!(!out.contains("circuit_breaker_state"), "{out}");
         assert!(!out.contains("# EOF"), "{out}");
     }
 }

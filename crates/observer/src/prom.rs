@@ -21,7 +21,7 @@ pub struct PromClient {
     http: reqwest::Client,
     base: String,
     retries: u32,
-    breaker: Option<std::sync::Arc<service_kit::retry::CircuitBreaker>>,
+    breaker: Option<std::sync::Arc<telemetry::retry::CircuitBreaker>>,
 }
 
 #[derive(Deserialize)]
@@ -58,7 +58,7 @@ impl PromClient {
     /// once as unreachable (the SLO evaluation and the canary pause).
     pub fn with_breaker(
         mut self,
-        breaker: std::sync::Arc<service_kit::retry::CircuitBreaker>,
+        breaker: std::sync::Arc<telemetry::retry::CircuitBreaker>,
     ) -> Self {
         self.breaker = Some(breaker);
         self
@@ -75,7 +75,7 @@ impl PromClient {
     /// never close again.
     pub async fn settle_breaker(&self, at: f64) -> Result<(), PromError> {
         if let Some(b) = &self.breaker
-            && b.state() != service_kit::retry::BreakerState::Closed
+            && b.state() != telemetry::retry::BreakerState::Closed
         {
             self.query("vector(1)", at).await?;
         }
@@ -127,7 +127,7 @@ impl PromClient {
         let mut last = String::new();
         for attempt in 0..=self.retries {
             if attempt > 0 {
-                tokio::time::sleep(service_kit::retry::backoff(
+                tokio::time::sleep(telemetry::retry::backoff(
                     attempt,
                     Duration::from_millis(100),
                     Duration::from_secs(2),

@@ -22,19 +22,6 @@ use crate::AppState;
 pub const MAX_LIMIT: i64 = 100;
 pub const DEFAULT_LIMIT: i64 = 20;
 
-pub(crate) fn store_error(e: StoreError) -> ApiError {
-    match e {
-        StoreError::Unavailable(detail) => {
-            tracing::warn!(detail, "postgres unavailable");
-            ApiError::Unavailable {
-                detail: "the database is unavailable; retry later".into(),
-                retry_after_secs: 1,
-            }
-        }
-        other => ApiError::Internal(anyhow::Error::new(other)),
-    }
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
@@ -237,7 +224,7 @@ pub async fn list(
     };
     let mut items = read::list(&app.pool, owner, &filter, &page)
         .await
-        .map_err(store_error)?;
+        .map_err(|e| ApiError::database(e, StoreError::unavailable))?;
     let next_cursor = if items.len() as i64 > limit {
         items.truncate(limit as usize);
         items.last().map(|t| {
@@ -279,7 +266,7 @@ pub async fn get(
         None => {
             let todo = read::get(&app.pool, id)
                 .await
-                .map_err(store_error)?
+                .map_err(|e| ApiError::database(e, StoreError::unavailable))?
                 .ok_or_else(not_found)?;
             // Someone else's todo is "not found" for a plain user: a 403
             // would confirm that the id exists.
@@ -309,7 +296,9 @@ async fn readable_history(
     principal: &Principal,
     id: Uuid,
 ) -> Result<Vec<TodoEvent>, ApiError> {
-    let events = read::history(&app.pool, id).await.map_err(store_error)?;
+    let events = read::history(&app.pool, id)
+        .await
+        .map_err(|e| ApiError::database(e, StoreError::unavailable))?;
     match events.first() {
         Some(first) if principal.may_read(&first.user_id) => Ok(events),
         _ => Err(ApiError::NotFound(format!("todo {id} not found"))),

@@ -64,7 +64,7 @@ pub async fn list(
         },
     )
     .await
-    .map_err(crate::api::store_error)?;
+    .map_err(|e| ApiError::database(e, todo_store::StoreError::unavailable))?;
     let next_before_id = (items.len() as i64 == limit)
         .then(|| items.last().map(|r| r.id))
         .flatten();

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod audit_api;
 pub mod config;
+pub mod metrics;
 pub mod projector;
 pub mod replay;
 
@@ -14,8 +15,7 @@ use axum::Router;
 use axum::routing::get;
 use bus::rdkafka::consumer::Consumer;
 use service_kit::health::Readiness;
-use service_kit::metrics::Metrics;
-use service_kit::tls::ServiceListener;
+use service_kit::server::{Server, ServerBuilder};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -29,15 +29,14 @@ pub const SERVICE: &str = contracts::metrics::services::QUERY;
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
-    pub metrics: Metrics,
+    pub metrics: metrics::Metrics,
     pub config: Arc<Config>,
     /// Authenticator and rate limits in front of every `/v1` route.
     pub guard: service_kit::rate_limit::AccessGuard,
 }
 
 pub struct Application {
-    listener: ServiceListener,
-    router: Router,
+    server: Server,
     state: AppState,
     kafka: bus::KafkaSettings,
     producer: bus::rdkafka::producer::FutureProducer,
@@ -45,34 +44,31 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let pool = todo_store::connect(&config.database_url, config.db_max_connections)
-            .await
-            .context("connecting to Postgres (database_url)")?;
-        for c in [
-            todo_store::migrate::Component::Query,
-            todo_store::migrate::Component::Audit,
-        ] {
-            todo_store::migrate::run(&pool, c)
-                .await
-                .context("migrating")?;
-        }
+        let platform = &config.platform;
+        let pool = todo_store::connect_and_migrate(
+            &platform.database_url,
+            platform.db_max_connections,
+            &[
+                todo_store::migrate::Component::Query,
+                todo_store::migrate::Component::Audit,
+            ],
+        )
+        .await?;
         let mut kafka = bus::KafkaSettings::new(
-            config.kafka_brokers.clone(),
-            format!("{SERVICE}-{}", config.version),
+            platform.kafka_brokers.clone(),
+            format!("{SERVICE}-{}", platform.version),
         );
         kafka.session_timeout_ms = config.kafka_session_timeout_ms;
         let producer = kafka
             .producer()
             .context("creating Kafka producer (kafka_brokers)")?;
-        let listener = ServiceListener::bind(&config.listen_addr, config.tls()?).await?;
-        let metrics = Metrics::new(SERVICE, &config.version);
+        let mut server =
+            ServerBuilder::bind(SERVICE, &platform.version, "QUERY", &config.listen).await?;
+        let metrics = metrics::Metrics::register(server.metrics());
         let state = AppState {
             pool,
             metrics,
-            guard: service_kit::rate_limit::AccessGuard::new(
-                service_kit::auth::authenticator(config.auth_mode, config.auth_oidc.as_ref())?,
-                &config.rate_limit,
-            )?,
+            guard: config.access.guard()?,
             config: Arc::new(config),
         };
         let readiness = {
@@ -82,10 +78,9 @@ impl Application {
                 .check("postgres", move || todo_store::ready(pool.clone()))
                 .check("kafka", move || bus::broker_reachable(p.clone()))
         };
-        let router = router(state.clone(), readiness);
+        let server = server.build(api(state.clone()), readiness, Some(OPENAPI));
         Ok(Self {
-            listener,
-            router,
+            server,
             state,
             kafka,
             producer,
@@ -93,7 +88,7 @@ impl Application {
     }
 
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+        self.server.port()
     }
 
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -123,18 +118,26 @@ impl Application {
             let producer = self.producer.clone();
             let token = shutdown.clone();
             Some(tokio::spawn(async move {
-                bus::consume_batches(&consumer, &producer, &cfg, &metrics, &handler, token).await;
+                bus::consume_batches(
+                    &consumer,
+                    &producer,
+                    &cfg,
+                    &metrics.consumer,
+                    &handler,
+                    token,
+                )
+                .await;
             }))
         } else {
             None
         };
         tracing::info!(
             port = self.port(),
-            tls = self.listener.is_tls(),
+            tls = self.server.is_tls(),
             "query service listening"
         );
         let grace = Duration::from_secs(self.state.config.shutdown_timeout_secs);
-        self.listener.serve(self.router, shutdown.clone()).await?;
+        self.server.serve(shutdown.clone()).await?;
         if let Some(p) = projector
             && tokio::time::timeout(grace, p).await.is_err()
         {
@@ -144,7 +147,9 @@ impl Application {
     }
 }
 
-pub fn router(state: AppState, readiness: Readiness) -> Router {
+/// The `/v1` routes with their guards; the server adds the shared routes
+/// and middleware around them.
+pub fn api(state: AppState) -> Router {
     let api = Router::new()
         .route("/v1/todos", get(api::list))
         .route("/v1/todos/{id}", get(api::get))
@@ -158,22 +163,6 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
             state.guard.clone(),
             service_kit::rate_limit::access_guard,
         ));
-    Router::new()
-        .merge(api)
-        .route(
-            "/metrics",
-            get(service_kit::metrics::metrics_handler).with_state(state.metrics.clone()),
-        )
-        .merge(service_kit::health::routes(readiness))
-        .merge(service_kit::openapi::route(OPENAPI))
-        .method_not_allowed_fallback(service_kit::problem::method_not_allowed)
-        .fallback(service_kit::problem::not_found_fallback)
-        .layer(axum::middleware::from_fn(service_kit::errors::catch_panic))
-        .layer(axum::middleware::from_fn_with_state(
-            state.metrics.clone(),
-            service_kit::metrics::track_http,
-        ))
-        .layer(axum::middleware::from_fn(service_kit::trace::trace_http))
-        .layer(axum::Extension(state.guard.authenticator()))
-        .with_state(state)
+    let authenticator = state.guard.authenticator();
+    api.with_state(state).layer(axum::Extension(authenticator))
 }

@@ -4,51 +4,20 @@
 //! outside the access guard, so refused requests are recorded too (401 as
 //! `anonymous`, 403, 429); the guard hands the authenticated
 //! [`Principal`](crate::auth::Principal) back on the response. Where the
-//! entries go is an [`AuditSink`]: `todo_store::audit` appends them to the
-//! append-only `audit_log` table in batches.
+//! entries go is an [`AuditSink`] (`telemetry::audit`, so storage code needs
+//! no HTTP): `todo_store::audit` appends them to the append-only `audit_log`
+//! table in batches.
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use chrono::{DateTime, Utc};
-use serde::Serialize;
+use chrono::Utc;
+use telemetry::audit::{ANONYMOUS, AuditEntry, AuditSink};
 
 use crate::auth::Principal;
-
-/// Actor of a request that never authenticated.
-pub const ANONYMOUS: &str = "anonymous";
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AuditEntry {
-    pub at: DateTime<Utc>,
-    pub service: String,
-    /// Token subject, or [`ANONYMOUS`].
-    pub actor: String,
-    /// The caller's roles, comma-separated.
-    pub roles: String,
-    /// Method and route template, e.g. `PATCH /v1/todos/{id}`.
-    pub action: String,
-    /// The concrete path, e.g. `/v1/todos/0193…`.
-    pub target: String,
-    /// HTTP status of the answer.
-    pub outcome: u16,
-    pub trace_id: Option<String>,
-    /// Client address as the server saw it (not a forwarded header).
-    pub client: Option<String>,
-}
-
-pub type SinkFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
-
-/// Where audit entries go. `record` may wait (backpressure) but must not
-/// drop an entry silently.
-pub trait AuditSink: Send + Sync + 'static {
-    fn record(&self, entry: AuditEntry) -> SinkFuture<'_>;
-}
 
 #[derive(Clone)]
 pub struct Auditor {
@@ -73,7 +42,7 @@ pub async fn audit_requests(State(a): State<Auditor>, req: Request, next: Next) 
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string());
     // The exported span's trace id, else the incoming (valid) traceparent's.
-    let trace_id = crate::errors::current_trace_id().or_else(|| {
+    let trace_id = telemetry::errors::current_trace_id().or_else(|| {
         crate::trace::from_headers(req.headers()).and_then(|tc| tc.trace_id().map(str::to_string))
     });
     let resp = next.run(req).await;

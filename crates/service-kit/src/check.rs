@@ -231,7 +231,7 @@ impl Problems {
                 );
             }
         }
-        if let Err(e) = crate::telemetry::sampler_from(env) {
+        if let Err(e) = telemetry::subscriber::sampler_from(env) {
             self.list.push(e);
         }
         if let Some(v) = get("LOKI_URL")

@@ -75,9 +75,15 @@ pub fn load_from<T: DeserializeOwned>(
         from_env.push(k);
     }
     let de = toml::Value::Table(root);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let message = e.inner().to_string();
+    serde_path_to_error::deserialize(de.clone()).map_err(|e| {
+        let mut message = e.inner().to_string();
         let mut key = e.path().to_string();
+        // Inside a flattened block serde loses the path: ask the block.
+        if key == "."
+            && let Some((k, m)) = crate::common::locate(&de)
+        {
+            (key, message) = (k, m);
+        }
         // serde reports a missing key at its parent; name the key itself.
         if let Some(name) = message
             .strip_prefix("missing field `")
@@ -104,7 +110,7 @@ pub fn load_from<T: DeserializeOwned>(
         ConfigError::Field {
             key,
             source_hint,
-            message: e.into_inner().to_string(),
+            message,
         }
     })
 }

@@ -1,21 +1,26 @@
-//! What every service shares. Nothing here knows about todos.
+//! The HTTP side every service shares. Nothing here knows about todos.
+//!
+//! Start-up: [`launcher`] (`main` after argument parsing: config, telemetry,
+//! signals), [`server`] (listener, metrics registry, middleware stack) and
+//! the shared config blocks in [`common`]. What is emitted without HTTP
+//! (metrics registry and sets, trace propagation, logs, Sentry, the audit
+//! record, breakers and backoff) is the `telemetry` crate.
 
 pub mod audit;
 pub mod auth;
 pub mod check;
+pub mod common;
 pub mod config;
 pub mod errors;
 pub mod extract;
 pub mod health;
 pub mod launcher;
-pub mod logs;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
 pub mod rate_limit;
-pub mod retry;
+pub mod server;
 pub mod shutdown;
-pub mod telemetry;
 pub mod timeout;
 pub mod tls;
 pub mod trace;

@@ -76,6 +76,26 @@ impl ApiError {
         }
     }
 
+    /// A failed database call, answered the same way by every service that
+    /// stores. `unavailable` tells whether the database is away for now
+    /// (unreachable, restarting, out of connections) and with what detail:
+    /// then 503 with `Retry-After: 1`, and a warning here since no bug
+    /// caused it. Anything else is a generic 500 whose cause is logged once
+    /// when the response is built.
+    pub fn database<E>(err: E, unavailable: impl FnOnce(&E) -> Option<&str>) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        if let Some(detail) = unavailable(&err) {
+            tracing::warn!(detail, "postgres unavailable");
+            return ApiError::Unavailable {
+                detail: "the database is unavailable; retry later".into(),
+                retry_after_secs: 1,
+            };
+        }
+        ApiError::Internal(anyhow::Error::new(err))
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
@@ -143,7 +163,7 @@ impl IntoResponse for ApiError {
             }
             ApiError::Internal(err) => {
                 tracing::error!(error = format!("{err:#}"), "internal error");
-                crate::errors::report(err);
+                telemetry::errors::report(err);
                 (
                     "an internal error occurred; it has been logged".to_string(),
                     vec![],

@@ -1,14 +1,13 @@
-//! W3C trace context across hops: HTTP headers in, the event envelope and
-//! Kafka headers out, and back into spans on the consuming side.
-
-use std::collections::HashMap;
+//! W3C trace context from HTTP headers: the server span of each request and
+//! the caller's `traceparent`. Carrying it on through envelopes and Kafka
+//! headers is `telemetry::trace`.
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::Response;
 use contracts::TraceContext;
-use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::TraceContextExt as _;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
@@ -22,59 +21,6 @@ impl Extractor for Headers<'_> {
     fn keys(&self) -> Vec<&str> {
         self.0.keys().map(|k| k.as_str()).collect()
     }
-}
-
-struct Map(HashMap<String, String>);
-
-impl Extractor for Map {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
-    }
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(String::as_str).collect()
-    }
-}
-
-impl Injector for Map {
-    fn set(&mut self, key: &str, value: String) {
-        self.0.insert(key.to_string(), value);
-    }
-}
-
-/// The remote parent carried by a `traceparent` (and `tracestate`).
-pub fn parent_from(trace: Option<&TraceContext>) -> opentelemetry::Context {
-    let mut m = HashMap::new();
-    if let Some(t) = trace {
-        m.insert("traceparent".to_string(), t.traceparent.clone());
-        if let Some(s) = &t.tracestate {
-            m.insert("tracestate".to_string(), s.clone());
-        }
-    }
-    let carrier = Map(m);
-    opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier))
-}
-
-/// Make `span` a child of the remote parent in `trace` (no-op without one).
-pub fn continue_trace(span: &tracing::Span, trace: Option<&TraceContext>) {
-    if trace.is_some() {
-        let _ = span.set_parent(parent_from(trace));
-    }
-}
-
-/// The trace context to hand to the next hop: the span's own context when
-/// tracing is exporting, else `fallback` (propagate what we were given).
-pub fn context_of(span: &tracing::Span, fallback: Option<&TraceContext>) -> Option<TraceContext> {
-    let cx = span.context();
-    if !cx.span().span_context().is_valid() {
-        return fallback.cloned();
-    }
-    let mut m = Map(HashMap::new());
-    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut m));
-    let traceparent = m.0.remove("traceparent")?;
-    Some(TraceContext {
-        traceparent,
-        tracestate: m.0.remove("tracestate").filter(|s| !s.is_empty()),
-    })
 }
 
 /// A well-formed W3C `traceparent` from the request headers, if any.

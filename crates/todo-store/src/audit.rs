@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use service_kit::audit::{AuditEntry, AuditSink, SinkFuture};
 use sqlx::{PgPool, Row as _};
+use telemetry::audit::{AuditEntry, AuditSink, SinkFuture};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -75,7 +75,7 @@ async fn writer(pool: PgPool, mut rx: mpsc::Receiver<AuditEntry>, shutdown: Canc
         let mut attempt = 0u32;
         while let Err(e) = insert(&pool, &batch).await {
             attempt += 1;
-            let wait = service_kit::retry::backoff(
+            let wait = telemetry::retry::backoff(
                 attempt,
                 Duration::from_millis(100),
                 Duration::from_secs(5),

@@ -23,6 +23,16 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))
     }
+
+    /// The driver's detail when Postgres is away for now, so that a caller
+    /// should retry later; `None` when something is broken instead. HTTP
+    /// services answer with `service_kit::ApiError::database`.
+    pub fn unavailable(&self) -> Option<&str> {
+        match self {
+            StoreError::Unavailable(detail) => Some(detail),
+            _ => None,
+        }
+    }
 }
 
 fn unavailable_code(code: &str) -> bool {

@@ -37,6 +37,23 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreErr
     Ok(pool)
 }
 
+/// A service's start-up: connect (failing fast, see [`connect`]) and run the
+/// migrations of each component it owns, in order.
+pub async fn connect_and_migrate(
+    url: &str,
+    max_connections: u32,
+    components: &[migrate::Component],
+) -> anyhow::Result<PgPool> {
+    use anyhow::Context as _;
+    let pool = connect(url, max_connections)
+        .await
+        .context("connecting to Postgres (database_url)")?;
+    for c in components {
+        migrate::run(&pool, *c).await.context("migrating")?;
+    }
+    Ok(pool)
+}
+
 /// A lazy pool: the service starts even when Postgres is not up yet.
 pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
     let opts: PgConnectOptions = url

@@ -67,7 +67,7 @@ pub struct Controller {
     lag: Arc<dyn ConsumerLag>,
     pub(super) inner: Mutex<Inner>,
     metrics: std::sync::Mutex<RolloutMetrics>,
-    driver_breaker: Option<Arc<service_kit::retry::CircuitBreaker>>,
+    driver_breaker: Option<Arc<telemetry::retry::CircuitBreaker>>,
 }
 
 impl Controller {
@@ -91,7 +91,7 @@ impl Controller {
 
     /// Guard driver calls with `b`: while it is open, weights are not sent
     /// (they are retried every tick, and an operator action answers 503).
-    pub fn with_driver_breaker(mut self, b: Arc<service_kit::retry::CircuitBreaker>) -> Self {
+    pub fn with_driver_breaker(mut self, b: Arc<telemetry::retry::CircuitBreaker>) -> Self {
         self.driver_breaker = Some(b);
         self
     }
@@ -507,7 +507,7 @@ pub struct CanaryGauges {
 pub(super) async fn apply_weight(
     loaded: &Loaded,
     e: &mut Entry,
-    breaker: Option<&service_kit::retry::CircuitBreaker>,
+    breaker: Option<&telemetry::retry::CircuitBreaker>,
 ) -> Result<(), String> {
     let res = match breaker.map(|b| b.check()).transpose() {
         Err(open) => Err(open.to_string()),
@@ -531,7 +531,7 @@ pub(super) async fn apply_weight(
 }
 
 pub(super) fn trace_id_of(span: &tracing::Span) -> Option<String> {
-    service_kit::trace::context_of(span, None)?
+    telemetry::trace::context_of(span, None)?
         .trace_id()
         .map(str::to_string)
 }

@@ -7,9 +7,19 @@
 //! or pause) instead of each waiting for a timeout. After `open_for` one
 //! probe call is let through (half-open); its success closes the breaker,
 //! its failure opens it again.
+//!
+//! Why here and not in `service-kit`: neither needs HTTP, and the IO crates
+//! below the services need them (`todo_store::audit` paces its retries with
+//! [`backoff`]), while a breaker is defined by the signals it exports
+//! ([`BreakerMetrics`]: `circuit_breaker_state`, `dependency_calls_total`).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::metrics::{
+    Counter, DependencyLabels, DependencyOutcomeLabels, Family, Gauge, MetricsRegistry,
+};
+use contracts::metrics as m;
 
 /// `base · 2^attempt`, capped at `max`, with full jitter in `[d/2, d]`.
 pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
@@ -263,6 +273,70 @@ impl Drop for Permit<'_> {
             tracing::debug!(dependency = %self.breaker.dependency, probe = self.probe, "call abandoned before its outcome: counted as a failure");
             self.breaker.record(false);
         }
+    }
+}
+
+/// The metric set of a process's circuit breakers.
+#[derive(Clone)]
+pub struct BreakerMetrics {
+    pub state: Family<DependencyLabels, Gauge>,
+    pub calls: Family<DependencyOutcomeLabels, Counter>,
+}
+
+impl BreakerMetrics {
+    pub fn register(r: &mut MetricsRegistry) -> Self {
+        Self {
+            state: r.family(&m::CIRCUIT_BREAKER_STATE),
+            calls: r.family(&m::DEPENDENCY_CALLS),
+        }
+    }
+
+    /// A circuit breaker for `dependency` whose state and calls are exported
+    /// (`circuit_breaker_state`, `dependency_calls_total`).
+    pub fn breaker(
+        &self,
+        dependency: &str,
+        failure_threshold: u32,
+        open_for: Duration,
+    ) -> Arc<CircuitBreaker> {
+        let dep = dependency.to_string();
+        let state = self
+            .state
+            .get_or_create(&DependencyLabels {
+                dependency: dep.clone(),
+            })
+            .clone();
+        let calls = self.calls.clone();
+        for outcome in ["ok", "failed", "rejected"] {
+            let _ = calls.get_or_create(&DependencyOutcomeLabels {
+                dependency: dep.clone(),
+                outcome,
+            });
+        }
+        let last = Mutex::new(BreakerCounts::default());
+        Arc::new(
+            CircuitBreaker::new(dependency, failure_threshold, open_for).on_change(Box::new(
+                move |s, counts| {
+                    state.set(s.value());
+                    let mut prev = last.lock().unwrap_or_else(|e| e.into_inner());
+                    for (outcome, now, before) in [
+                        ("ok", counts.ok, prev.ok),
+                        ("failed", counts.failed, prev.failed),
+                        ("rejected", counts.rejected, prev.rejected),
+                    ] {
+                        if now > before {
+                            calls
+                                .get_or_create(&DependencyOutcomeLabels {
+                                    dependency: dep.clone(),
+                                    outcome,
+                                })
+                                .inc_by(now - before);
+                        }
+                    }
+                    *prev = counts;
+                },
+            )),
+        )
     }
 }
 

@@ -212,7 +212,14 @@ mod tests {
     };
     use opentelemetry_sdk::trace::{SamplingDecision, ShouldSample as _};
 
-    use crate::check::test_env as env;
+    /// The environment as `pairs` say.
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    }
 
     fn parse(pairs: &[(&str, &str)]) -> Result<SamplerChoice, String> {
         sampler_from(&env(pairs))
