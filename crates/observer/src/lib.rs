@@ -265,3 +265,20 @@ impl Application {
         Ok(())
     }
 }
+
+impl service_kit::launcher::Service for Application {
+    const NAME: &'static str = SERVICE;
+    type Config = Config;
+
+    fn version(_: &Config) -> String {
+        "stable".to_string()
+    }
+
+    async fn build(config: Config) -> anyhow::Result<Self> {
+        Application::build(config).await
+    }
+
+    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        Application::run(self, shutdown).await
+    }
+}

@@ -166,3 +166,20 @@ pub fn api(state: AppState) -> Router {
     let authenticator = state.guard.authenticator();
     api.with_state(state).layer(axum::Extension(authenticator))
 }
+
+impl service_kit::launcher::Service for Application {
+    const NAME: &'static str = SERVICE;
+    type Config = Config;
+
+    fn version(c: &Config) -> String {
+        c.platform.version.clone()
+    }
+
+    async fn build(config: Config) -> anyhow::Result<Self> {
+        Application::build(config).await
+    }
+
+    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        Application::run(self, shutdown).await
+    }
+}

@@ -250,7 +250,7 @@ mod tests {
     #[test]
     fn unknown_and_missing_keys_are_still_errors_naming_the_key() {
         let e = error(&[("SVC_NOPE", "1")]);
-        assert!(e.contains("nope"), "{e}");
+        assert!(e.starts_with("config key 'nope'"), "{e}");
         let missing: Result<Cfg, _> = crate::config::load_from(
             "SVC",
             None,

@@ -84,6 +84,15 @@ pub fn load_from<T: DeserializeOwned>(
         {
             (key, message) = (k, m);
         }
+        // With flattened blocks serde reports an unknown key at the root:
+        // name the key itself.
+        if key == "."
+            && let Some(name) = message
+                .strip_prefix("unknown field `")
+                .and_then(|r| r.split('`').next())
+        {
+            key = name.to_string();
+        }
         // serde reports a missing key at its parent; name the key itself.
         if let Some(name) = message
             .strip_prefix("missing field `")
