@@ -57,8 +57,21 @@ pub struct Application {
 }
 
 impl Application {
+    pub fn port(&self) -> u16 {
+        self.server.port()
+    }
+}
+
+impl service_kit::launcher::Service for Application {
+    const NAME: &'static str = SERVICE;
+    type Config = Config;
+
+    fn version(config: &Config) -> String {
+        config.platform.version.clone()
+    }
+
     /// Connect, migrate, bind. Binding port 0 picks a free port (tests).
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
+    async fn build(config: Config) -> anyhow::Result<Self> {
         let platform = &config.platform;
         let pool = todo_store::connect_and_migrate(
             &platform.database_url,
@@ -121,13 +134,9 @@ impl Application {
         })
     }
 
-    pub fn port(&self) -> u16 {
-        self.server.port()
-    }
-
     /// Serve until `shutdown` is cancelled, then drain in-flight requests and
     /// let the relay finish its batch.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let relay = if self.state.config.relay_enabled {
             let producer = self.producer.clone();
             let st = self.state.clone();
@@ -220,21 +229,4 @@ pub fn api(state: AppState) -> Router {
         ));
     let authenticator = state.guard.authenticator();
     api.with_state(state).layer(axum::Extension(authenticator))
-}
-
-impl service_kit::launcher::Service for Application {
-    const NAME: &'static str = SERVICE;
-    type Config = Config;
-
-    fn version(c: &Config) -> String {
-        c.platform.version.clone()
-    }
-
-    async fn build(config: Config) -> anyhow::Result<Self> {
-        Application::build(config).await
-    }
-
-    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        Application::run(self, shutdown).await
-    }
 }

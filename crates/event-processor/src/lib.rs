@@ -28,7 +28,20 @@ pub struct Application {
 }
 
 impl Application {
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
+    pub fn port(&self) -> u16 {
+        self.server.port()
+    }
+}
+
+impl service_kit::launcher::Service for Application {
+    const NAME: &'static str = SERVICE;
+    type Config = Config;
+
+    fn version(config: &Config) -> String {
+        config.platform.version.clone()
+    }
+
+    async fn build(config: Config) -> anyhow::Result<Self> {
         let platform = &config.platform;
         let pool = todo_store::connect_and_migrate(
             &platform.database_url,
@@ -66,11 +79,7 @@ impl Application {
         })
     }
 
-    pub fn port(&self) -> u16 {
-        self.server.port()
-    }
-
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let consumer = self
             .kafka
             .consumer(&self.config.group_id)
@@ -135,22 +144,5 @@ async fn sweep_loop(
             Ok(n) => tracing::info!(notified = n, "due-soon sweep done"),
             Err(e) => tracing::warn!(error = ?e, "due-soon sweep failed; next run retries"),
         }
-    }
-}
-
-impl service_kit::launcher::Service for Application {
-    const NAME: &'static str = SERVICE;
-    type Config = Config;
-
-    fn version(c: &Config) -> String {
-        c.platform.version.clone()
-    }
-
-    async fn build(config: Config) -> anyhow::Result<Self> {
-        Application::build(config).await
-    }
-
-    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        Application::run(self, shutdown).await
     }
 }

@@ -43,7 +43,20 @@ pub struct Application {
 }
 
 impl Application {
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
+    pub fn port(&self) -> u16 {
+        self.server.port()
+    }
+}
+
+impl service_kit::launcher::Service for Application {
+    const NAME: &'static str = SERVICE;
+    type Config = Config;
+
+    fn version(config: &Config) -> String {
+        config.platform.version.clone()
+    }
+
+    async fn build(config: Config) -> anyhow::Result<Self> {
         let platform = &config.platform;
         let pool = todo_store::connect_and_migrate(
             &platform.database_url,
@@ -87,11 +100,7 @@ impl Application {
         })
     }
 
-    pub fn port(&self) -> u16 {
-        self.server.port()
-    }
-
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let projector = if self.state.config.projector_enabled {
             let consumer = self
                 .kafka
@@ -165,21 +174,4 @@ pub fn api(state: AppState) -> Router {
         ));
     let authenticator = state.guard.authenticator();
     api.with_state(state).layer(axum::Extension(authenticator))
-}
-
-impl service_kit::launcher::Service for Application {
-    const NAME: &'static str = SERVICE;
-    type Config = Config;
-
-    fn version(c: &Config) -> String {
-        c.platform.version.clone()
-    }
-
-    async fn build(config: Config) -> anyhow::Result<Self> {
-        Application::build(config).await
-    }
-
-    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        Application::run(self, shutdown).await
-    }
 }
