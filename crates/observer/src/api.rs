@@ -1,11 +1,12 @@
-//! The observer's router: the status page, `/api/v1/*`, `/metrics`, health
-//! and `/openapi.json`, behind the middleware every service has (trace
-//! context and server spans, the RED metrics, catch-panic). Errors are
-//! service-kit's problem+json; response bodies are `observer-api` types.
+//! The observer's routes: the status page and `/api/v1/*`. service-kit's
+//! `ServerBuilder` adds `/metrics` (its families from `metrics::Live`),
+//! health and `/openapi.json`, and puts them behind the middleware every
+//! service has (trace context and server spans, the RED metrics,
+//! catch-panic, the body limit). Errors are service-kit's problem+json;
+//! response bodies are `observer-api` types.
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use observer_api::lag::LagState;
@@ -13,7 +14,7 @@ use observer_api::slos::SlosQuery;
 use service_kit::extract::ApiQuery;
 use service_kit::problem::ApiError;
 
-use crate::{AppState, canary_api, metrics, page, report, slos};
+use crate::{AppState, canary_api, page, report, slos};
 
 /// The observer's OpenAPI document (checked against the router by
 /// `tests/openapi.rs` and against the running observer by
@@ -27,20 +28,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/slos", get(get_slos))
         .route("/api/v1/alerts", get(get_alerts))
         .route("/api/v1/report", get(get_report))
-        .route("/metrics", get(get_metrics))
         .merge(canary_api::routes(&state))
-        .merge(service_kit::health::routes(
-            service_kit::health::Readiness::new(),
-        ))
-        .merge(service_kit::openapi::route(OPENAPI))
-        .method_not_allowed_fallback(service_kit::problem::method_not_allowed)
-        .fallback(service_kit::problem::not_found_fallback)
-        .layer(axum::middleware::from_fn(service_kit::errors::catch_panic))
-        .layer(axum::middleware::from_fn_with_state(
-            state.http_metrics.clone(),
-            service_kit::metrics::track_http,
-        ))
-        .layer(axum::middleware::from_fn(service_kit::trace::trace_http))
         .layer(axum::Extension(state.guard.authenticator()))
         .with_state(state)
 }
@@ -108,28 +96,4 @@ async fn get_report(State(s): State<AppState>) -> Result<Response, ApiError> {
             "no SLO evaluation yet: the first evaluation has not finished (or SLO evaluation is not configured)".into(),
         )),
     }
-}
-
-async fn get_metrics(State(s): State<AppState>) -> Response {
-    let lag = s.lag.read().await;
-    let slo = s.slo_snapshot.read().await;
-    let mut body = metrics::render(
-        lag.enabled.then_some(&lag.snapshot),
-        lag.snapshot_duration_seconds,
-        slo.as_ref(),
-    );
-    if let Some(c) = &s.rollouts {
-        body.push_str(&metrics::render_canaries(&c.gauges().await, &c.metrics()));
-    }
-    body.push_str(&metrics::render_breakers(&s.breakers.all()));
-    body.push_str(&metrics::render_http(&s.http_exposition));
-    body.push_str("# EOF\n");
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response()
 }

@@ -100,12 +100,6 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The TLS acceptor when a certificate is configured.
-    pub fn tls(&self) -> anyhow::Result<Option<service_kit::tls::TlsAcceptor>> {
-        use service_kit::check::Checked as _;
-        self.listen.tls(Self::PREFIX)
-    }
-
     /// `Ok` or an error listing every problem of this configuration.
     pub fn validate(&self) -> anyhow::Result<()> {
         use service_kit::check::Checked as _;

@@ -8,7 +8,8 @@
 //!   separate monitoring alert when Prometheus is unreachable;
 //! - `page`, `metrics`, `report`: the status page, `/metrics`, the daily report;
 //! - `rollouts` + `canary_api`: the canary controller and its API;
-//! - `api`: the router, with service-kit's middleware and problem+json.
+//! - `api`: the routes, served by service-kit's `ServerBuilder` (its
+//!   middleware, problem+json, health, `/metrics` and `/openapi.json`).
 //!
 //! Each part gets what it reads passed in (`tailer::SharedLag`, the SLO
 //! snapshot, the pager), never the whole `AppState`; the request and
@@ -35,7 +36,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use service_kit::tls::ServiceListener;
+use service_kit::check::Checked as _;
+use service_kit::health::Readiness;
+use service_kit::server::{Server, ServerBuilder};
 use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
 
@@ -43,7 +46,7 @@ pub use config::Config;
 
 pub const SERVICE: &str = contracts::metrics::services::OBSERVER;
 
-/// The `version` label of the observer's own HTTP metrics: the observer is
+/// The `version` label of the observer's HTTP metrics: the observer is
 /// not canaried, and its telemetry says `stable` too (`main.rs`).
 pub const VERSION: &str = "stable";
 
@@ -67,10 +70,6 @@ pub struct AppState {
     /// Canary actions land in the audit trail (with the decision log's Postgres).
     pub auditor: Option<service_kit::audit::Auditor>,
     pub breakers: Breakers,
-    /// The RED metrics of the observer's own HTTP server (`track_http`)…
-    pub http_metrics: service_kit::metrics::HttpMetrics,
-    /// …and their registry, appended to `/metrics`.
-    pub http_exposition: telemetry::metrics::Exposition,
 }
 
 /// Circuit breakers in front of the observer's dependencies (exported on
@@ -105,14 +104,31 @@ impl Breakers {
 }
 
 pub struct Application {
-    listener: ServiceListener,
+    server: Server,
     state: AppState,
     collector: Option<lag::Collector>,
     audit: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
 }
 
 impl Application {
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
+    pub fn port(&self) -> u16 {
+        self.server.port()
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+}
+
+impl service_kit::launcher::Service for Application {
+    const NAME: &'static str = SERVICE;
+    type Config = Config;
+
+    fn version(_: &Config) -> String {
+        "stable".to_string()
+    }
+
+    async fn build(config: Config) -> anyhow::Result<Self> {
         config.validate()?;
         let slos = match &config.slo_dir {
             Some(dir) => slo::validate::load_dir(dir)
@@ -147,34 +163,40 @@ impl Application {
             &service_kit::rate_limit::RateLimitConfig::default(),
         )?;
         let lag = tailer::SharedLag::default();
-        let rollouts = match (&config.canary_dir, &config.database_url, &prom) {
-            (Some(dir), Some(url), Some(p)) => Some(Arc::new(
-                rollouts::Controller::new(dir.clone(), url, p.clone(), Arc::new(lag.clone()))
-                    .await?
-                    .with_driver_breaker(breakers.rollout_driver.clone()),
-            )),
-            _ => None,
-        };
-        let (auditor, audit) = match &rollouts {
-            Some(c) => {
-                todo_store::migrate::run(c.pool(), todo_store::migrate::Component::Audit)
-                    .await
-                    .context("migrating the audit trail")?;
+        // The decision log's Postgres, shared by the audit trail: only with
+        // the canary controller.
+        let (rollouts, auditor, audit) = match (&config.canary_dir, &config.database_url, &prom) {
+            (Some(dir), Some(url), Some(p)) => {
+                let pool = todo_store::connect_and_migrate(
+                    url,
+                    4,
+                    &[todo_store::migrate::Component::Audit],
+                )
+                .await?;
+                let controller = rollouts::Controller::new(
+                    dir.clone(),
+                    pool.clone(),
+                    p.clone(),
+                    Arc::new(lag.clone()),
+                )
+                .await?
+                .with_driver_breaker(breakers.rollout_driver.clone());
                 let stop = CancellationToken::new();
-                let (sink, task) = todo_store::audit::spawn(c.pool().clone(), stop.clone());
+                let (sink, task) = todo_store::audit::spawn(pool, stop.clone());
+                let auditor = service_kit::audit::Auditor {
+                    service: SERVICE.into(),
+                    sink: Arc::new(sink),
+                };
                 (
-                    Some(service_kit::audit::Auditor {
-                        service: SERVICE.into(),
-                        sink: Arc::new(sink),
-                    }),
+                    Some(Arc::new(controller)),
+                    Some(auditor),
                     Some((stop, task)),
                 )
             }
-            None => (None, None),
+            _ => (None, None, None),
         };
-        let listener = ServiceListener::bind(&config.listen.listen_addr, config.tls()?).await?;
-        let mut registry = telemetry::metrics::MetricsRegistry::new(SERVICE, VERSION);
-        let http_metrics = service_kit::metrics::HttpMetrics::register(&mut registry);
+        let mut server =
+            ServerBuilder::bind(SERVICE, VERSION, Config::PREFIX, &config.listen).await?;
         let state = AppState {
             config: Arc::new(config),
             slos: Arc::new(slos),
@@ -188,26 +210,31 @@ impl Application {
             guard,
             auditor,
             breakers,
-            http_metrics,
-            http_exposition: registry.finish(),
         };
+        let live = metrics::Live {
+            lag: state.lag.clone(),
+            slo_snapshot: state.slo_snapshot.clone(),
+            rollouts: state.rollouts.clone(),
+            breakers: state.breakers.clone(),
+        };
+        server.live_metrics(move || {
+            let live = live.clone();
+            async move { live.render().await }
+        });
+        let server = server.build(
+            api::router(state.clone()),
+            Readiness::new(),
+            Some(api::OPENAPI),
+        );
         Ok(Self {
-            listener,
+            server,
             state,
             collector,
             audit,
         })
     }
 
-    pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
-    }
-
-    pub fn state(&self) -> AppState {
-        self.state.clone()
-    }
-
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let port = self.port();
         let mut tasks = Vec::new();
         if let Some(c) = self.collector {
@@ -248,9 +275,7 @@ impl Application {
         }
         tracing::info!(port, slos = self.state.slos.len(), "observer listening");
         let grace = Duration::from_secs(self.state.config.shutdown_timeout_secs);
-        self.listener
-            .serve(api::router(self.state), shutdown.clone())
-            .await?;
+        self.server.serve(shutdown.clone()).await?;
         if let Some((stop, task)) = self.audit {
             stop.cancel();
             if tokio::time::timeout(grace, task).await.is_err() {
@@ -263,22 +288,5 @@ impl Application {
             }
         }
         Ok(())
-    }
-}
-
-impl service_kit::launcher::Service for Application {
-    const NAME: &'static str = SERVICE;
-    type Config = Config;
-
-    fn version(_: &Config) -> String {
-        "stable".to_string()
-    }
-
-    async fn build(config: Config) -> anyhow::Result<Self> {
-        Application::build(config).await
-    }
-
-    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        Application::run(self, shutdown).await
     }
 }

@@ -4,11 +4,14 @@
 //! state. Never member or client ids.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use contracts::metrics::{self as m, Metric};
+use tokio::sync::RwLock;
 
 use crate::slos::{SloSnapshot, SloState};
 use crate::status::{LagSnapshot, Status};
+use crate::tailer::SharedLag;
 
 /// A gauge family written straight into the OpenMetrics text (200k series
 /// render in tens of milliseconds; a registry of label sets took 20× longer).
@@ -64,8 +67,38 @@ fn fmt_value(v: f64) -> String {
     }
 }
 
-/// The lag and SLO families; `/metrics` appends the canary and breaker
-/// families and the closing `# EOF`.
+/// What `/metrics` renders at every scrape, before the HTTP families of the
+/// server's registry (service-kit's `ServerBuilder::live_metrics`).
+#[derive(Clone)]
+pub struct Live {
+    pub lag: SharedLag,
+    pub slo_snapshot: Arc<RwLock<Option<SloSnapshot>>>,
+    pub rollouts: Option<Arc<crate::rollouts::Controller>>,
+    pub breakers: crate::Breakers,
+}
+
+impl Live {
+    /// The lag, SLO, canary and breaker families, without `# EOF`.
+    pub async fn render(&self) -> String {
+        let mut body = {
+            let lag = self.lag.read().await;
+            let slo = self.slo_snapshot.read().await;
+            render(
+                lag.enabled.then_some(&lag.snapshot),
+                lag.snapshot_duration_seconds,
+                slo.as_ref(),
+            )
+        };
+        if let Some(c) = &self.rollouts {
+            body.push_str(&render_canaries(&c.gauges().await, &c.metrics()));
+        }
+        body.push_str(&render_breakers(&self.breakers.all()));
+        body
+    }
+}
+
+/// The lag and SLO families; [`Live::render`] appends the canary and breaker
+/// families.
 pub fn render(
     lag: Option<&LagSnapshot>,
     lag_duration: Option<f64>,
@@ -318,17 +351,6 @@ pub fn render_breakers(breakers: &[&telemetry::retry::CircuitBreaker]) -> String
     out
 }
 
-/// The HTTP server families (`track_http`): the RED metrics every service
-/// exports, from a registry that holds only them, without its `# EOF`.
-pub fn render_http(http: &telemetry::metrics::Exposition) -> String {
-    let mut out = String::new();
-    for line in http.encode().lines().filter(|l| *l != "# EOF") {
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,29 +361,5 @@ mod tests {
         Family::new(&mut out, &m::SLO_BACKEND_UP).sample("x", &[("a", "q\"b\\c")], 1.5);
         assert!(out.contains("x{a=\"q\\\"b\\\\c\"} 1.5"), "{out}");
         assert_eq!(render(None, None, None), "");
-    }
-
-    #[test]
-    fn http_families_without_eof() {
-        let mut reg = telemetry::metrics::MetricsRegistry::new("observer", "stable");
-        let http = service_kit::metrics::HttpMetrics::register(&mut reg);
-        http.requests
-            .get_or_create(&service_kit::metrics::HttpLabels {
-                route: "/api/v1/lag".into(),
-                method: "GET".into(),
-                status_class: "2xx",
-            })
-            .observe(0.01);
-        let out = render_http(&reg.finish());
-        assert!(
-            out.contains("# TYPE http_server_request_duration_seconds histogram"),
-            "{out}"
-        );
-        assert!(out.contains("route=\"/api/v1/lag\""), "{out}");
-        assert!(
-            out.contains("# TYPE http_server_active_requests gauge"),
-            "{out}"
-        );
-        assert!(!out.contains("# EOF"), "{out}");
     }
 }

@@ -2,6 +2,9 @@
 //! with its middleware. The registry and the other components' sets are in
 //! `telemetry::metrics`.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -42,10 +45,47 @@ impl HttpMetrics {
     }
 }
 
+pub type RenderFuture = Pin<Box<dyn Future<Output = String> + Send>>;
+
+/// Families a service renders from its live state at every scrape, in
+/// OpenMetrics text without `# EOF` (the observer's lag, SLO and canary
+/// series: a group or canary that goes away takes its series with it). Their
+/// names must not be in the registry.
+#[derive(Clone)]
+pub struct LiveFamilies(Arc<dyn Fn() -> RenderFuture + Send + Sync>);
+
+impl LiveFamilies {
+    pub fn new<F, Fut>(render: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = String> + Send + 'static,
+    {
+        Self(Arc::new(move || Box::pin(render()) as RenderFuture))
+    }
+}
+
+/// What `/metrics` serves: the live families, if any, then the registry's.
+#[derive(Clone)]
+pub struct Scrape {
+    pub registry: Exposition,
+    pub live: Option<LiveFamilies>,
+}
+
+impl Scrape {
+    /// The OpenMetrics text, ending in one `# EOF`.
+    pub async fn encode(&self) -> String {
+        let registry = self.registry.encode();
+        match &self.live {
+            Some(live) => (live.0)().await + &registry,
+            None => registry,
+        }
+    }
+}
+
 /// OpenMetrics by default; the classic text format (0.0.4) for clients that
 /// ask only for `text/plain` (older scrapers, `promtool check metrics`).
 pub async fn metrics_handler(
-    State(metrics): State<Exposition>,
+    State(metrics): State<Scrape>,
     headers: axum::http::HeaderMap,
 ) -> Response {
     let accept = headers
@@ -53,7 +93,7 @@ pub async fn metrics_handler(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let classic = accept.contains("text/plain") && !accept.contains("application/openmetrics-text");
-    let body = metrics.encode();
+    let body = metrics.encode().await;
     let (body, content_type) = if classic {
         (
             openmetrics_to_text(&body),
@@ -113,4 +153,33 @@ pub async fn track_http(State(metrics): State<HttpMetrics>, req: Request, next: 
         .get_or_create(&labels)
         .observe(start.elapsed().as_secs_f64());
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn live_families_come_before_the_registry_and_one_eof_ends_the_scrape() {
+        let mut registry = MetricsRegistry::new("observer", "stable");
+        let http = HttpMetrics::register(&mut registry);
+        http.active.inc();
+        let scrape = Scrape {
+            registry: registry.finish(),
+            live: Some(LiveFamilies::new(|| async {
+                "# HELP live_gauge A gauge.\n# TYPE live_gauge gauge\nlive_gauge 1\n".to_string()
+            })),
+        };
+        let text = scrape.encode().await;
+        assert!(text.starts_with("# HELP live_gauge "), "{text}");
+        let active = text
+            .find("# TYPE http_server_active_requests gauge")
+            .expect("the registry's families follow");
+        let live = text
+            .find("live_gauge 1")
+            .expect("the live family is rendered");
+        assert!(active > live, "{text}");
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
 }

@@ -5,9 +5,12 @@
 //! ```text
 //! let mut server = ServerBuilder::bind(SERVICE, &version, PREFIX, &config.listen).await?;
 //! let metrics = Metrics::register(server.metrics());   // the service's own sets
+//! server.live_metrics(move || render(state.clone()));   // or rendered per scrape
 //! let server = server.build(api, readiness, Some(OPENAPI));
 //! server.serve(shutdown).await?;
 //! ```
+
+use std::future::Future;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -17,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::common::ListenConfig;
 use crate::health::Readiness;
-use crate::metrics::HttpMetrics;
+use crate::metrics::{HttpMetrics, LiveFamilies, Scrape};
 use crate::tls::ServiceListener;
 
 /// A bound listener and the registry the service's metric sets go into.
@@ -25,6 +28,7 @@ pub struct ServerBuilder {
     listener: ServiceListener,
     registry: MetricsRegistry,
     http: HttpMetrics,
+    live: Option<LiveFamilies>,
 }
 
 impl ServerBuilder {
@@ -44,12 +48,25 @@ impl ServerBuilder {
             listener,
             registry,
             http,
+            live: None,
         })
     }
 
     /// Where the service registers the metric sets of what it runs.
     pub fn metrics(&mut self) -> &mut MetricsRegistry {
         &mut self.registry
+    }
+
+    /// Families `/metrics` renders from the service's live state at every
+    /// scrape (OpenMetrics text without `# EOF`), written before the
+    /// registry's: for series that come and go with what the service watches
+    /// (see [`LiveFamilies`]).
+    pub fn live_metrics<F, Fut>(&mut self, render: F)
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = String> + Send + 'static,
+    {
+        self.live = Some(LiveFamilies::new(render));
     }
 
     pub fn port(&self) -> u16 {
@@ -61,10 +78,14 @@ impl ServerBuilder {
     /// unknown routes and methods, and, around everything, panics caught
     /// as 500, RED metrics, the request span and the body limit.
     pub fn build(self, api: Router, readiness: Readiness, openapi: Option<&'static str>) -> Server {
+        let scrape = Scrape {
+            registry: self.registry.finish(),
+            live: self.live,
+        };
         let mut router = api
             .route(
                 "/metrics",
-                get(crate::metrics::metrics_handler).with_state(self.registry.finish()),
+                get(crate::metrics::metrics_handler).with_state(scrape),
             )
             .merge(crate::health::routes(readiness));
         if let Some(document) = openapi {

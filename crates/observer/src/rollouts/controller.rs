@@ -71,16 +71,16 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// Connect, migrate, and load the rollouts in progress.
+    /// Migrate the decision log's tables in `pool`.
     pub async fn new(
         dir: PathBuf,
-        database_url: &str,
+        pool: PgPool,
         prom: PromClient,
         lag: Arc<dyn ConsumerLag>,
     ) -> anyhow::Result<Self> {
         Ok(Self {
             dir,
-            store: Store::connect(database_url).await?,
+            store: Store::migrate(pool).await?,
             prom,
             lag,
             inner: Mutex::new(Inner::default()),
@@ -94,11 +94,6 @@ impl Controller {
     pub fn with_driver_breaker(mut self, b: Arc<telemetry::retry::CircuitBreaker>) -> Self {
         self.driver_breaker = Some(b);
         self
-    }
-
-    /// The decision log's database (the audit trail shares it).
-    pub fn pool(&self) -> &PgPool {
-        self.store.pool()
     }
 
     pub fn metrics(&self) -> RolloutMetrics {

@@ -2,8 +2,6 @@
 //! `canary_decisions`: their migration (`migrations/rollouts.sql`) and every
 //! statement that touches them.
 
-use std::time::Duration;
-
 use anyhow::Context as _;
 use canary::{CanarySpec, State};
 use chrono::{DateTime, Utc};
@@ -22,22 +20,12 @@ pub(super) struct Store {
 }
 
 impl Store {
-    /// Connect and migrate.
-    pub(super) async fn connect(database_url: &str) -> anyhow::Result<Self> {
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(database_url)
-            .await
-            .context("connecting to database_url (the canary decision log)")?;
+    /// Migrate the canary tables in `pool`.
+    pub(super) async fn migrate(pool: PgPool) -> anyhow::Result<Self> {
         todo_store::migrate::run_script(&pool, MIGRATION)
             .await
             .context("migrating the canary tables")?;
         Ok(Self { pool })
-    }
-
-    pub(super) fn pool(&self) -> &PgPool {
-        &self.pool
     }
 
     /// A new rollout of the spec's canary version; returns its id and start.
