@@ -1,6 +1,7 @@
 //! Helpers for the system tests: an HTTP client that speaks our API and
 //! readiness-style waits. The servers come from `devstack`.
 
+pub mod dom;
 pub mod otlp;
 
 use std::time::Duration;
@@ -11,6 +12,11 @@ use bus::rdkafka::consumer::{Consumer, StreamConsumer};
 use serde_json::Value;
 
 pub use devstack::{Service, ServiceProcess, Stack};
+
+/// An unsigned token for `fuzz` with the `operator` role, which an observer
+/// in dev auth mode accepts (X-User-Id alone carries no role).
+pub const OPERATOR_TOKEN: &str =
+    "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJmdXp6Iiwicm9sZXMiOlsib3BlcmF0b3IiXX0.";
 
 /// A client for the command and query APIs.
 #[derive(Clone)]

@@ -1,8 +1,11 @@
-//! Acceptance 5 of the observer (issue 5): the status page renders in
-//! headless Chromium with the live numbers. The observer runs against a real
-//! broker (a group with a known lag) and a real Prometheus (synthetic
-//! traffic); the test reads the numbers from the DOM Chromium produced and
-//! checks them against the API and against what it produced itself.
+//! Acceptance 5 of the observer (issue 5) and item 5 of issue 15: the status
+//! pages render in headless Chromium with the live numbers and graphs. The
+//! observer runs against a real broker (a group with a known lag), a real
+//! Prometheus (synthetic traffic), and a canary controller (its decision log
+//! in a real PostgreSQL, weights through a real HAProxy); the test reads the
+//! numbers from the DOM Chromium produced and checks them against the API
+//! and against what it produced itself . With `SCREENSHOT_DIR` set it also writes PNGs there
+//! (`scripts/screenshots.sh`).
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -13,9 +16,11 @@ use bus::rdkafka::ClientConfig;
 use bus::rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use bus::rdkafka::producer::FutureRecord;
 use serde_json::Value;
+use system_tests::dom::{dump_dom, field, id_value, paths, row, screenshot, text_of};
 
 const TOPIC: &str = "page-topic";
 const GROUP: &str = "page-group";
+const CANARY_NAME: &str = "page-canary";
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -60,81 +65,6 @@ fn serve_metrics() -> u16 {
         }
     });
     port
-}
-
-/// `chromium --headless --dump-dom`: the DOM after parsing (no JS on the page).
-async fn dump_dom(url: &str) -> String {
-    let profile = std::env::temp_dir().join(format!(
-        "observer-chromium-{}-{}",
-        std::process::id(),
-        chrono::Utc::now().timestamp_micros()
-    ));
-    let out = tokio::time::timeout(
-        Duration::from_secs(90),
-        tokio::process::Command::new("chromium")
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                &format!("--user-data-dir={}", profile.display()),
-                "--dump-dom",
-                url,
-            ])
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("chromium finished within 90 s")
-    .expect("chromium is required (apt-get install chromium)");
-    let _ = std::fs::remove_dir_all(&profile);
-    assert!(
-        out.status.success(),
-        "chromium: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-/// The `<tr …>` element whose attribute `attr` is `value`.
-fn row<'a>(dom: &'a str, attr: &str, value: &str) -> &'a str {
-    let start = dom
-        .find(&format!("<tr {attr}=\"{value}\">"))
-        .unwrap_or_else(|| panic!("row {attr}={value} not in DOM:\n{dom}"));
-    let end = dom[start..].find("</tr>").expect("row end") + start;
-    &dom[start..end]
-}
-
-/// `data-value` of the cell `data-field="field"` in `html`.
-fn field(html: &str, field: &str) -> String {
-    let at = html
-        .find(&format!("data-field=\"{field}\""))
-        .unwrap_or_else(|| panic!("{field} not in {html}"));
-    let rest = &html[at..];
-    let v = rest.find("data-value=\"").expect("data-value") + "data-value=\"".len();
-    rest[v..v + rest[v..].find('"').expect("quote")].to_string()
-}
-
-fn text_of(html: &str, field: &str) -> String {
-    let at = html
-        .find(&format!("data-field=\"{field}\""))
-        .expect("field");
-    let rest = &html[at..];
-    let s = rest.find('>').expect(">") + 1;
-    rest[s..s + rest[s..].find('<').expect("<")].to_string()
-}
-
-fn id_value(dom: &str, id: &str) -> String {
-    let at = dom
-        .find(&format!("id=\"{id}\""))
-        .unwrap_or_else(|| panic!("#{id} missing"));
-    let rest = &dom[at..];
-    let v = rest.find("data-value=\"").expect("data-value") + "data-value=\"".len();
-    rest[v..v + rest[v..].find('"').expect("quote")].to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,6 +127,34 @@ async fn status_page_renders_live_numbers_in_headless_chromium() {
     })
     .await
     .expect("prometheus");
+    // A canary whose decision log lives in Postgres and whose weights go
+    // through HAProxy (both servers are the metrics stand-in: only the
+    // weights matter here).
+    let pg = devstack::postgres::Postgres::start(devstack::postgres::Options::for_tests())
+        .await
+        .expect("postgres");
+    let database_url = pg.create_database("observer").await.expect("database");
+    let stand_in = format!("127.0.0.1:{target}");
+    let haproxy = devstack::haproxy::Haproxy::start(&stand_in, &stand_in, 0)
+        .await
+        .expect("haproxy");
+    let spec_dir = tempfile::Builder::new()
+        .prefix("canary-specs-")
+        .tempdir()
+        .expect("spec dir");
+    {
+        use devstack::haproxy::{BACKEND, CANARY, STABLE};
+        std::fs::write(
+            spec_dir.path().join("page.yaml"),
+            format!(
+                "name: {CANARY_NAME}\ntarget: command-service\nstable: {BACKEND}/{STABLE}\ncanary: {BACKEND}/{CANARY}\n\
+                 stable_version: stable\ncanary_version: canary\ndriver:\n  haproxy:\n    runtime_api: {}\n\
+                 steps: [10, 50, 100]\ninterval_secs: 2\nmax_duration_secs: 600\n",
+                haproxy.runtime_api()
+            ),
+        )
+        .expect("canary spec");
+    }
     let port = devstack::free_port().expect("port");
     let logs = std::env::temp_dir().join(format!("observer-page-{}", std::process::id()));
     std::fs::create_dir_all(&logs).expect("logs");
@@ -214,6 +172,9 @@ async fn status_page_renders_live_numbers_in_headless_chromium() {
         ("OBSERVER_SLO_EVAL_INTERVAL_MS", "3000".into()),
         // The daily report's cron, every 2 s here.
         ("OBSERVER_REPORT_SCHEDULE", "*/2 * * * * *".into()),
+        ("OBSERVER_CANARY_DIR", spec_dir.path().display().to_string()),
+        ("OBSERVER_DATABASE_URL", database_url),
+        ("OBSERVER_AUTH_MODE", "dev".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -276,7 +237,10 @@ async fn status_page_renders_live_numbers_in_headless_chromium() {
         assert!(attempts < 10, "page and API never from the same evaluation");
     };
     assert!(dom.contains("<h1>Observer status</h1>"), "{dom}");
-    assert!(dom.contains("data-canary=\"none\""), "canary section");
+    assert!(
+        dom.contains(&format!("<tr data-canary=\"{CANARY_NAME}\"")),
+        "canary section"
+    );
 
     // SLO row: live numbers equal the API's.
     let v = slos["slos"]
@@ -364,4 +328,223 @@ async fn status_page_renders_live_numbers_in_headless_chromium() {
     println!(
         "page: budget {budget:.6}, burn 1h {burn_1h:.4}, group lag 7 msgs / {lag_secs:.3} s, status {status}"
     );
+
+    // The SLO list's sparklines: the SLO with traffic has a line.
+    let spark = row(&dom, "data-slo", "command-api-availability");
+    let spark = system_tests::dom::element(spark, "data-field=\"sparkline\"", "</svg>");
+    assert!(
+        paths(spark).iter().all(|d| !d.is_empty()),
+        "budget sparkline drawn: {spark}"
+    );
+    slo_page(&base).await;
+    lag_page(&base, oldest_unconsumed_ts).await;
+    canary_page(&base).await;
+    if let Some(dir) = std::env::var_os("SCREENSHOT_DIR") {
+        let dir = PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).expect("screenshot dir");
+        for (path, file, height) in [
+            ("/", "observer-status.png", 900),
+            ("/slo/command-api-availability", "observer-slo.png", 1250),
+            ("/lag", "observer-lag.png", 600),
+            ("/canaries", "observer-canaries.png", 900),
+        ] {
+            screenshot(&format!("{base}{path}"), &dir.join(file), height).await;
+        }
+    }
+}
+
+async fn api(base: &str, path: &str) -> Value {
+    reqwest::get(format!("{base}{path}"))
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json")
+}
+
+/// The `data-last` of the first `<path class="series">` in `html`: the value
+/// its line ends at.
+fn last_point(html: &str) -> f64 {
+    system_tests::dom::attr_after(html, "class=\"series\"", "data-last")
+        .parse()
+        .unwrap_or_else(|e| panic!("data-last in {html}: {e}"))
+}
+
+/// One SLO's page: budget, burn rates per tier window and the tiers firing
+/// equal the API's (same evaluation); the burn-down ends at the API's budget
+/// remaining; request and error rates are drawn.
+async fn slo_page(base: &str) {
+    let name = "command-api-availability";
+    let mut attempts = 0;
+    let (dom, snap) = loop {
+        attempts += 1;
+        let before = api(base, "/api/v1/slos").await;
+        let dom = dump_dom(&format!("{base}/slo/{name}")).await;
+        let after = api(base, "/api/v1/slos").await;
+        if before["evaluated_at"] == after["evaluated_at"]
+            && format!("{:.3}", after["evaluated_at"].as_f64().expect("t"))
+                == id_value(&dom, "slo-evaluated-at")
+        {
+            break (dom, after);
+        }
+        assert!(
+            attempts < 10,
+            "SLO page and API never from the same evaluation"
+        );
+    };
+    let v = snap["slos"]
+        .as_array()
+        .expect("slos")
+        .iter()
+        .find(|v| v["name"] == name)
+        .expect("slo");
+    let budget: f64 = id_value(&dom, "budget-remaining").parse().expect("budget");
+    let api_budget = v["budget_remaining"].as_f64().expect("budget");
+    assert!(
+        (budget - api_budget).abs() < 1e-9,
+        "{budget} vs {api_budget}"
+    );
+    let burn = |w: &str| {
+        v["windows"]
+            .as_array()
+            .expect("windows")
+            .iter()
+            .find(|x| x["window"] == w)
+            .unwrap_or_else(|| panic!("window {w}"))["burn_rate"]
+            .as_f64()
+            .expect("burn")
+    };
+    let firing: Vec<u64> = v["firing"]
+        .as_array()
+        .expect("firing")
+        .iter()
+        .map(|f| f["tier"].as_u64().expect("tier"))
+        .collect();
+    let table = system_tests::dom::element(&dom, "id=\"burn-rates\"", "</table>");
+    let tiers: Vec<&str> = table.split("<tr data-tier=\"").skip(1).collect();
+    assert!(!tiers.is_empty(), "a row per tier: {table}");
+    for t in tiers {
+        let tier: u64 = t[..t.find('"').expect("quote")].parse().expect("tier");
+        for cell in ["burn_long", "burn_short"] {
+            let marker = format!("data-field=\"{cell}\"");
+            let w = system_tests::dom::attr_after(t, &marker, "data-window");
+            let shown: f64 = field(t, cell).parse().expect("burn");
+            assert!((shown - burn(&w)).abs() < 1e-9, "tier {tier} {w}: {t}");
+        }
+        let threshold: f64 = field(t, "threshold").parse().expect("threshold");
+        assert!(threshold >= 1.0, "no tier fires below budget pace: {t}");
+        assert_eq!(
+            field(t, "firing") == "true",
+            firing.contains(&tier),
+            "tier {tier} firing as the API says: {t}"
+        );
+    }
+    let burn_down = system_tests::dom::element(&dom, "id=\"burn-down\"", "</figure>");
+    assert!(
+        paths(burn_down).iter().all(|d| !d.is_empty()),
+        "{burn_down}"
+    );
+    // The burn-down's last point is what the API evaluates at that instant.
+    let end = last_point(burn_down);
+    let end_at = system_tests::dom::attr_after(burn_down, "class=\"series\"", "data-last-at");
+    let then = api(base, &format!("/api/v1/slos?at={end_at}")).await;
+    let then = then["slos"]
+        .as_array()
+        .expect("slos")
+        .iter()
+        .find(|v| v["name"] == name)
+        .expect("slo")["budget_remaining"]
+        .as_f64()
+        .expect("budget");
+    assert!(
+        (end - then).abs() < 1e-6,
+        "burn-down ends at {end}, API at {end_at}: {then}"
+    );
+    for id in ["requests", "errors"] {
+        let fig = system_tests::dom::element(&dom, &format!("id=\"{id}\""), "</figure>");
+        assert!(paths(fig).iter().all(|d| !d.is_empty()), "{fig}");
+        assert!(last_point(fig) > 0.0, "{fig}");
+    }
+}
+
+/// The lag page: the group's line ends at the lag its table row shows (one
+/// snapshot), which is what the API computes for that snapshot.
+async fn lag_page(base: &str, oldest_unconsumed_ts: i64) {
+    let dom = dump_dom(&format!("{base}/lag")).await;
+    let chart = system_tests::dom::element(&dom, "id=\"lag-seconds\"", "</figure>");
+    let line = system_tests::dom::element(chart, &format!("data-series=\"{GROUP}\""), ">");
+    let d = system_tests::dom::attr_after(line, "data-series", "d");
+    assert!(d.contains('L'), "several snapshots drawn: {line}");
+    let g = row(&dom, "data-group", GROUP);
+    let shown: f64 = field(g, "lag_seconds").parse().expect("lag");
+    let last: f64 = system_tests::dom::attr_after(line, "data-series", "data-last")
+        .parse()
+        .expect("last");
+    assert!((shown - last).abs() < 1e-3, "{shown} vs {last}");
+    let observed_at: i64 = id_value(&dom, "lag-observed-at").parse().expect("at");
+    let expected = (observed_at - oldest_unconsumed_ts) as f64 / 1000.0;
+    assert!((shown - expected).abs() <= 0.001, "{shown} vs {expected}");
+    let l = api(base, "/api/v1/lag").await;
+    let api_group = l["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .find(|x| x["group"] == GROUP)
+        .expect("group")
+        .clone();
+    assert_eq!(
+        field(g, "lag_messages"),
+        api_group["lag_messages"].to_string()
+    );
+}
+
+/// The canary page: the weight equals the API's, the weight line steps
+/// through the decisions, and every decision in the log is listed.
+async fn canary_page(base: &str) {
+    let http = reqwest::Client::new();
+    let show = format!("{base}/api/v1/canaries/{CANARY_NAME}");
+    devstack::wait_until("canary started at 10%", Duration::from_secs(30), || async {
+        api(base, &format!("/api/v1/canaries/{CANARY_NAME}")).await["rollout"]["weight"] == 10
+    })
+    .await
+    .expect("rollout started");
+    let resp = http
+        .post(format!("{show}/promote"))
+        .header(
+            "authorization",
+            format!("Bearer {}", system_tests::OPERATOR_TOKEN),
+        )
+        .header("content-type", "application/json")
+        .body(r#"{"reason":"page test"}"#)
+        .send()
+        .await
+        .expect("promote");
+    assert!(resp.status().is_success(), "promote: {}", resp.status());
+    let decisions = api(
+        base,
+        &format!("/api/v1/canaries/{CANARY_NAME}/decisions?limit=200"),
+    )
+    .await;
+    let view = api(base, &format!("/api/v1/canaries/{CANARY_NAME}")).await;
+    let dom = dump_dom(&format!("{base}/canaries")).await;
+    let section = system_tests::dom::element(
+        &dom,
+        &format!("<section data-canary=\"{CANARY_NAME}\""),
+        "</section>",
+    );
+    assert_eq!(
+        field(section, "weight"),
+        view["rollout"]["weight"].to_string(),
+        "{section}"
+    );
+    let chart = system_tests::dom::element(section, "class=\"chart\"", "</figure>");
+    let d = system_tests::dom::attr_after(chart, "class=\"series\"", "d");
+    assert!(d.contains('V'), "the weight steps up: {chart}");
+    for dec in decisions.as_array().expect("decisions") {
+        assert!(
+            section.contains(&format!("<tr data-decision=\"{}\"", dec["id"])),
+            "decision {} listed: {section}",
+            dec["id"]
+        );
+    }
 }

@@ -14,7 +14,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use system_tests::{Service, ServiceProcess, Stack};
+// The canary actions are fuzzed past the role check with an operator token.
+use system_tests::{OPERATOR_TOKEN, Service, ServiceProcess, Stack};
 
 const MAX_EXAMPLES: &str = "50";
 const SEED: &str = "20261126";
@@ -65,12 +66,6 @@ async fn fetch_document(http: &reqwest::Client, base: &str) -> anyhow::Result<St
     );
     Ok(url)
 }
-
-/// An unsigned token for `fuzz` with the `operator` role, which an observer
-/// in dev auth mode accepts: the canary actions are fuzzed past the role
-/// check (X-User-Id alone carries no role).
-const OPERATOR_TOKEN: &str =
-    "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJmdXp6Iiwicm9sZXMiOlsib3BlcmF0b3IiXX0.";
 
 /// Run schemathesis against one service; `Err` carries its full report.
 /// `headers` are sent with every request besides `X-User-Id`.

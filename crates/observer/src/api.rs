@@ -7,7 +7,7 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use observer_api::lag::LagState;
 use observer_api::slos::SlosQuery;
@@ -23,7 +23,7 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(status_page))
+        .merge(page::routes())
         .route("/api/v1/lag", get(get_lag))
         .route("/api/v1/slos", get(get_slos))
         .route("/api/v1/alerts", get(get_alerts))
@@ -31,21 +31,6 @@ pub fn router(state: AppState) -> Router {
         .merge(canary_api::routes(&state))
         .layer(axum::Extension(state.guard.authenticator()))
         .with_state(state)
-}
-
-async fn status_page(State(s): State<AppState>) -> Html<String> {
-    let lag = s.lag.read().await;
-    let slo = s.slo_snapshot.read().await;
-    let canaries = match &s.rollouts {
-        Some(c) => Some(c.list().await),
-        None => None,
-    };
-    Html(page::render(
-        lag.enabled.then_some(&lag.snapshot),
-        lag.error.as_deref(),
-        slo.as_ref(),
-        canaries.as_ref(),
-    ))
 }
 
 async fn get_lag(State(s): State<AppState>) -> axum::Json<LagState> {

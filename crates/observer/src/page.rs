@@ -1,11 +1,141 @@
-//! The status page: one server-rendered HTML document, no JavaScript. Every
-//! number sits in an element with `data-*` attributes naming what it is, so
-//! tests (and scrapers) read it from the DOM.
+//! The status pages: server-rendered HTML with inline SVG graphs, no
+//! JavaScript. `/` lists the SLOs (budget remaining and a sparkline each),
+//! the consumer groups and the canaries; `/slo/{name}` (`slo.rs`), `/lag`
+//! (`lag.rs`) and `/canaries` (`canary.rs`) go deeper. Every number sits in
+//! an element with `data-*` attributes naming what it is, so tests (and
+//! scrapers) read it from the DOM; the numbers are the JSON API's.
+
+mod canary;
+mod history;
+mod lag;
+mod slo;
+pub mod svg;
 
 use std::fmt::Write as _;
 
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::Html;
+use axum::routing::get;
+use service_kit::problem::ApiError;
+
+use crate::AppState;
 use crate::slos::SloSnapshot;
 use crate::status::LagSnapshot;
+
+/// `/`, `/slo/{name}`, `/lag` and `/canaries`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(status_page))
+        .route("/slo/{name}", get(slo_page))
+        .route("/lag", get(lag_page))
+        .route("/canaries", get(canary_page))
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin-bottom:2em}\
+td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}td:first-child,th:first-child{text-align:left}\
+figure{margin:1em 0}figcaption{font-weight:bold;margin-bottom:.3em}\
+.OK,.ok,.IDLE{color:#1a7f37}.WARN,.no_traffic{color:#9a6700}.STOP,.STALL,.REWIND,.burning,.backend_down,.error,.rolled_back,.aborted{color:#cf222e;font-weight:bold}.succeeded{color:#1a7f37}";
+
+/// The document up to and including `<body>`, refreshing every 15 s.
+fn head(title: &str) -> String {
+    let mut h = String::with_capacity(16 * 1024);
+    let _ = writeln!(
+        h,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta http-equiv=\"refresh\" content=\"15\"><title>{}</title><style>{STYLE}</style></head><body>",
+        esc(title)
+    );
+    h
+}
+
+async fn status_page(State(s): State<AppState>) -> Html<String> {
+    let sparklines = sparklines(&s).await;
+    let lag = s.lag.read().await;
+    let slo = s.slo_snapshot.read().await;
+    let canaries = match &s.rollouts {
+        Some(c) => Some(c.list().await),
+        None => None,
+    };
+    Html(render(
+        lag.enabled.then_some(&lag.snapshot),
+        lag.error.as_deref(),
+        slo.as_ref(),
+        canaries.as_ref(),
+        &sparklines,
+    ))
+}
+
+/// Budget remaining over time per SLO (empty when Prometheus cannot say).
+async fn sparklines(s: &AppState) -> Vec<(String, history::Points)> {
+    let Some(client) = &s.prom else {
+        return Vec::new();
+    };
+    let now = crate::slos::now_secs();
+    futures::future::join_all(s.slos.iter().map(|slo| async move {
+        let points = history::budget(client, slo, now)
+            .await
+            .map(|(_, p)| p)
+            .unwrap_or_default();
+        (slo.name.clone(), points)
+    }))
+    .await
+}
+
+async fn slo_page(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Html<String>, ApiError> {
+    let Some(spec) = s.slos.iter().find(|x| x.name == name) else {
+        return Err(ApiError::NotFound(format!("no SLO named '{name}'")));
+    };
+    let now = crate::slos::now_secs();
+    let graphs = slo::graphs(s.prom.as_ref(), spec, now).await;
+    let snap = s.slo_snapshot.read().await;
+    let view = snap
+        .as_ref()
+        .and_then(|x| x.slos.iter().find(|v| v.name == name));
+    let at = snap.as_ref().map_or(now, |x| x.evaluated_at);
+    Ok(Html(slo::render(
+        spec,
+        view.map(|v| (v, at)),
+        &graphs,
+        crate::slos::period_days(spec, at),
+    )))
+}
+
+async fn lag_page(State(s): State<AppState>) -> Html<String> {
+    // The tailer records history under the state's write lock: read after
+    // the state, the history ends at the snapshot shown.
+    let state = s.lag.read().await;
+    let history = s.lag.history().await;
+    Html(lag::render(&state, &history))
+}
+
+async fn canary_page(State(s): State<AppState>) -> Html<String> {
+    let now = crate::slos::now_secs();
+    let Some(c) = &s.rollouts else {
+        return Html(canary::render(None, now));
+    };
+    let mut out = Vec::new();
+    for view in c.list().await.canaries {
+        // A failed read shows the canary without its history.
+        let mut decisions = c
+            .decisions(&view.name, canary::DECISIONS, None)
+            .await
+            .unwrap_or_default();
+        decisions.reverse();
+        out.push((view, decisions));
+    }
+    Html(canary::render(Some(&out), now))
+}
+
+/// Unix seconds as an RFC 3339 time in UTC (empty when out of range).
+fn utc(secs: f64) -> String {
+    chrono::DateTime::from_timestamp_millis((secs * 1000.0) as i64)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default()
+}
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -33,14 +163,10 @@ pub fn render(
     lag_error: Option<&str>,
     slos: Option<&SloSnapshot>,
     canaries: Option<&crate::rollouts::CanaryList>,
+    sparklines: &[(String, history::Points)],
 ) -> String {
-    let mut h = String::with_capacity(16 * 1024);
-    h.push_str("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-<meta http-equiv=\"refresh\" content=\"15\"><title>Observer status</title>\
-<style>body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin-bottom:2em}\
-td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}td:first-child,th:first-child{text-align:left}\
-.OK,.ok,.IDLE{color:#1a7f37}.WARN,.no_traffic{color:#9a6700}.STOP,.STALL,.REWIND,.burning,.backend_down,.error,.rolled_back,.aborted{color:#cf222e;font-weight:bold}.succeeded{color:#1a7f37}</style>\
-</head><body>\n<h1>Observer status</h1>\n");
+    let mut h = head("Observer status");
+    h.push_str("<h1>Observer status</h1>\n<nav><a href=\"/lag\">lag over time</a> · <a href=\"/canaries\">canaries over time</a></nav>\n");
 
     h.push_str("<section id=\"slos\"><h2>SLOs</h2>\n");
     match slos {
@@ -59,11 +185,9 @@ td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}td:first-child,th
                 },
                 s.backend.status,
                 s.evaluated_at,
-                chrono::DateTime::from_timestamp(s.evaluated_at as i64, 0)
-                    .map(|t| t.to_rfc3339())
-                    .unwrap_or_default()
+                utc(s.evaluated_at)
             );
-            h.push_str("<table><thead><tr><th>SLO</th><th>service</th><th>objective</th><th>state</th><th>SLI</th><th>budget remaining</th><th>burn 1h</th><th>burn 5m</th><th>time to exhaustion</th><th>firing</th></tr></thead><tbody>\n");
+            h.push_str("<table><thead><tr><th>SLO</th><th>service</th><th>objective</th><th>state</th><th>SLI</th><th>budget remaining</th><th>burn 1h</th><th>burn 5m</th><th>time to exhaustion</th><th>firing</th><th>budget over time</th></tr></thead><tbody>\n");
             for v in &s.slos {
                 let burn = |w: &str| {
                     v.windows
@@ -72,6 +196,11 @@ td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}td:first-child,th
                         .map(|x| x.burn_rate)
                 };
                 let name = esc(&v.name);
+                let spark = sparklines
+                    .iter()
+                    .find(|(n, _)| *n == v.name)
+                    .map(|(_, p)| svg::sparkline(p))
+                    .unwrap_or_default();
                 let firing: Vec<String> = v
                     .firing
                     .iter()
@@ -79,14 +208,14 @@ td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}td:first-child,th
                     .collect();
                 let _ = writeln!(
                     h,
-                    "<tr data-slo=\"{name}\"><td>{name}</td><td>{}</td><td>{}</td>\
+                    "<tr data-slo=\"{name}\"><td><a href=\"/slo/{name}\">{name}</a></td><td>{}</td><td>{}</td>\
 <td data-field=\"state\" class=\"{st}\">{st}</td>\
 <td data-field=\"sli\" data-value=\"{}\">{}</td>\
 <td data-field=\"budget_remaining\" data-value=\"{}\">{}</td>\
 <td data-field=\"burn_1h\" data-value=\"{}\">{}</td>\
 <td data-field=\"burn_5m\" data-value=\"{}\">{}</td>\
 <td data-field=\"time_to_exhaustion\" data-value=\"{}\">{}</td>\
-<td data-field=\"firing\">{}</td></tr>",
+<td data-field=\"firing\">{}</td><td data-field=\"sparkline\">{spark}</td></tr>",
                     esc(&v.service),
                     v.objective,
                     opt(v.sli, 9),
@@ -121,9 +250,7 @@ td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}td:first-child,th
                 h,
                 "<p>Snapshot at <span id=\"lag-observed-at\" data-value=\"{}\">{}</span>, status window {} s</p>",
                 l.observed_at_ms,
-                chrono::DateTime::from_timestamp_millis(l.observed_at_ms)
-                    .map(|t| t.to_rfc3339())
-                    .unwrap_or_default(),
+                utc(l.observed_at_ms as f64 / 1000.0),
                 l.window_ms as f64 / 1000.0
             );
             h.push_str("<table><thead><tr><th>group</th><th>state</th><th>members</th><th>status</th><th>lag (messages)</th><th>lag (seconds)</th><th>consume/s</th><th>produce/s</th><th>catch-up ETA</th></tr></thead><tbody>\n");

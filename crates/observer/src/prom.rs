@@ -106,24 +106,64 @@ impl PromClient {
         })
     }
 
+    /// Range query over `[start, end]` every `step` seconds (the page's
+    /// graphs): every series with its samples, oldest first.
+    pub async fn range(
+        &self,
+        query: &str,
+        start: f64,
+        end: f64,
+        step: f64,
+    ) -> Result<Vec<RangeSeries>, PromError> {
+        let params = [
+            ("query", query.to_string()),
+            ("start", format!("{start:.3}")),
+            ("end", format!("{end:.3}")),
+            ("step", format!("{step:.3}")),
+        ];
+        let Some(data) = self.guarded("query_range", &params).await? else {
+            return Ok(Vec::new());
+        };
+        parse_matrix(&data.result_type, &data.result).map_err(|message| PromError::Rejected {
+            query: query.into(),
+            message,
+        })
+    }
+
     async fn query(&self, query: &str, at: f64) -> Result<Option<Data>, PromError> {
+        let params = [("query", query.to_string()), ("time", format!("{at:.3}"))];
+        self.guarded("query", &params).await
+    }
+
+    async fn guarded(
+        &self,
+        endpoint: &str,
+        params: &[(&str, String)],
+    ) -> Result<Option<Data>, PromError> {
         let Some(b) = &self.breaker else {
-            return self.query_with_retries(query, at).await;
+            return self.query_with_retries(endpoint, params).await;
         };
         // A rejected query means Prometheus answered: not its failure.
-        b.call(self.query_with_retries(query, at), |e| {
+        b.call(self.query_with_retries(endpoint, params), |e| {
             matches!(e, PromError::Unreachable(_))
         })
         .await
         .map_err(|open| PromError::Unreachable(open.to_string()))?
     }
 
-    async fn query_with_retries(&self, query: &str, at: f64) -> Result<Option<Data>, PromError> {
+    async fn query_with_retries(
+        &self,
+        endpoint: &str,
+        params: &[(&str, String)],
+    ) -> Result<Option<Data>, PromError> {
+        let query = params
+            .iter()
+            .find(|(k, _)| *k == "query")
+            .map_or("", |(_, v)| v.as_str());
         let body = form_urlencoded::Serializer::new(String::new())
-            .append_pair("query", query)
-            .append_pair("time", &format!("{at:.3}"))
+            .extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())))
             .finish();
-        let url = format!("{}/api/v1/query", self.base);
+        let url = format!("{}/api/v1/{endpoint}", self.base);
         let mut last = String::new();
         for attempt in 0..=self.retries {
             if attempt > 0 {
@@ -192,21 +232,56 @@ fn parse_vector(kind: &str, result: &serde_json::Value) -> Result<Vec<Series>, S
     let arr = result.as_array().ok_or("vector is not an array")?;
     arr.iter()
         .map(|s| {
-            let labels = s
-                .get("metric")
-                .and_then(|m| m.as_object())
-                .map(|m| {
-                    m.iter()
-                        .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
-                        .collect()
-                })
-                .unwrap_or_default();
             Ok(Series {
-                labels,
+                labels: labels_of(s),
                 value: sample_value(&s["value"])?,
             })
         })
         .collect()
+}
+
+/// One series of a range query: `(unix seconds, value)` pairs, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeSeries {
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub points: Vec<(f64, f64)>,
+}
+
+fn parse_matrix(kind: &str, result: &serde_json::Value) -> Result<Vec<RangeSeries>, String> {
+    if kind != "matrix" {
+        return Err(format!("expected a matrix, got {kind}"));
+    }
+    let arr = result.as_array().ok_or("matrix is not an array")?;
+    arr.iter()
+        .map(|s| {
+            let values = s["values"].as_array().ok_or("series without values")?;
+            let points = values
+                .iter()
+                .map(|v| {
+                    let t = v
+                        .get(0)
+                        .and_then(|t| t.as_f64())
+                        .ok_or("sample without a time")?;
+                    Ok((t, sample_value(v)?))
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            Ok(RangeSeries {
+                labels: labels_of(s),
+                points,
+            })
+        })
+        .collect()
+}
+
+fn labels_of(s: &serde_json::Value) -> std::collections::BTreeMap<String, String> {
+    s.get("metric")
+        .and_then(|m| m.as_object())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn sample_value(v: &serde_json::Value) -> Result<f64, String> {
@@ -248,5 +323,16 @@ mod tests {
             Ok(Some(3.0))
         );
         assert!(parse_value("matrix", &serde_json::json!([])).is_err());
+    }
+
+    #[test]
+    fn parses_matrices() {
+        let m =
+            serde_json::json!([{"metric": {"group": "g"}, "values": [[10.5, "1"], [20, "NaN"]]}]);
+        let s = parse_matrix("matrix", &m).expect("matrix");
+        assert_eq!(s[0].labels["group"], "g");
+        assert_eq!(s[0].points[0], (10.5, 1.0));
+        assert!(s[0].points[1].1.is_nan());
+        assert!(parse_matrix("vector", &m).is_err());
     }
 }

@@ -17,13 +17,50 @@ use crate::lag::Collector;
 use crate::rollouts::ConsumerLag;
 use crate::status;
 
-/// The tailer's latest state, shared with the API, the page and `/metrics`.
+/// Snapshots the lag page's graphs keep: an hour at the default 5 s poll.
+pub const HISTORY_POINTS: usize = 720;
+
+/// One snapshot's lag in seconds per group, for the lag page's graph.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LagPoint {
+    pub observed_at_ms: i64,
+    pub lag_seconds: Vec<(String, Option<f64>)>,
+}
+
+/// The tailer's latest state, shared with the API, the page and `/metrics`,
+/// and a bounded ring of the last [`HISTORY_POINTS`] snapshots' lag in
+/// seconds. The ring lives in memory (not in Prometheus) so the lag page
+/// works where no Prometheus scrapes the observer; it starts empty after a
+/// restart.
 #[derive(Clone, Default)]
-pub struct SharedLag(Arc<RwLock<LagState>>);
+pub struct SharedLag {
+    state: Arc<RwLock<LagState>>,
+    history: Arc<RwLock<std::collections::VecDeque<LagPoint>>>,
+}
 
 impl SharedLag {
     pub async fn read(&self) -> tokio::sync::RwLockReadGuard<'_, LagState> {
-        self.0.read().await
+        self.state.read().await
+    }
+
+    /// The ring of recent snapshots, oldest first.
+    pub async fn history(&self) -> Vec<LagPoint> {
+        self.history.read().await.iter().cloned().collect()
+    }
+
+    async fn record(&self, snapshot: &observer_api::lag::LagSnapshot) {
+        let mut h = self.history.write().await;
+        if h.len() == HISTORY_POINTS {
+            h.pop_front();
+        }
+        h.push_back(LagPoint {
+            observed_at_ms: snapshot.observed_at_ms,
+            lag_seconds: snapshot
+                .groups
+                .iter()
+                .map(|g| (g.group.clone(), g.lag_seconds))
+                .collect(),
+        });
     }
 
     /// The consumer groups of the latest snapshot.
@@ -80,11 +117,12 @@ pub async fn run(
         })
         .await;
         let elapsed = started.elapsed().as_secs_f64();
-        let mut st = lag.0.write().await;
+        let mut st = lag.state.write().await;
         st.enabled = true;
         match res {
             Ok(Ok(obs)) => {
                 st.snapshot = engine.apply(&obs);
+                lag.record(&st.snapshot).await;
                 st.error = None;
                 st.snapshot_duration_seconds = Some(elapsed);
             }

@@ -16,9 +16,12 @@ fn the_openapi_document_lists_every_route() -> anyhow::Result<()> {
             "GET /api/v1/lag",
             "GET /api/v1/report",
             "GET /api/v1/slos",
+            "GET /canaries",
             "GET /healthz",
+            "GET /lag",
             "GET /metrics",
             "GET /readyz",
+            "GET /slo/{name}",
             "POST /api/v1/canaries/{name}/{action}",
         ]
     );
