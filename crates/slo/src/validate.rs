@@ -50,13 +50,15 @@ pub fn parse_str(file: &str, text: &str) -> Result<Vec<Slo>, SpecErrors> {
     }
 }
 
-/// Loads every `*.yaml`/`*.yml` in `dir` (sorted), validates each file and
-/// rejects SLO names used twice across files.
+/// Loads every `*.yaml`/`*.yml` in `dir` (sorted) except `receivers.yaml`
+/// (`crate::receivers`), validates each file and rejects SLO names used
+/// twice across files.
 pub fn load_dir(dir: &Path) -> Result<Vec<Slo>, Error> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .filter(|p| p.file_name().and_then(|n| n.to_str()) != Some(crate::receivers::FILE))
         .collect();
     files.sort();
     let mut texts = Vec::new();
@@ -104,7 +106,7 @@ pub fn load_texts(files: &[(String, String)]) -> Result<Vec<Slo>, SpecErrors> {
 }
 
 /// Turns a parser error into a located error with a fix.
-fn yaml_error(file: &str, text: &str, e: &serde_norway::Error) -> SpecError {
+pub(crate) fn yaml_error(file: &str, text: &str, e: &serde_norway::Error) -> SpecError {
     let raw = e.to_string();
     // serde_norway appends " at line L column C"; the location is kept apart.
     let msg = match raw.find(" at line ") {
