@@ -18,7 +18,7 @@ use crate::alertmanager::{
     Authorization, HttpConfig, Opsgenie, Pagerduty, Receiver, Slack, Webhook,
 };
 use crate::error::{Error, SpecErrors};
-use crate::validate::{Ctx, yaml_error};
+use crate::validate::{Ctx, valid_name, yaml_error};
 
 /// File name of the receivers declaration inside the specs directory; the
 /// SLO loader skips it.
@@ -252,7 +252,7 @@ pub fn parse_str(file: &str, text: &str) -> Result<Receivers, SpecErrors> {
     };
     check_routes(&mut ctx, "compose", &spec.compose, false);
     if let Some(k) = &spec.kubernetes {
-        if !valid_secret_name(&k.secret) {
+        if !valid_name(&k.secret) {
             ctx.err(
                 "kubernetes.secret",
                 format!("`{}` is not a Kubernetes Secret name", k.secret),
@@ -267,7 +267,7 @@ pub fn parse_str(file: &str, text: &str) -> Result<Receivers, SpecErrors> {
             );
         }
         for (name, routes) in &k.overlays {
-            if !valid_secret_name(name) {
+            if !valid_name(name) {
                 ctx.err(
                     &format!("kubernetes.overlays.{name}"),
                     format!("`{name}` is not an overlay name"),
@@ -411,15 +411,6 @@ pub fn is_loopback(host: &str) -> bool {
         || h.starts_with("127.")
         || h == "::1"
         || h == "0.0.0.0"
-}
-
-fn valid_secret_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && !s.ends_with('-')
 }
 
 fn valid_secret_key(s: &str) -> bool {

@@ -189,7 +189,7 @@ pub(crate) fn yaml_error(file: &str, text: &str, e: &serde_norway::Error) -> Spe
     }
 }
 
-fn valid_name(s: &str) -> bool {
+pub(crate) fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.chars()
