@@ -18,7 +18,7 @@ use crate::alertmanager::{
     Authorization, HttpConfig, Opsgenie, Pagerduty, Receiver, Slack, Webhook,
 };
 use crate::error::{Error, SpecErrors};
-use crate::validate::{Ctx, valid_name, yaml_error};
+use crate::validate::{Ctx, check_yaml, valid_name};
 
 /// File name of the receivers declaration inside the specs directory; the
 /// SLO loader skips it.
@@ -241,51 +241,40 @@ pub fn load(dir: &Path) -> Result<Receivers, Error> {
 
 /// Parses and validates a receivers file; errors name file:line:col and field.
 pub fn parse_str(file: &str, text: &str) -> Result<Receivers, SpecErrors> {
-    let spec: ReceiversFile = match serde_norway::from_str(text) {
-        Ok(s) => s,
-        Err(e) => return Err(SpecErrors(vec![yaml_error(file, text, &e)])),
+    check_yaml(file, text, |ctx, spec: &ReceiversFile| {
+        check_file(ctx, spec);
+        Receivers { file: spec.clone() }
+    })
+}
+
+fn check_file(ctx: &mut Ctx<'_>, spec: &ReceiversFile) {
+    check_routes(ctx, "compose", &spec.compose, false);
+    let Some(k) = &spec.kubernetes else {
+        return;
     };
-    let mut ctx = Ctx {
-        file,
-        text,
-        errors: Vec::new(),
-    };
-    check_routes(&mut ctx, "compose", &spec.compose, false);
-    if let Some(k) = &spec.kubernetes {
-        if !valid_name(&k.secret) {
-            ctx.err(
-                "kubernetes.secret",
-                format!("`{}` is not a Kubernetes Secret name", k.secret),
-                "use lower-case letters, digits and `-` (e.g. alertmanager-receivers)",
-            );
-        }
-        if k.overlays.is_empty() {
-            ctx.err(
-                "kubernetes.overlays",
-                "no overlay listed",
-                "add one entry per k8s/overlays/<name>, or drop `kubernetes`",
-            );
-        }
-        for (name, routes) in &k.overlays {
-            if !valid_name(name) {
-                ctx.err(
-                    &format!("kubernetes.overlays.{name}"),
-                    format!("`{name}` is not an overlay name"),
-                    "name the directory under k8s/overlays/ (lower-case letters, digits, `-`)",
-                );
-            }
-            check_routes(
-                &mut ctx,
-                &format!("kubernetes.overlays.{name}"),
-                routes,
-                true,
-            );
-        }
+    if !valid_name(&k.secret) {
+        ctx.err(
+            "kubernetes.secret",
+            format!("`{}` is not a Kubernetes Secret name", k.secret),
+            "use lower-case letters, digits and `-` (e.g. alertmanager-receivers)",
+        );
     }
-    if ctx.errors.is_empty() {
-        Ok(Receivers { file: spec })
-    } else {
-        Err(SpecErrors(ctx.errors))
+    if k.overlays.is_empty() {
+        ctx.err(
+            "kubernetes.overlays",
+            "no overlay listed",
+            "add one entry per k8s/overlays/<name>, or drop `kubernetes`",
+        );
+    }
+    for (name, routes) in &k.overlays {
+        if !valid_name(name) {
+            ctx.err(
+                &format!("kubernetes.overlays.{name}"),
+                format!("`{name}` is not an overlay name"),
+                "name the directory under k8s/overlays/ (lower-case letters, digits, `-`)",
+            );
+        }
+        check_routes(ctx, &format!("kubernetes.overlays.{name}"), routes, true);
     }
 }
 

@@ -33,18 +33,26 @@ impl Ctx<'_> {
 
 /// Parses and validates one spec file.
 pub fn parse_str(file: &str, text: &str) -> Result<Vec<Slo>, SpecErrors> {
-    let spec: SpecFile = match serde_norway::from_str(text) {
-        Ok(s) => s,
-        Err(e) => return Err(SpecErrors(vec![yaml_error(file, text, &e)])),
-    };
+    check_yaml(file, text, |ctx, spec: &SpecFile| check_file(ctx, spec))
+}
+
+/// Parses `text` (a located error when the YAML does not fit `T`), then runs
+/// `check`, which reports through the context; any report fails the file.
+pub(crate) fn check_yaml<T: serde::de::DeserializeOwned, R>(
+    file: &str,
+    text: &str,
+    check: impl FnOnce(&mut Ctx<'_>, &T) -> R,
+) -> Result<R, SpecErrors> {
+    let spec: T =
+        serde_norway::from_str(text).map_err(|e| SpecErrors(vec![yaml_error(file, text, &e)]))?;
     let mut ctx = Ctx {
         file,
         text,
         errors: Vec::new(),
     };
-    let slos = check_file(&mut ctx, &spec);
+    let out = check(&mut ctx, &spec);
     if ctx.errors.is_empty() {
-        Ok(slos)
+        Ok(out)
     } else {
         Err(SpecErrors(ctx.errors))
     }
@@ -106,7 +114,7 @@ pub fn load_texts(files: &[(String, String)]) -> Result<Vec<Slo>, SpecErrors> {
 }
 
 /// Turns a parser error into a located error with a fix.
-pub(crate) fn yaml_error(file: &str, text: &str, e: &serde_norway::Error) -> SpecError {
+fn yaml_error(file: &str, text: &str, e: &serde_norway::Error) -> SpecError {
     let raw = e.to_string();
     // serde_norway appends " at line L column C"; the location is kept apart.
     let msg = match raw.find(" at line ") {
