@@ -44,6 +44,9 @@ NOT_DIALLED = re.compile(r"_(LISTEN_ADDR|EXTERNAL_URL|AUTH_OIDC__ISSUER)$")
 # the cluster's private host in the VPC, DigitalOcean's port 25060.
 VPC_DB_HOST = "private-todo-db.vpc.placeholder"
 DB_PLACEHOLDER = f"postgres://todo:placeholder@{VPC_DB_HOST}:25060/todo?sslmode=require"
+# A Sentry DSN as sentry.io issues it (Secret todo-sentry, key dsn): its host
+# is on the internet, so every service's egress must allow HTTPS there.
+SENTRY_PLACEHOLDER = "https://placeholder@o0.ingest.sentry.io/0"
 DEFAULT_PORTS = {"http": 80, "https": 443, "postgres": 5432, "postgresql": 5432}
 PUBLIC_PROBE = ipaddress.ip_address("8.8.8.8")  # stands for any public address
 
@@ -104,6 +107,8 @@ def placeholder(var, key):
     variable expects."""
     if var.endswith("DATABASE_URL") or "database-url" in key or "database_url" in key:
         return DB_PLACEHOLDER
+    if var == "SENTRY_DSN":
+        return SENTRY_PLACEHOLDER
     if var.endswith("_URL"):
         return "https://placeholder.invalid/"
     return "placeholder"

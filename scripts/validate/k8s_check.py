@@ -6,11 +6,14 @@ misspelt field fails as it would with kubeconform --strict. Three kinds with no
 vendored CRD use the approximate schemas of approx_schemas.py (reported).
 A negative self-test renders a broken copy and asserts it is rejected.
 Every PrometheusRule and ServiceMonitor must be selected by the Prometheus
-resource the manifests assume (ASSUMED_PROMETHEUS), with its own self-test."""
+resource the manifests assume (ASSUMED_PROMETHEUS), with its own self-test.
+Each overlay's Alertmanager config passes amtool and has no loopback receiver
+and no credential written inline (with a self-test)."""
 
 import copy
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -158,7 +161,8 @@ def check_env_keys(docs, report, label):
 def check_monitoring_complete(report):
     base = yaml.safe_load((REPO / "k8s/base/kustomization.yaml").read_text())
     slo_files = {f for g in base.get("configMapGenerator", []) if g["name"] == "slo-specs" for f in g["files"]}
-    want = {f"../../slo/{p.name}" for p in (REPO / "slo").glob("*.yaml")}
+    # receivers.yaml is not an SLO spec (the loader skips it; the observer needs none of it)
+    want = {f"../../slo/{p.name}" for p in (REPO / "slo").glob("*.yaml") if p.name != "receivers.yaml"}
     if want - slo_files:
         report.fail(f"k8s/base/kustomization.yaml slo-specs misses SLO specs: {sorted(want - slo_files)}")
     else:
@@ -170,12 +174,96 @@ def check_monitoring_complete(report):
     else:
         report.ok(f"canary-specs ConfigMap carries all {len(want)} k8s/base/canary/*.yaml specs for the observer")
     listed = set(yaml.safe_load((REPO / "k8s/base/monitoring/kustomization.yaml").read_text())["resources"])
-    generated = {f"../../monitoring/{p.name}" for p in (REPO / "k8s/monitoring").glob("*.yaml")}
+    files = sorted((REPO / "k8s/monitoring").glob("*.yaml"))
+    # one Alertmanager config per overlay (slo/receivers.yaml), included by that overlay only
+    per_env = {p.name: p.name[len("secret-alertmanager-"):-len(".yaml")]
+               for p in files if p.name.startswith("secret-alertmanager-")}
+    generated = {f"../../monitoring/{p.name}" for p in files if p.name not in per_env}
     missing = generated - listed
     if missing:
         report.fail(f"k8s/base/monitoring/kustomization.yaml misses generated files: {sorted(missing)}")
     else:
-        report.ok(f"k8s/base/monitoring includes all {len(generated)} generated files of k8s/monitoring/")
+        report.ok(f"k8s/base/monitoring includes all {len(generated)} shared generated files of k8s/monitoring/")
+    for env in OVERLAYS:
+        k = yaml.safe_load((REPO / "k8s/overlays" / env / "kustomization.yaml").read_text())
+        mine = {f"../../monitoring/{n}" for n, e in per_env.items() if e == env}
+        have = {r for r in k.get("resources", []) if "secret-alertmanager" in r}
+        if not mine or have != mine:
+            report.fail(f"k8s/overlays/{env} must include exactly its generated Alertmanager config "
+                        f"{sorted(mine) or '(none generated: add the overlay to slo/receivers.yaml)'}, has {sorted(have)}")
+        else:
+            report.ok(f"overlay {env} includes its own Alertmanager config {sorted(mine)[0]}")
+
+
+# Receiver fields that carry a credential; a config must name a file instead
+# (`<field>_file`, or http_config credentials_file / password_file).
+INLINE_SECRET_FIELDS = {"routing_key", "service_key", "api_key", "api_url", "bot_token", "token",
+                        "password", "credentials", "auth_token", "user_key", "webhook_url", "secret"}
+
+
+def alertmanager_problems(config):
+    """Loopback receivers and inline credentials in one Alertmanager config."""
+    problems = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                here = f"{path}.{key}" if path else str(key)
+                if key in INLINE_SECRET_FIELDS and value not in (None, ""):
+                    problems.append(f"{here}: credential written inline (use {key}_file / a mounted Secret)")
+                if key == "url" and isinstance(value, str):
+                    host = re.sub(r"^[a-z]+://", "", value).split("/")[0].split("?")[0]
+                    if "@" in host or "?" in value:
+                        problems.append(f"{here}: URL carries credentials ({value})")
+                    hostname = host.rsplit("@", 1)[-1].rsplit(":", 1)[0].strip("[]")
+                    if hostname in ("localhost", "::1", "0.0.0.0") or hostname.startswith("127."):
+                        problems.append(f"{here}: loopback receiver {value} (nothing listens next to Alertmanager in a cluster)")
+                walk(value, here)
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                walk(item, f"{path}[{i}]")
+
+    walk(config.get("receivers", []), "receivers")
+    walk(config.get("global", {}), "global")
+    return problems
+
+
+def check_alertmanager(docs, report, env):
+    """The overlay's Alertmanager config: one Secret, valid for amtool, no
+    loopback receiver, no credential inline."""
+    secrets = [d for d in docs if d.get("kind") == "Secret" and d["metadata"]["name"] == "alertmanager-todo"]
+    if len(secrets) != 1:
+        report.fail(f"overlay {env}: {len(secrets)} Secrets alertmanager-todo (want exactly one)")
+        return
+    text = secrets[0].get("stringData", {}).get("alertmanager.yaml", "")
+    problems = alertmanager_problems(yaml.safe_load(text) or {})
+    for p in problems:
+        report.fail(f"overlay {env}: Alertmanager config: {p}")
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        report.fail("amtool not installed (scripts/install-deps.sh installs it)")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"alertmanager-{env}.yml"
+        path.write_text(text)
+        out = subprocess.run([amtool, "check-config", path], capture_output=True, text=True)
+    if out.returncode != 0:
+        report.fail(f"overlay {env}: amtool check-config failed:\n{(out.stdout + out.stderr)[-1500:]}")
+    elif not problems:
+        receivers = sorted({k[:-len("_configs")] for r in yaml.safe_load(text)["receivers"] for k in r if k.endswith("_configs")})
+        report.ok(f"overlay {env}: Alertmanager config passes amtool; receivers {', '.join(receivers)}; "
+                  "no loopback URL, credentials from mounted files only")
+
+
+def alertmanager_self_test(report):
+    """The check must refuse what the compose demo may do and inline keys."""
+    bad = {"receivers": [{"name": "oncall", "webhook_configs": [{"url": "http://127.0.0.1:9095/alerts/oncall"}],
+                          "pagerduty_configs": [{"routing_key": "abc"}]}]}
+    found = alertmanager_problems(bad)
+    if len(found) == 2:
+        report.ok("self-test: a loopback webhook and an inline routing_key are refused")
+    else:
+        report.fail(f"self-test: expected 2 problems in a bad Alertmanager config, got {found}")
 
 
 def why_not_selected(doc, prometheus, namespaces):
@@ -316,9 +404,11 @@ def main(argv):
             report.ok(f"overlay {env}: {len(docs)} objects valid ({summary})")
         check_env_keys(docs, report, env)
         check_prometheus_selects(docs, report, env)
+        check_alertmanager(docs, report, env)
     approx = sorted({f"{k[1]}" for k in approx_schemas.SCHEMAS})
     report.warn(f"approximate (hand-written) schemas used for: {', '.join(approx)} (no vendored CRD)")
     negative_self_test(validator, report)
+    alertmanager_self_test(report)
     if "dev" in rendered:
         prometheus_selection_self_test(rendered["dev"], report)
     ok = report.finish()

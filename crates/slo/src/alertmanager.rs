@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::model::Slo;
+use crate::receivers::{Receivers, Target};
 
 #[derive(Debug, Serialize)]
 pub struct Config {
@@ -25,15 +26,58 @@ pub struct Route {
     pub routes: Vec<Route>,
 }
 
-#[derive(Debug, Serialize)]
+/// One receiver; which integrations it has comes from `slo/receivers.yaml`
+/// (`crate::receivers`).
+#[derive(Debug, Default, Serialize)]
 pub struct Receiver {
     pub name: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub webhook_configs: Vec<Webhook>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pagerduty_configs: Vec<Pagerduty>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub opsgenie_configs: Vec<Opsgenie>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub slack_configs: Vec<Slack>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Webhook {
     pub url: String,
+    pub send_resolved: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_config: Option<HttpConfig>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HttpConfig {
+    pub authorization: Authorization,
+}
+
+/// Bearer token read from a mounted file at each request.
+#[derive(Debug, Serialize)]
+pub struct Authorization {
+    pub credentials_file: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Pagerduty {
+    pub routing_key_file: String,
+    pub send_resolved: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Opsgenie {
+    pub api_key_file: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
+    pub send_resolved: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Slack {
+    pub api_url_file: String,
+    pub channel: String,
     pub send_resolved: bool,
 }
 
@@ -47,12 +91,15 @@ pub struct Inhibit {
 pub const ONCALL: &str = "oncall";
 pub const TICKET: &str = "ticket";
 
-/// Placeholder webhook URLs on localhost: replace them with your pager and
-/// ticketing integrations (the local stack points them at the observer).
-pub const ONCALL_URL: &str = "http://127.0.0.1:9095/alerts/oncall";
-pub const TICKET_URL: &str = "http://127.0.0.1:9095/alerts/ticket";
+/// The config of one target: routes and inhibition from the SLOs, receivers
+/// from `slo/receivers.yaml`.
+pub fn config_for(slos: &[Slo], receivers: &Receivers, target: &Target) -> Config {
+    config(slos, receivers.render(target))
+}
 
-pub fn config(slos: &[Slo]) -> Config {
+/// Routes and inhibition from the SLOs, with the given `oncall` and `ticket`
+/// receivers.
+pub fn config(slos: &[Slo], receivers: Vec<Receiver>) -> Config {
     let route = |receiver: &str, sev: &str, repeat: &str| Route {
         receiver: receiver.into(),
         group_by: vec!["slo".into()],
@@ -86,22 +133,7 @@ pub fn config(slos: &[Slo]) -> Config {
             matchers: vec![],
             routes: vec![route(ONCALL, "page", "1h"), route(TICKET, "ticket", "12h")],
         },
-        receivers: vec![
-            Receiver {
-                name: ONCALL.into(),
-                webhook_configs: vec![Webhook {
-                    url: ONCALL_URL.into(),
-                    send_resolved: true,
-                }],
-            },
-            Receiver {
-                name: TICKET.into(),
-                webhook_configs: vec![Webhook {
-                    url: TICKET_URL.into(),
-                    send_resolved: true,
-                }],
-            },
-        ],
+        receivers,
         inhibit_rules: inhibit,
     }
 }

@@ -40,7 +40,15 @@ fn failure(e: Error) -> Outcome {
 /// `todoctl slo validate [--specs DIR | FILE...]`.
 pub fn validate(specs: &Path, files: &[std::path::PathBuf]) -> Outcome {
     let result = if files.is_empty() {
-        validate::load_dir(specs)
+        // the SLO specs and receivers.yaml, every problem of both reported
+        match (validate::load_dir(specs), crate::receivers::load(specs)) {
+            (Ok(slos), Ok(_)) => Ok(slos),
+            (Err(Error::Spec(mut a)), Err(Error::Spec(b))) => {
+                a.0.extend(b.0);
+                Err(Error::Spec(a))
+            }
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        }
     } else {
         let mut texts = Vec::new();
         for f in files {
@@ -63,8 +71,12 @@ pub fn generate(specs: &Path, root: &Path, check: bool) -> Outcome {
         Ok(s) => s,
         Err(e) => return failure(e),
     };
+    let receivers = match crate::receivers::load(specs) {
+        Ok(r) => r,
+        Err(e) => return failure(e),
+    };
     if check {
-        let want = match gen_mod::artifacts(&slos) {
+        let want = match gen_mod::artifacts(&slos, &receivers) {
             Ok(a) => a,
             Err(e) => return failure(e),
         };
@@ -84,7 +96,7 @@ pub fn generate(specs: &Path, root: &Path, check: bool) -> Outcome {
             ))
         };
     }
-    match gen_mod::write_all(&slos, root) {
+    match gen_mod::write_all(&slos, &receivers, root) {
         Ok(changed) => {
             let mut s: String = changed
                 .iter()

@@ -5,10 +5,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::model::Slo;
+use crate::receivers::{Receivers, Target};
 use crate::{Error, alertmanager, compile, dashboards, k8s, promtest};
 
 /// Every generated file, path relative to the repository root → content.
-pub fn artifacts(slos: &[Slo]) -> Result<BTreeMap<PathBuf, String>, Error> {
+/// Receivers come from `slo/receivers.yaml` (`receivers::load`): the compose
+/// target is `alerts/alertmanager.yml`, each Kubernetes overlay gets
+/// `k8s/monitoring/secret-alertmanager-<overlay>.yaml`.
+pub fn artifacts(slos: &[Slo], receivers: &Receivers) -> Result<BTreeMap<PathBuf, String>, Error> {
     let mut out = BTreeMap::new();
     for (service, file) in compile::rule_files(slos) {
         out.insert(
@@ -22,7 +26,7 @@ pub fn artifacts(slos: &[Slo]) -> Result<BTreeMap<PathBuf, String>, Error> {
     );
     out.insert(
         PathBuf::from("alerts/alertmanager.yml"),
-        compile::to_yaml(&alertmanager::config(slos))?,
+        compile::to_yaml(&alertmanager::config_for(slos, receivers, &Target::Compose))?,
     );
     for (name, text) in promtest::test_files(slos)? {
         out.insert(PathBuf::from(format!("alerts/tests/{name}")), text);
@@ -39,6 +43,16 @@ pub fn artifacts(slos: &[Slo]) -> Result<BTreeMap<PathBuf, String>, Error> {
     for (name, text) in k8s::manifests(slos, &out)? {
         out.insert(PathBuf::from(format!("k8s/monitoring/{name}")), text);
     }
+    for target in receivers.targets() {
+        let Target::Overlay(overlay) = &target else {
+            continue;
+        };
+        let config = compile::to_yaml(&alertmanager::config_for(slos, receivers, &target))?;
+        out.insert(
+            PathBuf::from(format!("k8s/monitoring/secret-alertmanager-{overlay}.yaml")),
+            k8s::alertmanager_secret(&config)?,
+        );
+    }
     Ok(out)
 }
 
@@ -46,18 +60,20 @@ pub fn artifacts(slos: &[Slo]) -> Result<BTreeMap<PathBuf, String>, Error> {
 /// Returns the paths whose content changed.
 pub fn generate(specs_dir: &Path, root: &Path) -> Result<Vec<PathBuf>, Error> {
     let slos = crate::validate::load_dir(specs_dir)?;
-    write_all(&slos, root)
+    let receivers = crate::receivers::load(specs_dir)?;
+    write_all(&slos, &receivers, root)
 }
 
 /// Generated files that no longer correspond to a spec (e.g. a deleted SLO):
 /// files in the generated directories whose names follow the generated patterns.
 pub fn stale_files(root: &Path, want: &BTreeMap<PathBuf, String>) -> Vec<PathBuf> {
-    let patterns: [(&str, &str, &str); 5] = [
+    let patterns: [(&str, &str, &str); 6] = [
         ("alerts", "", ".rules.yaml"),
         ("alerts/tests", "", ".test.yaml"),
         ("dashboards", "slo-", ".json"),
         ("k8s/monitoring", "prometheusrule-slo-", ".yaml"),
         ("k8s/monitoring", "configmap-dashboard-", ".yaml"),
+        ("k8s/monitoring", "secret-alertmanager", ".yaml"),
     ];
     let mut out = Vec::new();
     for (dir, prefix, suffix) in patterns {
@@ -76,9 +92,9 @@ pub fn stale_files(root: &Path, want: &BTreeMap<PathBuf, String>) -> Vec<PathBuf
     out
 }
 
-pub fn write_all(slos: &[Slo], root: &Path) -> Result<Vec<PathBuf>, Error> {
+pub fn write_all(slos: &[Slo], receivers: &Receivers, root: &Path) -> Result<Vec<PathBuf>, Error> {
     let mut changed = Vec::new();
-    let all = artifacts(slos)?;
+    let all = artifacts(slos, receivers)?;
     for rel in stale_files(root, &all) {
         let path = root.join(&rel);
         std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;

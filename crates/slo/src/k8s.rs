@@ -1,7 +1,7 @@
 //! Kubernetes renderings: one `PrometheusRule` (Prometheus Operator,
 //! `monitoring.coreos.com/v1`) per service, one dashboard `ConfigMap` per
-//! dashboard (Grafana sidecar label `grafana_dashboard: "1"`) and the
-//! Alertmanager configuration as a `Secret`.
+//! dashboard (Grafana sidecar label `grafana_dashboard: "1"`) and each
+//! overlay's Alertmanager configuration as a `Secret`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -133,21 +133,26 @@ pub fn manifests(
             compile::to_yaml(&obj)?,
         );
     }
-    if let Some(am) = generated.get(&PathBuf::from("alerts/alertmanager.yml")) {
-        let obj = Object {
-            api_version: "v1",
-            kind: "Secret",
-            metadata: Metadata {
-                name: "alertmanager-todo".into(),
-                namespace: NAMESPACE,
-                labels: labels(&[]),
-            },
-            body: StringData {
-                kind: "Opaque",
-                string_data: BTreeMap::from([("alertmanager.yaml".to_string(), am.clone())]),
-            },
-        };
-        out.insert("secret-alertmanager.yaml".into(), compile::to_yaml(&obj)?);
-    }
     Ok(out)
+}
+
+/// The Alertmanager configuration of one overlay as the Secret
+/// `alertmanager-todo` (key `alertmanager.yaml`), which the Alertmanager
+/// resource names in `spec.configSecret`. It holds routing only: credentials
+/// are file paths into the receiver Secret (`crate::receivers`).
+pub fn alertmanager_secret(config: &str) -> Result<String, crate::Error> {
+    let obj = Object {
+        api_version: "v1",
+        kind: "Secret",
+        metadata: Metadata {
+            name: "alertmanager-todo".into(),
+            namespace: NAMESPACE,
+            labels: labels(&[]),
+        },
+        body: StringData {
+            kind: "Opaque",
+            string_data: BTreeMap::from([("alertmanager.yaml".to_string(), config.to_string())]),
+        },
+    };
+    compile::to_yaml(&obj)
 }

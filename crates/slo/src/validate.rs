@@ -33,30 +33,40 @@ impl Ctx<'_> {
 
 /// Parses and validates one spec file.
 pub fn parse_str(file: &str, text: &str) -> Result<Vec<Slo>, SpecErrors> {
-    let spec: SpecFile = match serde_norway::from_str(text) {
-        Ok(s) => s,
-        Err(e) => return Err(SpecErrors(vec![yaml_error(file, text, &e)])),
-    };
+    check_yaml(file, text, |ctx, spec: &SpecFile| check_file(ctx, spec))
+}
+
+/// Parses `text` (a located error when the YAML does not fit `T`), then runs
+/// `check`, which reports through the context; any report fails the file.
+pub(crate) fn check_yaml<T: serde::de::DeserializeOwned, R>(
+    file: &str,
+    text: &str,
+    check: impl FnOnce(&mut Ctx<'_>, &T) -> R,
+) -> Result<R, SpecErrors> {
+    let spec: T =
+        serde_norway::from_str(text).map_err(|e| SpecErrors(vec![yaml_error(file, text, &e)]))?;
     let mut ctx = Ctx {
         file,
         text,
         errors: Vec::new(),
     };
-    let slos = check_file(&mut ctx, &spec);
+    let out = check(&mut ctx, &spec);
     if ctx.errors.is_empty() {
-        Ok(slos)
+        Ok(out)
     } else {
         Err(SpecErrors(ctx.errors))
     }
 }
 
-/// Loads every `*.yaml`/`*.yml` in `dir` (sorted), validates each file and
-/// rejects SLO names used twice across files.
+/// Loads every `*.yaml`/`*.yml` in `dir` (sorted) except `receivers.yaml`
+/// (`crate::receivers`), validates each file and rejects SLO names used
+/// twice across files.
 pub fn load_dir(dir: &Path) -> Result<Vec<Slo>, Error> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .filter(|p| p.file_name().and_then(|n| n.to_str()) != Some(crate::receivers::FILE))
         .collect();
     files.sort();
     let mut texts = Vec::new();
@@ -187,7 +197,7 @@ fn yaml_error(file: &str, text: &str, e: &serde_norway::Error) -> SpecError {
     }
 }
 
-fn valid_name(s: &str) -> bool {
+pub(crate) fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.chars()

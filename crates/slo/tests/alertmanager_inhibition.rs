@@ -104,13 +104,17 @@ fn pages_and_tickets_route_and_lower_tiers_are_inhibited() {
     let received = Arc::new(Mutex::new(Vec::new()));
     let hook = webhook(received.clone());
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = slo::compile::to_yaml(&slo::alertmanager::config(&slos))
-        .expect("yaml")
-        .replace(
-            "http://127.0.0.1:9095/",
-            &format!("http://127.0.0.1:{hook}/"),
-        )
-        .replace("group_wait: 30s", "group_wait: 1s");
+    let cfg = slo::compile::to_yaml(&slo::alertmanager::config_for(
+        &slos,
+        &common::receivers(),
+        &slo::receivers::Target::Compose,
+    ))
+    .expect("yaml")
+    .replace(
+        "http://127.0.0.1:9095/",
+        &format!("http://127.0.0.1:{hook}/"),
+    )
+    .replace("group_wait: 30s", "group_wait: 1s");
     std::fs::write(dir.path().join("am.yml"), cfg).expect("config");
     let port = TcpListener::bind("127.0.0.1:0")
         .expect("bind")

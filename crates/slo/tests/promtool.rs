@@ -35,21 +35,36 @@ fn promtool_check_rules_passes_on_every_rules_file() {
     );
 }
 
+/// Every generated Alertmanager config: the compose demo's and the one
+/// inside each overlay's Secret.
 #[test]
-fn amtool_check_config_passes() {
+fn amtool_check_config_passes_on_every_target() {
     let amtool = require_tool("amtool");
     let dir = generated();
-    let out = Command::new(&amtool)
-        .arg("check-config")
-        .arg(dir.path().join("alerts/alertmanager.yml"))
-        .output()
-        .expect("amtool");
+    let mut configs = vec![dir.path().join("alerts/alertmanager.yml")];
+    for (name, text) in alertmanager_secrets(dir.path()) {
+        let path = dir.path().join(format!("{name}.alertmanager.yml"));
+        std::fs::write(&path, text).expect("write");
+        configs.push(path);
+    }
     assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        configs.len() >= 4,
+        "compose + dev, staging, prod expected: {configs:?}"
     );
+    for cfg in configs {
+        let out = Command::new(&amtool)
+            .arg("check-config")
+            .arg(&cfg)
+            .output()
+            .expect("amtool");
+        assert!(
+            out.status.success(),
+            "{}: {}\n{}",
+            cfg.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 #[test]

@@ -9,6 +9,11 @@ pub fn repo_root() -> PathBuf {
         .expect("repo root")
 }
 
+/// The repository's receivers (`slo/receivers.yaml`).
+pub fn receivers() -> slo::Receivers {
+    slo::receivers::load(&repo_root().join("slo")).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// Path of a required external tool; fails loudly instead of skipping.
 pub fn require_tool(name: &str) -> PathBuf {
     let out = Command::new("sh")
@@ -23,4 +28,30 @@ pub fn require_tool(name: &str) -> PathBuf {
          `apt-get update && apt-get install -y prometheus prometheus-alertmanager` (Debian)"
     );
     PathBuf::from(p)
+}
+
+/// (file stem, Alertmanager config) of every generated
+/// `k8s/monitoring/secret-alertmanager-*.yaml` under `root`.
+pub fn alertmanager_secrets(root: &std::path::Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut paths: Vec<_> = std::fs::read_dir(root.join("k8s/monitoring"))
+        .expect("k8s/monitoring")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("secret-alertmanager-"))
+        })
+        .collect();
+    paths.sort();
+    for p in paths {
+        let doc: serde_norway::Value =
+            serde_norway::from_str(&std::fs::read_to_string(&p).expect("read")).expect("yaml");
+        let cfg = doc["stringData"]["alertmanager.yaml"]
+            .as_str()
+            .expect("stringData.alertmanager.yaml")
+            .to_string();
+        let stem = p.file_stem().expect("stem").to_string_lossy().to_string();
+        out.push((stem, cfg));
+    }
+    out
 }
