@@ -5,17 +5,48 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::model::Slo;
-use crate::{Error, alertmanager, compile, dashboards, k8s, promtest};
+use crate::{Error, alertmanager, compile, dashboards, k8s, ops, promtest};
+
+/// Generator options that are not per SLO. The committed artifacts use the
+/// defaults (the staleness test regenerates with them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    /// `runbook_url` of every alert is `<runbook_base>/docs/runbook.md#<alert>`.
+    pub runbook_base: String,
+    pub thresholds: ops::Thresholds,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            runbook_base: compile::DEFAULT_RUNBOOK_BASE.into(),
+            thresholds: ops::Thresholds::default(),
+        }
+    }
+}
+
+/// Every generated file with the default [`Options`].
+pub fn artifacts(slos: &[Slo]) -> Result<BTreeMap<PathBuf, String>, Error> {
+    artifacts_with(slos, &Options::default())
+}
 
 /// Every generated file, path relative to the repository root → content.
-pub fn artifacts(slos: &[Slo]) -> Result<BTreeMap<PathBuf, String>, Error> {
+pub fn artifacts_with(slos: &[Slo], opts: &Options) -> Result<BTreeMap<PathBuf, String>, Error> {
     let mut out = BTreeMap::new();
-    for (service, file) in compile::rule_files(slos) {
+    for (service, file) in compile::rule_files(slos, &opts.runbook_base) {
         out.insert(
             PathBuf::from(format!("alerts/{service}.rules.yaml")),
             compile::to_yaml(&file)?,
         );
     }
+    out.insert(
+        PathBuf::from(format!("alerts/{}.rules.yaml", ops::RULE_FILE)),
+        compile::to_yaml(&ops::rule_file(&opts.thresholds, &opts.runbook_base))?,
+    );
+    out.insert(
+        PathBuf::from(format!("alerts/tests/{}.test.yaml", ops::RULE_FILE)),
+        ops::test_file(&opts.thresholds, &opts.runbook_base)?,
+    );
     out.insert(
         PathBuf::from("docs/slo-spec.schema.json"),
         crate::schema::schema_json()?,
@@ -24,10 +55,10 @@ pub fn artifacts(slos: &[Slo]) -> Result<BTreeMap<PathBuf, String>, Error> {
         PathBuf::from("alerts/alertmanager.yml"),
         compile::to_yaml(&alertmanager::config(slos))?,
     );
-    for (name, text) in promtest::test_files(slos)? {
+    for (name, text) in promtest::test_files(slos, &opts.runbook_base)? {
         out.insert(PathBuf::from(format!("alerts/tests/{name}")), text);
     }
-    for (name, text) in dashboards::all(slos)? {
+    for (name, text) in dashboards::all(slos, &opts.thresholds)? {
         out.insert(PathBuf::from(format!("dashboards/{name}")), text);
     }
     for (name, text) in dashboards::provisioning()? {
@@ -36,7 +67,7 @@ pub fn artifacts(slos: &[Slo]) -> Result<BTreeMap<PathBuf, String>, Error> {
             text,
         );
     }
-    for (name, text) in k8s::manifests(slos, &out)? {
+    for (name, text) in k8s::manifests(slos, opts, &out)? {
         out.insert(PathBuf::from(format!("k8s/monitoring/{name}")), text);
     }
     Ok(out)

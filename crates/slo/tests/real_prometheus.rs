@@ -402,7 +402,9 @@ fn recording_rules_match_an_independent_computation_and_dashboards_query_cleanly
 
     // Every dashboard expression parses and evaluates without error.
     let mut exprs = BTreeMap::new();
-    for (name, text) in slo::dashboards::all(&slos).expect("dashboards") {
+    for (name, text) in
+        slo::dashboards::all(&slos, &slo::ops::Thresholds::default()).expect("dashboards")
+    {
         let d: Value = serde_json::from_str(&text).expect("json");
         for p in d["panels"].as_array().expect("panels") {
             for t in p["targets"].as_array().into_iter().flatten() {
