@@ -77,7 +77,7 @@ pub fn artifacts_with(slos: &[Slo], opts: &Options) -> Result<BTreeMap<PathBuf, 
 /// Returns the paths whose content changed.
 pub fn generate(specs_dir: &Path, root: &Path) -> Result<Vec<PathBuf>, Error> {
     let slos = crate::validate::load_dir(specs_dir)?;
-    write_all(&slos, root)
+    write_all(&slos, &Options::default(), root)
 }
 
 /// Generated files that no longer correspond to a spec (e.g. a deleted SLO):
@@ -107,9 +107,9 @@ pub fn stale_files(root: &Path, want: &BTreeMap<PathBuf, String>) -> Vec<PathBuf
     out
 }
 
-pub fn write_all(slos: &[Slo], root: &Path) -> Result<Vec<PathBuf>, Error> {
+pub fn write_all(slos: &[Slo], opts: &Options, root: &Path) -> Result<Vec<PathBuf>, Error> {
     let mut changed = Vec::new();
-    let all = artifacts(slos)?;
+    let all = artifacts_with(slos, opts)?;
     for rel in stale_files(root, &all) {
         let path = root.join(&rel);
         std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;

@@ -275,7 +275,7 @@ fn recording_rules_match_an_independent_computation_and_dashboards_query_cleanly
     let root = common::repo_root();
     let slos = slo::validate::load_dir(&root.join("slo")).expect("specs");
     let gen_dir = tempfile::tempdir().expect("tempdir");
-    slo::generate::write_all(&slos, gen_dir.path()).expect("generate");
+    slo::generate::write_all(&slos, &slo::Options::default(), gen_dir.path()).expect("generate");
     let stop = Arc::new(AtomicBool::new(false));
     let target = serve_metrics(stop.clone());
     let prom = start_prometheus(gen_dir.path(), target);
