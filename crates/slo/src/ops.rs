@@ -125,9 +125,10 @@ pub fn alerts(t: &Thresholds) -> Vec<OpsAlert> {
     let obs_instance = format!("{job}:8080");
     let dlq = DLQ_MESSAGES.series();
     let (svc, topic) = (labels::SERVICE, labels::TOPIC);
-    let dlq_labels = l(&[(svc, "event-processor"), (topic, "todo-events.dlq")]);
+    // `topic` is the source topic the record came from (bus::dlq).
+    let dlq_labels = l(&[(svc, "event-processor"), (topic, "todo-events")]);
     let dlq_series = format!(
-        "{dlq}{{service=\"event-processor\",topic=\"todo-events.dlq\",reason=\"handler\",version=\"stable\"}}"
+        "{dlq}{{service=\"event-processor\",topic=\"todo-events\",reason=\"handler-failed\",version=\"stable\"}}"
     );
     // DLQ page: ten times the threshold per minute from minute 11 to 50.
     let dlq_step = t.dlq_page_per_minute * 10.0;
@@ -200,8 +201,8 @@ pub fn alerts(t: &Thresholds) -> Vec<OpsAlert> {
             severity: Severity::Ticket,
             expr: format!("sum by ({svc}, {topic}) (increase({dlq}[10m])) > 0"),
             for_: Dur::secs(0),
-            summary: "Records dead-lettered by {{ $labels.service }} to {{ $labels.topic }}".into(),
-            description: "At least one record was sent to {{ $labels.topic }} by {{ $labels.service }} in the last 10 minutes. A record in the DLQ is a todo change the read model or the notifications never saw.".into(),
+            summary: "{{ $labels.service }} dead-lettered records from {{ $labels.topic }}".into(),
+            description: "{{ $labels.service }} gave up on at least one record of {{ $labels.topic }} in the last 10 minutes and sent it to the dead-letter topic. A dead-lettered record is a todo change the read model or the notifications never saw.".into(),
             from_observer: false,
             panel: Panel {
                 title: "Dead-lettered records per minute".into(),
@@ -224,7 +225,7 @@ pub fn alerts(t: &Thresholds) -> Vec<OpsAlert> {
             expr: format!("sum by ({svc}, {topic}) (rate({dlq}[5m])) * 60 > {}", num(t.dlq_page_per_minute)),
             for_: t.dlq_page_for,
             summary: "{{ $labels.service }} dead-letters records continuously".into(),
-            description: format!("{{{{ $labels.service }}}} has sent more than {} record(s) per minute to {{{{ $labels.topic }}}} for {}: a producer or a handler rejects everything it sees.", num(t.dlq_page_per_minute), t.dlq_page_for.words()),
+            description: format!("{{{{ $labels.service }}}} has dead-lettered more than {} record(s) of {{{{ $labels.topic }}}} per minute for {}: a producer or a handler rejects everything it sees.", num(t.dlq_page_per_minute), t.dlq_page_for.words()),
             from_observer: false,
             panel: Panel {
                 title: "Dead-lettered records per minute".into(),
