@@ -1,6 +1,7 @@
 """docs/runbook.md has one section per alert the generated rules can raise
 (alerts/*.rules.yaml `alert:` fields), and no section for an alert that does
-not exist. Each section must say what to check and how to fix it."""
+not exist. Each section must say what to check, how to fix it and how to
+verify the fix."""
 
 import re
 import sys
@@ -42,12 +43,12 @@ def check(alerts_dir, runbook, report):
         body = secs.get(n)
         if body is None:
             report.fail(f"alert {n} ({src}) has no '### {n}' section under '## Alerts' in docs/runbook.md")
-        elif "**Check.**" not in body or "**Fix.**" not in body:
-            report.fail(f"runbook section {n} lacks **Check.** or **Fix.**")
+        elif any(lead not in body for lead in ("**Check.**", "**Fix.**", "**Verify.**")):
+            report.fail(f"runbook section {n} lacks **Check.**, **Fix.** or **Verify.**")
     for n in sorted(set(secs) - set(names)):
         report.fail(f"runbook section {n} names no alert in the generated rules")
     if set(secs) == set(names):
-        report.ok(f"all {len(names)} alerts of {', '.join(sorted(set(names.values())))} have a runbook section with Check and Fix")
+        report.ok(f"all {len(names)} alerts of {', '.join(sorted(set(names.values())))} have a runbook section with Check, Fix and Verify")
 
 
 def main(argv):

@@ -117,7 +117,13 @@ pub fn desired(
                 .iter()
                 .filter(|t| t.severity == sev)
                 .collect();
-            out.insert(l, slo::compile::burn_annotations(slo, &tiers, sev));
+            // The same annotations as the generated rule, runbook link included.
+            let mut annotations = slo::compile::burn_annotations(slo, &tiers, sev);
+            annotations.insert(
+                "runbook_url".into(),
+                slo::ops::runbook_url(slo::compile::DEFAULT_RUNBOOK_BASE, &f.alertname),
+            );
+            out.insert(l, annotations);
         }
     }
     out

@@ -33,7 +33,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for _ in 0..5 {
         let t = Instant::now();
         let slos = slo::validate::load_texts(&texts)?;
-        let files = slo::compile::rule_files(&slos);
+        let files = slo::compile::rule_files(&slos, slo::compile::DEFAULT_RUNBOOK_BASE);
         let mut yaml = 0usize;
         rules = 0;
         for f in files.values() {
@@ -46,7 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &slo::receivers::Target::Compose,
         ))?
         .len();
-        let dashboards = slo::dashboards::all(&slos)?;
+        let dashboards = slo::dashboards::all(&slos, &slo::ops::Thresholds::default())?;
         dash_bytes = dashboards.values().map(String::len).sum::<usize>() + yaml;
         best = best.min(t.elapsed().as_secs_f64());
         slo_count = slos.len();

@@ -1,5 +1,7 @@
 //! Alertmanager routing generated from the same SLOs: severity routes,
-//! grouping by SLO, and inhibition of lower tiers while a higher one fires.
+//! grouping by SLO, inhibition of lower tiers while a higher one fires, and
+//! the operational inhibitions (`ops::inhibitions`: observer down explains
+//! the alerts computed from its metrics).
 
 use serde::Serialize;
 
@@ -85,6 +87,7 @@ pub struct Slack {
 pub struct Inhibit {
     pub source_matchers: Vec<String>,
     pub target_matchers: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub equal: Vec<String>,
 }
 
@@ -123,6 +126,12 @@ pub fn config(slos: &[Slo], receivers: Vec<Receiver>) -> Config {
             equal: vec!["slo".into()],
         });
     }
+    let lag_no_data: Vec<String> = slos
+        .iter()
+        .filter(|s| matches!(s.sli, crate::model::Sli::ConsumerLag { .. }))
+        .map(crate::compile::no_data_alert_name)
+        .collect();
+    inhibit.extend(crate::ops::inhibitions(&lag_no_data));
     Config {
         route: Route {
             receiver: TICKET.into(),

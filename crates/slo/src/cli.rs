@@ -65,8 +65,8 @@ pub fn validate(specs: &Path, files: &[std::path::PathBuf]) -> Outcome {
     }
 }
 
-/// `todoctl slo generate [--specs DIR] [--out ROOT] [--check]`.
-pub fn generate(specs: &Path, root: &Path, check: bool) -> Outcome {
+/// `todoctl slo generate [--specs DIR] [--out ROOT] [--check] [--runbook-base URL]`.
+pub fn generate(specs: &Path, root: &Path, check: bool, opts: &gen_mod::Options) -> Outcome {
     let slos = match validate::load_dir(specs) {
         Ok(s) => s,
         Err(e) => return failure(e),
@@ -76,7 +76,7 @@ pub fn generate(specs: &Path, root: &Path, check: bool) -> Outcome {
         Err(e) => return failure(e),
     };
     if check {
-        let want = match gen_mod::artifacts(&slos, &receivers) {
+        let want = match gen_mod::artifacts_with(&slos, &receivers, opts) {
             Ok(a) => a,
             Err(e) => return failure(e),
         };
@@ -96,7 +96,7 @@ pub fn generate(specs: &Path, root: &Path, check: bool) -> Outcome {
             ))
         };
     }
-    match gen_mod::write_all(&slos, &receivers, root) {
+    match gen_mod::write_all(&slos, &receivers, opts, root) {
         Ok(changed) => {
             let mut s: String = changed
                 .iter()

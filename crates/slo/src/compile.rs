@@ -267,7 +267,30 @@ pub fn tier_words(slo: &Slo, tier: &Tier) -> String {
     )
 }
 
+/// Where `runbook_url` annotations point unless the generator is told
+/// otherwise: the repository of `Cargo.toml`'s `[workspace.package]`.
+pub const DEFAULT_RUNBOOK_BASE: &str = concat!(env!("CARGO_PKG_REPOSITORY"), "/blob/main");
+
+/// The SLO's rules with runbook links under [`DEFAULT_RUNBOOK_BASE`].
 pub fn rules_for_slo(slo: &Slo) -> RuleGroup {
+    rules_for_slo_linked(slo, DEFAULT_RUNBOOK_BASE)
+}
+
+/// The SLO's rules; every alert gets `runbook_url` = `<base>/docs/runbook.md#<alert>`.
+pub fn rules_for_slo_linked(slo: &Slo, runbook_base: &str) -> RuleGroup {
+    let mut group = rules_unlinked(slo);
+    for r in &mut group.rules {
+        if let Some(name) = &r.alert {
+            r.annotations.insert(
+                "runbook_url".into(),
+                crate::ops::runbook_url(runbook_base, name),
+            );
+        }
+    }
+    group
+}
+
+fn rules_unlinked(slo: &Slo) -> RuleGroup {
     let mut rules = Vec::new();
     let labels = base_labels(slo);
     if let Some(expr) = slice_expr(slo) {
@@ -412,13 +435,13 @@ pub fn burn_annotations(slo: &Slo, tiers: &[&Tier], sev: Severity) -> BTreeMap<S
 }
 
 /// Rules grouped by service: one file per service, one group per SLO.
-pub fn rule_files(slos: &[Slo]) -> BTreeMap<String, RuleFile> {
+pub fn rule_files(slos: &[Slo], runbook_base: &str) -> BTreeMap<String, RuleFile> {
     let mut out: BTreeMap<String, RuleFile> = BTreeMap::new();
     for s in slos {
         out.entry(s.service.clone())
             .or_insert_with(|| RuleFile { groups: Vec::new() })
             .groups
-            .push(rules_for_slo(s));
+            .push(rules_for_slo_linked(s, runbook_base));
     }
     out
 }

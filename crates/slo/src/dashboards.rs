@@ -598,8 +598,54 @@ pub fn canary() -> Dashboard {
     )
 }
 
+/// One panel per operational alert (alerts sharing a panel title share the
+/// panel), described with the alert it belongs to.
+pub fn operations(t: &crate::ops::Thresholds) -> Dashboard {
+    // (title, unit, queries, alerts) in alert order; alerts sharing a title share the panel.
+    type OpsPanel = (String, &'static str, Vec<(String, String)>, Vec<String>);
+    let mut panels: Vec<OpsPanel> = Vec::new();
+    for a in crate::ops::alerts(t) {
+        let what = format!("{} ({}): `{}`", a.name, a.severity.as_str(), a.expr);
+        let q = (a.panel.expr.clone(), a.panel.legend.clone());
+        match panels.iter_mut().find(|p| p.0 == a.panel.title) {
+            Some(p) => {
+                if !p.2.contains(&q) {
+                    p.2.push(q);
+                }
+                p.3.push(what);
+            }
+            None => panels.push((a.panel.title.clone(), a.panel.unit, vec![q], vec![what])),
+        }
+    }
+    let mut b = Builder::new();
+    b.row("Operational alerts (docs/runbook.md)");
+    for (title, unit, queries, alerts) in panels {
+        let mut spec = PanelSpec::timeseries(title, unit);
+        for (expr, legend) in queries {
+            spec = spec.query(expr, legend);
+        }
+        b.add(
+            8,
+            8,
+            spec.describe(format!("Alerts: {}", alerts.join("; "))),
+        );
+    }
+    dashboard(
+        "operations",
+        "Operations",
+        "What the operational alerts watch: observer and scrape targets, DLQ, outbox, breakers, consumer-group status, uptime probes, certificates and Alertmanager.",
+        &["operations", "generated"],
+        "utc",
+        b.finish(),
+        vec![],
+    )
+}
+
 /// All dashboards by file name.
-pub fn all(slos: &[Slo]) -> Result<BTreeMap<String, String>, crate::Error> {
+pub fn all(
+    slos: &[Slo],
+    thresholds: &crate::ops::Thresholds,
+) -> Result<BTreeMap<String, String>, crate::Error> {
     let mut out = BTreeMap::new();
     out.insert("slo-overview.json".into(), json(&overview(slos))?);
     let mut by_service: BTreeMap<&str, Vec<&Slo>> = BTreeMap::new();
@@ -612,6 +658,7 @@ pub fn all(slos: &[Slo]) -> Result<BTreeMap<String, String>, crate::Error> {
     out.insert("service-red.json".into(), json(&red())?);
     out.insert("kafka-lag.json".into(), json(&kafka())?);
     out.insert("canary.json".into(), json(&canary())?);
+    out.insert("operations.json".into(), json(&operations(thresholds))?);
     Ok(out)
 }
 

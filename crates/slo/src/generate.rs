@@ -6,20 +6,55 @@ use std::path::{Path, PathBuf};
 
 use crate::model::Slo;
 use crate::receivers::{Receivers, Target};
-use crate::{Error, alertmanager, compile, dashboards, k8s, promtest};
+use crate::{Error, alertmanager, compile, dashboards, k8s, ops, promtest};
+
+/// Generator options that are not per SLO. The committed artifacts use the
+/// defaults (the staleness test regenerates with them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    /// `runbook_url` of every alert is `<runbook_base>/docs/runbook.md#<alert>`.
+    pub runbook_base: String,
+    pub thresholds: ops::Thresholds,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            runbook_base: compile::DEFAULT_RUNBOOK_BASE.into(),
+            thresholds: ops::Thresholds::default(),
+        }
+    }
+}
+
+/// Every generated file with the default [`Options`].
+pub fn artifacts(slos: &[Slo], receivers: &Receivers) -> Result<BTreeMap<PathBuf, String>, Error> {
+    artifacts_with(slos, receivers, &Options::default())
+}
 
 /// Every generated file, path relative to the repository root → content.
 /// Receivers come from `slo/receivers.yaml` (`receivers::load`): the compose
 /// target is `alerts/alertmanager.yml`, each Kubernetes overlay gets
 /// `k8s/monitoring/secret-alertmanager-<overlay>.yaml`.
-pub fn artifacts(slos: &[Slo], receivers: &Receivers) -> Result<BTreeMap<PathBuf, String>, Error> {
+pub fn artifacts_with(
+    slos: &[Slo],
+    receivers: &Receivers,
+    opts: &Options,
+) -> Result<BTreeMap<PathBuf, String>, Error> {
     let mut out = BTreeMap::new();
-    for (service, file) in compile::rule_files(slos) {
+    for (service, file) in compile::rule_files(slos, &opts.runbook_base) {
         out.insert(
             PathBuf::from(format!("alerts/{service}.rules.yaml")),
             compile::to_yaml(&file)?,
         );
     }
+    out.insert(
+        PathBuf::from(format!("alerts/{}.rules.yaml", ops::RULE_FILE)),
+        compile::to_yaml(&ops::rule_file(&opts.thresholds, &opts.runbook_base))?,
+    );
+    out.insert(
+        PathBuf::from(format!("alerts/tests/{}.test.yaml", ops::RULE_FILE)),
+        ops::test_file(&opts.thresholds, &opts.runbook_base)?,
+    );
     out.insert(
         PathBuf::from("docs/slo-spec.schema.json"),
         crate::schema::schema_json()?,
@@ -28,10 +63,10 @@ pub fn artifacts(slos: &[Slo], receivers: &Receivers) -> Result<BTreeMap<PathBuf
         PathBuf::from("alerts/alertmanager.yml"),
         compile::to_yaml(&alertmanager::config_for(slos, receivers, &Target::Compose))?,
     );
-    for (name, text) in promtest::test_files(slos)? {
+    for (name, text) in promtest::test_files(slos, &opts.runbook_base)? {
         out.insert(PathBuf::from(format!("alerts/tests/{name}")), text);
     }
-    for (name, text) in dashboards::all(slos)? {
+    for (name, text) in dashboards::all(slos, &opts.thresholds)? {
         out.insert(PathBuf::from(format!("dashboards/{name}")), text);
     }
     for (name, text) in dashboards::provisioning()? {
@@ -40,7 +75,7 @@ pub fn artifacts(slos: &[Slo], receivers: &Receivers) -> Result<BTreeMap<PathBuf
             text,
         );
     }
-    for (name, text) in k8s::manifests(slos, &out)? {
+    for (name, text) in k8s::manifests(slos, opts, &out)? {
         out.insert(PathBuf::from(format!("k8s/monitoring/{name}")), text);
     }
     for target in receivers.targets() {
@@ -61,7 +96,7 @@ pub fn artifacts(slos: &[Slo], receivers: &Receivers) -> Result<BTreeMap<PathBuf
 pub fn generate(specs_dir: &Path, root: &Path) -> Result<Vec<PathBuf>, Error> {
     let slos = crate::validate::load_dir(specs_dir)?;
     let receivers = crate::receivers::load(specs_dir)?;
-    write_all(&slos, &receivers, root)
+    write_all(&slos, &receivers, &Options::default(), root)
 }
 
 /// Generated files that no longer correspond to a spec (e.g. a deleted SLO):
@@ -92,9 +127,14 @@ pub fn stale_files(root: &Path, want: &BTreeMap<PathBuf, String>) -> Vec<PathBuf
     out
 }
 
-pub fn write_all(slos: &[Slo], receivers: &Receivers, root: &Path) -> Result<Vec<PathBuf>, Error> {
+pub fn write_all(
+    slos: &[Slo],
+    receivers: &Receivers,
+    opts: &Options,
+    root: &Path,
+) -> Result<Vec<PathBuf>, Error> {
     let mut changed = Vec::new();
-    let all = artifacts(slos, receivers)?;
+    let all = artifacts_with(slos, receivers, opts)?;
     for rel in stale_files(root, &all) {
         let path = root.join(&rel);
         std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;

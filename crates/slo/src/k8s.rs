@@ -82,15 +82,23 @@ fn labels(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
 
 pub fn manifests(
     slos: &[Slo],
+    opts: &crate::generate::Options,
     generated: &BTreeMap<PathBuf, String>,
 ) -> Result<BTreeMap<String, String>, crate::Error> {
     let mut out = BTreeMap::new();
-    for (service, file) in compile::rule_files(slos) {
+    let slo_rules = compile::rule_files(slos, &opts.runbook_base)
+        .into_iter()
+        .map(|(service, file)| (format!("slo-{service}"), file));
+    let ops_rules = (
+        crate::ops::RULE_FILE.to_string(),
+        crate::ops::rule_file(&opts.thresholds, &opts.runbook_base),
+    );
+    for (name, file) in slo_rules.chain([ops_rules]) {
         let obj = Object {
             api_version: "monitoring.coreos.com/v1",
             kind: "PrometheusRule",
             metadata: Metadata {
-                name: format!("slo-{service}"),
+                name: name.clone(),
                 namespace: NAMESPACE,
                 labels: labels(&[&[("role", "alert-rules")], MONITORING_STACK_LABELS].concat()),
             },
@@ -101,7 +109,7 @@ pub fn manifests(
             },
         };
         out.insert(
-            format!("prometheusrule-slo-{service}.yaml"),
+            format!("prometheusrule-{name}.yaml"),
             compile::to_yaml(&obj)?,
         );
     }

@@ -16,6 +16,7 @@ pub mod grafana;
 pub mod k8s;
 pub mod model;
 pub mod openslo;
+pub mod ops;
 pub mod promtest;
 pub mod receivers;
 pub mod schema;
@@ -23,6 +24,6 @@ pub mod spec;
 pub mod validate;
 
 pub use error::{Error, SpecError, SpecErrors};
-pub use generate::{artifacts, generate};
+pub use generate::{Options, artifacts, artifacts_with, generate};
 pub use model::Slo;
 pub use receivers::Receivers;

@@ -335,37 +335,37 @@ pub fn scenarios(slo: &Slo) -> Vec<Scenario> {
 // ---- promtool test file model ----
 
 #[derive(Serialize)]
-struct TestFile {
-    rule_files: Vec<String>,
-    evaluation_interval: String,
-    tests: Vec<TestGroup>,
+pub(crate) struct TestFile {
+    pub(crate) rule_files: Vec<String>,
+    pub(crate) evaluation_interval: String,
+    pub(crate) tests: Vec<TestGroup>,
 }
 
 #[derive(Serialize)]
-struct TestGroup {
-    name: String,
-    interval: String,
-    input_series: Vec<InputSeries>,
-    alert_rule_test: Vec<AlertTest>,
+pub(crate) struct TestGroup {
+    pub(crate) name: String,
+    pub(crate) interval: String,
+    pub(crate) input_series: Vec<InputSeries>,
+    pub(crate) alert_rule_test: Vec<AlertTest>,
 }
 
 #[derive(Serialize)]
-struct InputSeries {
-    series: String,
-    values: String,
+pub(crate) struct InputSeries {
+    pub(crate) series: String,
+    pub(crate) values: String,
 }
 
 #[derive(Serialize)]
-struct AlertTest {
-    eval_time: String,
-    alertname: String,
-    exp_alerts: Vec<ExpAlert>,
+pub(crate) struct AlertTest {
+    pub(crate) eval_time: String,
+    pub(crate) alertname: String,
+    pub(crate) exp_alerts: Vec<ExpAlert>,
 }
 
 #[derive(Serialize)]
-struct ExpAlert {
-    exp_labels: BTreeMap<String, String>,
-    exp_annotations: BTreeMap<String, String>,
+pub(crate) struct ExpAlert {
+    pub(crate) exp_labels: BTreeMap<String, String>,
+    pub(crate) exp_annotations: BTreeMap<String, String>,
 }
 
 /// Cumulative series in promtool's expanding notation, from per-minute increments.
@@ -522,14 +522,18 @@ fn input_series(slo: &Slo, p: &Pattern) -> Result<Vec<InputSeries>, String> {
     }
 }
 
-fn exp_burn(slo: &Slo, sev: Severity, tiers: &[u32]) -> Vec<ExpAlert> {
+fn exp_burn(slo: &Slo, sev: Severity, tiers: &[u32], runbook_base: &str) -> Vec<ExpAlert> {
     let all: Vec<&Tier> = slo
         .alerting
         .tiers
         .iter()
         .filter(|t| t.severity == sev)
         .collect();
-    let ann = compile::burn_annotations(slo, &all, sev);
+    let mut ann = compile::burn_annotations(slo, &all, sev);
+    ann.insert(
+        "runbook_url".into(),
+        crate::ops::runbook_url(runbook_base, &compile::burn_alert_name(slo, sev)),
+    );
     tiers
         .iter()
         .map(|n| {
@@ -547,8 +551,8 @@ fn exp_burn(slo: &Slo, sev: Severity, tiers: &[u32]) -> Vec<ExpAlert> {
         .collect()
 }
 
-fn exp_no_data(slo: &Slo) -> ExpAlert {
-    let group = compile::rules_for_slo(slo);
+fn exp_no_data(slo: &Slo, runbook_base: &str) -> ExpAlert {
+    let group = compile::rules_for_slo_linked(slo, runbook_base);
     let rule = group
         .rules
         .iter()
@@ -580,7 +584,7 @@ fn exp_no_data(slo: &Slo) -> ExpAlert {
 }
 
 /// Result of planning one SLO's tests: the file or why it is not possible.
-pub fn test_file(slo: &Slo) -> Result<String, String> {
+pub fn test_file(slo: &Slo, runbook_base: &str) -> Result<String, String> {
     let mut groups = Vec::new();
     for sc in scenarios(slo) {
         let series = input_series(slo, &sc.pattern)?;
@@ -607,19 +611,19 @@ pub fn test_file(slo: &Slo) -> Result<String, String> {
             checks.push(AlertTest {
                 eval_time: format!("{cp}m"),
                 alertname: compile::burn_alert_name(slo, Severity::Page),
-                exp_alerts: exp_burn(slo, Severity::Page, &page),
+                exp_alerts: exp_burn(slo, Severity::Page, &page, runbook_base),
             });
             checks.push(AlertTest {
                 eval_time: format!("{cp}m"),
                 alertname: compile::burn_alert_name(slo, Severity::Ticket),
-                exp_alerts: exp_burn(slo, Severity::Ticket, &ticket),
+                exp_alerts: exp_burn(slo, Severity::Ticket, &ticket, runbook_base),
             });
             if let Some(at) = sc.no_data_at {
                 checks.push(AlertTest {
                     eval_time: format!("{cp}m"),
                     alertname: compile::no_data_alert_name(slo),
                     exp_alerts: if cp >= at {
-                        vec![exp_no_data(slo)]
+                        vec![exp_no_data(slo, runbook_base)]
                     } else {
                         vec![]
                     },
@@ -644,11 +648,14 @@ pub fn test_file(slo: &Slo) -> Result<String, String> {
 /// Test files for every SLO whose SLI can be synthesised. SLOs that cannot
 /// (raw PromQL, regex matchers) get a README line saying so instead of a
 /// silent gap.
-pub fn test_files(slos: &[Slo]) -> Result<BTreeMap<String, String>, crate::Error> {
+pub fn test_files(
+    slos: &[Slo],
+    runbook_base: &str,
+) -> Result<BTreeMap<String, String>, crate::Error> {
     let mut out = BTreeMap::new();
     let mut skipped = Vec::new();
     for s in slos {
-        match test_file(s) {
+        match test_file(s, runbook_base) {
             Ok(t) => {
                 out.insert(format!("{}.test.yaml", s.name), t);
             }
@@ -659,7 +666,7 @@ pub fn test_files(slos: &[Slo]) -> Result<BTreeMap<String, String>, crate::Error
         }
     }
     let mut readme = String::from(
-        "# Generated promtool unit tests\n\nRun `promtool test rules alerts/tests/*.test.yaml`. Each file holds, per SLO, the scenarios healthy, total-outage, slow-burn, recovery, low-traffic (event SLIs) and no-data, with the alerts the burn-rate math predicts at each checkpoint.\n",
+        "# Generated promtool unit tests\n\nRun `promtool test rules alerts/tests/*.test.yaml`. Each file holds, per SLO, the scenarios healthy, total-outage, slow-burn, recovery, low-traffic (event SLIs) and no-data, with the alerts the burn-rate math predicts at each checkpoint. `operations.test.yaml` proves each operational alert (`crates/slo/src/ops.rs`) fires and resolves on its schedule.\n",
     );
     if !skipped.is_empty() {
         readme.push_str("\nSLOs without generated tests:\n\n");

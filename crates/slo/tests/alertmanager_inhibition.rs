@@ -97,12 +97,16 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-#[test]
-fn pages_and_tickets_route_and_lower_tiers_are_inhibited() {
+/// A real Alertmanager running the generated config, its webhooks pointed at `hook`.
+struct Running {
+    _am: Killed,
+    _dir: tempfile::TempDir,
+    port: u16,
+}
+
+fn start(hook: u16) -> Running {
     let bin = common::require_tool("prometheus-alertmanager");
     let slos = slo::validate::load_dir(&common::repo_root().join("slo")).expect("specs");
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let hook = webhook(received.clone());
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = slo::compile::to_yaml(&slo::alertmanager::config_for(
         &slos,
@@ -121,7 +125,7 @@ fn pages_and_tickets_route_and_lower_tiers_are_inhibited() {
         .local_addr()
         .expect("addr")
         .port();
-    let _am = Killed(
+    let am = Killed(
         Command::new(bin)
             .arg(format!(
                 "--config.file={}",
@@ -142,6 +146,36 @@ fn pages_and_tickets_route_and_lower_tiers_are_inhibited() {
         TcpStream::connect(("127.0.0.1", port)).is_ok()
             && request(port, "GET", "/-/ready", "").0 == 200
     });
+    Running {
+        _am: am,
+        _dir: dir,
+        port,
+    }
+}
+
+/// (state, number of inhibiting alerts) of the first alert whose labels include `labels`.
+fn state_of(port: u16, labels: &[(&str, &str)]) -> (String, usize) {
+    let (_, body) = request(port, "GET", "/api/v2/alerts", "");
+    let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .find(|x| labels.iter().all(|(k, val)| x["labels"][*k] == *val))
+        .map(|x| {
+            (
+                x["status"]["state"].as_str().unwrap_or("").to_string(),
+                x["status"]["inhibitedBy"].as_array().map_or(0, Vec::len),
+            )
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn pages_and_tickets_route_and_lower_tiers_are_inhibited() {
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let hook = webhook(received.clone());
+    let running = start(hook);
+    let port = running.port;
 
     let a = "command-api-availability";
     let b = "command-api-latency";
@@ -168,21 +202,7 @@ fn pages_and_tickets_route_and_lower_tiers_are_inhibited() {
     });
 
     // A's ticket (tier 3) is suppressed by A's tier 1; B's ticket is not.
-    let state = |slo: &str, severity: &str| -> (String, usize) {
-        let (_, body) = request(port, "GET", "/api/v2/alerts", "");
-        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        v.as_array()
-            .into_iter()
-            .flatten()
-            .find(|x| x["labels"]["slo"] == slo && x["labels"]["severity"] == severity)
-            .map(|x| {
-                (
-                    x["status"]["state"].as_str().unwrap_or("").to_string(),
-                    x["status"]["inhibitedBy"].as_array().map_or(0, Vec::len),
-                )
-            })
-            .unwrap_or_default()
-    };
+    let state = |slo: &str, severity: &str| state_of(port, &[("slo", slo), ("severity", severity)]);
     wait_for("A's ticket to be inhibited", || {
         state(a, "ticket") == ("suppressed".into(), 1)
     });
@@ -196,4 +216,64 @@ fn pages_and_tickets_route_and_lower_tiers_are_inhibited() {
         !notified("/alerts/oncall", b),
         "a ticket reached the on-call webhook"
     );
+}
+
+/// The observer down explains the alerts computed from its metrics: they are
+/// suppressed, while an unrelated target's TargetDown is not.
+#[test]
+fn observer_down_inhibits_the_alerts_derived_from_the_observer() {
+    let hook = webhook(Arc::new(Mutex::new(Vec::new())));
+    let running = start(hook);
+    let port = running.port;
+    let ops = |name: &str, severity: &str, extra: &[(&str, &str)]| {
+        let mut labels =
+            json!({ "alertname": name, "severity": severity, "category": "operations" });
+        for (k, v) in extra {
+            labels[*k] = json!(v);
+        }
+        json!({ "labels": labels })
+    };
+    let alerts = json!([
+        ops(
+            "ObserverDown",
+            "page",
+            &[("job", "observer"), ("instance", "observer:8080")]
+        ),
+        ops(
+            "ConsumerGroupStalled",
+            "page",
+            &[("group", "query-service")]
+        ),
+        ops(
+            "TargetDown",
+            "ticket",
+            &[("job", "observer"), ("instance", "observer:8080")]
+        ),
+        ops(
+            "TargetDown",
+            "ticket",
+            &[("job", "query-service"), ("instance", "query-service:8080")]
+        ),
+        json!({ "labels": { "alertname": "QueryConsumerLagNoData", "slo": "query-consumer-lag", "severity": "ticket", "tier": "no-data" } }),
+    ]);
+    let (status, body) = request(port, "POST", "/api/v2/alerts", &alerts.to_string());
+    assert_eq!(status, 200, "{body}");
+    for labels in [
+        &[("alertname", "ConsumerGroupStalled")][..],
+        &[("alertname", "QueryConsumerLagNoData")][..],
+        &[("alertname", "TargetDown"), ("job", "observer")][..],
+    ] {
+        wait_for(&format!("{labels:?} to be inhibited"), || {
+            state_of(port, labels) == ("suppressed".into(), 1)
+        });
+    }
+    assert_eq!(
+        state_of(
+            port,
+            &[("alertname", "TargetDown"), ("job", "query-service")]
+        )
+        .0,
+        "active"
+    );
+    assert_eq!(state_of(port, &[("alertname", "ObserverDown")]).0, "active");
 }

@@ -42,10 +42,10 @@ fn validate_generate_check_and_explain_on_our_specs() {
     let o = slo::cli::explain(&specs, Some("nope"));
     assert!(!o.ok && o.stderr.contains("known:"));
     let tmp = tempfile::tempdir().expect("tmp");
-    let o = slo::cli::generate(&specs, tmp.path(), true);
+    let o = slo::cli::generate(&specs, tmp.path(), true, &slo::Options::default());
     assert!(!o.ok, "check against an empty dir must report stale files");
-    assert!(slo::cli::generate(&specs, tmp.path(), false).ok);
-    let o = slo::cli::generate(&specs, tmp.path(), true);
+    assert!(slo::cli::generate(&specs, tmp.path(), false, &slo::Options::default()).ok);
+    let o = slo::cli::generate(&specs, tmp.path(), true, &slo::Options::default());
     assert!(o.ok, "{}", o.stderr);
 }
 

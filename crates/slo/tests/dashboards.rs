@@ -12,7 +12,8 @@ fn dashboards_validate_against_grafana_schema() {
     .expect("schema json");
     let validator = jsonschema::validator_for(&schema).expect("compile schema");
     let slos = slo::validate::load_dir(&root.join("slo")).expect("specs");
-    let dashboards = slo::dashboards::all(&slos).expect("dashboards");
+    let dashboards =
+        slo::dashboards::all(&slos, &slo::ops::Thresholds::default()).expect("dashboards");
     assert!(dashboards.len() >= 6, "{:?}", dashboards.keys());
     let mut failures = Vec::new();
     for (name, text) in &dashboards {
@@ -41,7 +42,9 @@ fn dashboards_validate_against_grafana_schema() {
 fn panel_ids_are_unique_and_queries_use_contract_names() {
     let root = common::repo_root();
     let slos = slo::validate::load_dir(&root.join("slo")).expect("specs");
-    for (name, text) in slo::dashboards::all(&slos).expect("dashboards") {
+    for (name, text) in
+        slo::dashboards::all(&slos, &slo::ops::Thresholds::default()).expect("dashboards")
+    {
         let v: serde_json::Value = serde_json::from_str(&text).expect("json");
         let ids: Vec<u64> = v["panels"]
             .as_array()

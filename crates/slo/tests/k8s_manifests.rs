@@ -99,7 +99,10 @@ fn prometheusrules_validate_against_the_operator_crd() {
             other => panic!("{name}: unexpected kind {other:?}"),
         }
     }
-    assert_eq!(rules, 2);
+    assert_eq!(
+        rules, 3,
+        "one per service and one for the operational alerts"
+    );
     assert!(maps >= 6);
     // The strict schema must refuse a typo, or this test proves nothing.
     let mut bad: Value = serde_norway::from_str(
@@ -151,7 +154,10 @@ fn rules_and_service_monitors_carry_the_monitoring_stack_labels() {
             rules += 1;
         }
     }
-    assert_eq!(rules, 2, "generated PrometheusRules");
+    assert_eq!(
+        rules, 3,
+        "generated PrometheusRules (per service, and operations)"
+    );
 
     let mut files = Vec::new();
     yaml_files(&root.join("k8s"), &mut files);

@@ -18,6 +18,10 @@ pub enum SloCommand {
         /// Write nothing; exit 1 if any generated file is out of date.
         #[arg(long)]
         check: bool,
+        /// Base URL of every alert's runbook_url (`<base>/docs/runbook.md#<alert>`);
+        /// default: the workspace repository + `/blob/main`, which the committed files use.
+        #[arg(long)]
+        runbook_base: Option<String>,
     },
     /// Validate specs; prints one `file:line:col: field: message (fix: …)` line per problem, exit 1 on errors.
     Validate {
@@ -42,7 +46,18 @@ pub enum SloCommand {
 
 pub fn run(cmd: SloCommand) -> anyhow::Result<ExitCode> {
     let outcome = match &cmd {
-        SloCommand::Generate { specs, out, check } => slo::cli::generate(specs, out, *check),
+        SloCommand::Generate {
+            specs,
+            out,
+            check,
+            runbook_base,
+        } => {
+            let mut opts = slo::Options::default();
+            if let Some(base) = runbook_base {
+                opts.runbook_base = base.clone();
+            }
+            slo::cli::generate(specs, out, *check, &opts)
+        }
         SloCommand::Validate { specs, files } => slo::cli::validate(specs, files),
         SloCommand::Explain { name, specs } => slo::cli::explain(specs, name.as_deref()),
         SloCommand::Import { file, out } => slo::cli::import(file, out),
