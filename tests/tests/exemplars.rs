@@ -11,7 +11,7 @@ use contracts::metrics as m;
 use devstack::prometheus::{Prometheus, PrometheusOptions};
 use serde_json::{Value, json};
 use system_tests::otlp::{Seen, traced_stack};
-use system_tests::{Api, Service};
+use system_tests::{Api, Service, promtool_check_metrics};
 
 /// The `trace_id`s of the exemplars Prometheus holds for `selector` over
 /// the last ten minutes.
@@ -123,6 +123,26 @@ async fn latency_exemplars_in_prometheus_name_traces_the_services_exported() -> 
     let trace_id =
         exemplar_of_an_exported_trace(&http, &prom, &seen, "command-service", &request).await?;
     assert_eq!(trace_id.len(), 32, "{trace_id}");
+
+    // Exemplars are OpenMetrics only: the classic text stays valid.
+    let scrape = |accept: &'static str| {
+        let http = http.clone();
+        let url = format!("{}/metrics", command.base_url());
+        async move {
+            http.get(url)
+                .header("accept", accept)
+                .send()
+                .await?
+                .text()
+                .await
+        }
+    };
+    let om = scrape("application/openmetrics-text;version=1.0.0").await?;
+    assert!(om.contains(" # {trace_id=\""), "{om}");
+    let classic = scrape("text/plain;version=0.0.4").await?;
+    assert!(!classic.contains("trace_id"), "{classic}");
+    let (ok, problems) = promtool_check_metrics(&classic).await?;
+    assert!(ok && problems.trim().is_empty(), "promtool: {problems}");
 
     // The projection's freshness: the event's trace, which the query
     // service continued when it projected the event.
