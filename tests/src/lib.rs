@@ -13,6 +13,30 @@ use serde_json::Value;
 
 pub use devstack::{Service, ServiceProcess, Stack};
 
+/// `promtool check metrics` on a classic-text exposition: whether it
+/// passed, and what promtool said.
+pub async fn promtool_check_metrics(exposition: &str) -> anyhow::Result<(bool, String)> {
+    let mut child = tokio::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("promtool not found ({e}); run scripts/install-deps.sh"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        tokio::io::AsyncWriteExt::write_all(&mut stdin, exposition.as_bytes()).await?;
+    }
+    let out = child.wait_with_output().await?;
+    Ok((
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    ))
+}
+
 /// An unsigned token for `fuzz` with the `operator` role, which an observer
 /// in dev auth mode accepts (X-User-Id alone carries no role).
 pub const OPERATOR_TOKEN: &str =

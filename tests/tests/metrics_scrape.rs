@@ -1,13 +1,11 @@
 //! A real Prometheus scrapes every service; the expositions pass
 //! `promtool check metrics`; RED metrics split by `version` (stable/canary).
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use devstack::prometheus::{Prometheus, PrometheusOptions};
 use serde_json::json;
-use system_tests::{Api, Platform, Service};
-use tokio::io::AsyncWriteExt as _;
+use system_tests::{Api, Platform, Service, promtool_check_metrics};
 
 /// The families a service registers: the HTTP RED set and the sets of the
 /// components it runs, nothing it never emits (before issue 14 every service
@@ -49,28 +47,6 @@ fn families_of(service: &str) -> Vec<&'static str> {
     .chain(own)
     .map(|d| d.name)
     .collect()
-}
-
-async fn promtool_check_metrics(exposition: &str) -> anyhow::Result<(bool, String)> {
-    let mut child = tokio::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("promtool not found ({e}); run scripts/install-deps.sh"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(exposition.as_bytes()).await?;
-    }
-    let out = child.wait_with_output().await?;
-    Ok((
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    ))
 }
 
 async fn query(

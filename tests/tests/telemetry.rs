@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use prost::Message as _;
 use serde_json::json;
-use system_tests::otlp::otlp_receiver;
+use system_tests::otlp::{otlp_receiver, traced_stack};
 use system_tests::{Api, Service, Stack};
 
 /// A fresh trace id and a `traceparent` that continues it.
@@ -32,22 +32,6 @@ async fn post_traced(
         "alice",
     )
     .await
-}
-
-/// PostgreSQL and the broker, with every service it spawns exporting spans
-/// to a fresh OTLP receiver (batched every 100 ms) plus `extra` environment.
-async fn traced_stack(extra: &[(&str, &str)]) -> anyhow::Result<(Stack, system_tests::otlp::Seen)> {
-    let (otlp, seen) = otlp_receiver().await?;
-    let mut stack = Stack::start().await?;
-    stack.wiring.common_env = vec![
-        ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), otlp),
-        ("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()),
-    ];
-    stack
-        .wiring
-        .common_env
-        .extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    Ok((stack, seen))
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! A real Prometheus (Debian `prometheus`) as a child process: temp config
-//! and data dir, random loopback port, readiness on `/-/ready`. `kill` and
+//! and data dir, random loopback port, exemplar storage on, readiness on
+//! `/-/ready`. `kill` and
 //! `restart` (same port, same data) simulate a metrics backend outage.
 
 use std::path::{Path, PathBuf};
@@ -112,6 +113,9 @@ impl Prometheus {
             ))
             .arg(format!("--storage.tsdb.path={}", d.join("data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
+            // As in compose and the cluster: the latency histograms' trace
+            // exemplars are kept (`/api/v1/query_exemplars`).
+            .arg("--enable-feature=exemplar-storage")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))

@@ -2,16 +2,17 @@
 //! projection's own (freshness of applied events, events held for a gap).
 
 use contracts::metrics as m;
-use telemetry::metrics::{Counter, HistFamily, Histogram, MetricsRegistry, NoLabels};
+use telemetry::metrics::{Counter, HistFamily, MetricsRegistry, NoLabels, TracedHistogram};
 
-fn freshness_histogram() -> Histogram {
-    Histogram::new(m::FRESHNESS_BUCKETS.iter().copied())
+fn freshness_histogram() -> TracedHistogram {
+    TracedHistogram::new(m::FRESHNESS_BUCKETS.iter().copied())
 }
 
 #[derive(Clone)]
 pub struct Metrics {
     pub consumer: bus::ConsumerMetrics,
-    /// Seconds from an event's occurrence to its projection.
+    /// Seconds from an event's occurrence to its projection, with the
+    /// event's trace (the write that made it) as exemplar when sampled.
     pub freshness: HistFamily<NoLabels>,
     pub events_held: Counter,
 }

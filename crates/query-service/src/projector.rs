@@ -6,7 +6,7 @@ use bus::{BatchHandler, Failure};
 use chrono::Utc;
 use contracts::TodoEvent;
 use sqlx::PgPool;
-use telemetry::metrics::NoLabels;
+use telemetry::metrics::{NoLabels, TraceExemplar};
 use todo_store::read::{self, Tables};
 
 pub struct Projector {
@@ -42,7 +42,11 @@ impl BatchHandler for Projector {
         let freshness = self.metrics.freshness.get_or_create(&NoLabels {});
         for ev in events.iter().filter(|e| applied.contains(&e.event_id)) {
             let lag = (now - ev.occurred_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
-            freshness.observe(lag.max(0.0));
+            freshness.observe(
+                lag.max(0.0),
+                TraceExemplar::of_context(ev.trace.as_ref()),
+                None,
+            );
         }
         if applied.len() < events.len() {
             tracing::debug!(

@@ -14,7 +14,8 @@ use axum::response::{IntoResponse, Response};
 use contracts::metrics as m;
 use prometheus_client::encoding::EncodeLabelSet;
 use telemetry::metrics::{
-    Exposition, Gauge, HistFamily, Histogram, InFlight, MetricsRegistry, openmetrics_to_text,
+    Exposition, Gauge, HistFamily, InFlight, MetricsRegistry, TraceExemplar, TracedHistogram,
+    openmetrics_to_text,
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -24,8 +25,8 @@ pub struct HttpLabels {
     pub status_class: &'static str,
 }
 
-fn http_histogram() -> Histogram {
-    Histogram::new(m::HTTP_BUCKETS.iter().copied())
+fn http_histogram() -> TracedHistogram {
+    TracedHistogram::new(m::HTTP_BUCKETS.iter().copied())
 }
 
 /// The RED set of an HTTP server: request durations by route template,
@@ -122,7 +123,9 @@ fn status_class(status: u16) -> &'static str {
 }
 
 /// RED middleware: one histogram observation per request, labelled by the
-/// matched route template (bounded), never the raw path.
+/// matched route template (bounded), never the raw path, with the request
+/// span's trace as its exemplar when that trace is sampled (the middleware
+/// runs inside `trace::trace_http`'s span).
 pub async fn track_http(State(metrics): State<HttpMetrics>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let route = req
@@ -148,10 +151,11 @@ pub async fn track_http(State(metrics): State<HttpMetrics>, req: Request, next: 
         method,
         status_class: status_class(resp.status().as_u16()),
     };
-    metrics
-        .requests
-        .get_or_create(&labels)
-        .observe(start.elapsed().as_secs_f64());
+    metrics.requests.get_or_create(&labels).observe(
+        start.elapsed().as_secs_f64(),
+        TraceExemplar::of_span(&tracing::Span::current()),
+        None,
+    );
     resp
 }
 

@@ -349,7 +349,7 @@ pub fn red() -> Dashboard {
             format!("p{}", &q[2..]),
         );
     }
-    b.add(8, 8, lat);
+    b.add(8, 8, lat.exemplars());
     b.row("By status class and route");
     b.add(
         12,
@@ -365,13 +365,15 @@ pub fn red() -> Dashboard {
     b.add(
         12,
         8,
-        PanelSpec::timeseries("p99 latency by route", "s").query(
-            format!(
-                "histogram_quantile(0.99, sum by (le, {}) (rate({bucket}[$__rate_interval])))",
-                labels::ROUTE
-            ),
-            "{{route}}",
-        ),
+        PanelSpec::timeseries("p99 latency by route", "s")
+            .query(
+                format!(
+                    "histogram_quantile(0.99, sum by (le, {}) (rate({bucket}[$__rate_interval])))",
+                    labels::ROUTE
+                ),
+                "{{route}}",
+            )
+            .exemplars(),
     );
     dashboard(
         "service-red",
@@ -492,7 +494,8 @@ pub fn kafka() -> Dashboard {
                     PROJECTION_FRESHNESS.bucket()
                 ),
                 "p99",
-            ),
+            )
+            .exemplars(),
     );
     dashboard(
         "kafka-lag",
@@ -682,6 +685,20 @@ pub fn provisioning() -> Result<BTreeMap<String, String>, crate::Error> {
         url: &'static str,
         is_default: bool,
         editable: bool,
+        json_data: DsJson,
+    }
+    /// Exemplars carry `trace_id`; Grafana links them to the Tempo
+    /// datasource (uid `tempo`, deploy/grafana/datasources/loki-tempo.yaml).
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct DsJson {
+        exemplar_trace_id_destinations: Vec<ExemplarLink>,
+    }
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct ExemplarLink {
+        name: &'static str,
+        datasource_uid: &'static str,
     }
     #[derive(serde::Serialize)]
     struct Providers {
@@ -720,6 +737,12 @@ pub fn provisioning() -> Result<BTreeMap<String, String>, crate::Error> {
                 url: "http://prometheus:9090",
                 is_default: true,
                 editable: false,
+                json_data: DsJson {
+                    exemplar_trace_id_destinations: vec![ExemplarLink {
+                        name: "trace_id",
+                        datasource_uid: "tempo",
+                    }],
+                },
             }],
         })?,
     );

@@ -174,6 +174,10 @@ pub struct Target {
     pub legend_format: String,
     pub instant: bool,
     pub range: bool,
+    /// Query the histogram's trace exemplars too (linked to Tempo by the
+    /// Prometheus datasource's `exemplarTraceIdDestinations`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub exemplar: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -366,6 +370,7 @@ impl Builder {
                 legend_format: legend,
                 instant: p.kind == "stat" || p.kind == "table",
                 range: p.kind == "timeseries",
+                exemplar: p.exemplars && p.kind == "timeseries",
             })
             .collect();
         let options = match p.kind {
@@ -438,6 +443,7 @@ pub struct PanelSpec {
     pub decimals: Option<u32>,
     pub thresholds: Thresholds,
     pub time_from: Option<String>,
+    pub exemplars: bool,
 }
 
 impl PanelSpec {
@@ -453,6 +459,7 @@ impl PanelSpec {
             decimals: None,
             thresholds: Thresholds::base("green"),
             time_from: None,
+            exemplars: false,
         }
     }
     pub fn stat(title: impl Into<String>, unit: &'static str) -> Self {
@@ -487,6 +494,11 @@ impl PanelSpec {
     }
     pub fn time_from(mut self, t: impl Into<String>) -> Self {
         self.time_from = Some(t.into());
+        self
+    }
+    /// Show the trace exemplars of the histogram the queries read.
+    pub fn exemplars(mut self) -> Self {
+        self.exemplars = true;
         self
     }
 }

@@ -68,3 +68,62 @@ fn panel_ids_are_unique_and_queries_use_contract_names() {
 fn contracts_name() -> &'static str {
     "http_server_request_duration_seconds_bucket"
 }
+
+/// The latency panels (RED, projection freshness) ask for exemplars, and the
+/// generated Prometheus datasource links their `trace_id` to the Tempo
+/// datasource that compose provisions.
+#[test]
+fn latency_panels_show_exemplars_linked_to_tempo() {
+    let root = common::repo_root();
+    let slos = slo::validate::load_dir(&root.join("slo")).expect("specs");
+    let dashboards = slo::dashboards::all(&slos).expect("dashboards");
+    let targets = |name: &str| -> Vec<serde_json::Value> {
+        let v: serde_json::Value = serde_json::from_str(&dashboards[name]).expect("json");
+        v["panels"]
+            .as_array()
+            .expect("panels")
+            .iter()
+            .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+            .collect()
+    };
+    for (name, histogram) in [
+        (
+            "service-red.json",
+            "http_server_request_duration_seconds_bucket",
+        ),
+        ("kafka-lag.json", "projection_freshness_seconds_bucket"),
+    ] {
+        let latency: Vec<_> = targets(name)
+            .into_iter()
+            .filter(|t| {
+                t["expr"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("histogram_quantile")
+            })
+            .filter(|t| t["expr"].as_str().unwrap_or("").contains(histogram))
+            .collect();
+        assert!(!latency.is_empty(), "{name}: no latency panel");
+        for t in latency {
+            assert_eq!(t["exemplar"], true, "{name}: {t}");
+        }
+    }
+    let provisioning = slo::dashboards::provisioning().expect("provisioning");
+    let ds: serde_json::Value =
+        serde_norway::from_str(&provisioning["datasources/prometheus.yaml"]).expect("yaml");
+    let link = &ds["datasources"][0]["jsonData"]["exemplarTraceIdDestinations"][0];
+    assert_eq!(link["name"], "trace_id", "{ds}");
+    let tempo: serde_json::Value = serde_norway::from_str(
+        &std::fs::read_to_string(root.join("deploy/grafana/datasources/loki-tempo.yaml"))
+            .expect("compose datasources"),
+    )
+    .expect("yaml");
+    let tempo_uid = tempo["datasources"]
+        .as_array()
+        .expect("datasources")
+        .iter()
+        .find(|d| d["type"] == "tempo")
+        .map(|d| d["uid"].clone())
+        .expect("a Tempo datasource");
+    assert_eq!(link["datasourceUid"], tempo_uid, "{ds}");
+}

@@ -24,9 +24,45 @@ use prometheus_client::registry::{Metric, Registry};
 /// The metric types sets are made of (a label set of its own still needs
 /// `prometheus-client` for its derive).
 pub use prometheus_client::metrics::counter::Counter;
+pub use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 pub use prometheus_client::metrics::family::Family;
 pub use prometheus_client::metrics::gauge::Gauge;
 pub use prometheus_client::metrics::histogram::Histogram;
+
+/// The exemplar of a latency observation: the trace it was measured in, so
+/// that a slow bucket leads to a slow trace (OpenMetrics exposition only).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TraceExemplar {
+    pub trace_id: String,
+}
+
+impl TraceExemplar {
+    /// The trace of `span`, when it is sampled: an exemplar must lead to a
+    /// trace that was exported.
+    pub fn of_span(span: &tracing::Span) -> Option<Self> {
+        use opentelemetry::trace::TraceContextExt as _;
+        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+        Self::sampled(span.context().span().span_context())
+    }
+
+    /// The trace an event was written in (its envelope's `traceparent`),
+    /// when that trace is sampled.
+    pub fn of_context(trace: Option<&contracts::TraceContext>) -> Option<Self> {
+        use opentelemetry::trace::TraceContextExt as _;
+        trace?;
+        Self::sampled(crate::trace::parent_from(trace).span().span_context())
+    }
+
+    fn sampled(sc: &opentelemetry::trace::SpanContext) -> Option<Self> {
+        (sc.is_valid() && sc.is_sampled()).then(|| Self {
+            trace_id: sc.trace_id().to_string(),
+        })
+    }
+}
+
+/// A latency histogram whose buckets each keep the last observation's
+/// trace as their exemplar.
+pub type TracedHistogram = HistogramWithExemplars<TraceExemplar>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TopicLabels {
@@ -61,8 +97,9 @@ pub struct DependencyOutcomeLabels {
     pub outcome: &'static str,
 }
 
-/// A histogram family whose histograms share one set of buckets.
-pub type HistFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+/// A family of latency histograms that share one set of buckets and carry
+/// trace exemplars.
+pub type HistFamily<L> = Family<L, TracedHistogram, fn() -> TracedHistogram>;
 
 /// prometheus-client ends every HELP text with a period itself.
 fn help(def: &m::Metric) -> &'static str {
@@ -133,7 +170,11 @@ impl MetricsRegistry {
     }
 
     /// A histogram family with the given buckets.
-    pub fn histograms<L>(&mut self, def: &m::Metric, buckets: fn() -> Histogram) -> HistFamily<L>
+    pub fn histograms<L>(
+        &mut self,
+        def: &m::Metric,
+        buckets: fn() -> TracedHistogram,
+    ) -> HistFamily<L>
     where
         L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static,
     {
@@ -161,8 +202,8 @@ impl Exposition {
 }
 
 /// OpenMetrics → Prometheus text format 0.0.4: a counter family `x` becomes
-/// `x_total` in HELP and TYPE (its samples already are), `# EOF` and
-/// `# UNIT` go.
+/// `x_total` in HELP and TYPE (its samples already are), `# EOF`, `# UNIT`
+/// and exemplars (` # {trace_id="…"} v ts` after a sample) go.
 pub fn openmetrics_to_text(om: &str) -> String {
     let lines: Vec<&str> = om.lines().collect();
     let mut counters = std::collections::HashSet::new();
@@ -186,10 +227,42 @@ pub fn openmetrics_to_text(om: &str) -> String {
                 .contains(name)
                 .then(|| format!("{prefix}{name}_total {tail}"))
         });
-        out.push_str(renamed.as_deref().unwrap_or(l));
+        let line = renamed.as_deref().unwrap_or(l);
+        out.push_str(without_exemplar(line));
         out.push('\n');
     }
     out
+}
+
+/// A sample line without its exemplar: the ` # ` that follows the label
+/// set (quoted label values may contain anything) and the value.
+fn without_exemplar(line: &str) -> &str {
+    if line.starts_with('#') {
+        return line;
+    }
+    let mut in_quotes = false;
+    let mut escaped = false;
+    let mut labels_end = 0;
+    for (i, c) in line.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_quotes => escaped = true,
+            '"' => in_quotes = !in_quotes,
+            '}' if !in_quotes => {
+                labels_end = i;
+                break;
+            }
+            ' ' if !in_quotes && labels_end == 0 && !line[..i].contains('{') => {
+                labels_end = i;
+                break;
+            }
+            _ => {}
+        }
+    }
+    match line[labels_end..].find(" # ") {
+        Some(at) => &line[..labels_end + at],
+        None => line,
+    }
 }
 
 /// One unit of an in-flight gauge, given back when dropped: a request whose
@@ -253,5 +326,73 @@ mod tests {
             )),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_traced_observation_is_an_exemplar_in_openmetrics_and_absent_from_classic_text() {
+        let mut r = MetricsRegistry::new("svc", "stable");
+        let h: HistFamily<NoLabels> = r.histograms(&m::PROJECTION_FRESHNESS, || {
+            TracedHistogram::new([0.1, 1.0].into_iter())
+        });
+        let trace_id = "0af7651916cd43dd8448eb211c80319c".to_string();
+        h.get_or_create(&NoLabels {})
+            .observe(0.05, Some(TraceExemplar { trace_id }), None);
+        h.get_or_create(&NoLabels {}).observe(0.5, None, None);
+        let om = r.finish().encode();
+        let name = m::PROJECTION_FRESHNESS.name;
+        assert!(
+            om.contains(&format!(
+                "{name}_bucket{{service=\"svc\",version=\"stable\",le=\"0.1\"}} 1 # {{trace_id=\"0af7651916cd43dd8448eb211c80319c\"}} 0.05\n"
+            )),
+            "{om}"
+        );
+        assert!(
+            om.contains(&format!(
+                "{name}_bucket{{service=\"svc\",version=\"stable\",le=\"1.0\"}} 2\n"
+            )),
+            "an untraced observation leaves no exemplar: {om}"
+        );
+        let text = openmetrics_to_text(&om);
+        assert!(!text.contains("trace_id"), "{text}");
+        assert!(
+            text.contains(&format!(
+                "{name}_bucket{{service=\"svc\",version=\"stable\",le=\"0.1\"}} 1\n"
+            )),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn exemplars_go_from_classic_text_but_a_hash_in_a_label_value_stays() {
+        assert_eq!(
+            without_exemplar(r#"x_bucket{route="/a # {b}",le="1"} 3 # {trace_id="t"} 0.2 17.5"#),
+            r#"x_bucket{route="/a # {b}",le="1"} 3"#
+        );
+        assert_eq!(
+            without_exemplar("x_count 3 # {trace_id=\"t\"} 1"),
+            "x_count 3"
+        );
+        assert_eq!(without_exemplar("x_count 3"), "x_count 3");
+        assert_eq!(without_exemplar("# HELP x A # b."), "# HELP x A # b.");
+    }
+
+    #[test]
+    fn only_a_sampled_trace_makes_an_exemplar() {
+        let tc = |flags: &str| contracts::TraceContext {
+            traceparent: format!("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-{flags}"),
+            tracestate: None,
+        };
+        opentelemetry::global::set_text_map_propagator(
+            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+        );
+        assert_eq!(
+            TraceExemplar::of_context(Some(&tc("01"))),
+            Some(TraceExemplar {
+                trace_id: "0af7651916cd43dd8448eb211c80319c".into()
+            })
+        );
+        assert_eq!(TraceExemplar::of_context(Some(&tc("00"))), None);
+        assert_eq!(TraceExemplar::of_context(None), None);
+        assert_eq!(TraceExemplar::of_span(&tracing::Span::none()), None);
     }
 }
