@@ -76,7 +76,8 @@ fn contracts_name() -> &'static str {
 fn latency_panels_show_exemplars_linked_to_tempo() {
     let root = common::repo_root();
     let slos = slo::validate::load_dir(&root.join("slo")).expect("specs");
-    let dashboards = slo::dashboards::all(&slos).expect("dashboards");
+    let dashboards =
+        slo::dashboards::all(&slos, &slo::ops::Thresholds::default()).expect("dashboards");
     let targets = |name: &str| -> Vec<serde_json::Value> {
         let v: serde_json::Value = serde_json::from_str(&dashboards[name]).expect("json");
         v["panels"]
