@@ -38,12 +38,17 @@ fn families_of(service: &str) -> Vec<&'static str> {
             m::KAFKA_MESSAGES_FAILED,
             m::DLQ_MESSAGES,
             m::KAFKA_MESSAGES_PRODUCED,
+            m::TODOS_OVERDUE,
+            m::USERS_ACTIVE,
         ],
         other => panic!("no families listed for {other}"),
     };
     [
         m::HTTP_SERVER_REQUEST_DURATION,
         m::HTTP_SERVER_ACTIVE_REQUESTS,
+        m::DB_POOL_CONNECTIONS,
+        m::DB_POOL_IDLE,
+        m::DB_POOL_MAX,
     ]
     .into_iter()
     .chain(own)
