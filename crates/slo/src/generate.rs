@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::cost::Prices;
 use crate::model::Slo;
 use crate::receivers::{Receivers, Target};
 use crate::{Error, alertmanager, compile, dashboards, k8s, promtest};
@@ -11,8 +12,13 @@ use crate::{Error, alertmanager, compile, dashboards, k8s, promtest};
 /// Every generated file, path relative to the repository root → content.
 /// Receivers come from `slo/receivers.yaml` (`receivers::load`): the compose
 /// target is `alerts/alertmanager.yml`, each Kubernetes overlay gets
-/// `k8s/monitoring/secret-alertmanager-<overlay>.yaml`.
-pub fn artifacts(slos: &[Slo], receivers: &Receivers) -> Result<BTreeMap<PathBuf, String>, Error> {
+/// `k8s/monitoring/secret-alertmanager-<overlay>.yaml`. Prices come from
+/// `slo/cost.yaml` (`cost::load`) and feed the cost dashboard.
+pub fn artifacts(
+    slos: &[Slo],
+    receivers: &Receivers,
+    prices: &Prices,
+) -> Result<BTreeMap<PathBuf, String>, Error> {
     let mut out = BTreeMap::new();
     for (service, file) in compile::rule_files(slos) {
         out.insert(
@@ -31,7 +37,7 @@ pub fn artifacts(slos: &[Slo], receivers: &Receivers) -> Result<BTreeMap<PathBuf
     for (name, text) in promtest::test_files(slos)? {
         out.insert(PathBuf::from(format!("alerts/tests/{name}")), text);
     }
-    for (name, text) in dashboards::all(slos)? {
+    for (name, text) in dashboards::all(slos, prices)? {
         out.insert(PathBuf::from(format!("dashboards/{name}")), text);
     }
     for (name, text) in dashboards::provisioning()? {
@@ -61,7 +67,8 @@ pub fn artifacts(slos: &[Slo], receivers: &Receivers) -> Result<BTreeMap<PathBuf
 pub fn generate(specs_dir: &Path, root: &Path) -> Result<Vec<PathBuf>, Error> {
     let slos = crate::validate::load_dir(specs_dir)?;
     let receivers = crate::receivers::load(specs_dir)?;
-    write_all(&slos, &receivers, root)
+    let prices = crate::cost::load(specs_dir)?;
+    write_all(&slos, &receivers, &prices, root)
 }
 
 /// Generated files that no longer correspond to a spec (e.g. a deleted SLO):
@@ -92,9 +99,14 @@ pub fn stale_files(root: &Path, want: &BTreeMap<PathBuf, String>) -> Vec<PathBuf
     out
 }
 
-pub fn write_all(slos: &[Slo], receivers: &Receivers, root: &Path) -> Result<Vec<PathBuf>, Error> {
+pub fn write_all(
+    slos: &[Slo],
+    receivers: &Receivers,
+    prices: &Prices,
+    root: &Path,
+) -> Result<Vec<PathBuf>, Error> {
     let mut changed = Vec::new();
-    let all = artifacts(slos, receivers)?;
+    let all = artifacts(slos, receivers, prices)?;
     for rel in stale_files(root, &all) {
         let path = root.join(&rel);
         std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;

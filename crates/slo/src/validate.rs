@@ -59,14 +59,17 @@ pub(crate) fn check_yaml<T: serde::de::DeserializeOwned, R>(
 }
 
 /// Loads every `*.yaml`/`*.yml` in `dir` (sorted) except `receivers.yaml`
-/// (`crate::receivers`), validates each file and rejects SLO names used
+/// (`crate::receivers`) and `cost.yaml` (`crate::cost`), validates each file and rejects SLO names used
 /// twice across files.
 pub fn load_dir(dir: &Path) -> Result<Vec<Slo>, Error> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
-        .filter(|p| p.file_name().and_then(|n| n.to_str()) != Some(crate::receivers::FILE))
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str());
+            name != Some(crate::receivers::FILE) && name != Some(crate::cost::FILE)
+        })
         .collect();
     files.sort();
     let mut texts = Vec::new();

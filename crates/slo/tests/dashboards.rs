@@ -12,8 +12,12 @@ fn dashboards_validate_against_grafana_schema() {
     .expect("schema json");
     let validator = jsonschema::validator_for(&schema).expect("compile schema");
     let slos = slo::validate::load_dir(&root.join("slo")).expect("specs");
-    let dashboards = slo::dashboards::all(&slos).expect("dashboards");
-    assert!(dashboards.len() >= 6, "{:?}", dashboards.keys());
+    let dashboards = slo::dashboards::all(&slos, &common::prices()).expect("dashboards");
+    assert!(dashboards.len() >= 9, "{:?}", dashboards.keys());
+    // The seed's business, infrastructure and cost views are among them.
+    for view in ["business.json", "infrastructure.json", "cost.json"] {
+        assert!(dashboards.contains_key(view), "{view} missing");
+    }
     let mut failures = Vec::new();
     for (name, text) in &dashboards {
         let v: serde_json::Value = serde_json::from_str(text).expect("dashboard json");
@@ -41,7 +45,7 @@ fn dashboards_validate_against_grafana_schema() {
 fn panel_ids_are_unique_and_queries_use_contract_names() {
     let root = common::repo_root();
     let slos = slo::validate::load_dir(&root.join("slo")).expect("specs");
-    for (name, text) in slo::dashboards::all(&slos).expect("dashboards") {
+    for (name, text) in slo::dashboards::all(&slos, &common::prices()).expect("dashboards") {
         let v: serde_json::Value = serde_json::from_str(&text).expect("json");
         let ids: Vec<u64> = v["panels"]
             .as_array()
@@ -64,4 +68,28 @@ fn panel_ids_are_unique_and_queries_use_contract_names() {
 
 fn contracts_name() -> &'static str {
     "http_server_request_duration_seconds_bucket"
+}
+
+#[test]
+fn cost_panels_say_they_are_estimates_and_use_the_price_table() {
+    let prices = slo::cost::parse_str(
+        "cost.yaml",
+        "cost:\n  currency: EUR\n  replica_hour:\n    command-service: 0.125\n",
+    )
+    .expect("prices");
+    let d = serde_json::to_value(slo::dashboards::cost(&prices)).expect("json");
+    let mut priced = 0;
+    for p in d["panels"].as_array().expect("panels") {
+        let text = format!("{} {}", p["title"], p["description"]);
+        let exprs = serde_json::to_string(&p["targets"]).expect("targets");
+        if exprs.contains("0.125") {
+            priced += 1;
+            assert!(
+                text.to_lowercase().contains("estimate"),
+                "a priced panel must say it is an estimate: {text}"
+            );
+            assert_eq!(p["fieldConfig"]["defaults"]["unit"], "currencyEUR");
+        }
+    }
+    assert!(priced >= 3, "{priced} panels use the price");
 }

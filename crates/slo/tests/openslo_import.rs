@@ -36,7 +36,13 @@ fn openslo_ratio_and_threshold_metrics_import_and_compile() {
 
     let promtool = common::require_tool("promtool");
     let dir = tempfile::tempdir().expect("tempdir");
-    slo::generate::write_all(&slos, &slo::Receivers::demo(), dir.path()).expect("write");
+    slo::generate::write_all(
+        &slos,
+        &slo::Receivers::demo(),
+        &slo::cost::Prices::unpriced(),
+        dir.path(),
+    )
+    .expect("write");
     let out = std::process::Command::new(promtool)
         .arg("check")
         .arg("rules")

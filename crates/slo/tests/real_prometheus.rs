@@ -275,7 +275,13 @@ fn recording_rules_match_an_independent_computation_and_dashboards_query_cleanly
     let root = common::repo_root();
     let slos = slo::validate::load_dir(&root.join("slo")).expect("specs");
     let gen_dir = tempfile::tempdir().expect("tempdir");
-    slo::generate::write_all(&slos, &slo::Receivers::demo(), gen_dir.path()).expect("generate");
+    slo::generate::write_all(
+        &slos,
+        &slo::Receivers::demo(),
+        &common::prices(),
+        gen_dir.path(),
+    )
+    .expect("generate");
     let stop = Arc::new(AtomicBool::new(false));
     let target = serve_metrics(stop.clone());
     let prom = start_prometheus(gen_dir.path(), target);
@@ -402,7 +408,12 @@ fn recording_rules_match_an_independent_computation_and_dashboards_query_cleanly
 
     // Every dashboard expression parses and evaluates without error.
     let mut exprs = BTreeMap::new();
-    for (name, text) in slo::dashboards::all(&slos).expect("dashboards") {
+    let dashboards = slo::dashboards::all(&slos, &common::prices()).expect("dashboards");
+    // The seed's views are in the set whose queries run here.
+    for view in ["business.json", "infrastructure.json", "cost.json"] {
+        assert!(dashboards.contains_key(view), "{view} not queried");
+    }
+    for (name, text) in dashboards {
         let d: Value = serde_json::from_str(&text).expect("json");
         for p in d["panels"].as_array().expect("panels") {
             for t in p["targets"].as_array().into_iter().flatten() {
