@@ -9,7 +9,7 @@ use contracts::metrics::services;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, SpecErrors};
-use crate::validate::{Ctx, check_yaml};
+use crate::validate::{Ctx, check_yaml, load_side_file};
 
 /// File name of the price table inside the specs directory; the SLO loader skips it.
 pub const FILE: &str = "cost.yaml";
@@ -66,12 +66,7 @@ impl Prices {
 
 /// Loads `dir/cost.yaml`, or [`Prices::unpriced`] when there is none.
 pub fn load(dir: &Path) -> Result<Prices, Error> {
-    let path = dir.join(FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => parse_str(&path.display().to_string(), &text).map_err(Error::Spec),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Prices::unpriced()),
-        Err(e) => Err(Error::io(&path, e)),
-    }
+    load_side_file(dir, FILE, parse_str, Prices::unpriced)
 }
 
 /// Parses and validates a price table; errors name file:line:col and field.

@@ -36,6 +36,22 @@ pub fn parse_str(file: &str, text: &str) -> Result<Vec<Slo>, SpecErrors> {
     check_yaml(file, text, |ctx, spec: &SpecFile| check_file(ctx, spec))
 }
 
+/// Loads the optional side file `name` of the specs directory (receivers,
+/// prices) with `parse`, or `absent()` when there is no such file.
+pub(crate) fn load_side_file<T>(
+    dir: &Path,
+    name: &str,
+    parse: impl FnOnce(&str, &str) -> Result<T, SpecErrors>,
+    absent: impl FnOnce() -> T,
+) -> Result<T, Error> {
+    let path = dir.join(name);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse(&path.display().to_string(), &text).map_err(Error::Spec),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(absent()),
+        Err(e) => Err(Error::io(&path, e)),
+    }
+}
+
 /// Parses `text` (a located error when the YAML does not fit `T`), then runs
 /// `check`, which reports through the context; any report fails the file.
 pub(crate) fn check_yaml<T: serde::de::DeserializeOwned, R>(

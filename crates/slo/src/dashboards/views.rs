@@ -20,6 +20,11 @@ fn rate_by(series: &str, by: &[&str], scale: &str) -> String {
     format!("sum{by} (rate({series}[$__rate_interval])){scale}")
 }
 
+/// Per-second rate of a Kafka counter by service and topic.
+fn per_topic(counter: &m::Metric) -> String {
+    rate_by(&counter.series(), &[labels::SERVICE, labels::TOPIC], "")
+}
+
 /// Per-minute rate of what the event processor produced to `topic`.
 fn produced_per_minute(topic: &str) -> String {
     let s = sel(
@@ -235,11 +240,7 @@ pub fn infrastructure() -> Dashboard {
         8,
         8,
         PanelSpec::timeseries("Consumed per second", "short").query(
-            rate_by(
-                &m::KAFKA_MESSAGES_CONSUMED.series(),
-                &[svc, labels::TOPIC],
-                "",
-            ),
+            per_topic(&m::KAFKA_MESSAGES_CONSUMED),
             "{{service}} {{topic}}",
         ),
     );
@@ -248,19 +249,11 @@ pub fn infrastructure() -> Dashboard {
         8,
         PanelSpec::timeseries("Produced and failed per second", "short")
             .query(
-                rate_by(
-                    &m::KAFKA_MESSAGES_PRODUCED.series(),
-                    &[svc, labels::TOPIC],
-                    "",
-                ),
+                per_topic(&m::KAFKA_MESSAGES_PRODUCED),
                 "produced {{service}} {{topic}}",
             )
             .query(
-                rate_by(
-                    &m::KAFKA_MESSAGES_FAILED.series(),
-                    &[svc, labels::TOPIC],
-                    "",
-                ),
+                per_topic(&m::KAFKA_MESSAGES_FAILED),
                 "failed {{service}} {{topic}}",
             ),
     );
