@@ -206,5 +206,27 @@ async fn prometheus_scrapes_every_service_and_red_metrics_split_by_version() -> 
         let count: f64 = v["value"][1].as_str().unwrap_or("0").parse()?;
         assert!(count >= 5.0, "{version}: {count} requests");
     }
+    // The gauges behind the infrastructure and business dashboards: every
+    // service's pool, and alice as the one active user (the processor
+    // recounts every 15 s).
+    for (q, want) in [
+        ("count(db_pool_max_connections > 0)", 4.0),
+        ("max(users_active)", 1.0),
+        ("max(todos_overdue)", 0.0),
+    ] {
+        let ready = devstack::wait_until(q, Duration::from_secs(45), || {
+            let (http, url) = (http.clone(), prom.url());
+            async move {
+                let got = query(&http, &url, q)
+                    .await
+                    .ok()
+                    .and_then(|r| r.first()?["value"][1].as_str()?.parse::<f64>().ok());
+                got == Some(want)
+            }
+        })
+        .await;
+        let last = query(&http, &prom.url(), q).await.unwrap_or_default();
+        assert!(ready.is_ok(), "{q}: want {want}, got {last:?}");
+    }
     Ok(())
 }
