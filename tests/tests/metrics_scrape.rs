@@ -36,12 +36,17 @@ fn families_of(service: &str) -> Vec<&'static str> {
             m::KAFKA_MESSAGES_FAILED,
             m::DLQ_MESSAGES,
             m::KAFKA_MESSAGES_PRODUCED,
+            m::TODOS_OVERDUE,
+            m::USERS_ACTIVE,
         ],
         other => panic!("no families listed for {other}"),
     };
     [
         m::HTTP_SERVER_REQUEST_DURATION,
         m::HTTP_SERVER_ACTIVE_REQUESTS,
+        m::DB_POOL_CONNECTIONS,
+        m::DB_POOL_IDLE,
+        m::DB_POOL_MAX,
     ]
     .into_iter()
     .chain(own)
@@ -176,6 +181,28 @@ async fn prometheus_scrapes_every_service_and_red_metrics_split_by_version() -> 
         assert!(version == "stable" || version == "canary", "{v}");
         let count: f64 = v["value"][1].as_str().unwrap_or("0").parse()?;
         assert!(count >= 5.0, "{version}: {count} requests");
+    }
+    // The gauges behind the infrastructure and business dashboards: every
+    // service's pool, and alice as the one active user (the processor
+    // recounts every 15 s).
+    for (q, want) in [
+        ("count(db_pool_max_connections > 0)", 4.0),
+        ("max(users_active)", 1.0),
+        ("max(todos_overdue)", 0.0),
+    ] {
+        let ready = devstack::wait_until(q, Duration::from_secs(45), || {
+            let (http, url) = (http.clone(), prom.url());
+            async move {
+                let got = query(&http, &url, q)
+                    .await
+                    .ok()
+                    .and_then(|r| r.first()?["value"][1].as_str()?.parse::<f64>().ok());
+                got == Some(want)
+            }
+        })
+        .await;
+        let last = query(&http, &prom.url(), q).await.unwrap_or_default();
+        assert!(ready.is_ok(), "{q}: want {want}, got {last:?}");
     }
     Ok(())
 }

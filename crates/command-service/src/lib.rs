@@ -96,6 +96,8 @@ impl service_kit::launcher::Service for Application {
         let mut server =
             ServerBuilder::bind(SERVICE, &platform.version, "COMMAND", &config.listen).await?;
         let metrics = metrics::Metrics::register(server.metrics());
+        todo_store::PoolMetrics::register(server.metrics())
+            .watch(pool.clone(), todo_store::pool_metrics::SAMPLE_EVERY);
         let open_for = Duration::from_millis(config.breaker_open_ms);
         let committer = (config.group_commit_workers > 0).then(|| {
             todo_store::group::GroupCommitter::spawn(

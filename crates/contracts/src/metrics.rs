@@ -175,6 +175,51 @@ pub const TODOS_COMPLETED: Metric = Metric {
     buckets: &[],
 };
 
+/// Open todos whose due date has passed, from the event processor's due-date
+/// table (refreshed on a tick; one series per replica, no per-user label).
+pub const TODOS_OVERDUE: Metric = Metric {
+    name: "todos_overdue",
+    kind: MetricKind::Gauge,
+    help: "Open todos whose due date has passed (the event processor's view).",
+    labels: &[SERVICE, VERSION],
+    buckets: &[],
+};
+
+/// Distinct users with at least one open todo: the business view of
+/// "active users", counted in Postgres so that no user id becomes a label.
+pub const USERS_ACTIVE: Metric = Metric {
+    name: "users_active",
+    kind: MetricKind::Gauge,
+    help: "Users with at least one open todo (the event processor's view).",
+    labels: &[SERVICE, VERSION],
+    buckets: &[],
+};
+
+/// The PostgreSQL pool of a service (sqlx `size`, `num_idle`, `max_connections`).
+pub const DB_POOL_CONNECTIONS: Metric = Metric {
+    name: "db_pool_connections",
+    kind: MetricKind::Gauge,
+    help: "Connections open in the service's PostgreSQL pool (idle and in use).",
+    labels: &[SERVICE, VERSION],
+    buckets: &[],
+};
+
+pub const DB_POOL_IDLE: Metric = Metric {
+    name: "db_pool_idle_connections",
+    kind: MetricKind::Gauge,
+    help: "Idle connections in the service's PostgreSQL pool.",
+    labels: &[SERVICE, VERSION],
+    buckets: &[],
+};
+
+pub const DB_POOL_MAX: Metric = Metric {
+    name: "db_pool_max_connections",
+    kind: MetricKind::Gauge,
+    help: "Upper bound of the service's PostgreSQL pool; callers wait for a connection when all are in use.",
+    labels: &[SERVICE, VERSION],
+    buckets: &[],
+};
+
 /// Consumer-group lag exported by the observer, per partition.
 pub const CONSUMER_GROUP_LAG_MESSAGES: Metric = Metric {
     name: "kafka_consumergroup_lag_messages",
@@ -397,6 +442,11 @@ pub const ALL: &[Metric] = &[
     OUTBOX_OLDEST_AGE,
     TODOS_CREATED,
     TODOS_COMPLETED,
+    TODOS_OVERDUE,
+    USERS_ACTIVE,
+    DB_POOL_CONNECTIONS,
+    DB_POOL_IDLE,
+    DB_POOL_MAX,
     CIRCUIT_BREAKER_STATE,
     DEPENDENCY_CALLS,
     WRITES_SHED,

@@ -200,6 +200,13 @@ impl Processor {
             .map_err(store_failure)
     }
 
+    /// Refreshes the overdue and active-user gauges from the processor's tables.
+    pub async fn refresh_business_gauges(&self) -> Result<(), StoreError> {
+        let counts = store::business_counts(&self.pool, Utc::now()).await?;
+        self.metrics.set_business(counts);
+        Ok(())
+    }
+
     /// Notify every open todo due within the window that was not notified yet.
     pub async fn sweep(&self) -> Result<usize, Failure> {
         let now = Utc::now();

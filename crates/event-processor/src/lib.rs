@@ -60,6 +60,8 @@ impl service_kit::launcher::Service for Application {
         let mut server =
             ServerBuilder::bind(SERVICE, &platform.version, "PROCESSOR", &config.listen).await?;
         let metrics = metrics::Metrics::register(server.metrics());
+        todo_store::PoolMetrics::register(server.metrics())
+            .watch(pool.clone(), todo_store::pool_metrics::SAMPLE_EVERY);
         let processor = Arc::new(handler::Processor {
             pool: pool.clone(),
             producer: producer.clone(),
@@ -115,10 +117,15 @@ impl service_kit::launcher::Service for Application {
             self.config.schedule()?,
             shutdown.clone(),
         ));
+        let gauges = tokio::spawn(business_gauges_loop(
+            self.processor.clone(),
+            shutdown.clone(),
+        ));
         tracing::info!(port = self.port(), "event processor running");
         self.server.serve(shutdown.clone()).await?;
         let _ = tokio::time::timeout(Duration::from_secs(20), consume).await;
         sweep.abort();
+        gauges.abort();
         Ok(())
     }
 }
@@ -143,6 +150,23 @@ async fn sweep_loop(
         match p.sweep().await {
             Ok(n) => tracing::info!(notified = n, "due-soon sweep done"),
             Err(e) => tracing::warn!(error = ?e, "due-soon sweep failed; next run retries"),
+        }
+    }
+}
+
+/// How often the overdue and active-user gauges are recounted.
+const BUSINESS_GAUGES_EVERY: Duration = Duration::from_secs(15);
+
+async fn business_gauges_loop(p: Arc<handler::Processor>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(BUSINESS_GAUGES_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = p.refresh_business_gauges().await {
+            tracing::debug!(error = %e, "business gauges not refreshed; next tick retries");
         }
     }
 }

@@ -78,6 +78,8 @@ impl service_kit::launcher::Service for Application {
         let mut server =
             ServerBuilder::bind(SERVICE, &platform.version, "QUERY", &config.listen).await?;
         let metrics = metrics::Metrics::register(server.metrics());
+        todo_store::PoolMetrics::register(server.metrics())
+            .watch(pool.clone(), todo_store::pool_metrics::SAMPLE_EVERY);
         let state = AppState {
             pool,
             metrics,

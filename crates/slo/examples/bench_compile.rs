@@ -46,7 +46,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &slo::receivers::Target::Compose,
         ))?
         .len();
-        let dashboards = slo::dashboards::all(&slos, &slo::ops::Thresholds::default())?;
+        let dashboards = slo::dashboards::all(
+            &slos,
+            &slo::ops::Thresholds::default(),
+            &slo::cost::Prices::unpriced(),
+        )?;
         dash_bytes = dashboards.values().map(String::len).sum::<usize>() + yaml;
         best = best.min(t.elapsed().as_secs_f64());
         slo_count = slos.len();

@@ -37,18 +37,27 @@ fn failure(e: Error) -> Outcome {
     }
 }
 
+/// Both results, or every spec error of both (another error as it is).
+fn merge<A, B>(a: Result<A, Error>, b: Result<B, Error>) -> Result<(A, B), Error> {
+    match (a, b) {
+        (Ok(a), Ok(b)) => Ok((a, b)),
+        (Err(Error::Spec(mut a)), Err(Error::Spec(b))) => {
+            a.0.extend(b.0);
+            Err(Error::Spec(a))
+        }
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    }
+}
+
 /// `todoctl slo validate [--specs DIR | FILE...]`.
 pub fn validate(specs: &Path, files: &[std::path::PathBuf]) -> Outcome {
     let result = if files.is_empty() {
-        // the SLO specs and receivers.yaml, every problem of both reported
-        match (validate::load_dir(specs), crate::receivers::load(specs)) {
-            (Ok(slos), Ok(_)) => Ok(slos),
-            (Err(Error::Spec(mut a)), Err(Error::Spec(b))) => {
-                a.0.extend(b.0);
-                Err(Error::Spec(a))
-            }
-            (Err(e), _) | (_, Err(e)) => Err(e),
-        }
+        // the SLO specs, receivers.yaml and cost.yaml, every problem of each reported
+        let side = merge(
+            crate::receivers::load(specs).map(drop),
+            crate::cost::load(specs).map(drop),
+        );
+        merge(validate::load_dir(specs), side).map(|(slos, _)| slos)
     } else {
         let mut texts = Vec::new();
         for f in files {
@@ -75,8 +84,12 @@ pub fn generate(specs: &Path, root: &Path, check: bool, opts: &gen_mod::Options)
         Ok(r) => r,
         Err(e) => return failure(e),
     };
+    let prices = match crate::cost::load(specs) {
+        Ok(p) => p,
+        Err(e) => return failure(e),
+    };
     if check {
-        let want = match gen_mod::artifacts_with(&slos, &receivers, opts) {
+        let want = match gen_mod::artifacts_with(&slos, &receivers, &prices, opts) {
             Ok(a) => a,
             Err(e) => return failure(e),
         };
@@ -96,7 +109,7 @@ pub fn generate(specs: &Path, root: &Path, check: bool, opts: &gen_mod::Options)
             ))
         };
     }
-    match gen_mod::write_all(&slos, &receivers, opts, root) {
+    match gen_mod::write_all(&slos, &receivers, &prices, opts, root) {
         Ok(changed) => {
             let mut s: String = changed
                 .iter()

@@ -1,14 +1,19 @@
 //! The dashboards, built with the typed model in `grafana` from the same SLOs
 //! and the same typed metric names the services emit.
 
+mod views;
+
 use std::collections::BTreeMap;
 
 use contracts::metrics::{self, labels, services};
 
 use crate::compile::{self, PERIOD_ERROR_RATIO, num, ratio_metric, selector};
+use crate::cost::Prices;
 use crate::duration::Dur;
 use crate::grafana::*;
 use crate::model::*;
+
+pub use views::{business, cost, infrastructure};
 
 fn json(d: &Dashboard) -> Result<String, crate::Error> {
     serde_json::to_string_pretty(d)
@@ -644,10 +649,11 @@ pub fn operations(t: &crate::ops::Thresholds) -> Dashboard {
     )
 }
 
-/// All dashboards by file name.
+/// All dashboards by file name; `prices` is the cost view's table (`slo/cost.yaml`).
 pub fn all(
     slos: &[Slo],
     thresholds: &crate::ops::Thresholds,
+    prices: &Prices,
 ) -> Result<BTreeMap<String, String>, crate::Error> {
     let mut out = BTreeMap::new();
     out.insert("slo-overview.json".into(), json(&overview(slos))?);
@@ -662,6 +668,9 @@ pub fn all(
     out.insert("kafka-lag.json".into(), json(&kafka())?);
     out.insert("canary.json".into(), json(&canary())?);
     out.insert("operations.json".into(), json(&operations(thresholds))?);
+    out.insert("business.json".into(), json(&business())?);
+    out.insert("infrastructure.json".into(), json(&infrastructure())?);
+    out.insert("cost.json".into(), json(&cost(prices))?);
     Ok(out)
 }
 

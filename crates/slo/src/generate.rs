@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::cost::Prices;
 use crate::model::Slo;
 use crate::receivers::{Receivers, Target};
 use crate::{Error, alertmanager, compile, dashboards, k8s, ops, promtest};
@@ -27,17 +28,23 @@ impl Default for Options {
 }
 
 /// Every generated file with the default [`Options`].
-pub fn artifacts(slos: &[Slo], receivers: &Receivers) -> Result<BTreeMap<PathBuf, String>, Error> {
-    artifacts_with(slos, receivers, &Options::default())
+pub fn artifacts(
+    slos: &[Slo],
+    receivers: &Receivers,
+    prices: &Prices,
+) -> Result<BTreeMap<PathBuf, String>, Error> {
+    artifacts_with(slos, receivers, prices, &Options::default())
 }
 
 /// Every generated file, path relative to the repository root → content.
 /// Receivers come from `slo/receivers.yaml` (`receivers::load`): the compose
 /// target is `alerts/alertmanager.yml`, each Kubernetes overlay gets
-/// `k8s/monitoring/secret-alertmanager-<overlay>.yaml`.
+/// `k8s/monitoring/secret-alertmanager-<overlay>.yaml`. Prices come from
+/// `slo/cost.yaml` (`cost::load`) and feed the cost dashboard.
 pub fn artifacts_with(
     slos: &[Slo],
     receivers: &Receivers,
+    prices: &Prices,
     opts: &Options,
 ) -> Result<BTreeMap<PathBuf, String>, Error> {
     let mut out = BTreeMap::new();
@@ -66,7 +73,7 @@ pub fn artifacts_with(
     for (name, text) in promtest::test_files(slos, &opts.runbook_base)? {
         out.insert(PathBuf::from(format!("alerts/tests/{name}")), text);
     }
-    for (name, text) in dashboards::all(slos, &opts.thresholds)? {
+    for (name, text) in dashboards::all(slos, &opts.thresholds, prices)? {
         out.insert(PathBuf::from(format!("dashboards/{name}")), text);
     }
     for (name, text) in dashboards::provisioning()? {
@@ -96,7 +103,8 @@ pub fn artifacts_with(
 pub fn generate(specs_dir: &Path, root: &Path) -> Result<Vec<PathBuf>, Error> {
     let slos = crate::validate::load_dir(specs_dir)?;
     let receivers = crate::receivers::load(specs_dir)?;
-    write_all(&slos, &receivers, &Options::default(), root)
+    let prices = crate::cost::load(specs_dir)?;
+    write_all(&slos, &receivers, &prices, &Options::default(), root)
 }
 
 /// Generated files that no longer correspond to a spec (e.g. a deleted SLO):
@@ -130,11 +138,12 @@ pub fn stale_files(root: &Path, want: &BTreeMap<PathBuf, String>) -> Vec<PathBuf
 pub fn write_all(
     slos: &[Slo],
     receivers: &Receivers,
+    prices: &Prices,
     opts: &Options,
     root: &Path,
 ) -> Result<Vec<PathBuf>, Error> {
     let mut changed = Vec::new();
-    let all = artifacts_with(slos, receivers, opts)?;
+    let all = artifacts_with(slos, receivers, prices, opts)?;
     for rel in stale_files(root, &all) {
         let path = root.join(&rel);
         std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;

@@ -6,6 +6,7 @@
 pub mod alertmanager;
 pub mod cli;
 pub mod compile;
+pub mod cost;
 pub mod dashboards;
 pub mod duration;
 pub mod error;

@@ -18,7 +18,7 @@ use crate::alertmanager::{
     Authorization, HttpConfig, Opsgenie, Pagerduty, Receiver, Slack, Webhook,
 };
 use crate::error::{Error, SpecErrors};
-use crate::validate::{Ctx, check_yaml, valid_name};
+use crate::validate::{Ctx, check_yaml, load_side_file, valid_name};
 
 /// File name of the receivers declaration inside the specs directory; the
 /// SLO loader skips it.
@@ -231,12 +231,7 @@ fn receiver(name: &str, integrations: &[Integration], secret: Option<&str>) -> R
 
 /// Reads `<dir>/receivers.yaml`; without one, the compose demo's pager only.
 pub fn load(dir: &Path) -> Result<Receivers, Error> {
-    let path = dir.join(FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => parse_str(&path.display().to_string(), &text).map_err(Error::Spec),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Receivers::demo()),
-        Err(e) => Err(Error::io(&path, e)),
-    }
+    load_side_file(dir, FILE, parse_str, Receivers::demo)
 }
 
 /// Parses and validates a receivers file; errors name file:line:col and field.

@@ -36,6 +36,22 @@ pub fn parse_str(file: &str, text: &str) -> Result<Vec<Slo>, SpecErrors> {
     check_yaml(file, text, |ctx, spec: &SpecFile| check_file(ctx, spec))
 }
 
+/// Loads the optional side file `name` of the specs directory (receivers,
+/// prices) with `parse`, or `absent()` when there is no such file.
+pub(crate) fn load_side_file<T>(
+    dir: &Path,
+    name: &str,
+    parse: impl FnOnce(&str, &str) -> Result<T, SpecErrors>,
+    absent: impl FnOnce() -> T,
+) -> Result<T, Error> {
+    let path = dir.join(name);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse(&path.display().to_string(), &text).map_err(Error::Spec),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(absent()),
+        Err(e) => Err(Error::io(&path, e)),
+    }
+}
+
 /// Parses `text` (a located error when the YAML does not fit `T`), then runs
 /// `check`, which reports through the context; any report fails the file.
 pub(crate) fn check_yaml<T: serde::de::DeserializeOwned, R>(
@@ -59,14 +75,17 @@ pub(crate) fn check_yaml<T: serde::de::DeserializeOwned, R>(
 }
 
 /// Loads every `*.yaml`/`*.yml` in `dir` (sorted) except `receivers.yaml`
-/// (`crate::receivers`), validates each file and rejects SLO names used
+/// (`crate::receivers`) and `cost.yaml` (`crate::cost`), validates each file and rejects SLO names used
 /// twice across files.
 pub fn load_dir(dir: &Path) -> Result<Vec<Slo>, Error> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
-        .filter(|p| p.file_name().and_then(|n| n.to_str()) != Some(crate::receivers::FILE))
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str());
+            name != Some(crate::receivers::FILE) && name != Some(crate::cost::FILE)
+        })
         .collect();
     files.sort();
     let mut texts = Vec::new();

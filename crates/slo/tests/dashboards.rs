@@ -13,8 +13,13 @@ fn dashboards_validate_against_grafana_schema() {
     let validator = jsonschema::validator_for(&schema).expect("compile schema");
     let slos = slo::validate::load_dir(&root.join("slo")).expect("specs");
     let dashboards =
-        slo::dashboards::all(&slos, &slo::ops::Thresholds::default()).expect("dashboards");
-    assert!(dashboards.len() >= 6, "{:?}", dashboards.keys());
+        slo::dashboards::all(&slos, &slo::ops::Thresholds::default(), &common::prices())
+            .expect("dashboards");
+    assert!(dashboards.len() >= 9, "{:?}", dashboards.keys());
+    // The seed's business, infrastructure and cost views are among them.
+    for view in ["business.json", "infrastructure.json", "cost.json"] {
+        assert!(dashboards.contains_key(view), "{view} missing");
+    }
     let mut failures = Vec::new();
     for (name, text) in &dashboards {
         let v: serde_json::Value = serde_json::from_str(text).expect("dashboard json");
@@ -43,7 +48,8 @@ fn panel_ids_are_unique_and_queries_use_contract_names() {
     let root = common::repo_root();
     let slos = slo::validate::load_dir(&root.join("slo")).expect("specs");
     for (name, text) in
-        slo::dashboards::all(&slos, &slo::ops::Thresholds::default()).expect("dashboards")
+        slo::dashboards::all(&slos, &slo::ops::Thresholds::default(), &common::prices())
+            .expect("dashboards")
     {
         let v: serde_json::Value = serde_json::from_str(&text).expect("json");
         let ids: Vec<u64> = v["panels"]
@@ -77,7 +83,8 @@ fn latency_panels_show_exemplars_linked_to_tempo() {
     let root = common::repo_root();
     let slos = slo::validate::load_dir(&root.join("slo")).expect("specs");
     let dashboards =
-        slo::dashboards::all(&slos, &slo::ops::Thresholds::default()).expect("dashboards");
+        slo::dashboards::all(&slos, &slo::ops::Thresholds::default(), &common::prices())
+            .expect("dashboards");
     let targets = |name: &str| -> Vec<serde_json::Value> {
         let v: serde_json::Value = serde_json::from_str(&dashboards[name]).expect("json");
         v["panels"]
@@ -127,4 +134,28 @@ fn latency_panels_show_exemplars_linked_to_tempo() {
         .map(|d| d["uid"].clone())
         .expect("a Tempo datasource");
     assert_eq!(link["datasourceUid"], tempo_uid, "{ds}");
+}
+
+#[test]
+fn cost_panels_say_they_are_estimates_and_use_the_price_table() {
+    let prices = slo::cost::parse_str(
+        "cost.yaml",
+        "cost:\n  currency: EUR\n  replica_hour:\n    command-service: 0.125\n",
+    )
+    .expect("prices");
+    let d = serde_json::to_value(slo::dashboards::cost(&prices)).expect("json");
+    let mut priced = 0;
+    for p in d["panels"].as_array().expect("panels") {
+        let text = format!("{} {}", p["title"], p["description"]);
+        let exprs = serde_json::to_string(&p["targets"]).expect("targets");
+        if exprs.contains("0.125") {
+            priced += 1;
+            assert!(
+                text.to_lowercase().contains("estimate"),
+                "a priced panel must say it is an estimate: {text}"
+            );
+            assert_eq!(p["fieldConfig"]["defaults"]["unit"], "currencyEUR");
+        }
+    }
+    assert!(priced >= 3, "{priced} panels use the price");
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 fn committed_artifacts_match_the_specs() {
     let root = common::repo_root();
     let slos = slo::validate::load_dir(&root.join("slo")).unwrap_or_else(|e| panic!("{e}"));
-    let want = slo::artifacts(&slos, &common::receivers()).expect("artifacts");
+    let want = slo::artifacts(&slos, &common::receivers(), &common::prices()).expect("artifacts");
     let mut stale: Vec<PathBuf> = Vec::new();
     for (rel, text) in &want {
         let path = root.join(rel);

@@ -60,7 +60,7 @@ fn prometheusrules_validate_against_the_operator_crd() {
         .build(&schema)
         .expect("schema");
     let slos = slo::validate::load_dir(&root.join("slo")).expect("specs");
-    let all = slo::artifacts(&slos, &common::receivers()).expect("artifacts");
+    let all = slo::artifacts(&slos, &common::receivers(), &common::prices()).expect("artifacts");
     let mut rules = 0;
     let mut maps = 0;
     for (path, text) in &all {
@@ -144,7 +144,7 @@ fn missing_stack_labels(doc: &Value) -> Vec<String> {
 fn rules_and_service_monitors_carry_the_monitoring_stack_labels() {
     let root = common::repo_root();
     let slos = slo::validate::load_dir(&root.join("slo")).expect("specs");
-    let all = slo::artifacts(&slos, &common::receivers()).expect("artifacts");
+    let all = slo::artifacts(&slos, &common::receivers(), &common::prices()).expect("artifacts");
     let mut rules = 0;
     for (path, text) in &all {
         let doc: Value = serde_norway::from_str(text).unwrap_or(Value::Null);

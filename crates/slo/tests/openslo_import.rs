@@ -39,6 +39,7 @@ fn openslo_ratio_and_threshold_metrics_import_and_compile() {
     slo::generate::write_all(
         &slos,
         &slo::Receivers::demo(),
+        &slo::cost::Prices::unpriced(),
         &slo::Options::default(),
         dir.path(),
     )

@@ -278,6 +278,7 @@ fn recording_rules_match_an_independent_computation_and_dashboards_query_cleanly
     slo::generate::write_all(
         &slos,
         &slo::Receivers::demo(),
+        &common::prices(),
         &slo::Options::default(),
         gen_dir.path(),
     )
@@ -408,9 +409,14 @@ fn recording_rules_match_an_independent_computation_and_dashboards_query_cleanly
 
     // Every dashboard expression parses and evaluates without error.
     let mut exprs = BTreeMap::new();
-    for (name, text) in
-        slo::dashboards::all(&slos, &slo::ops::Thresholds::default()).expect("dashboards")
-    {
+    let dashboards =
+        slo::dashboards::all(&slos, &slo::ops::Thresholds::default(), &common::prices())
+            .expect("dashboards");
+    // The seed's views are in the set whose queries run here.
+    for view in ["business.json", "infrastructure.json", "cost.json"] {
+        assert!(dashboards.contains_key(view), "{view} not queried");
+    }
+    for (name, text) in dashboards {
         let d: Value = serde_json::from_str(&text).expect("json");
         for p in d["panels"].as_array().expect("panels") {
             for t in p["targets"].as_array().into_iter().flatten() {

@@ -61,7 +61,8 @@ fn every_alert_links_a_runbook_section_with_check_fix_and_verify() {
     let root = common::repo_root();
     let slos = slo::validate::load_dir(&root.join("slo")).expect("specs");
     let receivers = slo::receivers::load(&root.join("slo")).expect("receivers");
-    let artifacts = slo::artifacts(&slos, &receivers).expect("artifacts");
+    let artifacts =
+        slo::artifacts(&slos, &receivers, &slo::cost::Prices::unpriced()).expect("artifacts");
     let runbook = std::fs::read_to_string(root.join("docs/runbook.md")).expect("runbook");
     let secs = sections(&runbook);
     let prefix = format!("{}/docs/runbook.md#", slo::compile::DEFAULT_RUNBOOK_BASE);
@@ -112,8 +113,15 @@ fn the_runbook_base_is_a_generator_option() {
         runbook_base: "https://git.example.com/todo/".into(),
         ..slo::Options::default()
     };
-    let all =
-        alerts(&slo::artifacts_with(&slos, &slo::Receivers::demo(), &opts).expect("artifacts"));
+    let all = alerts(
+        &slo::artifacts_with(
+            &slos,
+            &slo::Receivers::demo(),
+            &slo::cost::Prices::unpriced(),
+            &opts,
+        )
+        .expect("artifacts"),
+    );
     for (alert, url) in all {
         let want = format!(
             "https://git.example.com/todo/docs/runbook.md#{}",

@@ -168,7 +168,11 @@ fn parses_cleanly(text: &str) -> Result<(), TestCaseError> {
         Ok(slos) => {
             // Whatever validates must compile; an `Err` here is allowed
             // (it names itself), a panic is not.
-            let _ = slo::artifacts(&slos, &slo::Receivers::demo());
+            let _ = slo::artifacts(
+                &slos,
+                &slo::Receivers::demo(),
+                &slo::cost::Prices::unpriced(),
+            );
         }
         Err(errors) => {
             prop_assert!(!errors.0.is_empty(), "Err without errors for:\n{text}");
@@ -221,6 +225,13 @@ fn the_seeds_reach_the_validator() {
     // all the way to the compilers.
     for seed in &SEEDS[..2] {
         let slos = slo::validate::parse_str(FILE, seed).expect("repository spec is valid");
-        assert!(slo::artifacts(&slos, &slo::Receivers::demo()).is_ok());
+        assert!(
+            slo::artifacts(
+                &slos,
+                &slo::Receivers::demo(),
+                &slo::cost::Prices::unpriced()
+            )
+            .is_ok()
+        );
     }
 }

@@ -9,12 +9,14 @@ pub mod command;
 pub mod error;
 pub mod group;
 pub mod migrate;
+pub mod pool_metrics;
 pub mod processor;
 pub mod read;
 
 use std::time::Duration;
 
 pub use error::StoreError;
+pub use pool_metrics::PoolMetrics;
 pub use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 

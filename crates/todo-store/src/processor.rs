@@ -41,6 +41,20 @@ pub async fn due_between(
         .collect()
 }
 
+/// Counts behind the business gauges: open todos past their due date and
+/// distinct users with an open todo. Aggregates only: no id leaves Postgres.
+pub async fn business_counts(pool: &PgPool, now: DateTime<Utc>) -> Result<(i64, i64), StoreError> {
+    let r = sqlx::query(
+        "SELECT count(*) FILTER (WHERE due_date < $1) AS overdue,
+                count(DISTINCT user_id) AS users
+         FROM ep_due_todos WHERE active",
+    )
+    .bind(now)
+    .fetch_one(pool)
+    .await?;
+    Ok((r.try_get("overdue")?, r.try_get("users")?))
+}
+
 pub async fn mark_notified(
     pool: &PgPool,
     todo_id: Uuid,

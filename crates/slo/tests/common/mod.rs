@@ -14,6 +14,11 @@ pub fn receivers() -> slo::Receivers {
     slo::receivers::load(&repo_root().join("slo")).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The repository's price table (`slo/cost.yaml`).
+pub fn prices() -> slo::cost::Prices {
+    slo::cost::load(&repo_root().join("slo")).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// Path of a required external tool; fails loudly instead of skipping.
 pub fn require_tool(name: &str) -> PathBuf {
     let out = Command::new("sh")
