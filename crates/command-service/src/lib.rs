@@ -11,13 +11,14 @@ pub mod relay;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use api::Transition;
 use axum::Router;
 use axum::routing::{patch, post};
 use service_kit::health::Readiness;
-use service_kit::server::{Server, ServerBuilder};
+use service_kit::platform::Platform;
+use service_kit::server::Server;
 use sqlx::PgPool;
+use todo_store::migrate::Component;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -56,12 +57,6 @@ pub struct Application {
     audit_writer: tokio::task::JoinHandle<()>,
 }
 
-impl Application {
-    pub fn port(&self) -> u16 {
-        self.server.port()
-    }
-}
-
 impl service_kit::launcher::Service for Application {
     const NAME: &'static str = SERVICE;
     type Config = Config;
@@ -72,32 +67,26 @@ impl service_kit::launcher::Service for Application {
 
     /// Connect, migrate, bind. Binding port 0 picks a free port (tests).
     async fn build(config: Config) -> anyhow::Result<Self> {
-        let platform = &config.platform;
-        let pool = todo_store::connect_and_migrate(
-            &platform.database_url,
-            platform.db_max_connections,
-            &[
-                todo_store::migrate::Component::Command,
-                todo_store::migrate::Component::Audit,
-            ],
+        let Platform {
+            pool,
+            kafka: _,
+            producer,
+            mut server,
+        } = Platform::start(
+            SERVICE,
+            "COMMAND",
+            &config.listen,
+            &config.platform,
+            &[Component::Command, Component::Audit],
+            |k| {
+                k.linger_ms = config.kafka_linger_ms;
+                k.delivery_timeout_ms = config.kafka_delivery_timeout_ms;
+            },
         )
         .await?;
         let audit_stop = CancellationToken::new();
         let (audit_sink, audit_writer) = todo_store::audit::spawn(pool.clone(), audit_stop.clone());
-        let mut kafka = bus::KafkaSettings::new(
-            platform.kafka_brokers.clone(),
-            format!("{SERVICE}-{}", platform.version),
-        );
-        kafka.linger_ms = config.kafka_linger_ms;
-        kafka.delivery_timeout_ms = config.kafka_delivery_timeout_ms;
-        let producer = kafka
-            .producer()
-            .context("creating Kafka producer (kafka_brokers)")?;
-        let mut server =
-            ServerBuilder::bind(SERVICE, &platform.version, "COMMAND", &config.listen).await?;
         let metrics = metrics::Metrics::register(server.metrics());
-        todo_store::PoolMetrics::register(server.metrics())
-            .watch(pool.clone(), todo_store::pool_metrics::SAMPLE_EVERY);
         let open_for = Duration::from_millis(config.breaker_open_ms);
         let committer = (config.group_commit_workers > 0).then(|| {
             todo_store::group::GroupCommitter::spawn(
@@ -150,7 +139,7 @@ impl service_kit::launcher::Service for Application {
             None
         };
         let gauges = tokio::spawn(relay::export_backlog(self.state.clone(), shutdown.clone()));
-        tracing::info!(port = self.port(), tls = self.server.is_tls(), version = %self.state.config.platform.version, "command service listening");
+        tracing::info!(port = self.server.port(), tls = self.server.is_tls(), version = %self.state.config.platform.version, "command service listening");
         let grace = Duration::from_secs(self.state.config.shutdown_timeout_secs);
         self.server.serve(shutdown.clone()).await?;
         if let Some(relay) = relay

@@ -12,8 +12,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::Router;
 use bus::rdkafka::consumer::Consumer;
-use service_kit::health::Readiness;
-use service_kit::server::{Server, ServerBuilder};
+use service_kit::platform::Platform;
+use service_kit::server::Server;
+use todo_store::migrate::Component;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -27,12 +28,6 @@ pub struct Application {
     kafka: bus::KafkaSettings,
 }
 
-impl Application {
-    pub fn port(&self) -> u16 {
-        self.server.port()
-    }
-}
-
 impl service_kit::launcher::Service for Application {
     const NAME: &'static str = SERVICE;
     type Config = Config;
@@ -42,26 +37,23 @@ impl service_kit::launcher::Service for Application {
     }
 
     async fn build(config: Config) -> anyhow::Result<Self> {
-        let platform = &config.platform;
-        let pool = todo_store::connect_and_migrate(
-            &platform.database_url,
-            platform.db_max_connections,
-            &[todo_store::migrate::Component::Processor],
+        let platform = Platform::start(
+            SERVICE,
+            "PROCESSOR",
+            &config.listen,
+            &config.platform,
+            &[Component::Processor],
+            |k| k.session_timeout_ms = config.kafka_session_timeout_ms,
         )
         .await?;
-        let mut kafka = bus::KafkaSettings::new(
-            platform.kafka_brokers.clone(),
-            format!("{SERVICE}-{}", platform.version),
-        );
-        kafka.session_timeout_ms = config.kafka_session_timeout_ms;
-        let producer = kafka
-            .producer()
-            .context("creating Kafka producer (kafka_brokers)")?;
-        let mut server =
-            ServerBuilder::bind(SERVICE, &platform.version, "PROCESSOR", &config.listen).await?;
+        let readiness = platform.readiness();
+        let Platform {
+            pool,
+            kafka,
+            producer,
+            mut server,
+        } = platform;
         let metrics = metrics::Metrics::register(server.metrics());
-        todo_store::PoolMetrics::register(server.metrics())
-            .watch(pool.clone(), todo_store::pool_metrics::SAMPLE_EVERY);
         let processor = Arc::new(handler::Processor {
             pool: pool.clone(),
             producer: producer.clone(),
@@ -69,9 +61,6 @@ impl service_kit::launcher::Service for Application {
             due_soon: chrono::Duration::hours(config.due_soon_hours),
             fail_marker: config.fault_fail_title_marker.clone(),
         });
-        let readiness = Readiness::new()
-            .check("postgres", move || todo_store::ready(pool.clone()))
-            .check("kafka", move || bus::broker_reachable(producer.clone()));
         let server = server.build(Router::new(), readiness, None);
         Ok(Self {
             server,
@@ -121,7 +110,7 @@ impl service_kit::launcher::Service for Application {
             self.processor.clone(),
             shutdown.clone(),
         ));
-        tracing::info!(port = self.port(), "event processor running");
+        tracing::info!(port = self.server.port(), "event processor running");
         self.server.serve(shutdown.clone()).await?;
         let _ = tokio::time::timeout(Duration::from_secs(20), consume).await;
         sweep.abort();

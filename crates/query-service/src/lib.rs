@@ -14,9 +14,10 @@ use anyhow::Context as _;
 use axum::Router;
 use axum::routing::get;
 use bus::rdkafka::consumer::Consumer;
-use service_kit::health::Readiness;
-use service_kit::server::{Server, ServerBuilder};
+use service_kit::platform::Platform;
+use service_kit::server::Server;
 use sqlx::PgPool;
+use todo_store::migrate::Component;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -42,12 +43,6 @@ pub struct Application {
     producer: bus::rdkafka::producer::FutureProducer,
 }
 
-impl Application {
-    pub fn port(&self) -> u16 {
-        self.server.port()
-    }
-}
-
 impl service_kit::launcher::Service for Application {
     const NAME: &'static str = SERVICE;
     type Config = Config;
@@ -57,41 +52,28 @@ impl service_kit::launcher::Service for Application {
     }
 
     async fn build(config: Config) -> anyhow::Result<Self> {
-        let platform = &config.platform;
-        let pool = todo_store::connect_and_migrate(
-            &platform.database_url,
-            platform.db_max_connections,
-            &[
-                todo_store::migrate::Component::Query,
-                todo_store::migrate::Component::Audit,
-            ],
+        let platform = Platform::start(
+            SERVICE,
+            "QUERY",
+            &config.listen,
+            &config.platform,
+            &[Component::Query, Component::Audit],
+            |k| k.session_timeout_ms = config.kafka_session_timeout_ms,
         )
         .await?;
-        let mut kafka = bus::KafkaSettings::new(
-            platform.kafka_brokers.clone(),
-            format!("{SERVICE}-{}", platform.version),
-        );
-        kafka.session_timeout_ms = config.kafka_session_timeout_ms;
-        let producer = kafka
-            .producer()
-            .context("creating Kafka producer (kafka_brokers)")?;
-        let mut server =
-            ServerBuilder::bind(SERVICE, &platform.version, "QUERY", &config.listen).await?;
+        let readiness = platform.readiness();
+        let Platform {
+            pool,
+            kafka,
+            producer,
+            mut server,
+        } = platform;
         let metrics = metrics::Metrics::register(server.metrics());
-        todo_store::PoolMetrics::register(server.metrics())
-            .watch(pool.clone(), todo_store::pool_metrics::SAMPLE_EVERY);
         let state = AppState {
             pool,
             metrics,
             guard: config.access.guard()?,
             config: Arc::new(config),
-        };
-        let readiness = {
-            let pool = state.pool.clone();
-            let p = producer.clone();
-            Readiness::new()
-                .check("postgres", move || todo_store::ready(pool.clone()))
-                .check("kafka", move || bus::broker_reachable(p.clone()))
         };
         let server = server.build(api(state.clone()), readiness, Some(OPENAPI));
         Ok(Self {
@@ -143,7 +125,7 @@ impl service_kit::launcher::Service for Application {
             None
         };
         tracing::info!(
-            port = self.port(),
+            port = self.server.port(),
             tls = self.server.is_tls(),
             "query service listening"
         );
