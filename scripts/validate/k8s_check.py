@@ -8,7 +8,11 @@ A negative self-test renders a broken copy and asserts it is rejected.
 Every PrometheusRule and ServiceMonitor must be selected by the Prometheus
 resource the manifests assume (ASSUMED_PROMETHEUS), with its own self-test.
 Each overlay's Alertmanager config passes amtool and has no loopback receiver
-and no credential written inline (with a self-test)."""
+and no credential written inline (with a self-test). The monitoring stack's
+Helm values (k8s/cluster/kube-prometheus-stack.values.yaml) turn on exemplar
+storage, mount the generated Alertmanager config and the receivers' Secret,
+link exemplars to Tempo and keep the selectors ASSUMED_PROMETHEUS models
+(with a self-test)."""
 
 import copy
 import json
@@ -382,6 +386,62 @@ def negative_self_test(validator, report):
                 report.fail(f"self-test: broken {kind}/{name} ({path}={value!r}) was ACCEPTED by {src}")
 
 
+STACK_VALUES = REPO / "k8s/cluster/kube-prometheus-stack.values.yaml"
+
+
+def stack_values_problems(values):
+    """What the monitoring stack's Helm values lack that the manifests,
+    generated configs and dashboards rely on."""
+    problems = []
+
+    def at(path):
+        v = values
+        for k in path.split("."):
+            v = v.get(k) if isinstance(v, dict) else None
+        return v
+
+    if "exemplar-storage" not in (at("prometheus.prometheusSpec.enableFeatures") or []):
+        problems.append("prometheus.prometheusSpec.enableFeatures lacks exemplar-storage")
+    for key in ("ruleSelectorNilUsesHelmValues", "serviceMonitorSelectorNilUsesHelmValues"):
+        if at(f"prometheus.prometheusSpec.{key}") is False:
+            problems.append(f"prometheus.prometheusSpec.{key}: false selects otherwise than ASSUMED_PROMETHEUS")
+    for key in ("ruleSelector", "serviceMonitorSelector", "ruleNamespaceSelector", "serviceMonitorNamespaceSelector"):
+        if at(f"prometheus.prometheusSpec.{key}") not in (None, {}):
+            problems.append(f"prometheus.prometheusSpec.{key} overrides the selector ASSUMED_PROMETHEUS models")
+    generated = [d for d in load_yaml_docs((REPO / "k8s/monitoring/secret-alertmanager-prod.yaml").read_text()) if d]
+    config_secret = generated[0]["metadata"]["name"] if generated else None
+    if at("alertmanager.alertmanagerSpec.configSecret") != config_secret:
+        problems.append(f"alertmanager.alertmanagerSpec.configSecret is not the generated Secret {config_secret!r}")
+    receivers = yaml.safe_load((REPO / "slo/receivers.yaml").read_text()) or {}
+    secret = ((receivers.get("kubernetes") or {}).get("secret")) or "alertmanager-receivers"
+    if secret not in (at("alertmanager.alertmanagerSpec.secrets") or []):
+        problems.append(f"alertmanager.alertmanagerSpec.secrets lacks the receivers' Secret {secret!r}")
+    tempo = [d.get("uid") for d in (yaml.safe_load((REPO / "deploy/grafana/datasources/loki-tempo.yaml").read_text())
+                                    or {}).get("datasources", []) if d.get("type") == "tempo"]
+    link = at("grafana.sidecar.datasources.exemplarTraceIdDestinations") or {}
+    if link.get("traceIdLabelName") != "trace_id" or link.get("datasourceUid") not in tempo:
+        problems.append(f"grafana.sidecar.datasources.exemplarTraceIdDestinations must link trace_id to Tempo {tempo}")
+    return problems
+
+
+def check_stack_values(report):
+    values = yaml.safe_load(STACK_VALUES.read_text()) or {}
+    problems = stack_values_problems(values)
+    for p in problems:
+        report.fail(f"{STACK_VALUES.relative_to(REPO)}: {p}")
+    if not problems:
+        report.ok(f"{STACK_VALUES.relative_to(REPO)}: exemplar storage, Alertmanager config and receivers' Secret, "
+                  "Tempo exemplar link, default selectors")
+    broken = copy.deepcopy(values)
+    broken["prometheus"]["prometheusSpec"]["enableFeatures"] = []
+    broken["alertmanager"]["alertmanagerSpec"]["secrets"] = []
+    found = stack_values_problems(broken)
+    if len(found) == len(problems) + 2:
+        report.ok("self-test: Helm values without exemplar storage or the receivers' Secret are refused")
+    else:
+        report.fail(f"self-test: expected 2 more problems in broken Helm values, got {found}")
+
+
 def main(argv):
     report = Report("kubernetes: render overlays and validate against Kubernetes + CRD schemas")
     if kustomize_cmd() is None:
@@ -390,6 +450,7 @@ def main(argv):
     validator = Validator()
     report.ok(f"renderer: {' '.join(kustomize_cmd())}; {len(validator.crds)} CRD versions loaded from {SCHEMAS}")
     check_monitoring_complete(report)
+    check_stack_values(report)
     rendered = {}
     for env in OVERLAYS:
         try:
