@@ -41,7 +41,7 @@ pub trait Service: Sized {
 /// A service's `main` once its arguments are parsed: `--check-config`
 /// reports on the configuration and exits ([`crate::check::report`]);
 /// otherwise the configuration is loaded as the check loads it and the
-/// service is built and [`run`].
+/// service is built and run.
 pub async fn main<S: Service>(args: Args) -> ExitCode {
     let file = args.config.or_else(|| {
         let var = format!("{}_CONFIG", <S::Config as crate::check::Checked>::PREFIX);
@@ -65,7 +65,7 @@ pub async fn main<S: Service>(args: Args) -> ExitCode {
 /// Load config (exit 2 with the error when it is invalid), start logs,
 /// traces and error reporting, cancel on SIGTERM/SIGINT, run the service,
 /// and exit 1 with the error when it fails.
-pub async fn run<C, Fut>(
+async fn run<C, Fut>(
     service: &'static str,
     config: anyhow::Result<C>,
     version: impl FnOnce(&C) -> String,

@@ -102,7 +102,7 @@ pub fn config_for(slos: &[Slo], receivers: &Receivers, target: &Target) -> Confi
 
 /// Routes and inhibition from the SLOs, with the given `oncall` and `ticket`
 /// receivers.
-pub fn config(slos: &[Slo], receivers: Vec<Receiver>) -> Config {
+fn config(slos: &[Slo], receivers: Vec<Receiver>) -> Config {
     let route = |receiver: &str, sev: &str, repeat: &str| Route {
         receiver: receiver.into(),
         group_by: vec!["slo".into()],
