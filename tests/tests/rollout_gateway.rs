@@ -27,11 +27,14 @@ fn repo_root() -> PathBuf {
 
 const ROUTE: &str = "/apis/gateway.networking.k8s.io/v1/namespaces/todo/httproutes/todo-api";
 const SCALE: &str = "/apis/apps/v1/namespaces/todo/deployments/command-service-canary/scale";
+/// Blue's Deployment in the blue-green test.
+const BLUE_SCALE: &str = "/apis/apps/v1/namespaces/todo/deployments/command-service/scale";
 
 #[derive(Default)]
 struct Api {
     route: Value,
     scale: Value,
+    blue_scale: Value,
     log: Vec<Value>,
     /// The one token the API server accepts (an old one has expired).
     token: String,
@@ -150,6 +153,14 @@ async fn api(
             bump(&mut api.scale);
             axum::Json(api.scale.clone()).into_response()
         }
+        ("GET", BLUE_SCALE, _) if !api.blue_scale.is_null() => {
+            axum::Json(api.blue_scale.clone()).into_response()
+        }
+        ("PATCH", BLUE_SCALE, Some("application/merge-patch+json")) if !api.blue_scale.is_null() => {
+            merge_patch(&mut api.blue_scale, &body);
+            bump(&mut api.blue_scale);
+            axum::Json(api.blue_scale.clone()).into_response()
+        }
         (_, ROUTE | SCALE, _) => status(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported"),
         (_, path, _) => status(StatusCode::NOT_FOUND, &format!("{path} not found")),
     }
@@ -250,6 +261,9 @@ fn driver(url: &str, route: &str, token: BearerToken) -> anyhow::Result<GatewayA
         canary_service: "command-service-canary".into(),
         canary_deployment: "command-service-canary".into(),
         canary_replicas: 2,
+        stable_deployment: None,
+        stable_replicas: 1,
+        scale_with_weight: true,
         timeout: Duration::from_secs(5),
     })?)
 }
@@ -408,5 +422,106 @@ async fn gateway_api_driver_refuses_rather_than_guess() -> anyhow::Result<()> {
         .expect_err("no token file")
         .to_string();
     assert!(err.contains(&missing.display().to_string()), "{err}");
+    Ok(())
+}
+
+/// Blue-green on the Gateway API: green keeps its replicas at 0% (it serves
+/// the preview route), the switch is one JSON Patch whose `test` ops pin
+/// both backends, blue's Deployment is scaled to 0 afterwards, and every
+/// call repeated (a retry, or a restarted observer with a new driver) writes
+/// nothing more.
+#[tokio::test]
+async fn gateway_api_blue_green_switch_is_one_tested_patch_then_blue_scales_down()
+-> anyhow::Result<()> {
+    use rollout::Side;
+    let schema = httproute_schema()?;
+    let preview: Value = serde_norway::from_str(&std::fs::read_to_string(
+        repo_root().join("k8s/base/canary/examples/todo-api-preview.yaml"),
+    )?)?;
+    assert!(schema.is_valid(&preview), "the example preview route validates");
+    let (url, api) = stand_in(todo_api_route()?, "t").await?;
+    api.lock().expect("lock").blue_scale = json!({
+        "kind": "Scale", "apiVersion": "autoscaling/v1",
+        "metadata": {"name": "command-service", "namespace": "todo", "resourceVersion": "3"},
+        "spec": {"replicas": 2}, "status": {"replicas": 2}
+    });
+    let bg = |url: &str| {
+        GatewayApiDriver::new(GatewayApiConfig {
+            api_server: url.to_string(),
+            token: Some(BearerToken::Fixed("t".into())),
+            ca_pem: None,
+            namespace: "todo".into(),
+            http_route: "todo-api".into(),
+            stable_service: "command-service-stable".into(),
+            canary_service: "command-service-canary".into(),
+            canary_deployment: "command-service-canary".into(),
+            canary_replicas: 2,
+            stable_deployment: Some("command-service".into()),
+            stable_replicas: 2,
+            scale_with_weight: false,
+            timeout: Duration::from_secs(5),
+        })
+    };
+    let d = bg(&url)?;
+    // Start: green up for the preview, users stay on blue.
+    d.scale_up(Side::Canary).await?;
+    d.set_canary_percent(0).await?;
+    assert_eq!(api.lock().expect("lock").scale["spec"]["replicas"], 2);
+    assert_eq!(d.canary_percent().await?, 0);
+
+    let writes = |api: &Shared| {
+        api.lock()
+            .expect("lock")
+            .log
+            .iter()
+            .filter(|e| e["method"] == "PATCH")
+            .cloned()
+            .collect::<Vec<Value>>()
+    };
+    let before = writes(&api).len();
+    d.set_canary_percent(100).await?;
+    let switch: Vec<Value> = writes(&api)[before..].to_vec();
+    assert_eq!(switch.len(), 1, "the switch is one write: {switch:#?}");
+    assert_eq!(switch[0]["path"], ROUTE);
+    let ops = switch[0]["body"].as_array().cloned().unwrap_or_default();
+    for name in ["command-service-stable", "command-service-canary"] {
+        assert!(
+            ops.iter().any(|o| o["op"] == "test" && o["value"] == name),
+            "no test op pinning {name}: {ops:#?}"
+        );
+    }
+    assert_eq!(d.canary_percent().await?, 100);
+    let route = api.lock().expect("lock").route.clone();
+    assert!(schema.is_valid(&route), "the switched route validates");
+    // Green keeps its replicas, blue too until it is scaled down.
+    assert_eq!(api.lock().expect("lock").scale["spec"]["replicas"], 2);
+    assert_eq!(api.lock().expect("lock").blue_scale["spec"]["replicas"], 2);
+
+    d.scale_down(Side::Stable).await?;
+    assert_eq!(api.lock().expect("lock").blue_scale["spec"]["replicas"], 0);
+    // Retries and a restarted observer's fresh driver: no further writes of
+    // the scale (the route patch is re-sent with the same weights).
+    let n = writes(&api).len();
+    d.scale_down(Side::Stable).await?;
+    let again = bg(&url)?;
+    again.scale_down(Side::Stable).await?;
+    again.set_canary_percent(100).await?;
+    let more = writes(&api)[n..].to_vec();
+    assert!(more.iter().all(|w| w["path"] == ROUTE), "{more:#?}");
+    let mut now = api.lock().expect("lock").route.clone();
+    now["metadata"]["resourceVersion"] = route["metadata"]["resourceVersion"].clone();
+    assert_eq!(now, route, "repeating the switch changed the route");
+    // Every call is a verb the observer's Role grants.
+    for e in api.lock().expect("lock").log.iter() {
+        assert!(
+            granted(e["method"].as_str().unwrap_or(""), e["path"].as_str().unwrap_or("")),
+            "not granted: {e}"
+        );
+    }
+    // A rollback after blue's scale-down gives blue its replicas back first.
+    again.scale_up(Side::Stable).await?;
+    again.set_canary_percent(0).await?;
+    assert_eq!(api.lock().expect("lock").blue_scale["spec"]["replicas"], 2);
+    assert_eq!(again.canary_percent().await?, 0);
     Ok(())
 }

@@ -33,6 +33,74 @@ pub struct CanarySpec {
     pub max_duration_secs: u64,
     #[serde(default)]
     pub analysis: AnalysisSpec,
+    /// `canary` (default): traffic moves through `steps`. `blue_green`: the
+    /// build under test (`canary`, "green") takes no user traffic while a
+    /// load hook exercises it on a preview route; on pass one switch sends
+    /// all traffic to it. Settings in `blue_green`.
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// Settings of `strategy: blue_green` (required with it, refused without).
+    #[serde(default)]
+    pub blue_green: Option<BlueGreenSpec>,
+}
+
+/// How traffic reaches the build under test.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// A growing share of live traffic, step by step.
+    #[default]
+    Canary,
+    /// No live traffic until one switch; synthetic traffic on a preview route first.
+    BlueGreen,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Canary => "canary",
+            Strategy::BlueGreen => "blue_green",
+        }
+    }
+}
+
+/// A blue-green rollout: `stable` is blue (live), `canary` is green (preview).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlueGreenSpec {
+    /// Where green takes preview traffic. HAProxy: `backend/server` of a
+    /// backend that only the preview frontend uses (green's server in it is
+    /// put in maintenance when green is scaled down). Gateway API: the
+    /// preview HTTPRoute's name (documentation; the driver never edits it).
+    pub preview: String,
+    /// The synthetic traffic green gets before the switch.
+    pub load: LoadHook,
+    /// Blue stays up this long after the switch, so `todoctl rollback`
+    /// switches back at once; then it is scaled down.
+    #[serde(default = "defaults::scale_down_delay_secs")]
+    pub scale_down_delay_secs: u64,
+}
+
+/// The load hook: `todoctl load`'s request mix at a fixed rate, sent by the
+/// observer to the preview route while green is analysed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadHook {
+    /// Base URL of the preview route of the command API.
+    pub url: String,
+    /// Base URL for reads (the query API); without it reads are not sent.
+    #[serde(default)]
+    pub query_url: Option<String>,
+    /// Requests per second.
+    #[serde(default = "defaults::load_rate")]
+    pub rate: f64,
+    /// How long the hook sends traffic (from the rollout's start or an
+    /// observer restart); it stops earlier when the analysis decides.
+    #[serde(default = "defaults::load_duration_secs")]
+    pub duration_secs: u64,
+    /// Shares of create, update, complete and read (as `todoctl load --mix`).
+    #[serde(default = "defaults::load_mix")]
+    pub mix: [u32; 4],
 }
 
 /// Where the traffic split lives.
@@ -58,6 +126,13 @@ pub enum DriverSpec {
         /// and the service account token).
         #[serde(default)]
         api_server: Option<String>,
+        /// Deployment of `stable` (blue): scaled to zero `scale_down_delay_secs`
+        /// after a blue-green switch. Required by `strategy: blue_green`.
+        #[serde(default)]
+        stable_deployment: Option<String>,
+        /// Replicas blue gets back when a rollback needs it after its scale-down.
+        #[serde(default = "defaults::canary_replicas")]
+        stable_replicas: u32,
     },
 }
 
@@ -133,6 +208,18 @@ mod defaults {
     pub fn max_dlq_ratio() -> f64 {
         0.01
     }
+    pub fn scale_down_delay_secs() -> u64 {
+        300
+    }
+    pub fn load_rate() -> f64 {
+        20.0
+    }
+    pub fn load_duration_secs() -> u64 {
+        600
+    }
+    pub fn load_mix() -> [u32; 4] {
+        [40, 25, 15, 20]
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -151,12 +238,131 @@ pub enum SpecError {
 impl CanarySpec {
     /// Parse and validate; `file` names the source in errors.
     pub fn from_yaml(file: &str, text: &str) -> Result<Self, SpecError> {
-        let spec: CanarySpec = serde_norway::from_str(text).map_err(|e| SpecError::Parse {
-            file: file.to_string(),
-            message: e.to_string(),
-        })?;
+        let mut spec: CanarySpec =
+            serde_norway::from_str(text).map_err(|e| SpecError::Parse {
+                file: file.to_string(),
+                message: e.to_string(),
+            })?;
         spec.validate(file)?;
+        if spec.strategy == Strategy::BlueGreen {
+            // One analysis phase, on the preview, then one switch to 100%.
+            spec.steps = vec![100];
+        }
         Ok(spec)
+    }
+
+    fn validate_blue_green(&self, file: &str) -> Result<(), SpecError> {
+        let bad = |field: &str, message: String, fix: &str| SpecError::Invalid {
+            file: file.to_string(),
+            field: field.to_string(),
+            message,
+            fix: fix.to_string(),
+        };
+        let bg = match (self.strategy, &self.blue_green) {
+            (Strategy::Canary, None) => return Ok(()),
+            (Strategy::Canary, Some(_)) => {
+                return Err(bad(
+                    "blue_green",
+                    "is set but strategy is canary".into(),
+                    "add strategy: blue_green, or remove the blue_green block",
+                ));
+            }
+            (Strategy::BlueGreen, None) => {
+                return Err(bad(
+                    "blue_green",
+                    "missing: strategy blue_green needs a preview and a load hook".into(),
+                    "add blue_green: {preview: …, load: {url: …}} (see docs/canary.md)",
+                ));
+            }
+            (Strategy::BlueGreen, Some(bg)) => bg,
+        };
+        if self.steps != [100] && self.steps != defaults::steps() {
+            return Err(bad(
+                "steps",
+                format!("{:?}: a blue_green rollout has no traffic steps", self.steps),
+                "remove steps (green takes 0% until the switch, then 100%)",
+            ));
+        }
+        if bg.preview.trim().is_empty() {
+            return Err(bad(
+                "blue_green.preview",
+                "is empty".into(),
+                "name green's preview route (HAProxy backend/server, or the preview HTTPRoute)",
+            ));
+        }
+        match &self.driver {
+            Some(DriverSpec::Haproxy { .. }) => {
+                let parts: Vec<&str> = bg.preview.split('/').collect();
+                if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
+                    return Err(bad(
+                        "blue_green.preview",
+                        format!("'{}' is not backend/server", bg.preview),
+                        "with the haproxy driver name green's server in the preview backend, e.g. preview/canary",
+                    ));
+                }
+                if self.stable.split('/').next() == Some(parts[0]) {
+                    return Err(bad(
+                        "blue_green.preview",
+                        format!(
+                            "'{}' is in the user-facing backend of stable ('{}')",
+                            bg.preview, self.stable
+                        ),
+                        "use a backend only the preview frontend routes to",
+                    ));
+                }
+            }
+            Some(DriverSpec::GatewayApi {
+                stable_deployment, ..
+            }) => {
+                if stable_deployment.as_deref().is_none_or(|d| d.trim().is_empty()) {
+                    return Err(bad(
+                        "driver.gateway_api.stable_deployment",
+                        "missing: blue_green scales blue down after the switch".into(),
+                        "name the Deployment behind stable",
+                    ));
+                }
+            }
+            None => {}
+        }
+        let l = &bg.load;
+        if !(l.url.starts_with("http://") || l.url.starts_with("https://")) {
+            return Err(bad(
+                "blue_green.load.url",
+                format!("'{}' is not an http(s) URL", l.url),
+                "give the preview route's base URL, e.g. http://haproxy:8090",
+            ));
+        }
+        if let Some(q) = &l.query_url
+            && !(q.starts_with("http://") || q.starts_with("https://"))
+        {
+            return Err(bad(
+                "blue_green.load.query_url",
+                format!("'{q}' is not an http(s) URL"),
+                "give the query API's base URL, or remove it",
+            ));
+        }
+        if !(l.rate > 0.0 && l.rate <= 10_000.0) {
+            return Err(bad(
+                "blue_green.load.rate",
+                format!("{} is outside (0, 10000]", l.rate),
+                "requests per second, e.g. 20",
+            ));
+        }
+        if l.duration_secs == 0 {
+            return Err(bad(
+                "blue_green.load.duration_secs",
+                "is 0".into(),
+                "long enough for analysis.min_requests at the rate, e.g. 300",
+            ));
+        }
+        if l.mix.iter().sum::<u32>() == 0 || (l.query_url.is_none() && l.mix[..3].iter().sum::<u32>() == 0) {
+            return Err(bad(
+                "blue_green.load.mix",
+                format!("{:?} sends no requests", l.mix),
+                "shares of create, update, complete, read, e.g. [40, 25, 15, 20]",
+            ));
+        }
+        Ok(())
     }
 
     pub fn validate(&self, file: &str) -> Result<(), SpecError> {
@@ -239,6 +445,7 @@ impl CanarySpec {
             }
             None => {}
         }
+        self.validate_blue_green(file)?;
         if let Some(c) = &a.consumer {
             if c.group.trim().is_empty() {
                 return Err(bad(
@@ -407,6 +614,74 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    const BG: &str = "strategy: blue_green\nblue_green:\n  preview: preview/canary\n  scale_down_delay_secs: 30\n  load:\n    url: http://127.0.0.1:8090\n    rate: 10\n";
+
+    #[test]
+    fn blue_green_parses_with_one_analysis_phase() {
+        let s = CanarySpec::from_yaml(
+            "c.yaml",
+            &format!("{GOOD}driver:\n  haproxy:\n    runtime_api: 127.0.0.1:9999\n{BG}"),
+        )
+        .expect("blue-green");
+        assert_eq!(s.strategy, Strategy::BlueGreen);
+        assert_eq!(s.steps, [100]);
+        let bg = s.blue_green.expect("settings");
+        assert_eq!(bg.scale_down_delay_secs, 30);
+        assert_eq!(bg.load.mix, [40, 25, 15, 20]);
+        assert_eq!(bg.load.rate, 10.0);
+        let plain = CanarySpec::from_yaml("c.yaml", GOOD).expect("canary");
+        assert_eq!(plain.strategy, Strategy::Canary);
+    }
+
+    #[test]
+    fn malformed_blue_green_names_the_field() {
+        let hap = format!("{GOOD}driver:\n  haproxy:\n    runtime_api: 127.0.0.1:9999\n");
+        let cases = [
+            (format!("{hap}strategy: bluegreen\n"), "strategy"),
+            (format!("{hap}strategy: blue_green\n"), "blue_green"),
+            (
+                format!("{hap}{}", BG.replace("strategy: blue_green\n", "")),
+                "blue_green",
+            ),
+            (
+                format!("{hap}{}", BG.replace("preview/canary", "gateway/green")),
+                "blue_green.preview",
+            ),
+            (
+                format!("{hap}{}", BG.replace("preview/canary", "preview")),
+                "blue_green.preview",
+            ),
+            (
+                format!("{hap}{}", BG.replace("http://127.0.0.1:8090", "127.0.0.1:8090")),
+                "blue_green.load.url",
+            ),
+            (
+                format!("{hap}{}", BG.replace("rate: 10", "rate: 0")),
+                "blue_green.load.rate",
+            ),
+            (
+                format!("{hap}{}", BG.replace("rate: 10", "rate: 10\n    mix: [0, 0, 0, 5]")),
+                "blue_green.load.mix",
+            ),
+            (
+                format!("{hap}{BG}  colour: green\n"),
+                "colour",
+            ),
+            (format!("{hap}{BG}steps: [10, 100]\n"), "steps"),
+            (
+                format!("{GOOD}driver:\n  gateway_api:\n    namespace: todo\n    http_route: r\n    canary_deployment: c\n{BG}"),
+                "driver.gateway_api.stable_deployment",
+            ),
+        ];
+        for (yaml, field) in cases {
+            let err = CanarySpec::from_yaml("c.yaml", &yaml)
+                .expect_err(field)
+                .to_string();
+            assert!(err.starts_with("c.yaml"), "{err}");
+            assert!(err.contains(field), "{field}: {err}");
+        }
     }
 
     #[test]

@@ -14,7 +14,12 @@ pub struct Haproxy {
     pub port: u16,
     /// Port of the runtime API (`level admin`).
     pub api_port: u16,
+    /// Blue-green: port of the preview frontend (only the canary, "green").
+    pub preview_port: Option<u16>,
 }
+
+/// The preview backend of [`Haproxy::start_blue_green`]: only the canary.
+pub const PREVIEW: &str = "preview";
 
 /// Backend and server names in the generated configuration.
 pub const BACKEND: &str = "command";
@@ -34,13 +39,35 @@ impl Haproxy {
         canary: &str,
         canary_percent: u32,
     ) -> anyhow::Result<Self> {
+        Self::start_inner(port, stable, canary, canary_percent, false).await
+    }
+
+    /// Blue-green: users reach `stable` (blue, all traffic) through the
+    /// gateway frontend; a second frontend on [`Haproxy::preview_url`]
+    /// reaches only `canary` (green) through backend [`PREVIEW`].
+    pub async fn start_blue_green(stable: &str, canary: &str) -> anyhow::Result<Self> {
+        Self::start_inner(None, stable, canary, 0, true).await
+    }
+
+    async fn start_inner(
+        port: Option<u16>,
+        stable: &str,
+        canary: &str,
+        canary_percent: u32,
+        preview: bool,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("todo-haproxy-").tempdir()?;
         let port = match port {
             Some(p) => p,
             None => crate::free_port()?,
         };
         let api_port = crate::free_port()?;
-        let cfg = format!(
+        let preview_port = if preview {
+            Some(crate::free_port()?)
+        } else {
+            None
+        };
+        let mut cfg = format!(
             "global\n  stats socket ipv4@127.0.0.1:{api_port} level admin\n\
              defaults\n  mode http\n  timeout connect 2s\n  timeout client 10s\n  timeout server 10s\n\
              frontend gateway\n  bind 127.0.0.1:{port}\n  default_backend {BACKEND}\n\
@@ -49,6 +76,13 @@ impl Haproxy {
              \x20 server {CANARY} {canary} weight {canary_percent} check inter 1s\n",
             100 - canary_percent.min(100)
         );
+        if let Some(p) = preview_port {
+            cfg.push_str(&format!(
+                "frontend preview\n  bind 127.0.0.1:{p}\n  default_backend {PREVIEW}\n\
+                 backend {PREVIEW}\n  option httpchk GET /healthz\n\
+                 \x20 server {CANARY} {canary} check inter 1s\n"
+            ));
+        }
         let cfg_path = dir.path().join("haproxy.cfg");
         std::fs::write(&cfg_path, cfg)?;
         let check = Command::new("haproxy")
@@ -78,6 +112,7 @@ impl Haproxy {
             dir,
             port,
             api_port,
+            preview_port,
         };
         let (api, front) = (format!("127.0.0.1:{api_port}"), format!("127.0.0.1:{port}"));
         crate::wait_until("haproxy to listen", Duration::from_secs(20), || {
@@ -93,6 +128,32 @@ impl Haproxy {
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The preview frontend (blue-green only).
+    pub fn preview_url(&self) -> Option<String> {
+        self.preview_port.map(|p| format!("http://127.0.0.1:{p}"))
+    }
+
+    /// `show stat`'s status of `backend/server`: `UP`, `DOWN`, `MAINT`, …
+    pub async fn server_status(&self, backend: &str, server: &str) -> anyhow::Result<String> {
+        let csv = self.command("show stat").await?;
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("# ")
+            .split(',')
+            .collect();
+        let col = |name: &str| header.iter().position(|h| *h == name);
+        let (Some(px), Some(sv), Some(st)) = (col("pxname"), col("svname"), col("status")) else {
+            anyhow::bail!("unexpected show stat header: {header:?}");
+        };
+        lines
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .find(|f| f.get(px) == Some(&backend) && f.get(sv) == Some(&server))
+            .and_then(|f| f.get(st).map(|s| s.to_string()))
+            .ok_or_else(|| anyhow::anyhow!("no server {backend}/{server} in show stat"))
     }
 
     pub fn runtime_api(&self) -> String {

@@ -75,6 +75,26 @@ pub struct Rollout {
     pub started_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// `canary` or `blue_green` (the spec's strategy when the rollout started).
+    #[serde(default)]
+    pub strategy: canary::Strategy,
+    /// Blue-green only: the switch and the scale-downs so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue_green: Option<BlueGreenStatus>,
+}
+
+/// Where a blue-green rollout stands beyond its phase and weight (`weight`
+/// is green's share of user traffic: 0 before the switch, 100 after).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BlueGreenStatus {
+    /// When all user traffic went to green.
+    pub switched_at: Option<DateTime<Utc>>,
+    /// When blue is scaled down (switch + `scale_down_delay_secs`); until
+    /// then `todoctl rollback` switches back at once.
+    pub scale_down_at: Option<DateTime<Utc>>,
+    /// Which builds are out of service: `stable` (blue) and/or `canary` (green).
+    #[serde(default)]
+    pub scaled_down: Vec<String>,
 }
 
 /// One entry of the decision log.
@@ -143,6 +163,10 @@ pub struct CanaryView {
     pub interval_secs: u64,
     pub max_duration_secs: u64,
     pub analysis: canary::spec::AnalysisSpec,
+    #[serde(default)]
+    pub strategy: canary::Strategy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue_green: Option<canary::BlueGreenSpec>,
     pub rollout: Option<Rollout>,
     /// The latest entry of the decision log (analysis or operator).
     pub last_decision: Option<DecisionRecord>,
@@ -163,7 +187,7 @@ pub struct CanaryList {
 pub struct HistoryQuery {
     /// Newest first, at most this many (1–1000, default 50).
     pub limit: Option<i64>,
-    /// Only this action (`analysis`, `start`, `promote`, `pause`, `resume`, `abort`, `rollback`, `supersede`).
+    /// Only this action (`analysis`, `start`, `promote`, `pause`, `resume`, `abort`, `rollback`, `supersede`, `switch`, `scale_down`).
     pub action: Option<String>,
 }
 

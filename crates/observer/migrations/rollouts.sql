@@ -16,6 +16,11 @@ CREATE TABLE IF NOT EXISTS canary_rollouts (
     UNIQUE (canary, canary_version)
 );
 
+-- Blue-green rollouts (docs/canary.md): the strategy, and the switch and
+-- scale-downs so far (observer_api::canaries::BlueGreenStatus).
+ALTER TABLE canary_rollouts ADD COLUMN IF NOT EXISTS strategy text NOT NULL DEFAULT 'canary';
+ALTER TABLE canary_rollouts ADD COLUMN IF NOT EXISTS blue_green json;
+
 CREATE TABLE IF NOT EXISTS canary_decisions (
     id           bigserial   PRIMARY KEY,
     rollout_id   bigint      NOT NULL REFERENCES canary_rollouts (id),
@@ -23,7 +28,7 @@ CREATE TABLE IF NOT EXISTS canary_decisions (
     at           timestamptz NOT NULL DEFAULT clock_timestamp(),
     -- 'observer' for the analysis, else the operator's token subject
     actor        text        NOT NULL,
-    -- start | analysis | promote | pause | resume | abort | supersede
+    -- start | analysis | promote | pause | resume | abort | supersede | scale_down
     action       text        NOT NULL,
     verdict      text        NOT NULL,
     reason       text        NOT NULL,

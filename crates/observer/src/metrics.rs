@@ -260,15 +260,20 @@ pub fn render_canaries(
         .chain(counters.decisions.keys().map(|(c, _)| c.as_str()))
         .collect();
     for c in &canaries {
-        for v in canary::Verdict::ALL {
+        // The analysis' verdicts, and blue-green's scale-downs.
+        let verdicts = canary::Verdict::ALL
+            .map(canary::Verdict::as_str)
+            .into_iter()
+            .chain([crate::rollouts::SCALE_DOWN]);
+        for v in verdicts {
             let n = counters
                 .decisions
-                .get(&(c.to_string(), v.as_str()))
+                .get(&(c.to_string(), v))
                 .copied()
                 .unwrap_or(0);
             f.sample(
                 &d.series(),
-                &[(m::labels::CANARY, c), (m::labels::VERDICT, v.as_str())],
+                &[(m::labels::CANARY, c), (m::labels::VERDICT, v)],
                 n as f64,
             );
         }

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::{DriverError, DriverFuture, RolloutDriver};
+use crate::{DriverError, DriverFuture, RolloutDriver, Side};
 
 const SA_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
@@ -74,6 +74,14 @@ pub struct GatewayApiConfig {
     pub canary_deployment: String,
     /// Replicas the canary gets when traffic moves to it while it is at zero.
     pub canary_replicas: u32,
+    /// Blue-green: blue's Deployment (scaled down after the switch's delay)
+    /// and the replicas it gets back if a rollback needs it.
+    pub stable_deployment: Option<String>,
+    pub stable_replicas: u32,
+    /// Canary strategy: weights also scale the canary (to zero at 0%, up
+    /// when it gains traffic). Blue-green: false, green keeps its replicas at
+    /// 0% (it serves the preview) and the controller scales explicitly.
+    pub scale_with_weight: bool,
     pub timeout: Duration,
 }
 
@@ -137,12 +145,51 @@ impl GatewayApiDriver {
     }
 
     fn scale_url(&self) -> String {
+        self.deployment_scale_url(&self.cfg.canary_deployment)
+    }
+
+    fn deployment_scale_url(&self, deployment: &str) -> String {
         format!(
             "{}/apis/apps/v1/namespaces/{}/deployments/{}/scale",
             self.cfg.api_server.trim_end_matches('/'),
             self.cfg.namespace,
-            self.cfg.canary_deployment
+            deployment
         )
+    }
+
+    /// `side`'s Deployment and the replicas it runs with when in service.
+    fn deployment(&self, side: Side) -> Result<(&str, u32), DriverError> {
+        match side {
+            Side::Canary => Ok((&self.cfg.canary_deployment, self.cfg.canary_replicas.max(1))),
+            Side::Stable => self
+                .cfg
+                .stable_deployment
+                .as_deref()
+                .map(|d| (d, self.cfg.stable_replicas.max(1)))
+                .ok_or_else(|| DriverError::Api {
+                    what: format!("HTTPRoute {}/{}", self.cfg.namespace, self.cfg.http_route),
+                    message: "no stable_deployment configured to scale".into(),
+                }),
+        }
+    }
+
+    /// Merge-patch `deployment`'s scale to `replicas` unless it already has them.
+    async fn scale_deployment(&self, deployment: &str, replicas: u32) -> Result<(), DriverError> {
+        let url = self.deployment_scale_url(deployment);
+        let now = self.call(reqwest::Method::GET, &url, None).await?;
+        if now.pointer("/spec/replicas").and_then(Value::as_u64) == Some(u64::from(replicas)) {
+            return Ok(());
+        }
+        self.call(
+            reqwest::Method::PATCH,
+            &url,
+            Some((
+                "application/merge-patch+json",
+                json!({"spec": {"replicas": replicas}}),
+            )),
+        )
+        .await
+        .map(drop)
     }
 
     async fn call(
@@ -261,7 +308,7 @@ impl RolloutDriver for GatewayApiDriver {
                 return Err(DriverError::Percent(percent));
             }
             // A canary at zero replicas gets them before it gets traffic.
-            if percent > 0 && self.canary_replicas().await? == 0 {
+            if self.cfg.scale_with_weight && percent > 0 && self.canary_replicas().await? == 0 {
                 self.scale_canary(self.cfg.canary_replicas.max(1)).await?;
             }
             let route = self
@@ -285,10 +332,24 @@ impl RolloutDriver for GatewayApiDriver {
             )
             .await?;
             // Only once no traffic reaches it does the canary lose its pods.
-            if percent == 0 && self.canary_replicas().await? > 0 {
+            if self.cfg.scale_with_weight && percent == 0 && self.canary_replicas().await? > 0 {
                 self.scale_canary(0).await?;
             }
             Ok(())
+        })
+    }
+
+    fn scale_down(&self, side: Side) -> DriverFuture<'_, ()> {
+        Box::pin(async move {
+            let (deployment, _) = self.deployment(side)?;
+            self.scale_deployment(deployment, 0).await
+        })
+    }
+
+    fn scale_up(&self, side: Side) -> DriverFuture<'_, ()> {
+        Box::pin(async move {
+            let (deployment, replicas) = self.deployment(side)?;
+            self.scale_deployment(deployment, replicas).await
         })
     }
 

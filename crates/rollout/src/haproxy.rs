@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::{DriverError, DriverFuture, RolloutDriver};
+use crate::{DriverError, DriverFuture, RolloutDriver, Side};
 
 #[derive(Debug, Clone)]
 pub struct HaproxyDriver {
@@ -16,6 +16,9 @@ pub struct HaproxyDriver {
     pub backend: String,
     pub stable_server: String,
     pub canary_server: String,
+    /// Blue-green: green's `backend/server` in the preview backend, taken
+    /// out of service with green.
+    pub preview: Option<String>,
     pub timeout: Duration,
 }
 
@@ -31,8 +34,51 @@ impl HaproxyDriver {
             backend: backend.into(),
             stable_server: stable.into(),
             canary_server: canary.into(),
+            preview: None,
             timeout: Duration::from_secs(2),
         }
+    }
+
+    /// Blue-green: green also serves the preview backend's `backend/server`.
+    pub fn with_preview(mut self, preview: impl Into<String>) -> Self {
+        self.preview = Some(preview.into());
+        self
+    }
+
+    /// Several commands in one request (`a; b`): HAProxy runs them in
+    /// order without another client's command in between. Every one must
+    /// answer nothing (success).
+    async fn commands(&self, commands: &[String]) -> Result<(), DriverError> {
+        let command = commands.join("; ");
+        let answer = self.command(&command).await?;
+        if answer.trim().is_empty() {
+            Ok(())
+        } else {
+            Err(DriverError::Refused {
+                what: self.what(),
+                command,
+                answer,
+            })
+        }
+    }
+
+    /// `backend/server` names of `side`.
+    fn servers(&self, side: Side) -> Vec<String> {
+        match side {
+            Side::Stable => vec![format!("{}/{}", self.backend, self.stable_server)],
+            Side::Canary => std::iter::once(format!("{}/{}", self.backend, self.canary_server))
+                .chain(self.preview.clone())
+                .collect(),
+        }
+    }
+
+    async fn set_state(&self, side: Side, state: &str) -> Result<(), DriverError> {
+        let cmds: Vec<String> = self
+            .servers(side)
+            .iter()
+            .map(|s| format!("set server {s} state {state}"))
+            .collect();
+        self.commands(&cmds).await
     }
 
     fn what(&self) -> String {
@@ -102,6 +148,21 @@ impl RolloutDriver for HaproxyDriver {
             if percent > 100 {
                 return Err(DriverError::Percent(percent));
             }
+            if percent == 0 || percent == 100 {
+                // All traffic to one side (a blue-green switch, a rollback):
+                // one request, the side that gains first.
+                let (gain, lose) = if percent == 100 {
+                    (&self.canary_server, &self.stable_server)
+                } else {
+                    (&self.stable_server, &self.canary_server)
+                };
+                return self
+                    .commands(&[
+                        format!("set weight {}/{gain} 100", self.backend),
+                        format!("set weight {}/{lose} 0", self.backend),
+                    ])
+                    .await;
+            }
             // Shift towards stable first when the canary shrinks, towards the
             // canary first when it grows, so the backend never has both at 0.
             let (first, second) = if percent <= self.canary_percent().await.unwrap_or(100) {
@@ -118,6 +179,14 @@ impl RolloutDriver for HaproxyDriver {
             self.set_weight(first.0, first.1).await?;
             self.set_weight(second.0, second.1).await
         })
+    }
+
+    fn scale_down(&self, side: Side) -> DriverFuture<'_, ()> {
+        Box::pin(self.set_state(side, "maint"))
+    }
+
+    fn scale_up(&self, side: Side) -> DriverFuture<'_, ()> {
+        Box::pin(self.set_state(side, "ready"))
     }
 
     fn canary_percent(&self) -> DriverFuture<'_, u32> {

@@ -40,6 +40,23 @@ pub enum DriverError {
 
 pub type DriverFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, DriverError>> + Send + 'a>>;
 
+/// One of the two builds a driver fronts. In a blue-green rollout `Stable`
+/// is blue (live) and `Canary` is green (preview).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Stable,
+    Canary,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Stable => "stable",
+            Side::Canary => "canary",
+        }
+    }
+}
+
 /// Moves traffic between the stable and canary versions of one service.
 pub trait RolloutDriver: Send + Sync {
     /// Send `percent` of traffic to the canary and the rest to stable.
@@ -50,4 +67,10 @@ pub trait RolloutDriver: Send + Sync {
     fn rollback(&self) -> DriverFuture<'_, ()> {
         self.set_canary_percent(0)
     }
+    /// Take `side` out of service (HAProxy: its servers to maintenance;
+    /// Kubernetes: its Deployment to zero replicas). Idempotent. Callers
+    /// move its traffic away first.
+    fn scale_down(&self, side: Side) -> DriverFuture<'_, ()>;
+    /// Put `side` back in service (the reverse of [`Self::scale_down`]). Idempotent.
+    fn scale_up(&self, side: Side) -> DriverFuture<'_, ()>;
 }

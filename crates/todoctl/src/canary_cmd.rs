@@ -313,14 +313,18 @@ fn status_table(canaries: &[&CanaryView]) {
             None => "-".to_string(),
             Some(d) => format!("{} {} by {}: {}", d.action, d.verdict, d.actor, d.reason),
         };
+        // A blue-green rollout has one analysis phase, then the switch.
+        let steps = match c.strategy {
+            canary::Strategy::Canary => format!("{step:>3}/{:<3}", c.steps.len()),
+            canary::Strategy::BlueGreen => format!("{:>7}", "b/g"),
+        };
         println!(
-            "{:<20} {:<14} {:<14} {:>5}% {:>3}/{:<3}  {:<9} {}",
+            "{:<20} {:<14} {:<14} {:>5}% {}  {:<9} {}",
             c.name,
             c.canary_version,
             phase(c),
             r.map(|r| r.weight).unwrap_or(0),
-            step,
-            c.steps.len(),
+            steps,
             format!("{}s", r.map(|r| r.analysed_secs).unwrap_or(0)),
             last
         );
@@ -343,6 +347,26 @@ fn explain_text(c: &CanaryView) -> Result<(), Failure> {
         phase(c),
         c.rollout.as_ref().map(|r| r.weight).unwrap_or(0)
     );
+    if let Some(bg) = &c.blue_green {
+        let st = c.rollout.as_ref().and_then(|r| r.blue_green.clone());
+        let st = st.unwrap_or_default();
+        println!(
+            "strategy       blue_green: green {} on preview {} ({} req/s load hook on {}), blue {}",
+            c.canary_version, bg.preview, js(&bg.load.rate), bg.load.url, c.stable_version
+        );
+        match (&st.switched_at, &st.scale_down_at) {
+            (Some(at), Some(until)) => println!(
+                "  switched     at {}; blue scaled down at {} (scale_down_delay_secs {}); until then rollback is instant",
+                js(at),
+                js(until),
+                bg.scale_down_delay_secs
+            ),
+            _ => println!("  switched     not yet: user traffic on blue"),
+        }
+        if !st.scaled_down.is_empty() {
+            println!("  scaled down  {}", st.scaled_down.join(", "));
+        }
+    }
     if let Some(d) = &c.last_decision {
         println!(
             "last decision  #{} at {}: {} → {} by {}",
@@ -456,10 +480,22 @@ fn validate(files: &[std::path::PathBuf]) -> ExitCode {
                 )),
             });
         match res {
-            Ok(s) => println!(
-                "{shown}: ok ({} {} → {}, steps {:?}, every {} s)",
-                s.name, s.stable_version, s.canary_version, s.steps, s.interval_secs
-            ),
+            Ok(s) => match &s.blue_green {
+                Some(bg) if s.strategy == canary::Strategy::BlueGreen => println!(
+                    "{shown}: ok ({} blue {} → green {}, blue_green: preview {}, load {} req/s, blue kept {} s after the switch, every {} s)",
+                    s.name,
+                    s.stable_version,
+                    s.canary_version,
+                    bg.preview,
+                    bg.load.rate,
+                    bg.scale_down_delay_secs,
+                    s.interval_secs
+                ),
+                _ => println!(
+                    "{shown}: ok ({} {} → {}, steps {:?}, every {} s)",
+                    s.name, s.stable_version, s.canary_version, s.steps, s.interval_secs
+                ),
+            },
             Err(e) => {
                 eprintln!("{e}");
                 bad += 1;

@@ -52,10 +52,12 @@ enum Cmd {
     /// SLO specs: validate, generate rules/alerting/dashboards, explain, import OpenSLO.
     #[command(subcommand)]
     Slo(slo_cmd::SloCommand),
-    /// Canary rollouts driven by the observer: status, explain, history,
-    /// promote, pause, resume, abort.
+    /// Rollouts (canary and blue-green) driven by the observer: status,
+    /// explain, history, promote, pause, resume, abort. `todoctl canary` is
+    /// the same command under its original name.
+    #[command(name = "rollout", visible_alias = "canary")]
     Canary(canary_cmd::CanaryArgs),
-    /// Abort a canary rollout and return all traffic to stable (idempotent).
+    /// Abort a rollout and return all traffic to stable/blue (idempotent).
     Rollback(canary_cmd::RollbackArgs),
     /// The subset of Apache Kafka's kafka-topics.sh that the compose file's
     /// topic set-up uses (`--create --if-not-exists --topic T --partitions N`);

@@ -2,6 +2,7 @@
 //! effective at once, under the controller's lock, and they bump the
 //! rollout's generation so an analysis in flight is dropped.
 
+use rollout::Side;
 use serde_json::json;
 
 use super::controller::{Controller, apply_weight, trace_id_of, view};
@@ -90,6 +91,24 @@ impl Controller {
                 )
             }
             Action::Abort | Action::Rollback => {
+                // Blue-green after blue's scale-down: blue back in service
+                // before it gets the traffic (not instant then: within
+                // scale_down_delay_secs blue never left).
+                let blue_down = e
+                    .rollout
+                    .blue_green
+                    .as_ref()
+                    .is_some_and(|s| s.scaled_down.iter().any(|d| d == Side::Stable.as_str()));
+                if blue_down {
+                    loaded
+                        .driver
+                        .scale_up(Side::Stable)
+                        .await
+                        .map_err(|why| ActError::Driver(why.to_string()))?;
+                    if let Some(s) = e.rollout.blue_green.as_mut() {
+                        s.scaled_down.retain(|d| d != Side::Stable.as_str());
+                    }
+                }
                 let already = matches!(phase, Phase::Aborted | Phase::RolledBack);
                 if !already {
                     e.rollout.phase = Phase::Aborted;
@@ -104,6 +123,10 @@ impl Controller {
                     format!("rolled back by hand from {before}%: all traffic on stable")
                 }
             }
+        };
+        let reason = match e.note_switch(spec) {
+            Some(switched) => format!("{reason}; {switched}"),
+            None => reason,
         };
         let reason = match note {
             Some(n) if !n.trim().is_empty() => format!("{reason} — {}", n.trim()),

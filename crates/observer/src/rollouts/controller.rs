@@ -6,12 +6,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use canary::{ConsumerObservation, Interval, Observation, State, Verdict};
+use canary::{ConsumerObservation, Interval, Observation, State, Strategy, Verdict};
+use observer_api::canaries::BlueGreenStatus;
+use rollout::Side;
 use serde_json::json;
 use sqlx::PgPool;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use super::load::{self, LoadHookGuard};
 use super::queries::{Counters, Sample, delta, queries, sample};
 use super::spec::{Loaded, driver_for, load_specs};
 use super::store::{NewDecision, Store};
@@ -21,6 +24,10 @@ use observer_api::canaries::{AnalysisInputs, AnalysisObserved, AnalysisStatistic
 
 /// Who the controller's own decisions are attributed to.
 pub const CONTROLLER_ACTOR: &str = "observer";
+
+/// Action and verdict of a blue-green scale-down in the decision log and
+/// `canary_decisions_total`.
+pub const SCALE_DOWN: &str = "scale_down";
 
 /// One rollout in memory: the truth while the observer runs.
 pub(super) struct Entry {
@@ -32,6 +39,8 @@ pub(super) struct Entry {
     pub(super) last_tick: Option<Instant>,
     pub(super) last_decision: Option<DecisionRecord>,
     pub(super) last_analysis: Option<DecisionRecord>,
+    /// Blue-green: the preview traffic while green is analysed.
+    load: Option<LoadHookGuard>,
 }
 
 impl Entry {
@@ -43,7 +52,55 @@ impl Entry {
             last_tick: None,
             last_decision: None,
             last_analysis: None,
+            load: None,
         }
+    }
+
+    /// Blue-green: once green has all user traffic, when it got it and when
+    /// blue goes. Returns the line the decision's reason gets.
+    pub(super) fn note_switch(&mut self, spec: &canary::CanarySpec) -> Option<String> {
+        if self.rollout.strategy != Strategy::BlueGreen || self.rollout.weight != 100 {
+            return None;
+        }
+        let delay = spec
+            .blue_green
+            .as_ref()
+            .map_or(0, |b| b.scale_down_delay_secs);
+        let s = self.rollout.blue_green.get_or_insert_default();
+        if s.switched_at.is_some() {
+            return None;
+        }
+        let now = chrono::Utc::now();
+        let at = now + chrono::Duration::seconds(i64::try_from(delay).unwrap_or(i64::MAX / 2));
+        s.switched_at = Some(now);
+        s.scale_down_at = Some(at);
+        Some(format!(
+            "switched: all user traffic on green ({}); blue ({}) stays up for rollback until {} (scale_down_delay_secs {delay})",
+            spec.canary_version,
+            spec.stable_version,
+            at.format("%H:%M:%S")
+        ))
+    }
+}
+
+/// Blue-green: the build to take out of service now, if any. Blue goes
+/// `scale_down_delay_secs` after the switch; green goes once a failed or
+/// aborted rollout has its traffic (none) back on blue.
+fn pending_scale_down(r: &Rollout, now: chrono::DateTime<chrono::Utc>) -> Option<Side> {
+    let s = r.blue_green.as_ref()?;
+    let done = |side: Side| s.scaled_down.iter().any(|d| d == side.as_str());
+    match r.phase {
+        Phase::Succeeded
+            if r.weight == 100
+                && s.scale_down_at.is_some_and(|t| t <= now)
+                && !done(Side::Stable) =>
+        {
+            Some(Side::Stable)
+        }
+        Phase::RolledBack | Phase::Aborted if r.weight == 0 && !done(Side::Canary) => {
+            Some(Side::Canary)
+        }
+        _ => None,
     }
 }
 
@@ -165,6 +222,7 @@ impl Controller {
             if !e.rollout.weight_applied {
                 let _ = apply_weight(&loaded, e, self.driver_breaker.as_deref()).await; // logged; retried while weight_applied is false
             }
+            self.blue_green_upkeep(&loaded, e).await;
             if e.rollout.phase != Phase::Progressing {
                 return Ok(());
             }
@@ -251,6 +309,9 @@ impl Controller {
         e.rollout.analysis = state;
         e.rollout.phase = phase;
         e.rollout.weight = weight;
+        if let Some(switched) = e.note_switch(spec) {
+            reason = format!("{reason}; {switched}");
+        }
         let mut applied = apply_weight(&loaded, e, self.driver_breaker.as_deref()).await;
         if let Err(why) = &applied {
             reason = format!("{reason}; driver: {why} (retrying)");
@@ -338,6 +399,73 @@ impl Controller {
         Ok(())
     }
 
+    /// Blue-green, every tick: the load hook runs while green is analysed,
+    /// and a build due to go out of service is scaled down (once its
+    /// traffic is elsewhere), recorded as a `scale_down` decision. A driver
+    /// failure is retried at the next tick; the calls are idempotent, so a
+    /// restart between the call and the record repeats it harmlessly.
+    async fn blue_green_upkeep(&self, loaded: &Loaded, e: &mut Entry) {
+        let spec = &loaded.spec;
+        if e.rollout.strategy != Strategy::BlueGreen {
+            return;
+        }
+        if e.rollout.phase.finished() {
+            e.load = None;
+        } else if e.load.is_none()
+            && let Some(bg) = &spec.blue_green
+        {
+            e.load = Some(load::start(&spec.name, &bg.load));
+        }
+        if !e.rollout.weight_applied {
+            return; // traffic moves away first
+        }
+        let Some(side) = pending_scale_down(&e.rollout, chrono::Utc::now()) else {
+            return;
+        };
+        if let Err(why) = loaded.driver.scale_down(side).await {
+            tracing::warn!(canary = %spec.name, side = side.as_str(), error = %why, "blue-green scale-down failed (retrying)");
+            return;
+        }
+        let (build, version) = match side {
+            Side::Stable => ("blue", &spec.stable_version),
+            Side::Canary => ("green", &spec.canary_version),
+        };
+        e.rollout
+            .blue_green
+            .get_or_insert_default()
+            .scaled_down
+            .push(side.as_str().to_string());
+        let rec = NewDecision {
+            actor: CONTROLLER_ACTOR.into(),
+            action: SCALE_DOWN,
+            verdict: SCALE_DOWN.into(),
+            reason: match side {
+                Side::Stable => format!(
+                    "blue ({version}) scaled down: scale_down_delay_secs {} passed since the switch",
+                    spec.blue_green.as_ref().map_or(0, |b| b.scale_down_delay_secs)
+                ),
+                Side::Canary => format!(
+                    "green ({version}) scaled down: the rollout is {} and user traffic is on blue",
+                    e.rollout.phase.as_str()
+                ),
+            },
+            step_percent: e.rollout.weight,
+            inputs: json!({"side": side.as_str(), "build": build, "version": version}),
+            observed: json!({}),
+            statistic: json!({}),
+            trace_id: None,
+        };
+        tracing::info!(canary = %spec.name, build, %version, "blue-green scale-down");
+        if let Ok(mut mt) = self.metrics.lock() {
+            *mt.decisions
+                .entry((spec.name.clone(), SCALE_DOWN))
+                .or_default() += 1;
+        }
+        if let Err(err) = self.persist(e, rec).await {
+            tracing::warn!(canary = %spec.name, error = %format!("{err:#}"), "recording the scale-down failed");
+        }
+    }
+
     /// Make sure the spec's canary version has a rollout: continue one from
     /// Postgres, or start it (superseding an unfinished older one).
     pub(super) async fn ensure_rollout(
@@ -386,7 +514,9 @@ impl Controller {
             self.persist(&mut e, rec).await?;
         }
         let state = State::new(spec);
-        let weight = state.percent(spec);
+        let blue_green = spec.strategy == Strategy::BlueGreen;
+        // Blue-green: green takes no user traffic until the switch.
+        let weight = if blue_green { 0 } else { state.percent(spec) };
         let (id, started_at) = self.store.insert_rollout(spec, weight, &state).await?;
         let mut e = Entry::new(Rollout {
             id,
@@ -401,13 +531,34 @@ impl Controller {
             started_at,
             updated_at: started_at,
             finished_at: None,
+            strategy: spec.strategy,
+            blue_green: blue_green.then(BlueGreenStatus::default),
         });
-        let applied = apply_weight(loaded, &mut e, self.driver_breaker.as_deref()).await;
+        // Green in service (a previous rollout may have scaled it down)
+        // before the preview traffic starts.
+        let green_up = if blue_green {
+            loaded
+                .driver
+                .scale_up(Side::Canary)
+                .await
+                .map_err(|e| e.to_string())
+        } else {
+            Ok(())
+        };
+        let applied = apply_weight(loaded, &mut e, self.driver_breaker.as_deref())
+            .await
+            .and(green_up);
         let rec = NewDecision {
             actor: CONTROLLER_ACTOR.into(),
             action: "start",
             verdict: "hold".into(),
             reason: match &applied {
+                Ok(()) if blue_green => format!(
+                    "blue-green: green {} on preview {} against blue {}; user traffic stays on blue until the switch",
+                    spec.canary_version,
+                    spec.blue_green.as_ref().map_or("", |b| b.preview.as_str()),
+                    spec.stable_version
+                ),
                 Ok(()) => format!(
                     "canary version {} against stable {}: starting at {weight}% (steps {:?})",
                     spec.canary_version, spec.stable_version, spec.steps
@@ -418,7 +569,12 @@ impl Controller {
                 ),
             },
             step_percent: weight,
-            inputs: json!({"file": loaded.file.display().to_string(), "steps": spec.steps}),
+            inputs: json!({
+                "file": loaded.file.display().to_string(),
+                "steps": spec.steps,
+                "strategy": spec.strategy,
+                "blue_green": spec.blue_green,
+            }),
             observed: json!({}),
             statistic: json!({}),
             trace_id: None,
@@ -545,6 +701,8 @@ pub(super) fn view(l: &Loaded, e: Option<&Entry>) -> CanaryView {
         interval_secs: s.interval_secs,
         max_duration_secs: s.max_duration_secs,
         analysis: s.analysis.clone(),
+        strategy: s.strategy,
+        blue_green: s.blue_green.clone(),
         rollout: e
             .filter(|e| e.rollout.canary_version == s.canary_version)
             .map(|e| e.rollout.clone()),

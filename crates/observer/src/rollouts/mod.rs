@@ -25,6 +25,7 @@
 
 mod actions;
 mod controller;
+mod load;
 mod queries;
 mod spec;
 mod store;
@@ -32,7 +33,7 @@ mod store;
 use futures::future::BoxFuture;
 
 pub use actions::ActError;
-pub use controller::{CONTROLLER_ACTOR, CanaryGauges, Controller, RolloutMetrics};
+pub use controller::{CONTROLLER_ACTOR, CanaryGauges, Controller, RolloutMetrics, SCALE_DOWN};
 pub use observer_api::canaries::{Action, CanaryList, CanaryView, DecisionRecord, Phase, Rollout};
 pub use spec::load_specs;
 

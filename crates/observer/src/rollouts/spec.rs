@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use canary::{CanarySpec, DriverSpec};
+use canary::{CanarySpec, DriverSpec, Strategy};
 use rollout::RolloutDriver;
 
 /// A spec that loaded, with its file and driver.
@@ -28,12 +28,13 @@ pub(super) fn driver_for(spec: &CanarySpec) -> anyhow::Result<Arc<dyn RolloutDri
                 .split_once('/')
                 .map(|(_, s)| s)
                 .unwrap_or_default();
-            Ok(Arc::new(rollout::HaproxyDriver::new(
-                runtime_api.clone(),
-                backend,
-                stable,
-                canary,
-            )))
+            let driver = rollout::HaproxyDriver::new(runtime_api.clone(), backend, stable, canary);
+            Ok(Arc::new(match &spec.blue_green {
+                Some(bg) if spec.strategy == Strategy::BlueGreen => {
+                    driver.with_preview(bg.preview.clone())
+                }
+                _ => driver,
+            }))
         }
         Some(DriverSpec::GatewayApi {
             namespace,
@@ -41,6 +42,8 @@ pub(super) fn driver_for(spec: &CanarySpec) -> anyhow::Result<Arc<dyn RolloutDri
             canary_deployment,
             canary_replicas,
             api_server,
+            stable_deployment,
+            stable_replicas,
         }) => {
             let rollout::gateway::ApiAccess {
                 api_server,
@@ -65,6 +68,9 @@ pub(super) fn driver_for(spec: &CanarySpec) -> anyhow::Result<Arc<dyn RolloutDri
                     canary_service: spec.canary.clone(),
                     canary_deployment: canary_deployment.clone(),
                     canary_replicas: *canary_replicas,
+                    stable_deployment: stable_deployment.clone(),
+                    stable_replicas: *stable_replicas,
+                    scale_with_weight: spec.strategy == Strategy::Canary,
                     timeout: Duration::from_secs(5),
                 },
             )?))
@@ -127,7 +133,12 @@ mod tests {
     #[test]
     fn shipped_specs_load() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        for dir in ["canary", "k8s/base/canary"] {
+        for dir in [
+            "canary",
+            "k8s/base/canary",
+            "canary/examples",
+            "k8s/base/canary/examples",
+        ] {
             let (specs, errors) = load_specs(&root.join(dir));
             assert!(errors.is_empty(), "{dir}: {errors:?}");
             assert!(!specs.is_empty(), "{dir}: no specs");

@@ -9,6 +9,7 @@ use serde_json::Value;
 use sqlx::{PgPool, Row as _};
 
 use super::{DecisionRecord, Phase, Rollout};
+use observer_api::canaries::BlueGreenStatus;
 
 /// The tables' schema. Idempotent (`CREATE … IF NOT EXISTS`), run at every
 /// start like every other component's script: a database created when this
@@ -36,8 +37,8 @@ impl Store {
         state: &State,
     ) -> anyhow::Result<(i64, DateTime<Utc>)> {
         let row = sqlx::query(
-            "INSERT INTO canary_rollouts (canary, canary_version, stable_version, phase, weight, analysis)
-             VALUES ($1, $2, $3, 'progressing', $4, $5)
+            "INSERT INTO canary_rollouts (canary, canary_version, stable_version, phase, weight, analysis, strategy)
+             VALUES ($1, $2, $3, 'progressing', $4, $5, $6)
              RETURNING id, started_at",
         )
         .bind(&spec.name)
@@ -45,6 +46,7 @@ impl Store {
         .bind(&spec.stable_version)
         .bind(weight as i32)
         .bind(sqlx::types::Json(state))
+        .bind(spec.strategy.as_str())
         .fetch_one(&self.pool)
         .await?;
         Ok((row.try_get("id")?, row.try_get("started_at")?))
@@ -79,7 +81,7 @@ impl Store {
     ) -> anyhow::Result<Option<Rollout>> {
         let row = sqlx::query(
             "SELECT id, canary, canary_version, stable_version, phase, weight, analysis,
-                    analysed_secs, started_at, updated_at, finished_at
+                    analysed_secs, started_at, updated_at, finished_at, strategy, blue_green
              FROM canary_rollouts WHERE canary = $1 AND canary_version = $2",
         )
         .bind(canary)
@@ -92,7 +94,7 @@ impl Store {
     pub(super) async fn unfinished_rollouts(&self, canary: &str) -> anyhow::Result<Vec<Rollout>> {
         let rows = sqlx::query(
             "SELECT id, canary, canary_version, stable_version, phase, weight, analysis,
-                    analysed_secs, started_at, updated_at, finished_at
+                    analysed_secs, started_at, updated_at, finished_at, strategy, blue_green
              FROM canary_rollouts WHERE canary = $1 AND phase IN ('progressing', 'paused')
              ORDER BY id",
         )
@@ -113,7 +115,8 @@ impl Store {
         let row = sqlx::query(
             "UPDATE canary_rollouts
              SET phase = $2, weight = $3, analysis = $4, analysed_secs = $5, updated_at = now(),
-                 finished_at = CASE WHEN $6 THEN coalesce(finished_at, now()) ELSE NULL END
+                 finished_at = CASE WHEN $6 THEN coalesce(finished_at, now()) ELSE NULL END,
+                 blue_green = $7
              WHERE id = $1
              RETURNING updated_at, finished_at",
         )
@@ -123,6 +126,7 @@ impl Store {
         .bind(sqlx::types::Json(&r.analysis))
         .bind(r.analysed_secs as i64)
         .bind(r.phase.finished())
+        .bind(r.blue_green.as_ref().map(sqlx::types::Json))
         .fetch_one(&mut *tx)
         .await?;
         r.updated_at = row.try_get("updated_at")?;
@@ -183,6 +187,13 @@ fn rollout_from_row(row: &sqlx::postgres::PgRow) -> anyhow::Result<Rollout> {
         started_at: row.try_get("started_at")?,
         updated_at: row.try_get("updated_at")?,
         finished_at: row.try_get("finished_at")?,
+        strategy: match row.try_get::<String, _>("strategy")?.as_str() {
+            "blue_green" => canary::Strategy::BlueGreen,
+            _ => canary::Strategy::Canary,
+        },
+        blue_green: row
+            .try_get::<Option<sqlx::types::Json<BlueGreenStatus>>, _>("blue_green")?
+            .map(|j| j.0),
     })
 }
 
