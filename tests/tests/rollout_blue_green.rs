@@ -72,9 +72,11 @@ impl Harness {
             warm(&http, &green.base_url()).await?;
         }
         let gw = Haproxy::start_blue_green(&addr(&blue), &addr(&green)).await?;
-        wait_until("HAProxy to see both servers up", Duration::from_secs(30), || {
-            gw.all_up()
-        })
+        wait_until(
+            "HAProxy to see both servers up",
+            Duration::from_secs(30),
+            || gw.all_up(),
+        )
         .await?;
         let prom = Prometheus::start(PrometheusOptions {
             targets: vec![addr(&blue), addr(&green)],
@@ -157,11 +159,15 @@ impl Harness {
             self.gw.runtime_api()
         );
         std::fs::write(self.spec_dir.path().join("command-service.yaml"), spec)?;
-        wait_until("the observer to start the rollout", Duration::from_secs(30), || async {
-            self.status()
-                .await
-                .is_ok_and(|v| v["rollout"]["phase"].is_string())
-        })
+        wait_until(
+            "the observer to start the rollout",
+            Duration::from_secs(30),
+            || async {
+                self.status()
+                    .await
+                    .is_ok_and(|v| v["rollout"]["phase"].is_string())
+            },
+        )
         .await
     }
 
@@ -271,10 +277,14 @@ impl Harness {
     async fn user_split(&self, n: u64) -> anyhow::Result<(u64, u64)> {
         let before = self.gw.served().await?;
         let target = self.sent.load(Ordering::Relaxed) + n;
-        wait_until("user load to send more requests", Duration::from_secs(30), || {
-            let done = self.sent.load(Ordering::Relaxed) >= target;
-            async move { done }
-        })
+        wait_until(
+            "user load to send more requests",
+            Duration::from_secs(30),
+            || {
+                let done = self.sent.load(Ordering::Relaxed) >= target;
+                async move { done }
+            },
+        )
         .await?;
         let after = self.gw.served().await?;
         let d = |s: &str| after.get(s).copied().unwrap_or(0) - before.get(s).copied().unwrap_or(0);
@@ -308,7 +318,10 @@ async fn todoctl(args: &[&str]) -> anyhow::Result<(i32, String, String)> {
 }
 
 fn analyses(decisions: &[Value]) -> Vec<&Value> {
-    decisions.iter().filter(|d| d["action"] == "analysis").collect()
+    decisions
+        .iter()
+        .filter(|d| d["action"] == "analysis")
+        .collect()
 }
 
 /// A good green passes on preview traffic alone, one switch sends every user
@@ -323,11 +336,18 @@ async fn good_green_switches_and_serves_user_traffic() -> anyhow::Result<()> {
     })
     .await?;
     assert_eq!(h.weight(CANARY).await?, 0);
-    assert_eq!(h.green_user_requests().await?, 0, "green served users before the switch");
+    assert_eq!(
+        h.green_user_requests().await?,
+        0,
+        "green served users before the switch"
+    );
 
     let v = h.wait_phase("succeeded", Duration::from_secs(120)).await?;
     assert_eq!(v["rollout"]["weight"], 100, "{v:#}");
-    assert!(v["rollout"]["blue_green"]["switched_at"].is_string(), "{v:#}");
+    assert!(
+        v["rollout"]["blue_green"]["switched_at"].is_string(),
+        "{v:#}"
+    );
     let decisions = h.decisions().await?;
     let a = analyses(&decisions);
     let last = a.last().copied().cloned().unwrap_or_default();
@@ -338,7 +358,10 @@ async fn good_green_switches_and_serves_user_traffic() -> anyhow::Result<()> {
     );
     // Green was analysed against blue on its preview requests, with the
     // same statistic as a canary, and never had a share of user traffic.
-    assert!(last["observed"]["canary"]["requests"].as_u64() > Some(0), "{last:#}");
+    assert!(
+        last["observed"]["canary"]["requests"].as_u64() > Some(0),
+        "{last:#}"
+    );
     assert!(last["statistic"]["error_llr"].is_number(), "{last:#}");
     for d in &a[..a.len() - 1] {
         assert_eq!(d["weight_after"], 0, "{d:#}");
@@ -358,7 +381,12 @@ async fn good_green_switches_and_serves_user_traffic() -> anyhow::Result<()> {
     let url = h.observer_url();
     let (code, out, err) = todoctl(&["rollout", "explain", NAME, "--observer-url", &url]).await?;
     assert_eq!(code, 0, "{out}{err}");
-    for needle in ["blue_green", "switched     at", "scaled down  stable", "errors LLR"] {
+    for needle in [
+        "blue_green",
+        "switched     at",
+        "scaled down  stable",
+        "errors LLR",
+    ] {
         assert!(out.contains(needle), "explain lacks {needle:?}:\n{out}");
     }
     let page = h.http.get(format!("{url}/")).send().await?.text().await?;
@@ -376,20 +404,29 @@ async fn bad_green_never_gets_user_traffic_and_is_scaled_down() -> anyhow::Resul
     let h = Harness::start(&[("FAULT_ERROR_RATE", "0.3")]).await?;
     let deployed = Instant::now();
     h.deploy(60, 3).await?;
-    let v = h.wait_phase("rolled_back", Duration::from_secs(120)).await?;
+    let v = h
+        .wait_phase("rolled_back", Duration::from_secs(120))
+        .await?;
     println!(
         "30% errors on preview traffic: rolled back {:.1} s after deploy ({})",
         deployed.elapsed().as_secs_f64(),
         v["last_decision"]["reason"]
     );
     h.wait_scale_down("canary", Duration::from_secs(30)).await?;
-    assert_eq!(h.green_user_requests().await?, 0, "green served user requests");
+    assert_eq!(
+        h.green_user_requests().await?,
+        0,
+        "green served user requests"
+    );
     assert_eq!(h.weight(CANARY).await?, 0);
     assert_eq!(h.gw.server_status(BACKEND, CANARY).await?, "MAINT");
     assert_eq!(h.gw.server_status(PREVIEW, CANARY).await?, "MAINT");
     assert_ne!(h.gw.server_status(BACKEND, STABLE).await?, "MAINT");
     let decisions = h.decisions().await?;
-    assert!(decisions.iter().all(|d| d["weight_after"] == 0), "{decisions:#?}");
+    assert!(
+        decisions.iter().all(|d| d["weight_after"] == 0),
+        "{decisions:#?}"
+    );
     let (blue, green) = h.user_split(60).await?;
     assert_eq!(green, 0);
     assert!(blue >= 55, "blue served {blue}");
@@ -421,7 +458,8 @@ async fn slow_green_never_gets_user_traffic() -> anyhow::Result<()> {
 impl Harness {
     async fn wait_phase_after_deploy(&self) -> anyhow::Result<Value> {
         self.deploy(60, 3).await?;
-        self.wait_phase("rolled_back", Duration::from_secs(120)).await
+        self.wait_phase("rolled_back", Duration::from_secs(120))
+            .await
     }
 }
 
@@ -546,7 +584,10 @@ async fn validate_accepts_examples_and_names_a_malformed_strategy() -> anyhow::R
         ),
         (
             "no-settings.yaml",
-            good.split("blue_green:\n").next().unwrap_or_default().to_string(),
+            good.split("blue_green:\n")
+                .next()
+                .unwrap_or_default()
+                .to_string(),
             "'blue_green'",
         ),
         (

@@ -156,7 +156,9 @@ async fn api(
         ("GET", BLUE_SCALE, _) if !api.blue_scale.is_null() => {
             axum::Json(api.blue_scale.clone()).into_response()
         }
-        ("PATCH", BLUE_SCALE, Some("application/merge-patch+json")) if !api.blue_scale.is_null() => {
+        ("PATCH", BLUE_SCALE, Some("application/merge-patch+json"))
+            if !api.blue_scale.is_null() =>
+        {
             merge_patch(&mut api.blue_scale, &body);
             bump(&mut api.blue_scale);
             axum::Json(api.blue_scale.clone()).into_response()
@@ -436,9 +438,12 @@ async fn gateway_api_blue_green_switch_is_one_tested_patch_then_blue_scales_down
     use rollout::Side;
     let schema = httproute_schema()?;
     let preview: Value = serde_norway::from_str(&std::fs::read_to_string(
-        repo_root().join("k8s/base/canary/examples/todo-api-preview.yaml"),
+        repo_root().join("k8s/base/canary/examples/routes/todo-api-preview.yaml"),
     )?)?;
-    assert!(schema.is_valid(&preview), "the example preview route validates");
+    assert!(
+        schema.is_valid(&preview),
+        "the example preview route validates"
+    );
     let (url, api) = stand_in(todo_api_route()?, "t").await?;
     api.lock().expect("lock").blue_scale = json!({
         "kind": "Scale", "apiVersion": "autoscaling/v1",
@@ -514,7 +519,10 @@ async fn gateway_api_blue_green_switch_is_one_tested_patch_then_blue_scales_down
     // Every call is a verb the observer's Role grants.
     for e in api.lock().expect("lock").log.iter() {
         assert!(
-            granted(e["method"].as_str().unwrap_or(""), e["path"].as_str().unwrap_or("")),
+            granted(
+                e["method"].as_str().unwrap_or(""),
+                e["path"].as_str().unwrap_or("")
+            ),
             "not granted: {e}"
         );
     }

@@ -28,5 +28,7 @@ pub mod spec;
 pub mod sprt;
 
 pub use analysis::{ConsumerObservation, Decision, Interval, Observation, State, Verdict, analyze};
-pub use spec::{BlueGreenSpec, CanarySpec, ConsumerCheck, DriverSpec, LoadHook, SpecError, Strategy};
+pub use spec::{
+    BlueGreenSpec, CanarySpec, ConsumerCheck, DriverSpec, LoadHook, SpecError, Strategy,
+};
 pub use sprt::Sprt;

@@ -238,11 +238,10 @@ pub enum SpecError {
 impl CanarySpec {
     /// Parse and validate; `file` names the source in errors.
     pub fn from_yaml(file: &str, text: &str) -> Result<Self, SpecError> {
-        let mut spec: CanarySpec =
-            serde_norway::from_str(text).map_err(|e| SpecError::Parse {
-                file: file.to_string(),
-                message: e.to_string(),
-            })?;
+        let mut spec: CanarySpec = serde_norway::from_str(text).map_err(|e| SpecError::Parse {
+            file: file.to_string(),
+            message: e.to_string(),
+        })?;
         spec.validate(file)?;
         if spec.strategy == Strategy::BlueGreen {
             // One analysis phase, on the preview, then one switch to 100%.
@@ -279,7 +278,10 @@ impl CanarySpec {
         if self.steps != [100] && self.steps != defaults::steps() {
             return Err(bad(
                 "steps",
-                format!("{:?}: a blue_green rollout has no traffic steps", self.steps),
+                format!(
+                    "{:?}: a blue_green rollout has no traffic steps",
+                    self.steps
+                ),
                 "remove steps (green takes 0% until the switch, then 100%)",
             ));
         }
@@ -313,16 +315,17 @@ impl CanarySpec {
             }
             Some(DriverSpec::GatewayApi {
                 stable_deployment, ..
-            }) => {
-                if stable_deployment.as_deref().is_none_or(|d| d.trim().is_empty()) {
-                    return Err(bad(
-                        "driver.gateway_api.stable_deployment",
-                        "missing: blue_green scales blue down after the switch".into(),
-                        "name the Deployment behind stable",
-                    ));
-                }
+            }) if stable_deployment
+                .as_deref()
+                .is_none_or(|d| d.trim().is_empty()) =>
+            {
+                return Err(bad(
+                    "driver.gateway_api.stable_deployment",
+                    "missing: blue_green scales blue down after the switch".into(),
+                    "name the Deployment behind stable",
+                ));
             }
-            None => {}
+            Some(DriverSpec::GatewayApi { .. }) | None => {}
         }
         let l = &bg.load;
         if !(l.url.starts_with("http://") || l.url.starts_with("https://")) {
@@ -355,7 +358,9 @@ impl CanarySpec {
                 "long enough for analysis.min_requests at the rate, e.g. 300",
             ));
         }
-        if l.mix.iter().sum::<u32>() == 0 || (l.query_url.is_none() && l.mix[..3].iter().sum::<u32>() == 0) {
+        if l.mix.iter().sum::<u32>() == 0
+            || (l.query_url.is_none() && l.mix[..3].iter().sum::<u32>() == 0)
+        {
             return Err(bad(
                 "blue_green.load.mix",
                 format!("{:?} sends no requests", l.mix),
@@ -654,7 +659,10 @@ mod tests {
                 "blue_green.preview",
             ),
             (
-                format!("{hap}{}", BG.replace("http://127.0.0.1:8090", "127.0.0.1:8090")),
+                format!(
+                    "{hap}{}",
+                    BG.replace("http://127.0.0.1:8090", "127.0.0.1:8090")
+                ),
                 "blue_green.load.url",
             ),
             (
@@ -662,16 +670,18 @@ mod tests {
                 "blue_green.load.rate",
             ),
             (
-                format!("{hap}{}", BG.replace("rate: 10", "rate: 10\n    mix: [0, 0, 0, 5]")),
+                format!(
+                    "{hap}{}",
+                    BG.replace("rate: 10", "rate: 10\n    mix: [0, 0, 0, 5]")
+                ),
                 "blue_green.load.mix",
             ),
-            (
-                format!("{hap}{BG}  colour: green\n"),
-                "colour",
-            ),
+            (format!("{hap}{BG}  colour: green\n"), "colour"),
             (format!("{hap}{BG}steps: [10, 100]\n"), "steps"),
             (
-                format!("{GOOD}driver:\n  gateway_api:\n    namespace: todo\n    http_route: r\n    canary_deployment: c\n{BG}"),
+                format!(
+                    "{GOOD}driver:\n  gateway_api:\n    namespace: todo\n    http_route: r\n    canary_deployment: c\n{BG}"
+                ),
                 "driver.gateway_api.stable_deployment",
             ),
         ];

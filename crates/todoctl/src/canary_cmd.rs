@@ -352,7 +352,11 @@ fn explain_text(c: &CanaryView) -> Result<(), Failure> {
         let st = st.unwrap_or_default();
         println!(
             "strategy       blue_green: green {} on preview {} ({} req/s load hook on {}), blue {}",
-            c.canary_version, bg.preview, js(&bg.load.rate), bg.load.url, c.stable_version
+            c.canary_version,
+            bg.preview,
+            js(&bg.load.rate),
+            bg.load.url,
+            c.stable_version
         );
         match (&st.switched_at, &st.scale_down_at) {
             (Some(at), Some(until)) => println!(

@@ -286,7 +286,13 @@ impl Controller {
             }
         };
         let mut state = e.rollout.analysis.clone();
-        let d = canary::analyze(spec, &mut state, &interval);
+        let mut d = canary::analyze(spec, &mut state, &interval);
+        if e.rollout.strategy == Strategy::BlueGreen {
+            // Green's one analysis phase runs on preview traffic: it has no
+            // share of user traffic (its "step" is the 100% it gets on pass).
+            d.step_percent = e.rollout.weight;
+            d.reason = d.reason.replace(" at 100%", " on the preview");
+        }
         let (mut verdict, mut reason) = (d.verdict, d.reason.clone());
         if verdict != Verdict::Pause {
             e.rollout.analysed_secs += spec.interval_secs;
@@ -442,7 +448,9 @@ impl Controller {
             reason: match side {
                 Side::Stable => format!(
                     "blue ({version}) scaled down: scale_down_delay_secs {} passed since the switch",
-                    spec.blue_green.as_ref().map_or(0, |b| b.scale_down_delay_secs)
+                    spec.blue_green
+                        .as_ref()
+                        .map_or(0, |b| b.scale_down_delay_secs)
                 ),
                 Side::Canary => format!(
                     "green ({version}) scaled down: the rollout is {} and user traffic is on blue",

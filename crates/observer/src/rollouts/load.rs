@@ -104,10 +104,12 @@ pub(super) fn start(rollout: &str, hook: &LoadHook) -> LoadHookGuard {
                     Some(q) => http.get(format!("{}/v1/todos/{id}", q.trim_end_matches('/'))),
                     None => continue,
                 },
-                _ => http.post(format!("{base}/v1/todos")).json(&serde_json::json!({
-                    "title": format!("preview load {i}"),
-                    "tags": ["load", "preview"],
-                })),
+                _ => http
+                    .post(format!("{base}/v1/todos"))
+                    .json(&serde_json::json!({
+                        "title": format!("preview load {i}"),
+                        "tags": ["load", "preview"],
+                    })),
             };
             let (ids, sent) = (ids.clone(), sent.clone());
             let req = req.header("x-user-id", user);
@@ -145,9 +147,6 @@ mod tests {
         assert_eq!(counts, mix);
         // Interleaved: not a run of 40 creates first.
         assert!(first.iter().any(|&k| k != 0), "{first:?}");
-        assert_eq!(
-            (0..10).map(|i| kind(&[1, 0, 0, 0], i)).sum::<usize>(),
-            0
-        );
+        assert_eq!((0..10).map(|i| kind(&[1, 0, 0, 0], i)).sum::<usize>(), 0);
     }
 }
