@@ -205,6 +205,33 @@ INLINE_SECRET_FIELDS = {"routing_key", "service_key", "api_key", "api_url", "bot
                         "password", "credentials", "auth_token", "user_key", "webhook_url", "secret"}
 
 
+def check_rollout_specs(report):
+    """Every rollout spec (k8s/base/canary/*.yaml and the blue-green example
+    under examples/) through `todoctl canary validate`, the observer's own
+    loader; and a malformed strategy must be refused naming the field."""
+    todoctl = (Path(os.environ["TODO_BIN_DIR"]) if os.environ.get("TODO_BIN_DIR")
+               else Path(os.environ["CARGO_TARGET_DIR"]) / "debug" if os.environ.get("CARGO_TARGET_DIR")
+               else REPO / "target" / "debug") / "todoctl"
+    if not todoctl.exists():
+        report.fail(f"{todoctl} missing: build it (cargo build -p todoctl) to validate the rollout specs")
+        return
+    specs = sorted((REPO / "k8s/base/canary").glob("*.yaml")) + sorted((REPO / "k8s/base/canary/examples").glob("*.yaml"))
+    out = subprocess.run([str(todoctl), "canary", "validate", *map(str, specs)], capture_output=True, text=True)
+    if out.returncode != 0:
+        report.fail(f"todoctl canary validate refused a rollout spec: {out.stderr.strip()}")
+    else:
+        report.ok(f"todoctl canary validate accepts the {len(specs)} rollout specs under k8s/base/canary (blue-green example included)")
+    example = REPO / "k8s/base/canary/examples/command-service-blue-green.yaml"
+    with tempfile.TemporaryDirectory() as tmp:
+        bad = Path(tmp) / "bad.yaml"
+        bad.write_text(example.read_text().replace("strategy: blue_green", "strategy: blue-green"))
+        out = subprocess.run([str(todoctl), "canary", "validate", str(bad)], capture_output=True, text=True)
+        if out.returncode == 10 and "strategy" in out.stderr and str(bad) in out.stderr:
+            report.ok("self-test: a malformed strategy is refused, naming file and field")
+        else:
+            report.fail(f"self-test: a malformed strategy was not refused by name: {out.returncode} {out.stderr.strip()}")
+
+
 def alertmanager_problems(config):
     """Loopback receivers and inline credentials in one Alertmanager config."""
     problems = []
@@ -450,6 +477,7 @@ def main(argv):
     validator = Validator()
     report.ok(f"renderer: {' '.join(kustomize_cmd())}; {len(validator.crds)} CRD versions loaded from {SCHEMAS}")
     check_monitoring_complete(report)
+    check_rollout_specs(report)
     check_stack_values(report)
     rendered = {}
     for env in OVERLAYS:
