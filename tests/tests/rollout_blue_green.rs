@@ -391,7 +391,9 @@ async fn good_green_switches_and_serves_user_traffic() -> anyhow::Result<()> {
     }
     let page = h.http.get(format!("{url}/")).send().await?.text().await?;
     assert!(
-        page.contains("data-canary=\"command-service\"") && page.contains("scale_down"),
+        page.contains("data-canary=\"command-service\"")
+            && page.contains("blue-green: switched")
+            && page.contains("scale_down"),
         "status page shows the rollout and its last decision:\n{page}"
     );
     Ok(())

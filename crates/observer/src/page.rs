@@ -296,6 +296,15 @@ pub fn render(
             h.push_str("<table><thead><tr><th>canary</th><th>version</th><th>phase</th><th>weight</th><th>step</th><th>last decision</th></tr></thead><tbody>\n");
             for c in &list.canaries {
                 let (phase, weight, step) = match &c.rollout {
+                    Some(r) if r.strategy == ::canary::Strategy::BlueGreen => (
+                        r.phase.as_str(),
+                        r.weight.to_string(),
+                        // One analysis on the preview, then one switch.
+                        match r.blue_green.as_ref().and_then(|b| b.switched_at) {
+                            Some(_) => "blue-green: switched".to_string(),
+                            None => "blue-green: preview".to_string(),
+                        },
+                    ),
                     Some(r) => (
                         r.phase.as_str(),
                         r.weight.to_string(),
