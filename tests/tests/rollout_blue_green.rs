@@ -396,6 +396,28 @@ async fn good_green_switches_and_serves_user_traffic() -> anyhow::Result<()> {
             && page.contains("scale_down"),
         "status page shows the rollout and its last decision:\n{page}"
     );
+
+    // A rollback after blue's scale-down brings blue back into service
+    // (health-checked) before it gets the users again; then green goes.
+    let (code, out, err) = todoctl(&[
+        "rollback",
+        NAME,
+        "--observer-url",
+        &url,
+        "--as",
+        "bob-oncall",
+    ])
+    .await?;
+    assert_eq!(code, 0, "{out}{err}");
+    // "UP", or "UP 1/3" while its health counter climbs back after maintenance.
+    let blue_status = h.gw.server_status(BACKEND, STABLE).await?;
+    assert!(blue_status.starts_with("UP"), "{blue_status}");
+    assert_eq!((h.weight(STABLE).await?, h.weight(CANARY).await?), (100, 0));
+    let (blue, green) = h.user_split(60).await?;
+    assert_eq!(green, 0);
+    assert!(blue >= 55, "blue served {blue}");
+    h.wait_scale_down("canary", Duration::from_secs(30)).await?;
+    assert_eq!(h.gw.server_status(BACKEND, CANARY).await?, "MAINT");
     Ok(())
 }
 

@@ -72,6 +72,27 @@ impl HaproxyDriver {
         }
     }
 
+    /// Whether `backend/server` is running (`show servers state`'s
+    /// `srv_op_state` 2).
+    async fn running(&self, server: &str) -> Result<bool, DriverError> {
+        let (backend, name) = server.split_once('/').unwrap_or((server, ""));
+        let command = format!("show servers state {backend}");
+        let answer = self.command(&command).await?;
+        // be_id be_name srv_id srv_name srv_addr srv_op_state …
+        let row = answer.lines().find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(1) == Some(&backend) && f.get(3) == Some(&name)).then(|| f.get(5).copied())
+        });
+        match row {
+            Some(state) => Ok(state == Some("2")),
+            None => Err(DriverError::Unexpected {
+                what: self.what(),
+                command,
+                answer,
+            }),
+        }
+    }
+
     async fn set_state(&self, side: Side, state: &str) -> Result<(), DriverError> {
         let cmds: Vec<String> = self
             .servers(side)
@@ -186,7 +207,34 @@ impl RolloutDriver for HaproxyDriver {
     }
 
     fn scale_up(&self, side: Side) -> DriverFuture<'_, ()> {
-        Box::pin(self.set_state(side, "ready"))
+        Box::pin(async move {
+            self.set_state(side, "ready").await?;
+            // Out of maintenance a checked server is DOWN until its health
+            // check passes: wait for that, so traffic moved to it right
+            // after finds it up (a server without checks is up at once).
+            let deadline = tokio::time::Instant::now() + 5 * self.timeout;
+            loop {
+                let mut all_up = true;
+                for s in self.servers(side) {
+                    all_up &= self.running(&s).await?;
+                }
+                if all_up {
+                    return Ok(());
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(DriverError::Unexpected {
+                        what: self.what(),
+                        command: "show servers state".into(),
+                        answer: format!(
+                            "{} servers not up {:?} after leaving maintenance",
+                            side.as_str(),
+                            5 * self.timeout
+                        ),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
     }
 
     fn canary_percent(&self) -> DriverFuture<'_, u32> {
