@@ -640,6 +640,45 @@ mod tests {
         assert_eq!(plain.strategy, Strategy::Canary);
     }
 
+    /// A consumer build (a projection on its own group) is held to the lag
+    /// and DLQ guards in green's one analysis phase, i.e. before the switch
+    /// (`complete`), and a green that passes completes in that one phase.
+    #[test]
+    fn blue_green_consumer_is_checked_before_the_switch() {
+        use crate::{ConsumerObservation, Interval, Observation, State, Verdict, analyze};
+        let s = CanarySpec::from_yaml(
+            "c.yaml",
+            &format!(
+                "{GOOD}driver:\n  haproxy:\n    runtime_api: 127.0.0.1:9999\n{BG}analysis:\n  min_requests: 50\n  consumer:\n    group: query-service-green\n    max_lag_seconds: 30\n"
+            ),
+        )
+        .expect("blue-green consumer");
+        let interval = |lag: f64| Interval::Data {
+            stable: Observation {
+                requests: 500,
+                errors: 0,
+                slow: 0,
+            },
+            canary: Observation {
+                requests: 100,
+                errors: 0,
+                slow: 0,
+            },
+            consumer: Some(ConsumerObservation {
+                lag_seconds: Some(lag),
+                consumed: 100,
+                dead_lettered: 0,
+            }),
+        };
+        let mut st = State::new(&s);
+        let d = analyze(&s, &mut st, &interval(120.0));
+        assert_eq!(d.verdict, Verdict::Rollback, "{}", d.reason);
+        assert!(d.reason.contains("query-service-green"), "{}", d.reason);
+        let mut st = State::new(&s);
+        let d = analyze(&s, &mut st, &interval(2.0));
+        assert_eq!(d.verdict, Verdict::Complete, "{}", d.reason);
+    }
+
     #[test]
     fn malformed_blue_green_names_the_field() {
         let hap = format!("{GOOD}driver:\n  haproxy:\n    runtime_api: 127.0.0.1:9999\n");
