@@ -463,6 +463,24 @@ async fn bad_green_never_gets_user_traffic_and_is_scaled_down() -> anyhow::Resul
         .filter(|d| d["action"] == "scale_down")
         .count();
     assert_eq!(downs, 1);
+    // On the canary dashboard's decisions panel (canary_decisions_total by verdict).
+    let metrics = h
+        .http
+        .get(format!("{}/metrics", h.observer_url()))
+        .send()
+        .await?
+        .text()
+        .await?;
+    for line in [
+        "canary_decisions_total{canary=\"command-service\",verdict=\"rollback\"} 1",
+        "canary_decisions_total{canary=\"command-service\",verdict=\"scale_down\"} 1",
+        "canary_weight_percent{canary=\"command-service\"} 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in\n{metrics}"
+        );
+    }
     Ok(())
 }
 
