@@ -128,3 +128,66 @@ async fn weights_move_traffic_and_rollback_is_idempotent() -> anyhow::Result<()>
     );
     Ok(())
 }
+
+/// Blue-green on a real HAProxy: green serves only the preview frontend
+/// until the switch; the switch moves every user request at once; scaling a
+/// side down puts its servers (green's preview one included) in
+/// maintenance, and repeating any call, or making it from a new driver (a
+/// restarted observer), changes nothing.
+#[tokio::test]
+async fn blue_green_preview_switch_and_scale_down_are_idempotent() -> anyhow::Result<()> {
+    use devstack::haproxy::PREVIEW;
+    use rollout::Side;
+    let (blue_addr, blue_hits) = counting_backend().await?;
+    let (green_addr, green_hits) = counting_backend().await?;
+    let gw = Haproxy::start_blue_green(&blue_addr, &green_addr).await?;
+    let preview = gw.preview_url().unwrap_or_default();
+    let driver = || {
+        HaproxyDriver::new(gw.runtime_api(), BACKEND, STABLE, CANARY)
+            .with_preview(format!("{PREVIEW}/{CANARY}"))
+    };
+    let d = driver();
+    devstack::wait_until("both servers up", Duration::from_secs(20), || gw.all_up()).await?;
+    d.scale_up(Side::Canary).await?;
+    d.set_canary_percent(0).await?;
+    let http = reqwest::Client::new();
+    send(&http, &gw.url(), 20).await?;
+    send(&http, &preview, 10).await?;
+    assert_eq!(blue_hits.load(Ordering::Relaxed), 20, "users on blue");
+    assert_eq!(
+        green_hits.load(Ordering::Relaxed),
+        10,
+        "only preview on green"
+    );
+
+    d.set_canary_percent(100).await?;
+    driver().set_canary_percent(100).await?;
+    send(&http, &gw.url(), 20).await?;
+    assert_eq!(
+        blue_hits.load(Ordering::Relaxed),
+        20,
+        "no user on blue after the switch"
+    );
+    assert_eq!(green_hits.load(Ordering::Relaxed), 30);
+
+    for _ in 0..2 {
+        d.scale_down(Side::Stable).await?;
+        driver().scale_down(Side::Stable).await?;
+    }
+    assert_eq!(gw.server_status(BACKEND, STABLE).await?, "MAINT");
+    send(&http, &gw.url(), 10).await?;
+    assert_eq!(blue_hits.load(Ordering::Relaxed), 20);
+
+    // Back to blue (a rollback after its scale-down), green out.
+    d.scale_up(Side::Stable).await?;
+    d.set_canary_percent(0).await?;
+    d.scale_down(Side::Canary).await?;
+    driver().scale_down(Side::Canary).await?;
+    assert_eq!(gw.server_status(BACKEND, CANARY).await?, "MAINT");
+    assert_eq!(gw.server_status(PREVIEW, CANARY).await?, "MAINT");
+    let green_before = green_hits.load(Ordering::Relaxed);
+    send(&http, &gw.url(), 10).await?;
+    assert_eq!(blue_hits.load(Ordering::Relaxed), 30);
+    assert_eq!(green_hits.load(Ordering::Relaxed), green_before);
+    Ok(())
+}
