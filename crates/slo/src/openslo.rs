@@ -3,8 +3,10 @@
 //!
 //! Mapping notes:
 //! - A ratio query that is a plain selector becomes a counter selector. Any
-//!   other query is kept as raw PromQL with `rate(` turned into `increase(` and
-//!   every range `[..]` into `[$window]`, since our SLIs count events per window.
+//!   other query is kept as raw PromQL rewritten on the syntax tree
+//!   (`crate::promql::to_window_count`): `rate` becomes `increase` and every
+//!   range `[$window]`, since our SLIs count events per window; what cannot
+//!   keep its meaning (`irate`, `@`, fixed-range subqueries) is refused.
 //! - `thresholdMetric` becomes a `query_threshold` SLI budgeted in timeslices
 //!   (`timeSliceWindow`, default 1m); `op` lt/lte/gt/gte says which values are good.
 //! - `timeWindow` with `isRolling: true` becomes `rolling`; `1M`/`1w` calendar
@@ -145,9 +147,27 @@ pub fn import(file: &str, text: &str) -> Result<Vec<SpecFile>, SpecErrors> {
             .as_str()
             .and_then(|s| Dur::parse(s).ok());
         let (sli, budgeting) = if let Some(r) = indicator.get("ratioMetric") {
-            let q = |k: &str| r[k]["metricSource"]["spec"]["query"].as_str().map(query);
+            let mut bad_query = None;
+            let mut q = |k: &str| match r[k]["metricSource"]["spec"]["query"].as_str().map(query) {
+                Some(Ok(q)) => Some(q),
+                Some(Err(e)) => {
+                    bad_query.get_or_insert((k.to_string(), e));
+                    None
+                }
+                None => None,
+            };
             let total = q("total");
             let (good, bad) = (q("good"), q("bad"));
+            if let Some((k, e)) = bad_query {
+                errors.push(err(
+                    file,
+                    line,
+                    &format!("indicator.ratioMetric.{k}.metricSource.spec.query"),
+                    e.to_string(),
+                    "write the query as a rate or increase of counters",
+                ));
+                continue;
+            }
             let Some(total) = total else {
                 errors.push(err(
                     file,
@@ -281,7 +301,7 @@ fn window(w: &Value) -> Result<WindowSpec, String> {
 
 /// A plain selector becomes `metric` + `matchers`; other PromQL is rewritten
 /// to count events over `$window`.
-fn query(q: &str) -> QuerySpec {
+fn query(q: &str) -> Result<QuerySpec, crate::promql::PromqlError> {
     let q = q.trim();
     if let Some((metric, rest)) = q.split_once('{')
         && !metric.contains(['(', ' '])
@@ -312,38 +332,27 @@ fn query(q: &str) -> QuerySpec {
             matchers.insert(k.trim().to_string(), format!("{op}{v}"));
         }
         if ok {
-            return QuerySpec {
+            return Ok(QuerySpec {
                 metric: Some(metric.to_string()),
                 matchers,
                 promql: None,
-            };
+            });
         }
     }
     if !q.contains(['(', '{', '[', ' ']) {
-        return QuerySpec {
+        return Ok(QuerySpec {
             metric: Some(q.to_string()),
             matchers: BTreeMap::new(),
             promql: None,
-        };
+        });
     }
-    let replaced = q.replace("rate(", "increase(");
-    let mut out = String::new();
-    let mut in_range = false;
-    for c in replaced.chars() {
-        match (c, in_range) {
-            ('[', false) => {
-                in_range = true;
-                out.push_str("[$window]");
-            }
-            (']', true) => in_range = false,
-            (_, true) => {}
-            (c, false) => out.push(c),
-        }
-    }
-    QuerySpec {
-        metric: None,
-        matchers: BTreeMap::new(),
-        promql: Some(out),
+    match crate::promql::to_window_count(q) {
+        Ok(promql) => Ok(QuerySpec {
+            metric: None,
+            matchers: BTreeMap::new(),
+            promql: Some(promql),
+        }),
+        Err(e) => Err(e),
     }
 }
 
@@ -370,12 +379,12 @@ mod tests {
 
     #[test]
     fn rewrites_rates_to_window_increases() {
-        let q = query("sum(rate(http_requests_total{code=~\"5..\"}[1m]))");
+        let q = query("sum(rate(http_requests_total{code=~\"5..\"}[1m]))").expect("query");
         assert_eq!(
             q.promql.as_deref(),
             Some("sum(increase(http_requests_total{code=~\"5..\"}[$window]))")
         );
-        let q = query("http_requests_total{job=\"api\", code!=\"500\"}");
+        let q = query("http_requests_total{job=\"api\", code!=\"500\"}").expect("query");
         assert_eq!(q.metric.as_deref(), Some("http_requests_total"));
         assert_eq!(q.matchers["code"], "!=500");
     }
