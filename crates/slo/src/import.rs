@@ -255,6 +255,108 @@ pub fn label_name(k: &str) -> String {
     }
 }
 
+/// Which tool wrote a file, from its first document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    OpenSlo,
+    Sloth,
+    Pyrra,
+}
+
+impl Source {
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::OpenSlo => "OpenSLO v1",
+            Source::Sloth => "Sloth",
+            Source::Pyrra => "Pyrra",
+        }
+    }
+}
+
+pub fn detect(file: &str, text: &str) -> Result<Source, SpecErrors> {
+    let docs = documents(file, text)?;
+    let Some(d) = docs.first() else {
+        return Err(SpecErrors(vec![SpecError {
+            file: file.into(),
+            line: 1,
+            column: 1,
+            field: "(document)".into(),
+            message: "empty file".into(),
+            fix: "give an OpenSLO, Sloth or Pyrra document".into(),
+        }]));
+    };
+    if crate::sloth::is_sloth(&d.value) {
+        Ok(Source::Sloth)
+    } else if crate::pyrra::is_pyrra(&d.value) {
+        Ok(Source::Pyrra)
+    } else if d.value["apiVersion"] == "openslo/v1" {
+        Ok(Source::OpenSlo)
+    } else {
+        let mut r = Report::new(file);
+        let field = if d.value.get("apiVersion").is_some() {
+            "apiVersion"
+        } else {
+            "version"
+        };
+        r.err(
+            d,
+            field,
+            "not a document we can import",
+            "import OpenSLO `openslo/v1`, Sloth `prometheus/v1` or `sloth.slok.dev/v1` PrometheusServiceLevel, or Pyrra `pyrra.dev/v1alpha1` ServiceLevelObjective",
+        );
+        Err(SpecErrors(r.errors))
+    }
+}
+
+/// Imports any supported file into rendered spec files `(file name, YAML)` and notes.
+pub fn convert(
+    file: &str,
+    text: &str,
+) -> Result<(Vec<(String, String)>, Vec<String>), crate::Error> {
+    let source = detect(file, text).map_err(crate::Error::Spec)?;
+    let (files, notes) = match source {
+        Source::Sloth => crate::sloth::import(file, text),
+        Source::Pyrra => crate::pyrra::import(file, text),
+        Source::OpenSlo => crate::openslo::import(file, text).map(|f| (f, Vec::new())),
+    }
+    .map_err(crate::Error::Spec)?;
+    Ok((render(&files, source, file)?, notes))
+}
+
+/// One YAML text per spec file, named after the service (`-2`, `-3`... when
+/// a service comes back with other labels).
+pub fn render(
+    files: &[crate::spec::SpecFile],
+    source: Source,
+    from: &str,
+) -> Result<Vec<(String, String)>, crate::Error> {
+    let mut seen: std::collections::BTreeMap<String, usize> = Default::default();
+    files
+        .iter()
+        .map(|f| {
+            let n = seen.entry(f.service.clone()).or_default();
+            *n += 1;
+            let name = if *n == 1 {
+                format!("{}.yaml", f.service)
+            } else {
+                format!("{}-{n}.yaml", f.service)
+            };
+            let body = serde_norway::to_string(f).map_err(|e| crate::Error::Internal(e.to_string()))?;
+            let from = std::path::Path::new(from)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            Ok((
+                name,
+                format!(
+                    "# Imported from {} ({from}) by `todoctl slo import`; see docs/slo-spec.md.\n{body}",
+                    source.name()
+                ),
+            ))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
