@@ -31,6 +31,22 @@ impl Ctx<'_> {
     }
 }
 
+impl Ctx<'_> {
+    /// An error inside the PromQL value of `field`, at the expression's offset.
+    pub fn promql_err(&mut self, field: &str, e: &crate::promql::PromqlError, fix: &str) {
+        let (line, column) = locate(self.text, &parse_path(field));
+        let (line, column) = crate::import::value_position(self.text, line, column, e.offset);
+        self.errors.push(SpecError {
+            file: self.file.to_string(),
+            line,
+            column,
+            field: field.to_string(),
+            message: e.message.clone(),
+            fix: fix.into(),
+        });
+    }
+}
+
 /// Parses and validates one spec file.
 pub fn parse_str(file: &str, text: &str) -> Result<Vec<Slo>, SpecErrors> {
     check_yaml(file, text, |ctx, spec: &SpecFile| check_file(ctx, spec))
@@ -535,13 +551,11 @@ fn check_query(ctx: &mut Ctx<'_>, p: &str, q: &QuerySpec) -> Option<Query> {
                 );
                 return None;
             }
-            if promql.matches('(').count() != promql.matches(')').count()
-                || promql.matches('[').count() != promql.matches(']').count()
-            {
-                ctx.err(
+            if let Err(e) = crate::promql::validate(promql) {
+                ctx.promql_err(
                     &format!("{p}.promql"),
-                    "unbalanced brackets in PromQL",
-                    "check the parentheses and `[...]` ranges",
+                    &e,
+                    "write valid PromQL counting events over `$window`, e.g. `sum(increase(x_total[$window]))`",
                 );
                 return None;
             }
@@ -798,6 +812,14 @@ fn check_sli(ctx: &mut Ctx<'_>, p: &str, s: &SliSpec) -> Option<Sli> {
         let qp = format!("{p}.query_threshold");
         if q.promql.trim().is_empty() || q.promql.contains("$window") {
             ctx.err(&format!("{qp}.promql"), "expected an instant PromQL expression", "write the value to compare per slice, e.g. `histogram_quantile(0.99, sum by (le) (rate(x_bucket[5m])))`");
+            return None;
+        }
+        if let Err(e) = crate::promql::validate(&q.promql) {
+            ctx.promql_err(
+                &format!("{qp}.promql"),
+                &e,
+                "write a valid instant PromQL expression",
+            );
             return None;
         }
         if !q.value.is_finite() {

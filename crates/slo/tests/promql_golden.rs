@@ -136,3 +136,24 @@ fn errors_point_at_the_offending_character() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// A broken expression in a spec is reported at its file:line:col.
+#[test]
+fn spec_errors_are_located_inside_the_expression() {
+    let text = "service: a\nslos:\n  - name: x\n    objective: 0.99\n    window: {rolling: 30d}\n    sli:\n      ratio:\n        bad:\n          promql: sum(increase(x_total{code=5xx}[$window]))\n        total:\n          promql: \"sum(increase(x_total[$window])))\"\n";
+    let e = slo::validate::parse_str("slo/a.yaml", text).expect_err("invalid");
+    let got: Vec<(usize, usize, &str)> =
+        e.0.iter()
+            .map(|e| (e.line, e.column, e.field.as_str()))
+            .collect();
+    // line 9: value at column 19, `5` of `code=5xx` at offset 26;
+    // line 11: quoted value at column 20, the extra `)` at offset 31
+    assert_eq!(
+        got,
+        vec![
+            (9, 19 + 26, "slos[0].sli.ratio.bad.promql"),
+            (11, 20 + 31, "slos[0].sli.ratio.total.promql"),
+        ],
+        "{e}"
+    );
+}
