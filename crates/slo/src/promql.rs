@@ -388,3 +388,65 @@ fn increase_fn() -> Option<parser::Function> {
         _ => None,
     }
 }
+
+/// The counter a query counts, when it is one selector read only through
+/// `increase(..[$window])`: (metric, matchers). None for anything else
+/// (gauges, several selectors), which scenario generation cannot synthesise.
+pub fn counted_selector(expr: &str) -> Option<(String, Vec<crate::model::Matcher>)> {
+    use promql_parser::label::MatchOp;
+    let tree = parse(expr).ok()?;
+    let mut found: Vec<&parser::VectorSelector> = Vec::new();
+    let mut ok = true;
+    fn walk<'e>(
+        e: &'e Expr,
+        in_increase: bool,
+        found: &mut Vec<&'e parser::VectorSelector>,
+        ok: &mut bool,
+    ) {
+        match e {
+            Expr::Aggregate(a) => walk(&a.expr, false, found, ok),
+            Expr::Unary(u) => walk(&u.expr, false, found, ok),
+            Expr::Paren(p) => walk(&p.expr, false, found, ok),
+            Expr::Binary(b) => {
+                walk(&b.lhs, false, found, ok);
+                walk(&b.rhs, false, found, ok);
+            }
+            Expr::Call(c) => {
+                let inc = c.func.name == "increase";
+                for a in &c.args.args {
+                    walk(a, inc, found, ok);
+                }
+            }
+            Expr::MatrixSelector(m) if in_increase => found.push(&m.vs),
+            Expr::MatrixSelector(_) | Expr::VectorSelector(_) | Expr::Subquery(_) => *ok = false,
+            _ => {}
+        }
+    }
+    walk(&tree, false, &mut found, &mut ok);
+    if !ok || found.len() != 1 {
+        return None;
+    }
+    let vs = found[0];
+    let mut name = vs.name.clone();
+    let mut out = Vec::new();
+    for m in &vs.matchers.matchers {
+        if m.name == "__name__" {
+            if matches!(m.op, MatchOp::Equal) {
+                name = Some(m.value.clone());
+                continue;
+            }
+            return None;
+        }
+        let spec = match &m.op {
+            MatchOp::Equal => m.value.clone(),
+            MatchOp::NotEqual => format!("!={}", m.value),
+            MatchOp::Re(_) => format!("=~{}", m.value),
+            MatchOp::NotRe(_) => format!("!~{}", m.value),
+        };
+        out.push(crate::model::Matcher::parse(&m.name, &spec));
+    }
+    if !vs.matchers.or_matchers.is_empty() {
+        return None;
+    }
+    Some((name?, out))
+}

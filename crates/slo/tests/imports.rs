@@ -220,3 +220,105 @@ fn openslo_export_round_trips_every_spec() {
     want.sort_by(|a, b| a.service.cmp(&b.service));
     assert_eq!(got, want);
 }
+
+/// The page of each imported SLO fires and resolves at the minute the source
+/// tool's own tier predicts, proven on Prometheus by `promtool test rules`.
+///
+/// Source tiers, from the tools (not from our import): Sloth pages at 14.4×
+/// the error budget over 1h and 5m (30-day period); Pyrra's first critical
+/// tier is 14× over window/672 and window/8064 rounded to the minute (30m
+/// and 3m for the 2-week examples), on `(1 - target)` as is.
+///
+/// Scenario: a clean history of one long window, then a bad share `s` ≈
+/// 3.7 × threshold θ (whole events per minute) for one long window, then healthy. Minute-sampled, the
+/// long ratio after t minutes is s·t/L, so the page fires at the first t
+/// with s·t/L > θ; after the outage the short ratio is s·(S−u)/S, so the
+/// page resolves at the first u with s·(S−u)/S ≤ θ.
+#[test]
+fn imported_pages_fire_and_resolve_when_the_source_tool_predicts() {
+    let promtool = require_tool("promtool");
+    for (file, factor, long, short) in [
+        ("sloth-getting-started.yml", 14.4, 60usize, 5usize),
+        ("sloth-k8s-getting-started.yml", 14.4, 60, 5),
+        ("pyrra-ratio.yaml", 14.0, 30, 3),
+        ("pyrra-latency.yaml", 14.0, 30, 3),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let specs = dir.path().join("slo");
+        let out = slo::cli::import(&repo_root().join("slo/import-examples").join(file), &specs);
+        assert!(out.ok, "{file}: {}", out.stderr);
+        let slos = slo::validate::load_dir(&specs).expect("valid");
+        let s = &slos[0];
+        let theta = factor * (1.0 - s.objective);
+        // whole bad events per minute: promtool accumulates `a+bxn` in
+        // floats, and a fractional increment drifts into a counter reset
+        let rate = slo::promtest::RATE_PER_MIN;
+        let share = (3.7 * theta * rate).round() / rate;
+        assert!(
+            share > theta && share < 1.0,
+            "{file}: share {share}, θ {theta}"
+        );
+        let fire = (1..=long)
+            .find(|t| share * *t as f64 / long as f64 > theta)
+            .expect("fires");
+        let resolve = (0..=short)
+            .find(|u| share * (short - u) as f64 / short as f64 <= theta)
+            .expect("resolves");
+        let (h, d) = (long, long);
+        let pattern = slo::promtest::Pattern::Events(
+            (0..h + d + short + 5)
+                .map(|m| {
+                    let bad = if m >= h && m < h + d { share } else { 0.0 };
+                    (
+                        slo::promtest::RATE_PER_MIN,
+                        slo::promtest::RATE_PER_MIN * bad,
+                    )
+                })
+                .collect(),
+        );
+        let checkpoints = vec![h + fire - 1, h + fire, h + d + resolve - 1, h + d + resolve];
+        let sim = slo::promtest::Simulator::new(s, &pattern);
+        let pages = |t: usize| sim.firing(t).page.contains(&1);
+        assert_eq!(
+            checkpoints.iter().map(|t| pages(*t)).collect::<Vec<_>>(),
+            [false, true, true, false],
+            "{file}: our tier 1 disagrees with the source's prediction (fire +{fire}m, resolve +{resolve}m)"
+        );
+        let test = slo::promtest::test_file_with(
+            s,
+            &slo::Options::default().runbook_base,
+            vec![slo::promtest::Scenario {
+                name: "source-prediction",
+                what: format!(
+                    "page fires {fire} min into the outage and resolves {resolve} min after it"
+                ),
+                pattern,
+                checkpoints,
+                no_data_at: None,
+            }],
+        )
+        .unwrap_or_else(|e| panic!("{file}: {e}"));
+        let g = slo::cli::generate(&specs, dir.path(), false, &slo::Options::default());
+        assert!(g.ok, "{}", g.stderr);
+        let path = dir.path().join("alerts/tests/source-prediction.test.yaml");
+        std::fs::write(&path, &test).expect("write");
+        // the generated scenarios of the imported SLO, and the source-prediction one
+        let mut files = vec![path];
+        files.push(
+            dir.path()
+                .join(format!("alerts/tests/{}.test.yaml", s.name)),
+        );
+        let out = std::process::Command::new(&promtool)
+            .arg("test")
+            .arg("rules")
+            .args(&files)
+            .output()
+            .expect("promtool");
+        assert!(
+            out.status.success(),
+            "{file}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
