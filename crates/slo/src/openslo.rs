@@ -467,7 +467,8 @@ fn export_slo(f: &SpecFile, s: &SloSpec, m: &crate::model::Slo) -> Result<Value,
         Window::Calendar { unit, tz } => serde_json::json!([{
             "duration": if *unit == CalendarUnit::Month { "1M" } else { "1w" },
             "isRolling": false,
-            "calendar": {"startTime": "2024-01-01 00:00:00", "timeZone": tz.name()},
+            // a Monday and the 1st; OpenSLO wants an `Area/City` zone name
+            "calendar": {"startTime": "2024-01-01 00:00:00", "timeZone": if tz.name() == "UTC" { "Etc/UTC" } else { tz.name() }},
         }]),
     };
     let mut objective = serde_json::json!({"displayName": s.name, "target": s.objective});
@@ -520,9 +521,8 @@ fn export_slo(f: &SpecFile, s: &SloSpec, m: &crate::model::Slo) -> Result<Value,
             slice_objective,
         } => {
             objective["timeSliceWindow"] = slice.prom().into();
-            if let Some(o) = slice_objective {
-                objective["timeSliceTarget"] = (*o).into();
-            }
+            // OpenSLO requires it; a threshold slice is good only when its value is within the bound
+            objective["timeSliceTarget"] = slice_objective.unwrap_or(1.0).into();
             "Timeslices"
         }
     };

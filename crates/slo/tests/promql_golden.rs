@@ -40,6 +40,13 @@ const CASES: &[(&str, Result<&str, &str>)] = &[
         r#"sum_over_time(sum(rate(x_total[5m]))[1h:1m])"#,
         Err("subquery"),
     ),
+    // a subquery over Sloth's window already spans the window
+    (
+        r#"sum_over_time((count(unifipoller_client_satisfaction_ratio < 0.75))[{{.window}}:]) OR on() vector(0)"#,
+        Ok(
+            r#"sum_over_time((count(unifipoller_client_satisfaction_ratio < 0.75))[$window:]) or on () vector(0)"#,
+        ),
+    ),
     // offset is kept
     (
         r#"sum(rate(x_total{job="api"}[5m] offset 1h))"#,
