@@ -308,11 +308,11 @@ pub fn detect(file: &str, text: &str) -> Result<Source, SpecErrors> {
     }
 }
 
-/// Imports any supported file into rendered spec files `(file name, YAML)` and notes.
-pub fn convert(
-    file: &str,
-    text: &str,
-) -> Result<(Vec<(String, String)>, Vec<String>), crate::Error> {
+/// Rendered spec files `(file name, YAML)` and the notes of an import.
+pub type Converted = (Vec<(String, String)>, Vec<String>);
+
+/// Imports any supported file into rendered spec files and notes.
+pub fn convert(file: &str, text: &str) -> Result<Converted, crate::Error> {
     let source = detect(file, text).map_err(crate::Error::Spec)?;
     let (files, notes) = match source {
         Source::Sloth => crate::sloth::import(file, text),

@@ -123,11 +123,7 @@ fn closers(prefix: &str) -> Option<String> {
             '(' => stack.push(')'),
             '[' => stack.push(']'),
             '{' => stack.push('}'),
-            ')' | ']' | '}' => {
-                if stack.pop() != Some(c) {
-                    return None;
-                }
-            }
+            ')' | ']' | '}' if stack.pop() != Some(c) => return None,
             _ => {}
         }
     }

@@ -92,8 +92,10 @@ fn rewrites_match_the_golden_texts() {
     let mut failures = Vec::new();
     for (input, want) in CASES {
         let got = to_window_count(input);
+        // compared as syntax trees: spacing and matcher order do not count
+        let tree = |s: &str| slo::promql::parse(s).map(|e| e.to_string()).ok();
         let ok = match (&got, want) {
-            (Ok(g), Ok(w)) => g == w,
+            (Ok(g), Ok(w)) => g == w || (tree(g).is_some() && tree(g) == tree(w)),
             (Err(e), Err(frag)) => e.message.contains(frag),
             _ => false,
         };
