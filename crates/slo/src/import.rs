@@ -243,6 +243,8 @@ pub fn alerting(tiers: Vec<TierSpec>) -> AlertingSpec {
         tiers: Some(tiers),
         min_events: Some(0),
         no_data: None,
+        page_alert: None,
+        ticket_alert: None,
     }
 }
 

@@ -656,6 +656,7 @@ fn exp_burn(slo: &Slo, sev: Severity, tiers: &[u32], runbook_base: &str) -> Vec<
             l.insert("slo".to_string(), slo.name.clone());
             l.insert("service".to_string(), slo.service.clone());
             l.extend(slo.labels.clone());
+            l.extend(slo.alerting.meta(sev).labels.clone());
             l.insert("severity".into(), sev.as_str().into());
             l.insert("tier".into(), n.to_string());
             ExpAlert {

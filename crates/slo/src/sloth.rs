@@ -12,11 +12,14 @@
 //! - Sloth's period is 30 days and its tiers are fixed (page 14.4× 1h/5m and
 //!   6× 6h/30m, ticket 3× 1d/2h and 1× 3d/6h): they are written out
 //!   explicitly; `page_alert.disable`/`ticket_alert.disable` drop that severity;
-//! - service and SLO `labels` and `alerting.labels` → file `labels`;
+//! - service `labels` → file `labels`; SLO `labels`, `alerting.labels` and
+//!   `alerting.annotations` → `alerting.page_alert`/`ticket_alert` of both
+//!   alerts, `page_alert`/`ticket_alert` labels and annotations → that one
+//!   (labels we set ourselves are kept as `source_<name>`);
 //! - refused, naming the field: `sli.raw` (a ratio query, not counts),
 //!   `sli.plugin`, `slo_plugins` other than `alert_for`, both alerts disabled.
-//! - kept only as a note: alert `name`, `annotations`, per-severity labels and
-//!   `for` (our alert names, annotations and routing labels are generated).
+//! - kept only as a note: alert `name` and `for` (our alert names are
+//!   generated per SLO and severity; our alerts have no `for`).
 
 use std::collections::BTreeMap;
 
@@ -125,14 +128,6 @@ fn one(r: &mut Report<'_>, doc: &Doc, p: &str, crd: bool) -> Option<SpecFile> {
     }
     for (i, s) in list.iter().enumerate() {
         let sp = format!("{p}slos[{i}]");
-        labels_of(r, doc, &format!("{sp}.labels"), &s["labels"], &mut labels);
-        labels_of(
-            r,
-            doc,
-            &format!("{sp}.alerting.labels"),
-            &s["alerting"]["labels"],
-            &mut labels,
-        );
         if let Some(slo) = slo(r, doc, &sp, s, crd) {
             slos.push(slo);
         }
@@ -241,19 +236,43 @@ fn slo(r: &mut Report<'_>, doc: &Doc, sp: &str, s: &Value, crd: bool) -> Option<
             "alert name not kept: ours are generated per SLO and severity",
         );
     }
-    if alerting["annotations"].is_object() {
-        r.note(
-            doc,
-            &format!("{sp}.alerting.annotations"),
-            "annotations not kept: ours are generated (summary, runbook_url)",
-        );
-    }
+    // SLO labels and the alerting block's labels/annotations go on both
+    // alerts, the per-severity ones on theirs
+    let mut common = AlertMetaSpec::default();
+    labels_of(
+        r,
+        doc,
+        &format!("{sp}.labels"),
+        &s["labels"],
+        &mut common.labels,
+    );
+    labels_of(
+        r,
+        doc,
+        &format!("{sp}.alerting.labels"),
+        &alerting["labels"],
+        &mut common.labels,
+    );
+    strings_of(&alerting["annotations"], &mut common.annotations);
+    let mut metas = Vec::new();
     for k in [pk, tk2] {
         let a = &alerting[k];
-        if a["labels"].is_object() || a["annotations"].is_object() || a["for"].is_string() {
-            r.note(doc, &format!("{sp}.alerting.{k}"), "per-severity labels, annotations and `for` are not kept: routing uses our `severity` and `tier` labels");
+        let mut m = common.clone();
+        labels_of(
+            r,
+            doc,
+            &format!("{sp}.alerting.{k}.labels"),
+            &a["labels"],
+            &mut m.labels,
+        );
+        strings_of(&a["annotations"], &mut m.annotations);
+        if a["for"].is_string() {
+            r.note(doc, &format!("{sp}.alerting.{k}.for"), "`for` is not kept: our alerts fire as soon as both windows of a tier exceed the threshold");
         }
+        metas.push((m != AlertMetaSpec::default()).then_some(m));
     }
+    let ticket_meta = metas.pop().flatten();
+    let page_meta = metas.pop().flatten();
     Some(SloSpec {
         name,
         description: s["description"].as_str().map(str::to_string),
@@ -271,6 +290,22 @@ fn slo(r: &mut Report<'_>, doc: &Doc, sp: &str, s: &Value, crd: bool) -> Option<
             }),
             ..Default::default()
         },
-        alerting: Some(import::alerting(import::sloth_tiers(page, ticket))),
+        alerting: Some(AlertingSpec {
+            page_alert: if page { page_meta } else { None },
+            ticket_alert: if ticket { ticket_meta } else { None },
+            ..import::alerting(import::sloth_tiers(page, ticket))
+        }),
     })
+}
+
+fn strings_of(v: &Value, into: &mut BTreeMap<String, String>) {
+    if let Some(m) = v.as_object() {
+        for (k, val) in m {
+            let s = match val {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            into.insert(k.clone(), s);
+        }
+    }
 }

@@ -1040,10 +1040,45 @@ fn check_alerting(
         for_: None,
         severity: None,
     });
+    let mut metas = [AlertMeta::default(), AlertMeta::default()];
+    for (i, (key, m)) in [
+        ("page_alert", &a.page_alert),
+        ("ticket_alert", &a.ticket_alert),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let Some(m) = m else { continue };
+        for (kind, map) in [("labels", &m.labels), ("annotations", &m.annotations)] {
+            for k in map.keys() {
+                let reserved = kind == "labels" && RESERVED_LABELS.contains(&k.as_str());
+                if !valid_label_name(k) || reserved {
+                    ctx.err(
+                        &format!("{p}.{key}.{kind}.{k}"),
+                        format!("`{k}` cannot be used here"),
+                        format!(
+                            "use a Prometheus label name other than {}",
+                            RESERVED_LABELS.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+        metas[i] = AlertMeta {
+            labels: m.labels.clone(),
+            annotations: m.annotations.clone(),
+        };
+    }
+    if ctx.errors.len() > before {
+        return None;
+    }
+    let [page_meta, ticket_meta] = metas;
     Some(Alerting {
         tiers,
         min_events: a.min_events.unwrap_or(DEFAULT_MIN_EVENTS),
         no_data_for: nd.for_.unwrap_or(DEFAULT_NO_DATA_FOR),
         no_data_severity: nd.severity.unwrap_or(Severity::Ticket),
+        page_meta,
+        ticket_meta,
     })
 }

@@ -1,6 +1,6 @@
 //! Sloth and Pyrra imports and the OpenSLO round trip, end to end through the
 //! `todoctl slo` functions: import → validate → generate on every documented
-//! example form (slo/import-examples/), located refusals, and
+//! example form (crates/slo/tests/fixtures/import/), located refusals, and
 //! import(export(spec)) == spec for every spec in slo/.
 mod common;
 
@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 use common::*;
 
 fn examples() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(repo_root().join("slo/import-examples"))
-        .expect("examples dir")
-        .map(|e| e.expect("entry").path())
-        .collect();
+    let mut v: Vec<PathBuf> =
+        std::fs::read_dir(repo_root().join("crates/slo/tests/fixtures/import"))
+            .expect("examples dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
     v.sort();
     v
 }
@@ -49,7 +50,9 @@ fn every_example_imports_validates_and_generates() {
 }
 
 fn import_one(name: &str) -> (slo::spec::SpecFile, Vec<String>) {
-    let path = repo_root().join("slo/import-examples").join(name);
+    let path = repo_root()
+        .join("crates/slo/tests/fixtures/import")
+        .join(name);
     let text = std::fs::read_to_string(&path).expect("read");
     let (files, notes) = slo::import::convert(&path.display().to_string(), &text).expect("import");
     assert_eq!(files.len(), 1, "{files:?}");
@@ -67,9 +70,18 @@ fn sloth_fields_map_as_documented() {
         assert_eq!(f.service, "myservice");
         // Sloth's `tier` label would clash with ours
         assert_eq!(f.labels.get("source_tier").map(String::as_str), Some("2"));
+        let a = f.slos[0].alerting.clone().expect("alerting");
+        let page = a.page_alert.clone().expect("page_alert");
+        let ticket = a.ticket_alert.clone().expect("ticket_alert");
+        assert_eq!(page.labels["category"], "availability");
+        assert_eq!(page.labels["routing_key"], "myteam");
+        // Sloth's `severity: pageteam` would break our routing on `severity`
+        assert_eq!(page.labels["source_severity"], "pageteam");
+        assert_eq!(ticket.labels["slack_channel"], "#alerts-myteam");
+        assert_eq!(ticket.labels["category"], "availability");
         assert_eq!(
-            f.labels.get("category").map(String::as_str),
-            Some("availability")
+            page.annotations["summary"],
+            "High error rate on 'myservice' requests responses"
         );
         let s = &f.slos[0];
         assert_eq!(s.objective, 0.999);
@@ -245,7 +257,12 @@ fn imported_pages_fire_and_resolve_when_the_source_tool_predicts() {
     ] {
         let dir = tempfile::tempdir().expect("tempdir");
         let specs = dir.path().join("slo");
-        let out = slo::cli::import(&repo_root().join("slo/import-examples").join(file), &specs);
+        let out = slo::cli::import(
+            &repo_root()
+                .join("crates/slo/tests/fixtures/import")
+                .join(file),
+            &specs,
+        );
         assert!(out.ok, "{file}: {}", out.stderr);
         let slos = slo::validate::load_dir(&specs).expect("valid");
         let s = &slos[0];
@@ -321,4 +338,15 @@ fn imported_pages_fire_and_resolve_when_the_source_tool_predicts() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+#[test]
+fn alert_labels_may_not_replace_the_routing_labels() {
+    let text = "service: a\nslos:\n  - name: x\n    objective: 0.99\n    window: {rolling: 30d}\n    sli:\n      ratio:\n        bad: {metric: e_total}\n        total: {metric: t_total}\n    alerting:\n      page_alert:\n        labels:\n          severity: pageteam\n";
+    let e = slo::validate::parse_str("slo/a.yaml", text).expect_err("reserved");
+    assert_eq!(
+        (e.0[0].line, e.0[0].field.as_str()),
+        (13, "slos[0].alerting.page_alert.labels.severity"),
+        "{e}"
+    );
 }
