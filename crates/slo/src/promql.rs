@@ -140,7 +140,14 @@ fn closers(prefix: &str) -> Option<String> {
 
 /// Turns Sloth's `{{.window}}` template (any spacing) into `$window`.
 pub fn sloth_template(expr: &str) -> String {
+    sloth_template_mapped(expr).0
+}
+
+/// `sloth_template` and, per replacement, (offset in the output after it,
+/// characters removed), to map error offsets back to the user's text.
+fn sloth_template_mapped(expr: &str) -> (String, Vec<(usize, usize)>) {
     let mut out = String::new();
+    let mut shifts = Vec::new();
     let mut rest = expr;
     while let Some(i) = rest.find("{{") {
         out.push_str(&rest[..i]);
@@ -148,6 +155,7 @@ pub fn sloth_template(expr: &str) -> String {
         match after.find("}}") {
             Some(j) if after[..j].trim() == ".window" => {
                 out.push_str(WINDOW);
+                shifts.push((out.len(), j + 4 - WINDOW.len()));
                 rest = &after[j + 2..];
             }
             _ => {
@@ -157,15 +165,26 @@ pub fn sloth_template(expr: &str) -> String {
         }
     }
     out.push_str(rest);
-    out
+    (out, shifts)
 }
 
 /// Rewrites an imported query that measures events per second (or per
 /// range) into an event count over `$window`, on the syntax tree.
 /// Sloth's `{{.window}}` counts as `$window`.
 pub fn to_window_count(expr: &str) -> Result<String, PromqlError> {
-    let templated = sloth_template(expr);
-    let expr = templated.as_str();
+    let (templated, shifts) = sloth_template_mapped(expr);
+    to_window_count_templated(&templated).map_err(|mut e| {
+        // back to an offset in the text with `{{.window}}`
+        e.offset += shifts
+            .iter()
+            .filter(|(at, _)| *at <= e.offset)
+            .map(|(_, n)| n)
+            .sum::<usize>();
+        e
+    })
+}
+
+fn to_window_count_templated(expr: &str) -> Result<String, PromqlError> {
     let mut tree = parse(expr)?;
     let sentinel = sentinel();
     let mut r = Rewriter {

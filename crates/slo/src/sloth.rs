@@ -198,7 +198,7 @@ fn slo(r: &mut Report<'_>, doc: &Doc, sp: &str, s: &Value, crd: bool) -> Option<
                 promql: Some(c),
             }),
             Err(e) => {
-                // offsets of the template text map 1:1 until the first `{{`
+                // offsets are those of the query as written (`{{.window}}` mapped back)
                 r.promql_err(
                     doc,
                     &f,

@@ -166,3 +166,16 @@ fn spec_errors_are_located_inside_the_expression() {
         "{e}"
     );
 }
+
+/// Offsets after a Sloth `{{.window}}` point into the text as written.
+#[test]
+fn offsets_after_sloth_templates_are_those_of_the_original_text() {
+    // a refusal: at the ` /` between the two rates, as written
+    let q = "sum(rate(a_total[{{.window}}])) / sum(rate(b_total[{{.window}}]))";
+    let e = to_window_count(q).expect_err("refused");
+    assert_eq!(e.offset, q.find(" /").expect("slash"), "{e}");
+    // a syntax error after two templates: at the `@`
+    let q = "sum(rate(a_total[{{.window}}])) + sum(rate(b_total[{{ .window }}])) @ 5";
+    let e = to_window_count(q).expect_err("invalid");
+    assert_eq!(e.offset, q.find('@').expect("@"), "{e}");
+}
