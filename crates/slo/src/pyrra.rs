@@ -11,7 +11,8 @@
 //! - `target` (string percent) → fraction, exactly; `window` → `rolling`;
 //! - Pyrra's tiers for that window (`import::pyrra_tiers`);
 //! - `metadata.namespace` → label `namespace`; the service is the namespace
-//!   (or `pyrra` without one);
+//!   (or `pyrra` without one); `pyrra.dev/<name>` resource labels → label
+//!   `<name>` (Pyrra propagates them to its rules the same way);
 //! - refused: `grouping` (one SLO per group; our rules aggregate the whole
 //!   selector), `latencyNative`, `alerting.disabled`.
 
@@ -142,6 +143,14 @@ fn one(r: &mut Report<'_>, doc: &Doc) -> Option<(String, BTreeMap<String, String
         .unwrap_or_default()
         .to_string();
     let mut labels = BTreeMap::new();
+    // Pyrra propagates `pyrra.dev/<name>` labels of the resource to its rules
+    if let Some(m) = v["metadata"]["labels"].as_object() {
+        for (k, val) in m {
+            if let (Some(name), Some(val)) = (k.strip_prefix("pyrra.dev/"), val.as_str()) {
+                labels.insert(import::label_name(name), val.to_string());
+            }
+        }
+    }
     let service = match v["metadata"]["namespace"].as_str() {
         Some(ns) => {
             labels.insert("namespace".to_string(), ns.to_string());

@@ -163,6 +163,16 @@ fn pyrra_fields_map_as_documented() {
     );
     // factor 14 on a 14-day window = 30 on our 30-day scale
     assert!((tiers[0].factor - 30.0).abs() < 1e-9);
+    let (f, _) = import_one("pyrra-bool-gauge.yaml");
+    assert_eq!(f.labels["team"], "operations");
+    assert_eq!(f.labels["namespace"], "probes");
+    let r = f.slos[0].sli.ratio.as_ref().expect("ratio");
+    assert_eq!(
+        r.total.promql.as_deref(),
+        Some(
+            r#"sum(count_over_time(probe_success{instance="https://example.com", job="blackbox"}[$window]))"#
+        )
+    );
     let (f, _) = import_one("pyrra-latency.yaml");
     let r = f.slos[0].sli.ratio.as_ref().expect("ratio");
     assert_eq!(r.good.as_ref().expect("good").matchers["le"], "1");
