@@ -350,7 +350,7 @@ fn rules_unlinked(slo: &Slo) -> RuleGroup {
             record: None,
             alert: Some(burn_alert_name(slo, sev)),
             expr,
-            for_: None,
+            for_: slo.alerting.meta(sev).for_.map(|d| d.prom()),
             labels: l,
             annotations: burn_annotations(slo, &tiers, sev),
         });

@@ -236,6 +236,19 @@ pub fn pyrra_tiers(window: Dur) -> Vec<TierSpec> {
     ]
 }
 
+/// Pyrra's `for` of its first critical and first warning tier for `window`
+/// (`Windows` in `slo/rules.go`: window/20160 and window/672, rounded to the
+/// minute: 2m and 1h on 28 days). Its second tiers hold 15m and 3h there;
+/// ours is one `for` per severity, so those fire sooner than Pyrra's.
+pub fn pyrra_for(window: Dur) -> (Option<Dur>, Option<Dur>) {
+    let w = window.as_secs() as f64;
+    let round = |div: f64| {
+        let m = ((w / div) / 60.0).round() as u64;
+        (m > 0).then(|| Dur::mins(m))
+    };
+    (round(28.0 * 24.0 * 30.0), round(28.0 * 24.0))
+}
+
 /// Alerting block of an import: the source's tiers and no low-traffic
 /// guard (neither Sloth nor Pyrra has one, so the SLO pages when they would).
 pub fn alerting(tiers: Vec<TierSpec>) -> AlertingSpec {

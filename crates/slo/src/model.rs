@@ -383,6 +383,8 @@ pub struct Alerting {
 /// Labels added to a burn alert; annotations added to (or replacing) ours.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AlertMeta {
+    /// Prometheus `for` of the burn alert: a tier fires once its condition held this long.
+    pub for_: Option<Dur>,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
 }

@@ -142,7 +142,47 @@ impl<'a> Simulator<'a> {
         }
     }
 
+    /// Tiers firing at minute `t`: a tier's condition held at every
+    /// evaluation of the last `for` minutes of its alert (Prometheus `for`).
     pub fn firing(&self, t: usize) -> Firing {
+        let now = self.condition(t);
+        let mut f = Firing {
+            margin: now.margin,
+            ..Default::default()
+        };
+        for tier in &self.slo.alerting.tiers {
+            let list = |x: &Firing| match tier.severity {
+                Severity::Page => x.page.contains(&tier.number),
+                Severity::Ticket => x.ticket.contains(&tier.number),
+            };
+            if !list(&now) {
+                continue;
+            }
+            let hold = self
+                .slo
+                .alerting
+                .meta(tier.severity)
+                .for_
+                .map(|d| (d.as_secs() / 60) as usize)
+                .unwrap_or(0);
+            let mut on = t >= hold;
+            for past in t.saturating_sub(hold)..t {
+                let c = self.condition(past);
+                f.margin = f.margin.min(c.margin);
+                on &= list(&c);
+            }
+            if on {
+                match tier.severity {
+                    Severity::Page => f.page.push(tier.number),
+                    Severity::Ticket => f.ticket.push(tier.number),
+                }
+            }
+        }
+        f
+    }
+
+    /// Tiers whose condition (both windows over the threshold, guard met) holds at minute `t`.
+    pub fn condition(&self, t: usize) -> Firing {
         let mut f = Firing {
             margin: f64::INFINITY,
             ..Default::default()

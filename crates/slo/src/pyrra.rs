@@ -315,7 +315,22 @@ fn one(r: &mut Report<'_>, doc: &Doc) -> Option<(String, BTreeMap<String, String
                 ratio: Some(ratio),
                 ..Default::default()
             },
-            alerting: Some(import::alerting(import::pyrra_tiers(window))),
+            alerting: Some({
+                // Pyrra holds each alert for `for`; ours is per severity: the
+                // first critical and first warning tier's
+                let (page_for, ticket_for) = import::pyrra_for(window);
+                let meta = |f: Option<Dur>| {
+                    f.map(|f| AlertMetaSpec {
+                        for_: Some(f),
+                        ..Default::default()
+                    })
+                };
+                AlertingSpec {
+                    page_alert: meta(page_for),
+                    ticket_alert: meta(ticket_for),
+                    ..import::alerting(import::pyrra_tiers(window))
+                }
+            }),
         },
     ))
 }

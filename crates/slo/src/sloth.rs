@@ -266,8 +266,16 @@ fn slo(r: &mut Report<'_>, doc: &Doc, sp: &str, s: &Value, crd: bool) -> Option<
             &mut m.labels,
         );
         strings_of(&a["annotations"], &mut m.annotations);
-        if a["for"].is_string() {
-            r.note(doc, &format!("{sp}.alerting.{k}.for"), "`for` is not kept: our alerts fire as soon as both windows of a tier exceed the threshold");
+        if let Some(f) = a["for"].as_str() {
+            match Dur::parse(f) {
+                Ok(d) => m.for_ = Some(d),
+                Err(e) => r.err(
+                    doc,
+                    &format!("{sp}.alerting.{k}.for"),
+                    e,
+                    "write e.g. `for: 5m`",
+                ),
+            }
         }
         metas.push((m != AlertMetaSpec::default()).then_some(m));
     }

@@ -1065,6 +1065,7 @@ fn check_alerting(
             }
         }
         metas[i] = AlertMeta {
+            for_: m.for_,
             labels: m.labels.clone(),
             annotations: m.annotations.clone(),
         };

@@ -75,6 +75,8 @@ fn sloth_fields_map_as_documented() {
         let ticket = a.ticket_alert.clone().expect("ticket_alert");
         assert_eq!(page.labels["category"], "availability");
         assert_eq!(page.labels["routing_key"], "myteam");
+        let want_for = (!crd).then(|| slo::duration::Dur::mins(5));
+        assert_eq!(page.for_, want_for, "{file}");
         // Sloth's `severity: pageteam` would break our routing on `severity`
         assert_eq!(page.labels["source_severity"], "pageteam");
         assert_eq!(ticket.labels["slack_channel"], "#alerts-myteam");
@@ -163,6 +165,16 @@ fn pyrra_fields_map_as_documented() {
     );
     // factor 14 on a 14-day window = 30 on our 30-day scale
     assert!((tiers[0].factor - 30.0).abs() < 1e-9);
+    // Pyrra's `for` of the first critical and warning tiers: 1m and 30m on 2 weeks
+    let a = s.alerting.clone().expect("alerting");
+    assert_eq!(
+        a.page_alert.and_then(|m| m.for_),
+        Some(slo::duration::Dur::mins(1))
+    );
+    assert_eq!(
+        a.ticket_alert.and_then(|m| m.for_),
+        Some(slo::duration::Dur::mins(30))
+    );
     let (f, _) = import_one("pyrra-bool-gauge.yaml");
     assert_eq!(f.labels["team"], "operations");
     assert_eq!(f.labels["namespace"], "probes");
@@ -255,15 +267,19 @@ fn openslo_export_round_trips_every_spec() {
 /// 3.7 × threshold θ (whole events per minute) for one long window, then healthy. Minute-sampled, the
 /// long ratio after t minutes is s·t/L, so the page fires at the first t
 /// with s·t/L > θ; after the outage the short ratio is s·(S−u)/S, so the
-/// page resolves at the first u with s·(S−u)/S ≤ θ.
+/// page resolves at the first u with s·(S−u)/S ≤ θ. The alert's `for`
+/// (Sloth's `page_alert.for`, Pyrra's first-tier `for`) delays the firing.
 #[test]
 fn imported_pages_fire_and_resolve_when_the_source_tool_predicts() {
     let promtool = require_tool("promtool");
-    for (file, factor, long, short) in [
-        ("sloth-getting-started.yml", 14.4, 60usize, 5usize),
-        ("sloth-k8s-getting-started.yml", 14.4, 60, 5),
-        ("pyrra-ratio.yaml", 14.0, 30, 3),
-        ("pyrra-latency.yaml", 14.0, 30, 3),
+    // (file, factor, long, short, `for` of the page alert), in minutes
+    for (file, factor, long, short, hold) in [
+        // `page_alert.for: 5m` in the file
+        ("sloth-getting-started.yml", 14.4, 60usize, 5usize, 5usize),
+        ("sloth-k8s-getting-started.yml", 14.4, 60, 5, 0),
+        // Pyrra's first tier holds window/20160 = 1m on 2 weeks
+        ("pyrra-ratio.yaml", 14.0, 30, 3, 1),
+        ("pyrra-latency.yaml", 14.0, 30, 3, 1),
     ] {
         let dir = tempfile::tempdir().expect("tempdir");
         let specs = dir.path().join("slo");
@@ -287,7 +303,8 @@ fn imported_pages_fire_and_resolve_when_the_source_tool_predicts() {
         );
         let fire = (1..=long)
             .find(|t| share * *t as f64 / long as f64 > theta)
-            .expect("fires");
+            .expect("fires")
+            + hold;
         let resolve = (0..=short)
             .find(|u| share * (short - u) as f64 / short as f64 <= theta)
             .expect("resolves");
