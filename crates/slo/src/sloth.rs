@@ -112,7 +112,7 @@ fn one(r: &mut Report<'_>, doc: &Doc, p: &str, crd: bool) -> Option<SpecFile> {
                 if crd { "sloPlugins" } else { "slo_plugins" }
             );
             if id == "sloth.dev/contrib/alert_for/v1" {
-                r.note(doc, &f, "`alert_for` is not kept: our alerts fire as soon as both windows of a tier exceed the threshold");
+                r.note(doc, &f, "`alert_for` applies the `for` of `page_alert`/`ticket_alert`, which is imported as is");
             } else {
                 r.err(doc, &f, format!("SLO plugin `{id}` cannot be imported"), "our specs have no plugins: remove it and express what it does in the spec, or keep this SLO in Sloth");
             }
