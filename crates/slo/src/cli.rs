@@ -153,18 +153,18 @@ pub fn explain(specs: &Path, name: Option<&str>) -> Outcome {
     )
 }
 
-/// `todoctl slo import FILE [--out DIR]`: OpenSLO v1 → `DIR/<service>.yaml`.
-/// Refuses to overwrite existing specs and validates the result.
+/// `todoctl slo import FILE [--out DIR]`: OpenSLO v1, Sloth (`prometheus/v1`
+/// or the `PrometheusServiceLevel` CRD) or Pyrra (`ServiceLevelObjective`),
+/// recognised by the first document, → `DIR/<service>.yaml`. Refuses to
+/// overwrite existing specs and validates the result; what was not kept is
+/// printed as notes on stderr.
 pub fn import(file: &Path, out_dir: &Path) -> Outcome {
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) => return failure(Error::io(file, e)),
     };
-    let files = match openslo::import(&file.display().to_string(), &text) {
-        Ok(f) => f,
-        Err(e) => return failure(Error::Spec(e)),
-    };
-    let rendered = match openslo::to_yaml(&files) {
+    let name = file.display().to_string();
+    let (rendered, notes) = match crate::import::convert(&name, &text) {
         Ok(r) => r,
         Err(e) => return failure(e),
     };
@@ -172,18 +172,31 @@ pub fn import(file: &Path, out_dir: &Path) -> Outcome {
         return failure(Error::Spec(e));
     }
     let mut out = String::new();
-    for (name, yaml) in rendered {
-        let path = out_dir.join(&name);
+    for (name, _) in &rendered {
+        let path = out_dir.join(name);
         if path.exists() {
             return Outcome::fail(format!(
                 "{} exists; import into another directory or merge by hand\n",
                 path.display()
             ));
         }
+    }
+    for (name, yaml) in rendered {
+        let path = out_dir.join(&name);
         if let Err(e) = std::fs::create_dir_all(out_dir).and_then(|_| std::fs::write(&path, yaml)) {
             return failure(Error::io(&path, e));
         }
         out.push_str(&format!("wrote {}\n", path.display()));
     }
-    Outcome::ok(out)
+    let mut o = Outcome::ok(out);
+    o.stderr = notes.iter().map(|n| format!("note: {n}\n")).collect();
+    o
+}
+
+/// `todoctl slo export --format openslo [--specs DIR]`: every SLO as OpenSLO v1 documents.
+pub fn export(specs: &Path) -> Outcome {
+    match openslo::export_dir(specs) {
+        Ok(text) => Outcome::ok(text),
+        Err(e) => failure(e),
+    }
 }

@@ -344,12 +344,13 @@ fn rules_unlinked(slo: &Slo) -> RuleGroup {
             .join(" or ");
         let mut l = labels.clone();
         l.extend(slo.labels.clone());
+        l.extend(slo.alerting.meta(sev).labels.clone());
         l.insert("severity".into(), sev.as_str().into());
         rules.push(Rule {
             record: None,
             alert: Some(burn_alert_name(slo, sev)),
             expr,
-            for_: None,
+            for_: slo.alerting.meta(sev).for_.map(|d| d.prom()),
             labels: l,
             annotations: burn_annotations(slo, &tiers, sev),
         });
@@ -431,6 +432,8 @@ pub fn burn_annotations(slo: &Slo, tiers: &[&Tier], sev: Severity) -> BTreeMap<S
             tiers_txt
         ),
     );
+    // the spec's own annotations (e.g. Sloth's summary) win
+    ann.extend(slo.alerting.meta(sev).annotations.clone());
     ann
 }
 

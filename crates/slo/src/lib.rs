@@ -14,13 +14,17 @@ pub mod eval;
 pub mod explain;
 pub mod generate;
 pub mod grafana;
+pub mod import;
 pub mod k8s;
 pub mod model;
 pub mod openslo;
 pub mod ops;
+pub mod promql;
 pub mod promtest;
+pub mod pyrra;
 pub mod receivers;
 pub mod schema;
+pub mod sloth;
 pub mod spec;
 pub mod validate;
 

@@ -375,6 +375,27 @@ pub struct Alerting {
     pub min_events: u64,
     pub no_data_for: Dur,
     pub no_data_severity: Severity,
+    /// Extra labels and annotations of the page and ticket alerts.
+    pub page_meta: AlertMeta,
+    pub ticket_meta: AlertMeta,
+}
+
+/// Labels added to a burn alert; annotations added to (or replacing) ours.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertMeta {
+    /// Prometheus `for` of the burn alert: a tier fires once its condition held this long.
+    pub for_: Option<Dur>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Alerting {
+    pub fn meta(&self, sev: Severity) -> &AlertMeta {
+        match sev {
+            Severity::Page => &self.page_meta,
+            Severity::Ticket => &self.ticket_meta,
+        }
+    }
 }
 
 impl Default for Alerting {
@@ -384,6 +405,8 @@ impl Default for Alerting {
             min_events: DEFAULT_MIN_EVENTS,
             no_data_for: DEFAULT_NO_DATA_FOR,
             no_data_severity: Severity::Ticket,
+            page_meta: AlertMeta::default(),
+            ticket_meta: AlertMeta::default(),
         }
     }
 }

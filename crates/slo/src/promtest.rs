@@ -142,7 +142,47 @@ impl<'a> Simulator<'a> {
         }
     }
 
+    /// Tiers firing at minute `t`: a tier's condition held at every
+    /// evaluation of the last `for` minutes of its alert (Prometheus `for`).
     pub fn firing(&self, t: usize) -> Firing {
+        let now = self.condition(t);
+        let mut f = Firing {
+            margin: now.margin,
+            ..Default::default()
+        };
+        for tier in &self.slo.alerting.tiers {
+            let list = |x: &Firing| match tier.severity {
+                Severity::Page => x.page.contains(&tier.number),
+                Severity::Ticket => x.ticket.contains(&tier.number),
+            };
+            if !list(&now) {
+                continue;
+            }
+            let hold = self
+                .slo
+                .alerting
+                .meta(tier.severity)
+                .for_
+                .map(|d| (d.as_secs() / 60) as usize)
+                .unwrap_or(0);
+            let mut on = t >= hold;
+            for past in t.saturating_sub(hold)..t {
+                let c = self.condition(past);
+                f.margin = f.margin.min(c.margin);
+                on &= list(&c);
+            }
+            if on {
+                match tier.severity {
+                    Severity::Page => f.page.push(tier.number),
+                    Severity::Ticket => f.ticket.push(tier.number),
+                }
+            }
+        }
+        f
+    }
+
+    /// Tiers whose condition (both windows over the threshold, guard met) holds at minute `t`.
+    pub fn condition(&self, t: usize) -> Firing {
         let mut f = Firing {
             margin: f64::INFINITY,
             ..Default::default()
@@ -421,13 +461,104 @@ fn eq_labels(m: &[Matcher]) -> Option<BTreeMap<String, String>> {
                 out.insert(x.name.clone(), x.value.clone());
             }
             MatchOp::Ne | MatchOp::Nre => {}
-            MatchOp::Re if x.name == "le" => {
+            MatchOp::Re if x.name == "le" && x.value.ends_with("(\\.0)?") => {
                 out.insert("le".into(), x.value.trim_end_matches("(\\.0)?").to_string());
             }
-            MatchOp::Re => return None,
+            MatchOp::Re => {
+                out.insert(x.name.clone(), regex_example(&x.value)?);
+            }
         }
     }
     Some(out)
+}
+
+/// Whether `value` matches the PromQL regex `re` (anchored at both ends).
+pub fn regex_matches(re: &str, value: &str) -> Option<bool> {
+    regex::Regex::new(&format!("^(?:{re})$"))
+        .ok()
+        .map(|r| r.is_match(value))
+}
+
+/// A label value matching the PromQL regex `re`, found among a few simple
+/// candidates (the first alternative with `.`/classes/repeats filled in),
+/// each checked with the regex engine; None when none fits.
+pub fn regex_example(re: &str) -> Option<String> {
+    let first_alt = |s: &str| -> String {
+        let mut depth = 0i32;
+        let mut out = String::new();
+        for c in s.chars() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                '|' if depth <= 0 => break,
+                _ => {}
+            }
+            out.push(c);
+        }
+        out
+    };
+    let simplify = |s: &str| -> String {
+        let mut out = String::new();
+        let mut chars = s.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '(' | ')' | '^' | '$' | '*' | '?' | '+' => {}
+                '|' => {
+                    // inner alternation: keep the first branch
+                    let mut depth = 0;
+                    while let Some(&n) = chars.peek() {
+                        if n == '(' {
+                            depth += 1;
+                        }
+                        if n == ')' {
+                            if depth == 0 {
+                                break;
+                            }
+                            depth -= 1;
+                        }
+                        chars.next();
+                    }
+                }
+                '.' => out.push('0'),
+                '\\' => match chars.next() {
+                    Some('d') => out.push('0'),
+                    Some('w') => out.push('a'),
+                    Some(o) => out.push(o),
+                    None => {}
+                },
+                '[' => {
+                    let mut first = None;
+                    for n in chars.by_ref() {
+                        if n == ']' {
+                            break;
+                        }
+                        if first.is_none() && n != '^' {
+                            first = Some(n);
+                        }
+                    }
+                    out.extend(first);
+                }
+                '{' => {
+                    for n in chars.by_ref() {
+                        if n == '}' {
+                            break;
+                        }
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        out
+    };
+    let candidates = [
+        simplify(&first_alt(re)),
+        simplify(re),
+        re.to_string(),
+        String::new(),
+    ];
+    candidates
+        .into_iter()
+        .find(|c| regex_matches(re, c) == Some(true))
 }
 
 fn render_series(metric: &str, l: &BTreeMap<String, String>) -> String {
@@ -461,21 +592,20 @@ fn input_series(slo: &Slo, p: &Pattern) -> Result<Vec<InputSeries>, String> {
                 ..
             },
         ) => {
-            let (
-                Query::Selector {
-                    metric: nm,
-                    matchers: nmat,
-                },
-                Query::Selector {
-                    metric: tm,
-                    matchers: tmat,
-                },
-            ) = (numerator, total)
-            else {
-                return Err("raw PromQL SLIs cannot be synthesised".into());
+            // raw PromQL that counts one counter is synthesised like a selector
+            let sel = |q: &Query| -> Result<(String, Vec<Matcher>), String> {
+                match q {
+                    Query::Selector { metric, matchers } => Ok((metric.clone(), matchers.clone())),
+                    Query::Promql(p) => crate::promql::counted_selector(p).ok_or_else(|| {
+                        "raw PromQL that is not `increase` of one counter cannot be synthesised"
+                            .to_string()
+                    }),
+                }
             };
-            let nl = eq_labels(nmat).ok_or("regex matchers cannot be synthesised")?;
-            let tl = eq_labels(tmat).ok_or("regex matchers cannot be synthesised")?;
+            let ((nm, nmat), (tm, tmat)) = (sel(numerator)?, sel(total)?);
+            let (nm, tm) = (&nm, &tm);
+            let nl = eq_labels(&nmat).ok_or("a regex matcher has no simple matching value")?;
+            let tl = eq_labels(&tmat).ok_or("a regex matcher has no simple matching value")?;
             let bad: Vec<f64> = v.iter().map(|(_, b)| *b).collect();
             let tot: Vec<f64> = v.iter().map(|(t, _)| *t).collect();
             let num_incs: Vec<f64> = if *numerator_is_good {
@@ -504,7 +634,32 @@ fn input_series(slo: &Slo, p: &Pattern) -> Result<Vec<InputSeries>, String> {
                 return Err("numerator and total cannot be told apart by an equality label".into());
             }
             for k in distinguishing {
+                // the other series must fall outside the numerator's matcher
+                let excluded = nmat.iter().filter(|m| &m.name == k).all(|m| match m.op {
+                    MatchOp::Re => regex_matches(&m.value, "synthetic-other") == Some(false),
+                    MatchOp::Eq => m.value != "synthetic-other",
+                    _ => false,
+                });
+                if !excluded {
+                    return Err(format!("no value of `{k}` outside the numerator's matcher"));
+                }
                 other.insert(k.clone(), "synthetic-other".into());
+            }
+            // and inside the total's matchers
+            for m in &tmat {
+                let v = other.get(&m.name).map(String::as_str).unwrap_or("");
+                let inside = match m.op {
+                    MatchOp::Eq => m.value == v,
+                    MatchOp::Ne => m.value != v,
+                    MatchOp::Re => regex_matches(&m.value, v) == Some(true),
+                    MatchOp::Nre => regex_matches(&m.value, v) == Some(false),
+                };
+                if !inside {
+                    return Err(format!(
+                        "the synthetic series falls outside the total's matcher on `{}`",
+                        m.name
+                    ));
+                }
             }
             let rest: Vec<f64> = tot.iter().zip(&num_incs).map(|(t, n)| t - n).collect();
             Ok(vec![
@@ -541,6 +696,7 @@ fn exp_burn(slo: &Slo, sev: Severity, tiers: &[u32], runbook_base: &str) -> Vec<
             l.insert("slo".to_string(), slo.name.clone());
             l.insert("service".to_string(), slo.service.clone());
             l.extend(slo.labels.clone());
+            l.extend(slo.alerting.meta(sev).labels.clone());
             l.insert("severity".into(), sev.as_str().into());
             l.insert("tier".into(), n.to_string());
             ExpAlert {
@@ -585,8 +741,18 @@ fn exp_no_data(slo: &Slo, runbook_base: &str) -> ExpAlert {
 
 /// Result of planning one SLO's tests: the file or why it is not possible.
 pub fn test_file(slo: &Slo, runbook_base: &str) -> Result<String, String> {
+    test_file_with(slo, runbook_base, scenarios(slo))
+}
+
+/// A promtool test file for given scenarios (e.g. an import's source-tool
+/// prediction), with the alerts the simulator expects at each checkpoint.
+pub fn test_file_with(
+    slo: &Slo,
+    runbook_base: &str,
+    scenarios: Vec<Scenario>,
+) -> Result<String, String> {
     let mut groups = Vec::new();
-    for sc in scenarios(slo) {
+    for sc in scenarios {
         let series = input_series(slo, &sc.pattern)?;
         let sim = Simulator::new(slo, &sc.pattern);
         let mut checks = Vec::new();

@@ -19,6 +19,17 @@ fn matchers() -> Value {
 
 pub fn schema() -> Value {
     let dur = json!({ "type": "string", "pattern": DURATION });
+    let strings = json!({
+        "type": "object",
+        "propertyNames": { "pattern": "^[a-zA-Z_][a-zA-Z0-9_]*$" },
+        "additionalProperties": { "type": "string" }
+    });
+    let alert_meta = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "description": "Labels added to the alert; annotations added to (or replacing) the generated ones.",
+        "properties": { "for": dur.clone(), "labels": strings.clone(), "annotations": strings }
+    });
     let query = json!({
         "type": "object",
         "additionalProperties": false,
@@ -149,7 +160,9 @@ pub fn schema() -> Value {
                                     "type": "object",
                                     "additionalProperties": false,
                                     "properties": { "for": dur, "severity": { "enum": ["page", "ticket"] } }
-                                }
+                                },
+                                "page_alert": alert_meta.clone(),
+                                "ticket_alert": alert_meta
                             }
                         }
                     }

@@ -194,6 +194,25 @@ pub struct AlertingSpec {
     pub min_events: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_data: Option<NoDataSpec>,
+    /// Extra labels and annotations of the page alert (e.g. from Sloth's `page_alert`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_alert: Option<AlertMetaSpec>,
+    /// Extra labels and annotations of the ticket alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_alert: Option<AlertMetaSpec>,
+}
+
+/// Labels added to an alert and annotations added to (or replacing) ours.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AlertMetaSpec {
+    /// How long a tier's condition must hold before the alert fires (Prometheus `for`).
+    #[serde(rename = "for", default, skip_serializing_if = "Option::is_none")]
+    pub for_: Option<Dur>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

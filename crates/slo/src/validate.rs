@@ -31,6 +31,22 @@ impl Ctx<'_> {
     }
 }
 
+impl Ctx<'_> {
+    /// An error inside the PromQL value of `field`, at the expression's offset.
+    pub fn promql_err(&mut self, field: &str, e: &crate::promql::PromqlError, fix: &str) {
+        let (line, column) = locate(self.text, &parse_path(field));
+        let (line, column) = crate::import::value_position(self.text, line, column, e.offset);
+        self.errors.push(SpecError {
+            file: self.file.to_string(),
+            line,
+            column,
+            field: field.to_string(),
+            message: e.message.clone(),
+            fix: fix.into(),
+        });
+    }
+}
+
 /// Parses and validates one spec file.
 pub fn parse_str(file: &str, text: &str) -> Result<Vec<Slo>, SpecErrors> {
     check_yaml(file, text, |ctx, spec: &SpecFile| check_file(ctx, spec))
@@ -535,13 +551,11 @@ fn check_query(ctx: &mut Ctx<'_>, p: &str, q: &QuerySpec) -> Option<Query> {
                 );
                 return None;
             }
-            if promql.matches('(').count() != promql.matches(')').count()
-                || promql.matches('[').count() != promql.matches(']').count()
-            {
-                ctx.err(
+            if let Err(e) = crate::promql::validate(promql) {
+                ctx.promql_err(
                     &format!("{p}.promql"),
-                    "unbalanced brackets in PromQL",
-                    "check the parentheses and `[...]` ranges",
+                    &e,
+                    "write valid PromQL counting events over `$window`, e.g. `sum(increase(x_total[$window]))`",
                 );
                 return None;
             }
@@ -800,6 +814,14 @@ fn check_sli(ctx: &mut Ctx<'_>, p: &str, s: &SliSpec) -> Option<Sli> {
             ctx.err(&format!("{qp}.promql"), "expected an instant PromQL expression", "write the value to compare per slice, e.g. `histogram_quantile(0.99, sum by (le) (rate(x_bucket[5m])))`");
             return None;
         }
+        if let Err(e) = crate::promql::validate(&q.promql) {
+            ctx.promql_err(
+                &format!("{qp}.promql"),
+                &e,
+                "write a valid instant PromQL expression",
+            );
+            return None;
+        }
         if !q.value.is_finite() {
             ctx.err(
                 &format!("{qp}.value"),
@@ -1018,10 +1040,46 @@ fn check_alerting(
         for_: None,
         severity: None,
     });
+    let mut metas = [AlertMeta::default(), AlertMeta::default()];
+    for (i, (key, m)) in [
+        ("page_alert", &a.page_alert),
+        ("ticket_alert", &a.ticket_alert),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let Some(m) = m else { continue };
+        for (kind, map) in [("labels", &m.labels), ("annotations", &m.annotations)] {
+            for k in map.keys() {
+                let reserved = kind == "labels" && RESERVED_LABELS.contains(&k.as_str());
+                if !valid_label_name(k) || reserved {
+                    ctx.err(
+                        &format!("{p}.{key}.{kind}.{k}"),
+                        format!("`{k}` cannot be used here"),
+                        format!(
+                            "use a Prometheus label name other than {}",
+                            RESERVED_LABELS.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+        metas[i] = AlertMeta {
+            for_: m.for_,
+            labels: m.labels.clone(),
+            annotations: m.annotations.clone(),
+        };
+    }
+    if ctx.errors.len() > before {
+        return None;
+    }
+    let [page_meta, ticket_meta] = metas;
     Some(Alerting {
         tiers,
         min_events: a.min_events.unwrap_or(DEFAULT_MIN_EVENTS),
         no_data_for: nd.for_.unwrap_or(DEFAULT_NO_DATA_FOR),
         no_data_severity: nd.severity.unwrap_or(Severity::Ticket),
+        page_meta,
+        ticket_meta,
     })
 }

@@ -112,3 +112,29 @@ fn import_fixture_is_valid_openslo_per_the_vendored_schema() {
     }
     assert_eq!(n, 4);
 }
+
+#[test]
+fn export_of_every_spec_is_valid_openslo_per_the_vendored_schema() {
+    use serde::Deserialize;
+    let dir = common::repo_root().join("../shared/schemas/openslo/v1");
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("openslo.schema.json")).expect("schema"),
+    )
+    .expect("json");
+    let validator = jsonschema::options()
+        .with_retriever(LocalOpenSlo(dir))
+        .build(&schema)
+        .expect("compile openslo schema");
+    let text = slo::openslo::export_dir(&common::repo_root().join("slo")).expect("export");
+    let mut n = 0;
+    for doc in serde_norway::Deserializer::from_str(&text) {
+        let v = serde_json::Value::deserialize(doc).expect("yaml");
+        let errs: Vec<String> = validator
+            .iter_errors(&v)
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect();
+        assert!(errs.is_empty(), "{}: {errs:?}", v["metadata"]["name"]);
+        n += 1;
+    }
+    assert!(n >= 8, "{n} documents");
+}

@@ -36,12 +36,29 @@ pub enum SloCommand {
         #[arg(long, default_value = "slo")]
         specs: PathBuf,
     },
-    /// Import OpenSLO v1 documents (SLO/SLI/Service) into slo/<service>.yaml.
+    /// Import OpenSLO v1 (SLO/SLI/Service), Sloth (`prometheus/v1` or the
+    /// `PrometheusServiceLevel` CRD) or Pyrra (`ServiceLevelObjective`) into
+    /// slo/<service>.yaml; the format is recognised from the file. Notes on
+    /// what was not kept go to stderr.
     Import {
         file: PathBuf,
         #[arg(long, default_value = "slo")]
         out: PathBuf,
     },
+    /// Print every SLO as OpenSLO v1 documents (our spec rides along in an
+    /// annotation, so importing the output gives the same specs back).
+    Export {
+        /// Output format; only `openslo`.
+        #[arg(long, value_enum, default_value = "openslo")]
+        format: ExportFormat,
+        #[arg(long, default_value = "slo")]
+        specs: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    Openslo,
 }
 
 pub fn run(cmd: SloCommand) -> anyhow::Result<ExitCode> {
@@ -61,6 +78,10 @@ pub fn run(cmd: SloCommand) -> anyhow::Result<ExitCode> {
         SloCommand::Validate { specs, files } => slo::cli::validate(specs, files),
         SloCommand::Explain { name, specs } => slo::cli::explain(specs, name.as_deref()),
         SloCommand::Import { file, out } => slo::cli::import(file, out),
+        SloCommand::Export {
+            format: ExportFormat::Openslo,
+            specs,
+        } => slo::cli::export(specs),
     };
     std::io::stdout().write_all(outcome.stdout.as_bytes())?;
     std::io::stderr().write_all(outcome.stderr.as_bytes())?;
