@@ -28,5 +28,5 @@ pub mod spec;
 pub mod sprt;
 
 pub use analysis::{ConsumerObservation, Decision, Interval, Observation, State, Verdict, analyze};
-pub use spec::{CanarySpec, ConsumerCheck, DriverSpec, SpecError};
+pub use spec::{BudgetGate, BudgetPolicy, CanarySpec, ConsumerCheck, DriverSpec, SpecError};
 pub use sprt::Sprt;

@@ -21,16 +21,21 @@ pub enum Phase {
     Aborted,
     /// A newer canary version replaced this rollout before it finished.
     Superseded,
+    /// Held by the error-budget gate (`budget:` in the spec): no canary
+    /// traffic until the target's budget recovers or, with
+    /// `require_override`, an operator starts it (`todoctl canary start`).
+    Blocked,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 6] = [
+    pub const ALL: [Phase; 7] = [
         Phase::Progressing,
         Phase::Paused,
         Phase::Succeeded,
         Phase::RolledBack,
         Phase::Aborted,
         Phase::Superseded,
+        Phase::Blocked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -41,6 +46,7 @@ impl Phase {
             Phase::RolledBack => "rolled_back",
             Phase::Aborted => "aborted",
             Phase::Superseded => "superseded",
+            Phase::Blocked => "blocked",
         }
     }
 
@@ -53,7 +59,7 @@ impl Phase {
     }
 
     pub fn finished(self) -> bool {
-        !matches!(self, Phase::Progressing | Phase::Paused)
+        !matches!(self, Phase::Progressing | Phase::Paused | Phase::Blocked)
     }
 }
 
@@ -105,6 +111,9 @@ pub enum Action {
     /// Abort and return all traffic to stable (the same thing, by its
     /// everyday name).
     Rollback,
+    /// Start a rollout the error-budget gate holds (policy
+    /// `require_override`); the body's `reason` is the override's reason.
+    Start,
 }
 
 impl Action {
@@ -115,6 +124,7 @@ impl Action {
             "resume" => Some(Action::Resume),
             "abort" => Some(Action::Abort),
             "rollback" => Some(Action::Rollback),
+            "start" => Some(Action::Start),
             _ => None,
         }
     }
@@ -125,6 +135,7 @@ impl Action {
             Action::Resume => "resume",
             Action::Abort => "abort",
             Action::Rollback => "rollback",
+            Action::Start => "start",
         }
     }
 }

@@ -63,8 +63,10 @@ pub struct RolloutMetrics {
 pub struct Controller {
     dir: PathBuf,
     store: Store,
-    prom: PromClient,
+    pub(super) prom: PromClient,
     lag: Arc<dyn ConsumerLag>,
+    /// The SLOs the error-budget gate reads (`budget.rs`).
+    pub(super) slos: Arc<Vec<slo::Slo>>,
     pub(super) inner: Mutex<Inner>,
     metrics: std::sync::Mutex<RolloutMetrics>,
     driver_breaker: Option<Arc<telemetry::retry::CircuitBreaker>>,
@@ -83,6 +85,7 @@ impl Controller {
             store: Store::migrate(pool).await?,
             prom,
             lag,
+            slos: Arc::default(),
             inner: Mutex::new(Inner::default()),
             metrics: std::sync::Mutex::new(RolloutMetrics::default()),
             driver_breaker: None,
@@ -93,6 +96,12 @@ impl Controller {
     /// (they are retried every tick, and an operator action answers 503).
     pub fn with_driver_breaker(mut self, b: Arc<telemetry::retry::CircuitBreaker>) -> Self {
         self.driver_breaker = Some(b);
+        self
+    }
+
+    /// The SLO specs whose budgets gate rollouts (`budget:` in a spec).
+    pub fn with_slos(mut self, slos: Arc<Vec<slo::Slo>>) -> Self {
+        self.slos = slos;
         self
     }
 
@@ -164,6 +173,9 @@ impl Controller {
             };
             if !e.rollout.weight_applied {
                 let _ = apply_weight(&loaded, e, self.driver_breaker.as_deref()).await; // logged; retried while weight_applied is false
+            }
+            if e.rollout.phase == Phase::Blocked {
+                return self.recheck_gate(&loaded, e).await;
             }
             if e.rollout.phase != Phase::Progressing {
                 return Ok(());
@@ -268,7 +280,7 @@ impl Controller {
             alpha: spec.analysis.alpha,
             beta: spec.analysis.beta,
             ratio: spec.analysis.ratio,
-            alpha_per_test: spec.analysis.alpha / (2.0 * spec.steps.len() as f64),
+            alpha_per_test: canary::analysis::alpha_per_test(spec),
             min_requests: spec.analysis.min_requests,
             latency_threshold_seconds: spec.analysis.latency_threshold_seconds,
             slo_objective: spec.analysis.slo_objective,
@@ -386,14 +398,22 @@ impl Controller {
             self.persist(&mut e, rec).await?;
         }
         let state = State::new(spec);
-        let weight = state.percent(spec);
-        let (id, started_at) = self.store.insert_rollout(spec, weight, &state).await?;
+        let gate = self.budget_gate(spec).await;
+        let held = gate.as_ref().is_some_and(|g| g.holds());
+        let (phase, weight) = match held {
+            true => (Phase::Blocked, 0),
+            false => (Phase::Progressing, state.percent(spec)),
+        };
+        let (id, started_at) = self
+            .store
+            .insert_rollout(spec, phase, weight, &state)
+            .await?;
         let mut e = Entry::new(Rollout {
             id,
             canary: spec.name.clone(),
             canary_version: spec.canary_version.clone(),
             stable_version: spec.stable_version.clone(),
-            phase: Phase::Progressing,
+            phase,
             weight,
             weight_applied: false,
             analysis: state,
@@ -405,20 +425,23 @@ impl Controller {
         let applied = apply_weight(loaded, &mut e, self.driver_breaker.as_deref()).await;
         let rec = NewDecision {
             actor: CONTROLLER_ACTOR.into(),
-            action: "start",
+            action: if held { "gate" } else { "start" },
             verdict: "hold".into(),
-            reason: match &applied {
-                Ok(()) => format!(
-                    "canary version {} against stable {}: starting at {weight}% (steps {:?})",
-                    spec.canary_version, spec.stable_version, spec.steps
-                ),
-                Err(why) => format!(
-                    "canary version {}: starting at {weight}%; driver: {why} (retrying)",
-                    spec.canary_version
-                ),
-            },
+            reason: super::budget::start_reason(
+                gate.as_ref(),
+                match &applied {
+                    Ok(()) => format!(
+                        "canary version {} against stable {}: starting at {weight}% (steps {:?})",
+                        spec.canary_version, spec.stable_version, spec.steps
+                    ),
+                    Err(why) => format!(
+                        "canary version {}: starting at {weight}%; driver: {why} (retrying)",
+                        spec.canary_version
+                    ),
+                },
+            ),
             step_percent: weight,
-            inputs: json!({"file": loaded.file.display().to_string(), "steps": spec.steps}),
+            inputs: json!({"file": loaded.file.display().to_string(), "steps": spec.steps, "budget": gate}),
             observed: json!({}),
             statistic: json!({}),
             trace_id: None,

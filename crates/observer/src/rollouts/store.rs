@@ -32,12 +32,13 @@ impl Store {
     pub(super) async fn insert_rollout(
         &self,
         spec: &CanarySpec,
+        phase: Phase,
         weight: u32,
         state: &State,
     ) -> anyhow::Result<(i64, DateTime<Utc>)> {
         let row = sqlx::query(
             "INSERT INTO canary_rollouts (canary, canary_version, stable_version, phase, weight, analysis)
-             VALUES ($1, $2, $3, 'progressing', $4, $5)
+             VALUES ($1, $2, $3, $6, $4, $5)
              RETURNING id, started_at",
         )
         .bind(&spec.name)
@@ -45,6 +46,7 @@ impl Store {
         .bind(&spec.stable_version)
         .bind(weight as i32)
         .bind(sqlx::types::Json(state))
+        .bind(phase.as_str())
         .fetch_one(&self.pool)
         .await?;
         Ok((row.try_get("id")?, row.try_get("started_at")?))
@@ -93,7 +95,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT id, canary, canary_version, stable_version, phase, weight, analysis,
                     analysed_secs, started_at, updated_at, finished_at
-             FROM canary_rollouts WHERE canary = $1 AND phase IN ('progressing', 'paused')
+             FROM canary_rollouts WHERE canary = $1 AND phase IN ('progressing', 'paused', 'blocked')
              ORDER BY id",
         )
         .bind(canary)
