@@ -345,29 +345,29 @@ async fn exhausted_budget_blocks_and_an_override_starts_the_rollout() -> anyhow:
     assert!(body.to_string().contains("reason"), "{body}");
     // The spec reload is asynchronous: retry the override until the observer
     // runs with the new policy (a refusal meanwhile names `block`).
-    let mut last = (0, String::new(), String::new());
-    wait_until(
-        "the override to be accepted under require_override",
-        Duration::from_secs(30),
-        || async {
-            last = todoctl(&[
-                "canary",
-                "start",
-                NAME,
-                "--override",
-                "hotfix for INC-42",
-                "--observer-url",
-                &url,
-                "--as",
-                "alice",
-            ])
-            .await
-            .unwrap_or((-1, String::new(), String::new()));
-            last.0 == 0
-        },
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}: last todoctl {last:?}"))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, out, err) = todoctl(&[
+            "canary",
+            "start",
+            NAME,
+            "--override",
+            "hotfix for INC-42",
+            "--observer-url",
+            &url,
+            "--as",
+            "alice",
+        ])
+        .await?;
+        if code == 0 {
+            break;
+        }
+        anyhow::ensure!(
+            code == 10 && err.contains("block") && std::time::Instant::now() < deadline,
+            "the override was not accepted under require_override: {code} {out} {err}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // Right after the override, before the first analysis interval ends.
     assert_eq!(
         g.canary_weight().await?,
