@@ -499,6 +499,45 @@ mod tests {
     }
 
     #[test]
+    fn two_early_failures_at_low_traffic_roll_back() {
+        // 10 requests/s at a 10% step: 10 canary requests per interval, one
+        // failing in each of the first two (5% of requests).
+        let s = spec();
+        let mut st = State::new(&s);
+        let data = Interval::Data {
+            stable: obs(90, 0),
+            canary: obs(10, 1),
+            consumer: None,
+        };
+        let first = analyze(&s, &mut st, &data);
+        assert_ne!(first.verdict, Verdict::Rollback, "{}", first.reason);
+        let d = analyze(&s, &mut st, &data);
+        assert_eq!(d.verdict, Verdict::Rollback, "{}", d.reason);
+        assert!(d.reason.contains("sequential burn test"), "{}", d.reason);
+    }
+
+    #[test]
+    fn evidence_carries_over_a_promotion() {
+        let s = spec();
+        let mut st = State::new(&s);
+        analyze(
+            &s,
+            &mut st,
+            &Interval::Data {
+                stable: obs(90, 0),
+                canary: obs(10, 1),
+                consumer: None,
+            },
+        );
+        let (errors, burn) = (st.errors.llr, st.burn_llr);
+        assert!(errors > 0.0 && burn > 0.0);
+        st.advance(&s);
+        assert_eq!(st.step, 1);
+        assert_eq!((st.errors.llr, st.burn_llr), (errors, burn));
+        assert_eq!(st.canary_requests_in_step, 0, "the step's counts restart");
+    }
+
+    #[test]
     fn one_unlucky_failure_among_few_requests_does_not_trip_the_guard() {
         let s = spec();
         let mut st = State::new(&s);

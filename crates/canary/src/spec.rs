@@ -415,7 +415,7 @@ impl CanarySpec {
                 "keep max_burn_rate × (1 − slo_objective) below 1",
             ));
         }
-        if !(a.sequential_burn_rate > 1.0) {
+        if a.sequential_burn_rate.is_nan() || a.sequential_burn_rate <= 1.0 {
             return Err(bad(
                 "analysis.sequential_burn_rate",
                 format!("{} is not above 1", a.sequential_burn_rate),
