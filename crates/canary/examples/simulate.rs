@@ -8,8 +8,9 @@
 //! analyse every 10 s. Healthy builds fail 0.05% of requests (inside a 99.9%
 //! SLO) and 2% are slower than the latency threshold. Counts per interval
 //! are drawn request by request from those rates; time is the end of the
-//! interval whose analysis decided (the observer's first interval after a
-//! deploy only sets its baseline: add one interval for a real rollout).
+//! interval whose analysis decided (the observer takes its baseline when the
+//! rollout starts, so a real rollout's first analysis also comes one
+//! interval in).
 
 use canary::analysis::State;
 use canary::{CanarySpec, Interval, Observation, Verdict, analyze};
@@ -22,14 +23,14 @@ fn binomial(rng: &mut impl rand::Rng, n: u64, p: f64) -> u64 {
 }
 
 /// Runs one canary at `rate` requests/s; returns (verdict, seconds until it
-/// was reached).
+/// was reached, the reason).
 fn run(
     spec: &CanarySpec,
     rng: &mut impl rand::Rng,
     rate: f64,
     canary_err: f64,
     canary_slow: f64,
-) -> (Verdict, u64) {
+) -> (Verdict, u64, String) {
     let mut st = State::new(spec);
     let mut t = 0;
     while t < spec.max_duration_secs {
@@ -58,11 +59,26 @@ fn run(
             },
         );
         match d.verdict {
-            Verdict::Rollback | Verdict::Complete => return (d.verdict, t),
+            Verdict::Rollback | Verdict::Complete => return (d.verdict, t, d.reason),
             _ => {}
         }
     }
-    (Verdict::Hold, t)
+    (Verdict::Hold, t, String::new())
+}
+
+/// Which check rolled back, from the decision's reason.
+fn cause(reason: &str) -> &'static str {
+    if reason.contains("sequential burn test") {
+        "burn test"
+    } else if reason.contains("burns its error budget at") {
+        "burn guard"
+    } else if reason.starts_with("errors") {
+        "relative errors"
+    } else if reason.starts_with("latency") {
+        "relative latency"
+    } else {
+        "other"
+    }
 }
 
 fn q(v: &[u64], p: f64) -> u64 {
@@ -92,14 +108,20 @@ fn main() {
         spec.analysis.sequential_burn_rate
     );
     println!();
-    println!("| healthy canaries at | false rollbacks | promoted to 100% | median time to 100% |");
-    println!("|---|---|---|---|");
+    println!(
+        "| healthy canaries at | false rollbacks | promoted to 100% | median time to 100% | rolled back by |"
+    );
+    println!("|---|---|---|---|---|");
     for rate in [10.0, 20.0, 50.0] {
         let (mut fr, mut done, mut times) = (0, 0, vec![]);
+        let mut causes = std::collections::BTreeMap::<&str, u32>::new();
         for _ in 0..runs {
             match run(&spec, &mut rng, rate, HEALTHY_ERR, SLOW) {
-                (Verdict::Rollback, _) => fr += 1,
-                (Verdict::Complete, t) => {
+                (Verdict::Rollback, _, why) => {
+                    fr += 1;
+                    *causes.entry(cause(&why)).or_default() += 1;
+                }
+                (Verdict::Complete, t, _) => {
                     done += 1;
                     times.push(t);
                 }
@@ -108,7 +130,7 @@ fn main() {
         }
         times.sort_unstable();
         println!(
-            "| {rate} req/s | {fr} ({:.2}%) | {done} | {} s |",
+            "| {rate} req/s | {fr} ({:.2}%) | {done} | {} s | {causes:?} |",
             100.0 * fr as f64 / runs as f64,
             q(&times, 0.5)
         );
@@ -120,7 +142,7 @@ fn main() {
         for rate in [5.0, 10.0, 20.0, 50.0] {
             let mut detect = vec![];
             for _ in 0..runs {
-                if let (Verdict::Rollback, t) = run(&spec, &mut rng, rate, err, SLOW) {
+                if let (Verdict::Rollback, t, _) = run(&spec, &mut rng, rate, err, SLOW) {
                     detect.push(t);
                 }
             }
@@ -138,7 +160,7 @@ fn main() {
     // 2% of stable's requests cross.
     let mut slow = vec![];
     for _ in 0..runs {
-        if let (Verdict::Rollback, t) = run(&spec, &mut rng, 10.0, HEALTHY_ERR, 1.0) {
+        if let (Verdict::Rollback, t, _) = run(&spec, &mut rng, 10.0, HEALTHY_ERR, 1.0) {
             slow.push(t);
         }
     }
