@@ -8,7 +8,8 @@
 //!   a spec with `policy: block` is held at 0% and an override is refused;
 //!   the same spec with `policy: require_override` starts on
 //!   `todoctl canary start --override`, recorded with the operator's name
-//!   and the budget figures.
+//!   and the budget figures; `policy: warn` starts at once and logs the
+//!   warning with the figures.
 //! - healthy budget: the same gate lets the rollout start at once and logs
 //!   the figures it saw.
 
@@ -139,6 +140,32 @@ impl Gate {
         v["slos"].as_array()?.iter().find(|s| s["name"] == SLO)?["budget_remaining"].as_f64()
     }
 
+    /// Spend the availability budget: every request sent straight to the
+    /// faulty canary fails. Keep sending until the observer's own
+    /// evaluation sees the budget overspent.
+    async fn spend_budget(&self) -> anyhow::Result<()> {
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let (stop, http, url) = (stop.clone(), self.http.clone(), self.canary.base_url());
+            tokio::spawn(async move {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    let _ = create(&http, &url, i).send().await; // 5xx by design
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            });
+        }
+        let spent = wait_until(
+            "the observer to see the availability budget spent",
+            Duration::from_secs(60),
+            || async { self.budget_remaining().await.is_some_and(|r| r < 0.0) },
+        )
+        .await;
+        stop.store(true, Ordering::Relaxed);
+        spent
+    }
+
     fn write_spec(&self, policy: &str) -> anyhow::Result<()> {
         let spec = format!(
             "name: {NAME}\ntarget: command-service\nstable: {BACKEND}/{STABLE}\ncanary: {BACKEND}/{CANARY}\n\
@@ -234,28 +261,7 @@ async fn todoctl(args: &[&str]) -> anyhow::Result<(i32, String, String)> {
 #[tokio::test]
 async fn exhausted_budget_blocks_and_an_override_starts_the_rollout() -> anyhow::Result<()> {
     let g = Gate::start(&[("FAULT_ERROR_RATE", "1.0")]).await?;
-    // Spend the budget: every request sent straight to the faulty canary
-    // fails. Keep sending until the observer's own evaluation sees it.
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let (stop, http, url) = (stop.clone(), g.http.clone(), g.canary.base_url());
-        tokio::spawn(async move {
-            let mut i = 0;
-            while !stop.load(Ordering::Relaxed) {
-                i += 1;
-                let _ = create(&http, &url, i).send().await; // 5xx by design
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        });
-    }
-    let spent = wait_until(
-        "the observer to see the availability budget spent",
-        Duration::from_secs(60),
-        || async { g.budget_remaining().await.is_some_and(|r| r < 0.0) },
-    )
-    .await;
-    stop.store(true, Ordering::Relaxed);
-    spent?;
+    g.spend_budget().await?;
 
     g.write_spec("block")?;
     let v = g.wait_phase("blocked").await?;
@@ -397,6 +403,40 @@ async fn exhausted_budget_blocks_and_an_override_starts_the_rollout() -> anyhow:
         start["reason"]
             .as_str()
             .is_some_and(|r| r.contains("override") && r.contains("INC-42")),
+        "{start:#}"
+    );
+    Ok(())
+}
+
+/// `warn`: an exhausted budget does not hold the rollout; the start
+/// decision carries the warning and the figures.
+#[tokio::test]
+async fn warn_policy_starts_with_an_exhausted_budget_and_logs_it() -> anyhow::Result<()> {
+    let g = Gate::start(&[("FAULT_ERROR_RATE", "1.0")]).await?;
+    g.spend_budget().await?;
+    g.write_spec("warn")?;
+    // A faulty canary may be rolled back soon after: read the log, not the phase.
+    wait_until("the rollout to start", Duration::from_secs(30), || async {
+        g.decisions()
+            .await
+            .is_ok_and(|d| d.iter().any(|r| r["action"] == "start"))
+    })
+    .await?;
+    let d = g.decisions().await?;
+    assert!(d.iter().all(|r| r["action"] != "gate"), "{d:#?}");
+    let start = d
+        .iter()
+        .find(|r| r["action"] == "start")
+        .ok_or_else(|| anyhow::anyhow!("no start decision: {d:#?}"))?;
+    assert_eq!(start["weight_after"], 20, "{start:#}");
+    assert_eq!(start["actor"], "observer", "{start:#}");
+    let budget = &start["inputs"]["budget"];
+    assert_eq!(budget["policy"], "warn", "{start:#}");
+    assert_eq!(budget["outcome"], "below", "{start:#}");
+    assert!(
+        start["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("error budget warning")),
         "{start:#}"
     );
     Ok(())
