@@ -171,10 +171,19 @@ pub(super) async fn evaluate_gate(
     Some(out)
 }
 
-/// The start decision's reason and `inputs.budget` for a new rollout.
-pub(super) fn start_reason(gate: Option<&GateEvaluation>, reason: String) -> String {
+/// The reason of a new rollout's first decision: `reason` (the start, with
+/// any driver error) with the gate's words, or, when the gate holds it, the
+/// gate's words and any driver error (`driver`).
+pub(super) fn start_reason(
+    gate: Option<&GateEvaluation>,
+    reason: String,
+    driver: Option<&String>,
+) -> String {
     match gate {
-        Some(g) if g.holds() => g.words(),
+        Some(g) if g.holds() => match driver {
+            Some(why) => format!("{}; driver: {why} (retrying)", g.words()),
+            None => g.words(),
+        },
         Some(g) => format!("{reason}; {}", g.words()),
         None => reason,
     }
@@ -273,12 +282,18 @@ mod tests {
             assert!(eval("below", p).holds());
             assert!(eval("unknown", p).holds(), "fails closed");
         }
-        let r = start_reason(Some(&eval("below", BudgetPolicy::Warn)), "start".into());
+        let r = start_reason(
+            Some(&eval("below", BudgetPolicy::Warn)),
+            "start".into(),
+            None,
+        );
         assert!(r.starts_with("start; error budget warning"), "{r}");
+        let refused = "connection refused".to_string();
         let r = start_reason(
             Some(&eval("below", BudgetPolicy::RequireOverride)),
             "x".into(),
+            Some(&refused),
         );
-        assert!(r.contains("--override"), "{r}");
+        assert!(r.contains("--override") && r.contains("refused"), "{r}");
     }
 }

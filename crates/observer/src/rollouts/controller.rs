@@ -439,6 +439,7 @@ impl Controller {
                         spec.canary_version
                     ),
                 },
+                applied.as_ref().err(),
             ),
             step_percent: weight,
             inputs: json!({"file": loaded.file.display().to_string(), "steps": spec.steps, "budget": gate}),
