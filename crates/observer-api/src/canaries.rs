@@ -206,12 +206,15 @@ pub struct AnalysisInputs {
     pub alpha: f64,
     pub beta: f64,
     pub ratio: f64,
-    /// `alpha` split over the two tests of every step.
+    /// `alpha` split over the sequential tests of the rollout.
     pub alpha_per_test: f64,
     pub min_requests: u64,
     pub latency_threshold_seconds: f64,
     pub slo_objective: f64,
     pub max_burn_rate: f64,
+    /// H1 of the sequential burn test (absent in decisions logged before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequential_burn_rate: Option<f64>,
     pub consumer: Option<canary::spec::ConsumerCheck>,
 }
 
@@ -240,6 +243,9 @@ pub struct AnalysisStatistic {
     /// The log-likelihood ratio at which the canary is rolled back.
     pub boundary: Option<f64>,
     pub canary_burn_rate: Option<f64>,
+    /// The sequential burn test's log-likelihood ratio (same boundary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burn_llr: Option<f64>,
     pub canary_dlq_ratio: Option<f64>,
     pub canary_requests_in_step: u64,
 }
@@ -283,6 +289,7 @@ mod tests {
             latency_threshold_seconds: 0.3,
             slo_objective: 0.999,
             max_burn_rate: 10.0,
+            sequential_burn_rate: None,
             consumer: None,
         };
         let v: Value = serde_json::from_str(

@@ -285,6 +285,7 @@ impl Controller {
             latency_threshold_seconds: spec.analysis.latency_threshold_seconds,
             slo_objective: spec.analysis.slo_objective,
             max_burn_rate: spec.analysis.max_burn_rate,
+            sequential_burn_rate: Some(spec.analysis.sequential_burn_rate),
             consumer: spec.analysis.consumer.clone(),
         };
         let observed = match &interval {
@@ -304,6 +305,7 @@ impl Controller {
             latency_llr: Some(d.latency_llr),
             boundary: Some(d.boundary),
             canary_burn_rate: d.canary_burn_rate,
+            burn_llr: Some(d.burn_llr),
             canary_dlq_ratio: d.canary_dlq_ratio,
             canary_requests_in_step: d.canary_requests_in_step,
         };
