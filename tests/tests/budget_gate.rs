@@ -339,41 +339,42 @@ async fn exhausted_budget_blocks_and_an_override_starts_the_rollout() -> anyhow:
     ])
     .await?;
     assert_eq!(code, 2, "--override is required");
-    let r = g
-        .http
-        .post(format!("{url}/api/v1/canaries/{NAME}/start"))
-        .bearer_auth(dev_token("alice"))
-        .json(&serde_json::json!({}))
-        .send()
-        .await?;
-    assert_eq!(r.status(), 400, "a start without a reason names the field");
-    let body: Value = r.json().await?;
-    assert!(body.to_string().contains("reason"), "{body}");
-    // The spec reload is asynchronous: retry the override until the observer
-    // runs with the new policy (a refusal meanwhile names `block`).
+    // The spec reload is asynchronous: until the observer runs with the new
+    // policy a start is refused naming `block`; then, without a reason, it is
+    // refused naming the field.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let (code, out, err) = todoctl(&[
-            "canary",
-            "start",
-            NAME,
-            "--override",
-            "hotfix for INC-42",
-            "--observer-url",
-            &url,
-            "--as",
-            "alice",
-        ])
-        .await?;
-        if code == 0 {
+        let r = g
+            .http
+            .post(format!("{url}/api/v1/canaries/{NAME}/start"))
+            .bearer_auth(dev_token("alice"))
+            .json(&serde_json::json!({}))
+            .send()
+            .await?;
+        assert_eq!(r.status(), 409);
+        let body = r.text().await?;
+        if body.contains("field 'reason'") {
             break;
         }
         anyhow::ensure!(
-            code == 10 && err.contains("block") && std::time::Instant::now() < deadline,
-            "the override was not accepted under require_override: {code} {out} {err}"
+            body.contains("block") && std::time::Instant::now() < deadline,
+            "a start without a reason: {body}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let (code, out, err) = todoctl(&[
+        "canary",
+        "start",
+        NAME,
+        "--override",
+        "hotfix for INC-42",
+        "--observer-url",
+        &url,
+        "--as",
+        "alice",
+    ])
+    .await?;
+    assert_eq!(code, 0, "the override starts the rollout: {out} {err}");
     // Right after the override, before the first analysis interval ends.
     assert_eq!(
         g.canary_weight().await?,

@@ -102,12 +102,6 @@ async fn act(
     if body.reason.as_ref().is_some_and(|r| r.len() > 1000) {
         return Err(ApiError::field("reason", "at most 1000 characters"));
     }
-    if action == Action::Start && body.reason.as_ref().is_none_or(|r| r.trim().is_empty()) {
-        return Err(ApiError::field(
-            "reason",
-            "required: the reason for overriding the error-budget gate",
-        ));
-    }
     match c
         .act(&name, action, &who.subject, body.reason.as_deref())
         .await

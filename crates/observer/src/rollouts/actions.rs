@@ -76,8 +76,10 @@ impl Controller {
                         )));
                     }
                     (Some(_), None) => {
+                        // 409, not 400: the same body starts a rollout that
+                        // is not held by a require_override policy.
                         return Err(ActError::Conflict(
-                            "an override needs a reason (todoctl canary start NAME --override \"reason\")".into(),
+                            "field 'reason': an override of the error-budget gate needs a reason (todoctl canary start NAME --override \"reason\")".into(),
                         ));
                     }
                     _ => {}
