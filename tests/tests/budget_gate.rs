@@ -491,3 +491,44 @@ fn dev_token(user: &str) -> String {
         b64(&serde_json::json!({"sub": user, "roles": ["operator"]}))
     )
 }
+
+/// `todoctl canary validate` refuses a malformed policy, naming the file
+/// and the field (and the line, for a value that does not parse).
+#[tokio::test]
+async fn validate_refuses_a_malformed_policy_naming_the_field() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let good = "name: c\ntarget: command-service\nstable: command/stable\ncanary: command/canary\n\
+                stable_version: a\ncanary_version: b\ndriver:\n  haproxy:\n    runtime_api: 127.0.0.1:1\n";
+    let cases = [
+        (
+            "policy.yaml",
+            "budget:\n  min_remaining: 0.25\n  policy: ask_nicely\n",
+            "budget.policy",
+        ),
+        (
+            "share.yaml",
+            "budget:\n  min_remaining: 2\n  policy: block\n",
+            "budget.min_remaining",
+        ),
+        ("missing.yaml", "budget:\n  policy: warn\n", "min_remaining"),
+    ];
+    for (file, budget, field) in cases {
+        let path = dir.path().join(file);
+        std::fs::write(&path, format!("{good}{budget}"))?;
+        let shown = path.display().to_string();
+        let (code, _, err) = todoctl(&["canary", "validate", &shown]).await?;
+        assert_eq!(code, 10, "{file}: {err}");
+        assert!(err.contains(&shown) && err.contains(field), "{file}: {err}");
+        if file == "policy.yaml" {
+            assert!(err.contains("line 12"), "{err}");
+        }
+    }
+    let ok = dir.path().join("ok.yaml");
+    std::fs::write(
+        &ok,
+        format!("{good}budget:\n  min_remaining: 0.25\n  policy: require_override\n"),
+    )?;
+    let (code, out, err) = todoctl(&["canary", "validate", &ok.display().to_string()]).await?;
+    assert_eq!(code, 0, "{out} {err}");
+    Ok(())
+}
