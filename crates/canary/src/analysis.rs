@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::sprt::RateSprt;
 use crate::{CanarySpec, Sprt};
 
 /// What one side served during an interval.
@@ -84,8 +85,11 @@ pub struct Decision {
     pub canary: Observation,
     pub error_llr: f64,
     pub latency_llr: f64,
-    /// Rollback boundary of both tests in this step: `ln((1 − β) / α_step)`.
+    /// Rollback boundary of the tests: `ln((1 − β) / α_test)`.
     pub boundary: f64,
+    /// Log-likelihood ratio of the sequential burn test (same boundary).
+    #[serde(default)]
+    pub burn_llr: f64,
     /// The canary's error ratio over the error budget, this interval.
     pub canary_burn_rate: Option<f64>,
     pub canary_requests_in_step: u64,
@@ -101,8 +105,13 @@ pub struct Decision {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
     pub step: usize,
+    /// Relative tests, pooled over the whole rollout.
     pub errors: Sprt,
     pub latency: Sprt,
+    /// The sequential burn test's log-likelihood ratio, pooled over the
+    /// whole rollout (a state stored before it existed reads as 0).
+    #[serde(default)]
+    pub burn_llr: f64,
     pub canary_requests_in_step: u64,
     pub canary_errors_in_step: u64,
     #[serde(default)]
@@ -137,6 +146,7 @@ impl State {
             step: 0,
             errors,
             latency,
+            burn_llr: 0.0,
             canary_requests_in_step: 0,
             canary_errors_in_step: 0,
             consumed_in_step: 0,
@@ -145,18 +155,19 @@ impl State {
         }
     }
 
-    /// Move to the next step with fresh tests (after a promotion, automatic
-    /// or by an operator). Past the last step the rollout is finished.
+    /// Move to the next step (after a promotion, automatic or by an
+    /// operator), keeping the sequential tests' evidence and starting the
+    /// step's counts afresh. Past the last step the rollout is finished.
     pub fn advance(&mut self, spec: &CanarySpec) {
         if self.step + 1 >= spec.steps.len() {
             self.finished = true;
             return;
         }
-        let (errors, latency) = fresh_tests(spec);
         *self = Self {
             step: self.step + 1,
-            errors,
-            latency,
+            errors: self.errors,
+            latency: self.latency,
+            burn_llr: self.burn_llr,
             ..Self::new(spec)
         };
     }
@@ -171,13 +182,37 @@ impl State {
     }
 }
 
+/// The sequential tests that share α: relative errors, relative latency and
+/// the burn test. Each runs once over the whole rollout (evidence is pooled
+/// across steps), so α is split between them only (union bound), not over
+/// steps.
+pub const SEQUENTIAL_TESTS: f64 = 3.0;
+
+/// α of each sequential test.
+pub fn alpha_per_test(spec: &CanarySpec) -> f64 {
+    spec.analysis.alpha / SEQUENTIAL_TESTS
+}
+
+/// The burn test of `spec`: H0 the canary burns its budget at most 1×,
+/// H1 it burns `sequential_burn_rate`×.
+pub fn burn_test(spec: &CanarySpec) -> RateSprt {
+    let a = &spec.analysis;
+    let budget = 1.0 - a.slo_objective;
+    RateSprt {
+        p0: budget,
+        // Capped halfway to 1 so that H1 stays a proper error ratio above p0.
+        p1: (a.sequential_burn_rate * budget).min(0.5 + budget / 2.0),
+        alpha: alpha_per_test(spec),
+        beta: a.beta,
+    }
+}
+
 fn fresh_tests(spec: &CanarySpec) -> (Sprt, Sprt) {
     let a = &spec.analysis;
-    // Two tests per step, each gets its share of α (union bound over steps and tests).
-    let alpha_step = a.alpha / (2.0 * spec.steps.len() as f64);
+    let alpha = alpha_per_test(spec);
     (
-        Sprt::new(alpha_step, a.beta, a.ratio),
-        Sprt::new(alpha_step, a.beta, a.ratio),
+        Sprt::new(alpha, a.beta, a.ratio),
+        Sprt::new(alpha, a.beta, a.ratio),
     )
 }
 
@@ -194,6 +229,7 @@ pub fn analyze(spec: &CanarySpec, state: &mut State, interval: &Interval) -> Dec
         error_llr: state.errors.llr,
         latency_llr: state.latency.llr,
         boundary: state.errors.upper(),
+        burn_llr: state.burn_llr,
         canary_burn_rate: None,
         canary_requests_in_step: state.canary_requests_in_step,
         consumer: None,
@@ -230,6 +266,9 @@ pub fn analyze(spec: &CanarySpec, state: &mut State, interval: &Interval) -> Dec
     d.canary_share = share;
     state.errors.update(share, canary.errors, stable.errors);
     state.latency.update(share, canary.slow, stable.slow);
+    let burn_test = burn_test(spec);
+    state.burn_llr = burn_test.update(state.burn_llr, canary.requests, canary.errors);
+    d.burn_llr = state.burn_llr;
     state.canary_requests_in_step += canary.requests;
     state.canary_errors_in_step += canary.errors;
     d.error_llr = state.errors.llr;
@@ -286,6 +325,16 @@ pub fn analyze(spec: &CanarySpec, state: &mut State, interval: &Interval) -> Dec
         d.reason = format!(
             "canary burns its error budget at {burn:.1}× (at least {burn_lower:.1}× with 99.95% confidence; guard {:.1}×): {} of {} requests failed in this step",
             spec.analysis.max_burn_rate, state.canary_errors_in_step, state.canary_requests_in_step
+        );
+    } else if state.burn_llr >= burn_test.upper() {
+        d.verdict = Verdict::Rollback;
+        d.reason = format!(
+            "errors: the canary burns its error budget (sequential burn test: log-likelihood ratio {:.2} ≥ boundary {:.2} for {:.0}× against 1×); {} of {} requests failed in this step",
+            state.burn_llr,
+            burn_test.upper(),
+            spec.analysis.sequential_burn_rate,
+            state.canary_errors_in_step,
+            state.canary_requests_in_step
         );
     } else if state.errors.rejects() {
         d.verdict = Verdict::Rollback;
@@ -447,6 +496,45 @@ mod tests {
             "{}",
             d.reason
         );
+    }
+
+    #[test]
+    fn two_early_failures_at_low_traffic_roll_back() {
+        // 10 requests/s at a 10% step: 10 canary requests per interval, one
+        // failing in each of the first two (5% of requests).
+        let s = spec();
+        let mut st = State::new(&s);
+        let data = Interval::Data {
+            stable: obs(90, 0),
+            canary: obs(10, 1),
+            consumer: None,
+        };
+        let first = analyze(&s, &mut st, &data);
+        assert_ne!(first.verdict, Verdict::Rollback, "{}", first.reason);
+        let d = analyze(&s, &mut st, &data);
+        assert_eq!(d.verdict, Verdict::Rollback, "{}", d.reason);
+        assert!(d.reason.contains("sequential burn test"), "{}", d.reason);
+    }
+
+    #[test]
+    fn evidence_carries_over_a_promotion() {
+        let s = spec();
+        let mut st = State::new(&s);
+        analyze(
+            &s,
+            &mut st,
+            &Interval::Data {
+                stable: obs(90, 0),
+                canary: obs(10, 1),
+                consumer: None,
+            },
+        );
+        let (errors, burn) = (st.errors.llr, st.burn_llr);
+        assert!(errors > 0.0 && burn > 0.0);
+        st.advance(&s);
+        assert_eq!(st.step, 1);
+        assert_eq!((st.errors.llr, st.burn_llr), (errors, burn));
+        assert_eq!(st.canary_requests_in_step, 0, "the step's counts restart");
     }
 
     #[test]

@@ -42,6 +42,10 @@ pub struct CanarySpec {
     /// Settings of `strategy: blue_green` (required with it, refused without).
     #[serde(default)]
     pub blue_green: Option<BlueGreenSpec>,
+    /// Error-budget policy: whether a rollout may start while the target's
+    /// SLO error budget is low. Absent: rollouts start whatever the budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetGate>,
 }
 
 /// How traffic reaches the build under test.
@@ -101,6 +105,40 @@ pub struct LoadHook {
     /// Shares of create, update, complete and read (as `todoctl load --mix`).
     #[serde(default = "defaults::load_mix")]
     pub mix: [u32; 4],
+}
+
+/// `budget:` — the error-budget policy that gates the start of a rollout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetGate {
+    /// Share of the period's error budget that must remain (0–1) in every
+    /// SLO of the target for a rollout to start, e.g. 0.25.
+    pub min_remaining: f64,
+    /// What happens below it.
+    pub policy: BudgetPolicy,
+}
+
+/// What a low error budget does to a new rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetPolicy {
+    /// The rollout waits (no canary traffic) until the budget recovers.
+    Block,
+    /// Like `block`, but an operator may start it anyway with
+    /// `todoctl canary start NAME --override "reason"` (recorded with them).
+    RequireOverride,
+    /// The rollout starts; the log records the low budget.
+    Warn,
+}
+
+impl BudgetPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BudgetPolicy::Block => "block",
+            BudgetPolicy::RequireOverride => "require_override",
+            BudgetPolicy::Warn => "warn",
+        }
+    }
 }
 
 /// Where the traffic split lives.
@@ -170,6 +208,10 @@ pub struct AnalysisSpec {
     pub slo_objective: f64,
     /// Roll back when the canary alone burns its error budget this fast.
     pub max_burn_rate: f64,
+    /// The burn rate the sequential burn test is powered for (its H1; H0
+    /// is 1×, the SLO's own pace). Higher catches a badly failing canary
+    /// with fewer requests, lower catches milder ones.
+    pub sequential_burn_rate: f64,
     /// Lag and DLQ guards when the target consumes from Kafka.
     pub consumer: Option<ConsumerCheck>,
 }
@@ -184,6 +226,7 @@ impl Default for AnalysisSpec {
             latency_threshold_seconds: 0.1,
             slo_objective: 0.999,
             max_burn_rate: 14.4,
+            sequential_burn_rate: 50.0,
             consumer: None,
         }
     }
@@ -474,6 +517,15 @@ impl CanarySpec {
                 ));
             }
         }
+        if let Some(b) = &self.budget
+            && !(b.min_remaining > 0.0 && b.min_remaining <= 1.0)
+        {
+            return Err(bad(
+                "budget.min_remaining",
+                format!("{} is outside (0, 1]", b.min_remaining),
+                "the share of the error budget that must remain, e.g. 0.25",
+            ));
+        }
         if self.stable == self.canary {
             return Err(bad(
                 "canary",
@@ -575,6 +627,13 @@ impl CanarySpec {
                 "keep max_burn_rate × (1 − slo_objective) below 1",
             ));
         }
+        if a.sequential_burn_rate.is_nan() || a.sequential_burn_rate <= 1.0 {
+            return Err(bad(
+                "analysis.sequential_burn_rate",
+                format!("{} is not above 1", a.sequential_burn_rate),
+                "use e.g. 50 (a canary failing 50 times the budget's pace)",
+            ));
+        }
         Ok(())
     }
 }
@@ -591,6 +650,22 @@ mod tests {
         assert_eq!(s.steps, [5, 10, 25, 50, 100]);
         assert_eq!(s.analysis.alpha, 0.01);
         assert_eq!(s.driver, None);
+    }
+
+    #[test]
+    fn budget_gate_parses() {
+        let s = CanarySpec::from_yaml(
+            "c.yaml",
+            &format!("{GOOD}budget:\n  min_remaining: 0.25\n  policy: require_override\n"),
+        )
+        .expect("valid");
+        assert_eq!(
+            s.budget,
+            Some(BudgetGate {
+                min_remaining: 0.25,
+                policy: BudgetPolicy::RequireOverride
+            })
+        );
     }
 
     #[test]
@@ -774,6 +849,26 @@ mod tests {
             (
                 format!("{GOOD}analysis:\n  consumer:\n    group: g\n    max_dlq_ratio: 2\n"),
                 "analysis.consumer.max_dlq_ratio",
+            ),
+            (
+                format!("{GOOD}analysis:\n  sequential_burn_rate: 0.5\n"),
+                "analysis.sequential_burn_rate",
+            ),
+            (
+                format!("{GOOD}budget:\n  min_remaining: 1.5\n  policy: block\n"),
+                "budget.min_remaining",
+            ),
+            (
+                format!("{GOOD}budget:\n  min_remaining: 0.25\n  policy: ask_nicely\n"),
+                "budget.policy",
+            ),
+            (
+                format!("{GOOD}budget:\n  policy: block\n"),
+                "min_remaining",
+            ),
+            (
+                format!("{GOOD}budget:\n  min_remaining: 0.25\n  policy: warn\n  slack: 1\n"),
+                "slack",
             ),
         ];
         for (yaml, field) in cases {

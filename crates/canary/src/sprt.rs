@@ -1,4 +1,5 @@
-//! Wald's SPRT on where bad requests land, canary vs stable.
+//! Wald's SPRT on where bad requests land, canary vs stable, and a Wald
+//! SPRT on the canary's own error ratio against its SLO's error budget.
 
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +54,32 @@ impl Sprt {
     }
 }
 
+/// Wald's SPRT on the canary's own error ratio `p` (an absolute test, no
+/// comparison with stable): H0 `p ≤ p0`, H1 `p = p1`. Under H0 the
+/// likelihood ratio is a supermartingale (for `p < p0` it only drifts down
+/// faster), so by Ville's inequality it ever crosses `ln((1 − β)/α)` with
+/// probability at most `α`, however often it is checked.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateSprt {
+    pub p0: f64,
+    pub p1: f64,
+    pub alpha: f64,
+    pub beta: f64,
+}
+
+impl RateSprt {
+    /// `llr` after `errors` failures among `requests`.
+    pub fn update(&self, llr: f64, requests: u64, errors: u64) -> f64 {
+        let errors = errors.min(requests);
+        llr + errors as f64 * (self.p1 / self.p0).ln()
+            + (requests - errors) as f64 * ((1.0 - self.p1) / (1.0 - self.p0)).ln()
+    }
+
+    pub fn upper(&self) -> f64 {
+        ((1.0 - self.beta) / self.alpha).ln()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,6 +109,22 @@ mod tests {
             "plenty of evidence that the canary is no worse: {}",
             t.llr
         );
+    }
+
+    #[test]
+    fn rate_test_needs_two_quick_failures_or_more_over_longer() {
+        // Budget 0.1%, H1 50× the budget, α 1/300.
+        let t = RateSprt {
+            p0: 0.001,
+            p1: 0.05,
+            alpha: 0.01 / 3.0,
+            beta: 0.1,
+        };
+        assert!(t.update(0.0, 1, 1) < t.upper(), "one failure is not proof");
+        assert!(t.update(0.0, 30, 2) >= t.upper(), "2 of 30 is");
+        assert!(t.update(0.0, 100, 2) < t.upper(), "2 of 100 is not");
+        assert!(t.update(0.0, 100, 4) >= t.upper());
+        assert!(t.update(0.0, 10_000, 5) < 0.0, "0.05% drifts towards H0");
     }
 
     #[test]

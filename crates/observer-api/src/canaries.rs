@@ -21,16 +21,21 @@ pub enum Phase {
     Aborted,
     /// A newer canary version replaced this rollout before it finished.
     Superseded,
+    /// Held by the error-budget gate (`budget:` in the spec): no canary
+    /// traffic until the target's budget recovers or, with
+    /// `require_override`, an operator starts it (`todoctl canary start`).
+    Blocked,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 6] = [
+    pub const ALL: [Phase; 7] = [
         Phase::Progressing,
         Phase::Paused,
         Phase::Succeeded,
         Phase::RolledBack,
         Phase::Aborted,
         Phase::Superseded,
+        Phase::Blocked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -41,6 +46,7 @@ impl Phase {
             Phase::RolledBack => "rolled_back",
             Phase::Aborted => "aborted",
             Phase::Superseded => "superseded",
+            Phase::Blocked => "blocked",
         }
     }
 
@@ -53,7 +59,7 @@ impl Phase {
     }
 
     pub fn finished(self) -> bool {
-        !matches!(self, Phase::Progressing | Phase::Paused)
+        !matches!(self, Phase::Progressing | Phase::Paused | Phase::Blocked)
     }
 }
 
@@ -125,6 +131,9 @@ pub enum Action {
     /// Abort and return all traffic to stable (the same thing, by its
     /// everyday name).
     Rollback,
+    /// Start a rollout the error-budget gate holds (policy
+    /// `require_override`); the body's `reason` is the override's reason.
+    Start,
 }
 
 impl Action {
@@ -135,6 +144,7 @@ impl Action {
             "resume" => Some(Action::Resume),
             "abort" => Some(Action::Abort),
             "rollback" => Some(Action::Rollback),
+            "start" => Some(Action::Start),
             _ => None,
         }
     }
@@ -145,6 +155,7 @@ impl Action {
             Action::Resume => "resume",
             Action::Abort => "abort",
             Action::Rollback => "rollback",
+            Action::Start => "start",
         }
     }
 }
@@ -219,12 +230,15 @@ pub struct AnalysisInputs {
     pub alpha: f64,
     pub beta: f64,
     pub ratio: f64,
-    /// `alpha` split over the two tests of every step.
+    /// `alpha` split over the sequential tests of the rollout.
     pub alpha_per_test: f64,
     pub min_requests: u64,
     pub latency_threshold_seconds: f64,
     pub slo_objective: f64,
     pub max_burn_rate: f64,
+    /// H1 of the sequential burn test (absent in decisions logged before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequential_burn_rate: Option<f64>,
     pub consumer: Option<canary::spec::ConsumerCheck>,
 }
 
@@ -253,6 +267,9 @@ pub struct AnalysisStatistic {
     /// The log-likelihood ratio at which the canary is rolled back.
     pub boundary: Option<f64>,
     pub canary_burn_rate: Option<f64>,
+    /// The sequential burn test's log-likelihood ratio (same boundary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burn_llr: Option<f64>,
     pub canary_dlq_ratio: Option<f64>,
     pub canary_requests_in_step: u64,
 }
@@ -296,6 +313,7 @@ mod tests {
             latency_threshold_seconds: 0.3,
             slo_objective: 0.999,
             max_burn_rate: 10.0,
+            sequential_burn_rate: None,
             consumer: None,
         };
         let v: Value = serde_json::from_str(

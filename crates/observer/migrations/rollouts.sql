@@ -4,7 +4,7 @@ CREATE TABLE IF NOT EXISTS canary_rollouts (
     canary         text        NOT NULL,
     canary_version text        NOT NULL,
     stable_version text        NOT NULL,
-    -- progressing | paused | succeeded | rolled_back | aborted | superseded
+    -- progressing | paused | succeeded | rolled_back | aborted | superseded | blocked
     phase          text        NOT NULL,
     weight         integer     NOT NULL,
     -- canary::State: step, the running sequential tests, counts in the step
@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS canary_decisions (
     at           timestamptz NOT NULL DEFAULT clock_timestamp(),
     -- 'observer' for the analysis, else the operator's token subject
     actor        text        NOT NULL,
-    -- start | analysis | promote | pause | resume | abort | supersede | scale_down
+    -- start | analysis | promote | pause | resume | abort | supersede | scale_down | gate
     action       text        NOT NULL,
     verdict      text        NOT NULL,
     reason       text        NOT NULL,

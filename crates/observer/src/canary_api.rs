@@ -1,5 +1,6 @@
 //! `/api/v1/canaries`: rollout status, the decision log, and the operator
-//! actions (`promote`, `pause`, `resume`, `abort`, `rollback`). Actions need
+//! actions (`promote`, `pause`, `resume`, `abort`, `rollback`, and `start`
+//! with a reason to override the error-budget gate). Actions need
 //! an authenticated caller with the `operator` role (401 without a caller,
 //! 403 without the role); the caller's subject is recorded in the log.
 
@@ -90,7 +91,7 @@ async fn act(
     who.require_role(service_kit::auth::roles::OPERATOR)?;
     let Some(action) = Action::parse(&action) else {
         return Err(ApiError::NotFound(format!(
-            "no action '{action}' (use promote, pause, resume, abort or rollback)"
+            "no action '{action}' (use promote, pause, resume, abort, rollback or start)"
         )));
     };
     let body: ActionBody = if body.iter().all(u8::is_ascii_whitespace) {

@@ -180,7 +180,8 @@ impl service_kit::launcher::Service for Application {
                     Arc::new(lag.clone()),
                 )
                 .await?
-                .with_driver_breaker(breakers.rollout_driver.clone());
+                .with_driver_breaker(breakers.rollout_driver.clone())
+                .with_slos(Arc::new(slos.clone()));
                 let stop = CancellationToken::new();
                 let (sink, task) = todo_store::audit::spawn(pool, stop.clone());
                 let auditor = service_kit::audit::Auditor {

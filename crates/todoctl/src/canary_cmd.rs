@@ -94,6 +94,14 @@ pub enum CanaryCmd {
     Resume(ActionArgs),
     /// Stop the rollout and return all traffic to stable.
     Abort(ActionArgs),
+    /// Start a rollout that the error-budget gate holds (spec `budget:` with
+    /// policy require_override); the reason is recorded with your name.
+    Start {
+        name: String,
+        /// Why the rollout may spend a low error budget.
+        #[arg(long = "override", value_name = "REASON", required = true)]
+        override_reason: String,
+    },
     /// Check canary spec files offline (file, line and field on error).
     Validate {
         #[arg(required = true)]
@@ -622,6 +630,16 @@ pub async fn run(a: CanaryArgs) -> anyhow::Result<ExitCode> {
         CanaryCmd::Pause(x) => action(&c, "pause", x, json).await,
         CanaryCmd::Resume(x) => action(&c, "resume", x, json).await,
         CanaryCmd::Abort(x) => action(&c, "abort", x, json).await,
+        CanaryCmd::Start {
+            name,
+            override_reason,
+        } => {
+            let x = ActionArgs {
+                name,
+                reason: Some(override_reason),
+            };
+            action(&c, "start", x, json).await
+        }
         CanaryCmd::Validate { .. } => Ok(ExitCode::SUCCESS),
     };
     Ok(res.unwrap_or_else(fail))

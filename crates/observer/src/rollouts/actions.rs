@@ -1,4 +1,5 @@
-//! Operator actions (`promote`, `pause`, `resume`, `abort`, `rollback`):
+//! Operator actions (`promote`, `pause`, `resume`, `abort`, `rollback`,
+//! and `start` for a rollout the error-budget gate holds):
 //! effective at once, under the controller's lock, and they bump the
 //! rollout's generation so an analysis in flight is dropped.
 
@@ -50,8 +51,53 @@ impl Controller {
                 phase.as_str()
             )))
         };
+        if phase == Phase::Blocked
+            && matches!(action, Action::Promote | Action::Resume | Action::Pause)
+        {
+            return Err(ActError::Conflict(format!(
+                "cannot {}: the rollout of {} is held by the error-budget gate (see `todoctl canary explain`); with policy require_override run `todoctl canary start {name} --override \"reason\"`, or abort it",
+                action.as_str(),
+                e.rollout.canary_version
+            )));
+        }
         let before = e.rollout.weight;
+        let mut inputs = json!({"note": note});
         let reason = match action {
+            Action::Start => {
+                if phase != Phase::Blocked {
+                    return refuse("start");
+                }
+                let gate = self.budget_gate(spec).await;
+                let why = note.map(str::trim).filter(|n| !n.is_empty());
+                match (spec.budget.as_ref().map(|b| b.policy), why) {
+                    (Some(canary::BudgetPolicy::Block), _) => {
+                        return Err(ActError::Conflict(format!(
+                            "cannot start {}: the spec's budget policy is block, which no override lifts; it starts by itself when the error budget recovers (or set policy: require_override)",
+                            e.rollout.canary_version
+                        )));
+                    }
+                    (Some(_), None) => {
+                        // 409, not 400: the same body starts a rollout that
+                        // is not held by a require_override policy.
+                        return Err(ActError::Conflict(
+                            "field 'reason': an override of the error-budget gate needs a reason (todoctl canary start NAME --override \"reason\")".into(),
+                        ));
+                    }
+                    _ => {}
+                }
+                inputs = json!({"note": note, "override": true, "budget": gate});
+                let detail = gate
+                    .as_ref()
+                    .map_or("no budget policy".into(), |g| g.detail.clone());
+                e.rollout.phase = Phase::Progressing;
+                e.rollout.weight = super::controller::first_weight(spec, &e.rollout.analysis);
+                e.baseline = None;
+                e.last_tick = None;
+                format!(
+                    "started by override while the error-budget gate held it ({detail}): canary takes {}%",
+                    e.rollout.weight
+                )
+            }
             Action::Promote => {
                 if phase.finished() {
                     return refuse("promote");
@@ -157,6 +203,7 @@ impl Controller {
                 Action::Pause => "pause",
                 Action::Resume => "hold",
                 Action::Abort | Action::Rollback => "rollback",
+                Action::Start => "hold",
             }
             .into(),
             reason: match &applied {
@@ -164,7 +211,7 @@ impl Controller {
                 Err(why) => format!("{reason}; driver: {why} (retrying)"),
             },
             step_percent: before,
-            inputs: json!({"note": note}),
+            inputs,
             observed: json!({}),
             statistic: json!({}),
             trace_id,

@@ -120,8 +120,10 @@ pub struct RolloutMetrics {
 pub struct Controller {
     dir: PathBuf,
     store: Store,
-    prom: PromClient,
+    pub(super) prom: PromClient,
     lag: Arc<dyn ConsumerLag>,
+    /// The SLOs the error-budget gate reads (`budget.rs`).
+    pub(super) slos: Arc<Vec<slo::Slo>>,
     pub(super) inner: Mutex<Inner>,
     metrics: std::sync::Mutex<RolloutMetrics>,
     driver_breaker: Option<Arc<telemetry::retry::CircuitBreaker>>,
@@ -140,6 +142,7 @@ impl Controller {
             store: Store::migrate(pool).await?,
             prom,
             lag,
+            slos: Arc::default(),
             inner: Mutex::new(Inner::default()),
             metrics: std::sync::Mutex::new(RolloutMetrics::default()),
             driver_breaker: None,
@@ -150,6 +153,12 @@ impl Controller {
     /// (they are retried every tick, and an operator action answers 503).
     pub fn with_driver_breaker(mut self, b: Arc<telemetry::retry::CircuitBreaker>) -> Self {
         self.driver_breaker = Some(b);
+        self
+    }
+
+    /// The SLO specs whose budgets gate rollouts (`budget:` in a spec).
+    pub fn with_slos(mut self, slos: Arc<Vec<slo::Slo>>) -> Self {
+        self.slos = slos;
         self
     }
 
@@ -223,6 +232,9 @@ impl Controller {
                 let _ = apply_weight(&loaded, e, self.driver_breaker.as_deref()).await; // logged; retried while weight_applied is false
             }
             self.blue_green_upkeep(&loaded, e).await;
+            if e.rollout.phase == Phase::Blocked {
+                return self.recheck_gate(&loaded, e).await;
+            }
             if e.rollout.phase != Phase::Progressing {
                 return Ok(());
             }
@@ -335,11 +347,12 @@ impl Controller {
             alpha: spec.analysis.alpha,
             beta: spec.analysis.beta,
             ratio: spec.analysis.ratio,
-            alpha_per_test: spec.analysis.alpha / (2.0 * spec.steps.len() as f64),
+            alpha_per_test: canary::analysis::alpha_per_test(spec),
             min_requests: spec.analysis.min_requests,
             latency_threshold_seconds: spec.analysis.latency_threshold_seconds,
             slo_objective: spec.analysis.slo_objective,
             max_burn_rate: spec.analysis.max_burn_rate,
+            sequential_burn_rate: Some(spec.analysis.sequential_burn_rate),
             consumer: spec.analysis.consumer.clone(),
         };
         let observed = match &interval {
@@ -359,6 +372,7 @@ impl Controller {
             latency_llr: Some(d.latency_llr),
             boundary: Some(d.boundary),
             canary_burn_rate: d.canary_burn_rate,
+            burn_llr: Some(d.burn_llr),
             canary_dlq_ratio: d.canary_dlq_ratio,
             canary_requests_in_step: d.canary_requests_in_step,
         };
@@ -415,7 +429,8 @@ impl Controller {
         if e.rollout.strategy != Strategy::BlueGreen {
             return;
         }
-        if e.rollout.phase.finished() {
+        // No preview load while finished, or while the budget gate holds it.
+        if e.rollout.phase.finished() || e.rollout.phase == Phase::Blocked {
             e.load = None;
         } else if e.load.is_none()
             && let Some(bg) = &spec.blue_green
@@ -523,15 +538,24 @@ impl Controller {
         }
         let state = State::new(spec);
         let blue_green = spec.strategy == Strategy::BlueGreen;
-        // Blue-green: green takes no user traffic until the switch.
-        let weight = if blue_green { 0 } else { state.percent(spec) };
-        let (id, started_at) = self.store.insert_rollout(spec, weight, &state).await?;
+        let gate = self.budget_gate(spec).await;
+        let held = gate.as_ref().is_some_and(|g| g.holds());
+        // Blue-green: green takes no user traffic until the switch; a
+        // rollout held by the budget gate takes none until it starts.
+        let (phase, weight) = match held {
+            true => (Phase::Blocked, 0),
+            false => (Phase::Progressing, first_weight(spec, &state)),
+        };
+        let (id, started_at) = self
+            .store
+            .insert_rollout(spec, phase, weight, &state)
+            .await?;
         let mut e = Entry::new(Rollout {
             id,
             canary: spec.name.clone(),
             canary_version: spec.canary_version.clone(),
             stable_version: spec.stable_version.clone(),
-            phase: Phase::Progressing,
+            phase,
             weight,
             weight_applied: false,
             analysis: state,
@@ -558,30 +582,35 @@ impl Controller {
             .and(green_up);
         let rec = NewDecision {
             actor: CONTROLLER_ACTOR.into(),
-            action: "start",
+            action: if held { "gate" } else { "start" },
             verdict: "hold".into(),
-            reason: match &applied {
-                Ok(()) if blue_green => format!(
-                    "blue-green: green {} on preview {} against blue {}; user traffic stays on blue until the switch",
-                    spec.canary_version,
-                    spec.blue_green.as_ref().map_or("", |b| b.preview.as_str()),
-                    spec.stable_version
-                ),
-                Ok(()) => format!(
-                    "canary version {} against stable {}: starting at {weight}% (steps {:?})",
-                    spec.canary_version, spec.stable_version, spec.steps
-                ),
-                Err(why) => format!(
-                    "canary version {}: starting at {weight}%; driver: {why} (retrying)",
-                    spec.canary_version
-                ),
-            },
+            reason: super::budget::start_reason(
+                gate.as_ref(),
+                match &applied {
+                    Ok(()) if blue_green => format!(
+                        "blue-green: green {} on preview {} against blue {}; user traffic stays on blue until the switch",
+                        spec.canary_version,
+                        spec.blue_green.as_ref().map_or("", |b| b.preview.as_str()),
+                        spec.stable_version
+                    ),
+                    Ok(()) => format!(
+                        "canary version {} against stable {}: starting at {weight}% (steps {:?})",
+                        spec.canary_version, spec.stable_version, spec.steps
+                    ),
+                    Err(why) => format!(
+                        "canary version {}: starting at {weight}%; driver: {why} (retrying)",
+                        spec.canary_version
+                    ),
+                },
+                applied.as_ref().err(),
+            ),
             step_percent: weight,
             inputs: json!({
                 "file": loaded.file.display().to_string(),
                 "steps": spec.steps,
                 "strategy": spec.strategy,
                 "blue_green": spec.blue_green,
+                "budget": gate,
             }),
             observed: json!({}),
             statistic: json!({}),
@@ -723,4 +752,14 @@ pub(super) fn view(l: &Loaded, e: Option<&Entry>) -> CanaryView {
 /// serializer, so this cannot fail; a failure would store `null`.
 fn to_json<T: serde::Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or_default()
+}
+
+/// The share of user traffic a rollout takes when it starts (or when the
+/// budget gate releases it): the first step, or 0 for blue-green, whose
+/// green takes no user traffic until the switch.
+pub(super) fn first_weight(spec: &canary::CanarySpec, state: &State) -> u32 {
+    match spec.strategy {
+        Strategy::BlueGreen => 0,
+        Strategy::Canary => state.percent(spec),
+    }
 }

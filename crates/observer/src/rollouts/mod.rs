@@ -20,10 +20,12 @@
 //! driver, `queries` turns a spec into PromQL and a Prometheus answer into
 //! counters, `store` owns the `canary_rollouts` and `canary_decisions` tables
 //! (their migration is `crates/observer/migrations/rollouts.sql`),
-//! `controller` runs the analysis loop and `actions` the operator actions.
+//! `controller` runs the analysis loop, `actions` the operator actions and
+//! `budget` the error-budget gate that holds a rollout's start.
 //! The API types live in `observer-api`.
 
 mod actions;
+mod budget;
 mod controller;
 mod load;
 mod queries;

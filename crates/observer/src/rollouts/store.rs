@@ -33,12 +33,13 @@ impl Store {
     pub(super) async fn insert_rollout(
         &self,
         spec: &CanarySpec,
+        phase: Phase,
         weight: u32,
         state: &State,
     ) -> anyhow::Result<(i64, DateTime<Utc>)> {
         let row = sqlx::query(
             "INSERT INTO canary_rollouts (canary, canary_version, stable_version, phase, weight, analysis, strategy)
-             VALUES ($1, $2, $3, 'progressing', $4, $5, $6)
+             VALUES ($1, $2, $3, $7, $4, $5, $6)
              RETURNING id, started_at",
         )
         .bind(&spec.name)
@@ -47,6 +48,7 @@ impl Store {
         .bind(weight as i32)
         .bind(sqlx::types::Json(state))
         .bind(spec.strategy.as_str())
+        .bind(phase.as_str())
         .fetch_one(&self.pool)
         .await?;
         Ok((row.try_get("id")?, row.try_get("started_at")?))
@@ -95,7 +97,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT id, canary, canary_version, stable_version, phase, weight, analysis,
                     analysed_secs, started_at, updated_at, finished_at, strategy, blue_green
-             FROM canary_rollouts WHERE canary = $1 AND phase IN ('progressing', 'paused')
+             FROM canary_rollouts WHERE canary = $1 AND phase IN ('progressing', 'paused', 'blocked')
              ORDER BY id",
         )
         .bind(canary)
