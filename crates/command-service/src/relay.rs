@@ -146,7 +146,7 @@ async fn lead(
         if failed > 0 || shutdown.is_cancelled() {
             // Not going straight to the next step: forget what was sent now.
             if !acked.is_empty() {
-                store::outbox_delete(&mut *lock_conn, &acked).await?;
+                store::outbox_delete(&mut lock_conn, &acked).await?;
                 acked.clear();
             }
         }

@@ -132,6 +132,8 @@ struct Report {
     /// the first write until every event was published, projected and
     /// processed.
     cpu_whole_platform: cpu::CpuPhase,
+    /// The same in the freshness phase (open loop at `freshness_target_rate`).
+    cpu_freshness: cpu::CpuPhase,
 }
 
 fn log(msg: &str) {
@@ -266,6 +268,8 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         "freshness: {} writes/s for {} s, 201 → visible in the query API",
         a.freshness_rate, a.freshness_secs
     ));
+    let (events_before, cpu_before, t0) =
+        (count_events(&pool).await?, cpu::sample(&probes), Instant::now());
     let fr = freshness(
         &http,
         &pool,
@@ -275,6 +279,17 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         a.freshness_secs,
     )
     .await?;
+    let events_total = count_events(&pool).await?;
+    if let Some(p) = &processor {
+        processed(&http, p, events_total).await?;
+    }
+    let cpu_fresh = cpu::phase(
+        &probes,
+        &cpu_before,
+        &cpu::sample(&probes),
+        events_total - events_before,
+        t0.elapsed().as_secs_f64(),
+    );
     log(&format!(
         "  p50 {:.1} ms, p99 {:.1} ms (achieved {:.0} writes/s)",
         fr.fresh.p50_ms, fr.fresh.p99_ms, fr.achieved_rate
@@ -314,6 +329,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         roundtrip: rt,
         cpu_write_path_alone: cpu_alone,
         cpu_whole_platform: cpu_whole,
+        cpu_freshness: cpu_fresh,
     };
     match a.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
@@ -1000,19 +1016,26 @@ fn print_table(r: &Report) {
     println!();
     println!("write errors: {}", r.write_errors);
     println!();
-    print_cpu(&r.cpu_write_path_alone, &r.cpu_whole_platform);
+    print_cpu(
+        &r.cpu_write_path_alone,
+        &r.cpu_whole_platform,
+        &r.cpu_freshness,
+    );
 }
 
 /// CPU seconds per 1,000 events of each process, both phases side by side.
-fn print_cpu(alone: &cpu::CpuPhase, whole: &cpu::CpuPhase) {
+fn print_cpu(alone: &cpu::CpuPhase, whole: &cpu::CpuPhase, fresh: &cpu::CpuPhase) {
     println!(
         "CPU seconds per 1,000 events (utime + stime from /proc, each process's own accounting; \
          write path alone: {} events in {:.1} s; whole platform: {} events, {:.1} s from the first write until all were published, projected and processed)",
         alone.events, alone.wall_secs, whole.events, whole.wall_secs
     );
     println!();
-    println!("| process | write path alone | whole platform |");
-    println!("|---|---|---|");
+    println!(
+        "| process | write path alone | whole platform | whole platform at {} events in {:.1} s (freshness phase) |",
+        fresh.events, fresh.wall_secs
+    );
+    println!("|---|---|---|---|");
     let cell = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format!("{v:.3}"));
     fn label(name: &str) -> &str {
         match name {
@@ -1027,15 +1050,16 @@ fn print_cpu(alone: &cpu::CpuPhase, whole: &cpu::CpuPhase) {
     }
     for row in &whole.rows {
         println!(
-            "| {} | {} | {} |",
+            "| {} | {} | {} | {} |",
             label(&row.process),
             cell(alone.get(&row.process)),
-            cell(Some(row.per_1k_events))
+            cell(Some(row.per_1k_events)),
+            cell(fresh.get(&row.process))
         );
         if row.process == CPU_COMMAND {
             let relay = alone.get(CPU_COMMAND).map(|a| row.per_1k_events - a);
             println!(
-                "| relay (derived: command service, whole platform − alone) | | {} |",
+                "| relay (derived: command service, whole platform − alone) | | {} | |",
                 cell(relay)
             );
         }
@@ -1047,10 +1071,11 @@ fn print_cpu(alone: &cpu::CpuPhase, whole: &cpu::CpuPhase) {
             .map(|r| r.per_1k_events)
             .sum::<f64>()
     };
-    let (t_alone, t_whole) = (total(alone), total(whole));
-    println!("| **total** | {t_alone:.3} | {t_whole:.3} |");
+    let (t_alone, t_whole, t_fresh) = (total(alone), total(whole), total(fresh));
+    println!("| **total** | {t_alone:.3} | {t_whole:.3} | {t_fresh:.3} |");
     println!(
-        "| **downstream of the write** (total, whole platform − write path alone) | | **{:.3}** |",
-        t_whole - t_alone
+        "| **downstream of the write** (total, whole platform − write path alone) | | **{:.3}** | {:.3} |",
+        t_whole - t_alone,
+        t_fresh - t_alone
     );
 }
