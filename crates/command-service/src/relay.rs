@@ -113,19 +113,18 @@ async fn lead(
                 continue;
             }
         };
-        let rows = match store::outbox_step(&mut lock_conn, &acked, app.config.relay_batch_size)
-            .await
-        {
-            Ok(rows) => {
-                acked.clear();
-                rows
-            }
-            Err(e) => {
-                // Nothing was sent: release the probe, blame nobody.
-                permit.release();
-                return Err(e.into());
-            }
-        };
+        let rows =
+            match store::outbox_step(&mut lock_conn, &acked, app.config.relay_batch_size).await {
+                Ok(rows) => {
+                    acked.clear();
+                    rows
+                }
+                Err(e) => {
+                    // Nothing was sent: release the probe, blame nobody.
+                    permit.release();
+                    return Err(e.into());
+                }
+            };
         if rows.is_empty() {
             // Nothing to send, nothing learned; do not leave a probe hanging.
             permit.release();

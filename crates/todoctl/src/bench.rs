@@ -186,8 +186,11 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         let (pg, _) = pgbench(&stack, a.concurrency, a.duration_secs).await?;
         let pool = stack.pool().await?;
         let probes = probes(&stack, &alone, None, None);
-        let (events_before, cpu_before, t0) =
-            (count_events(&pool).await?, cpu::sample(&probes), Instant::now());
+        let (events_before, cpu_before, t0) = (
+            count_events(&pool).await?,
+            cpu::sample(&probes),
+            Instant::now(),
+        );
         let (tps, _, lat) = match generator {
             LoadGenerator::Wrk => wrk(&alone.base_url(), a.concurrency, a.duration_secs).await?,
             _ => closed_loop(&http, &alone.base_url(), a.concurrency, a.duration_secs).await,
@@ -234,8 +237,11 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     ));
     let pool = stack.pool().await?;
     let probes = probes(&stack, &command, Some(&query), processor.as_ref());
-    let (events_before, cpu_before, t0) =
-        (count_events(&pool).await?, cpu::sample(&probes), Instant::now());
+    let (events_before, cpu_before, t0) = (
+        count_events(&pool).await?,
+        cpu::sample(&probes),
+        Instant::now(),
+    );
     let (write_tps, errors, write_lat) = match generator {
         LoadGenerator::Wrk => wrk(&command.base_url(), a.concurrency, a.duration_secs).await?,
         _ => closed_loop(&http, &command.base_url(), a.concurrency, a.duration_secs).await,
@@ -246,7 +252,9 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         write_lat.p99_ms
     ));
     let events_total = count_events(&pool).await?;
-    log("waiting for the relay, the projection and the event processor to drain the throughput phase");
+    log(
+        "waiting for the relay, the projection and the event processor to drain the throughput phase",
+    );
     quiesce(&pool).await?;
     if let Some(p) = &processor {
         processed(&http, p, events_total).await?;
@@ -268,8 +276,11 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         "freshness: {} writes/s for {} s, 201 → visible in the query API",
         a.freshness_rate, a.freshness_secs
     ));
-    let (events_before, cpu_before, t0) =
-        (count_events(&pool).await?, cpu::sample(&probes), Instant::now());
+    let (events_before, cpu_before, t0) = (
+        count_events(&pool).await?,
+        cpu::sample(&probes),
+        Instant::now(),
+    );
     let fr = freshness(
         &http,
         &pool,
@@ -601,7 +612,10 @@ async fn processed(
     events: u64,
 ) -> anyhow::Result<()> {
     let url = format!("{}/metrics", processor.base_url());
-    let name = format!("{}_total{{", contracts::metrics::KAFKA_MESSAGES_CONSUMED.name);
+    let name = format!(
+        "{}_total{{",
+        contracts::metrics::KAFKA_MESSAGES_CONSUMED.name
+    );
     let topic = format!("topic=\"{}\"", contracts::topics::TODO_EVENTS);
     devstack::wait_until(
         "the event processor to handle every event",

@@ -63,7 +63,7 @@ fn comm(path: &std::path::Path) -> String {
 
 fn ticks(source: &Source) -> u64 {
     match *source {
-        Source::Process(pid) => own_ticks(&format!("/proc/{pid}/stat").as_ref()).map_or(0, |t| t.0),
+        Source::Process(pid) => own_ticks(format!("/proc/{pid}/stat").as_ref()).map_or(0, |t| t.0),
         Source::Threads(pid, prefix) => std::fs::read_dir(format!("/proc/{pid}/task"))
             .into_iter()
             .flatten()
@@ -73,7 +73,7 @@ fn ticks(source: &Source) -> u64 {
             .map(|t| t.0)
             .sum(),
         Source::Tree(root) => {
-            let Some((own, reaped)) = own_ticks(&format!("/proc/{root}/stat").as_ref()) else {
+            let Some((own, reaped)) = own_ticks(format!("/proc/{root}/stat").as_ref()) else {
                 return 0;
             };
             let children: u64 = std::fs::read_dir("/proc")
@@ -173,7 +173,7 @@ mod tests {
     #[test]
     fn stat_fields_survive_spaces_and_parentheses_in_comm() {
         let line = "42 (tokio (x) y) S 7 42 42 0 -1 4194560 100 0 0 0 250 30 5 2 20 0 9 0";
-        let f = stat_fields(line).unwrap();
+        let f = stat_fields(line).expect("a stat line has fields after the comm");
         assert_eq!(f[PPID], 7);
         assert_eq!((f[UTIME], f[STIME], f[CUTIME], f[CSTIME]), (250, 30, 5, 2));
     }
@@ -197,7 +197,11 @@ mod tests {
             if p.rows[0].cpu_secs >= 0.2 {
                 break;
             }
-            assert!(t.elapsed() < std::time::Duration::from_secs(30), "no CPU charged: {:?}", p.rows);
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(30),
+                "no CPU charged: {:?}",
+                p.rows
+            );
         }
         std::hint::black_box(x);
         let p = phase(&probes, &before, &sample(&probes), 2000, 0.0);
