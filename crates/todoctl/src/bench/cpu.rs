@@ -91,15 +91,20 @@ fn ticks(source: &Source) -> u64 {
     }
 }
 
-/// Clock ticks per second (`getconf CLK_TCK`; 100 on every Linux we know).
+/// Clock ticks per second (`getconf CLK_TCK`; 100 on every Linux we know),
+/// asked once: each `getconf` is a child process whose CPU would otherwise
+/// be charged to the caller's `cutime`.
 fn ticks_per_sec() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse::<f64>().ok())
-        .filter(|t| *t > 0.0)
-        .unwrap_or(100.0)
+    static HZ: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *HZ.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse::<f64>().ok())
+            .filter(|t| *t > 0.0)
+            .unwrap_or(100.0)
+    })
 }
 
 /// Ticks of each probe at one instant.
