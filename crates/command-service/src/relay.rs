@@ -2,6 +2,13 @@
 //! outbox rows in commit order with the idempotent producer, then deletes
 //! them. Woken by the local commit and by `LISTEN outbox`; a slow timer is
 //! only the safety net for a lost notification.
+//!
+//! One statement per batch on the connection that holds the lock: it deletes
+//! the rows the broker acknowledged in the previous batch and reads the next
+//! ones. Those deletes commit asynchronously (`synchronous_commit = off` on
+//! that connection only): a delete lost in a Postgres crash republishes its
+//! rows, which consumers dedupe (at-least-once), while an acknowledged row is
+//! still never deleted before its acknowledgement.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -87,7 +94,12 @@ async fn lead(
     }
     leader.store(true, Ordering::Relaxed);
     tracing::info!("outbox relay is leader");
+    sqlx::query("SET synchronous_commit = off")
+        .execute(&mut lock_conn)
+        .await?;
     let mut attempt = 0u32;
+    // Acknowledged by the broker, deleted by the next step.
+    let mut acked: Vec<i64> = Vec::new();
     loop {
         // A broker that keeps failing is left alone until its breaker lets
         // a probe batch through.
@@ -101,14 +113,18 @@ async fn lead(
                 continue;
             }
         };
-        let rows = match store::outbox_batch(&app.pool, app.config.relay_batch_size).await {
-            Ok(rows) => rows,
-            Err(e) => {
-                // Nothing was sent: release the probe, blame nobody.
-                permit.release();
-                return Err(e.into());
-            }
-        };
+        let rows =
+            match store::outbox_step(&mut lock_conn, &acked, app.config.relay_batch_size).await {
+                Ok(rows) => {
+                    acked.clear();
+                    rows
+                }
+                Err(e) => {
+                    // Nothing was sent: release the probe, blame nobody.
+                    permit.release();
+                    return Err(e.into());
+                }
+            };
         if rows.is_empty() {
             // Nothing to send, nothing learned; do not leave a probe hanging.
             permit.release();
@@ -125,8 +141,13 @@ async fn lead(
         }
         let (sent, failed) = publish(app, producer, &rows).await;
         permit.record(failed == 0);
-        if !sent.is_empty() {
-            store::outbox_delete(&app.pool, &sent).await?;
+        acked = sent;
+        if failed > 0 || shutdown.is_cancelled() {
+            // Not going straight to the next step: forget what was sent now.
+            if !acked.is_empty() {
+                store::outbox_delete(&mut lock_conn, &acked).await?;
+                acked.clear();
+            }
         }
         if failed > 0 {
             attempt += 1;

@@ -128,6 +128,11 @@ impl Broker {
         self.port
     }
 
+    /// The broker's process id (its CPU accounting in /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub async fn create_topics(&self, topics: &[(&str, i32)]) -> anyhow::Result<()> {
         let settings = bus::KafkaSettings::new(self.brokers(), "devstack-admin");
         let mut last = None;

@@ -217,12 +217,65 @@ pub async fn outbox_batch(pool: &PgPool, limit: i64) -> Result<Vec<OutboxRow>, S
 }
 
 /// Forget rows the broker acknowledged. The events table keeps the events.
-pub async fn outbox_delete(pool: &PgPool, ids: &[i64]) -> Result<(), StoreError> {
+pub async fn outbox_delete<'c>(
+    conn: impl sqlx::PgExecutor<'c>,
+    ids: &[i64],
+) -> Result<(), StoreError> {
     sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
         .bind(ids)
-        .execute(pool)
+        .execute(conn)
         .await?;
     Ok(())
+}
+
+/// The relay's step, one statement: forget the rows the broker acknowledged
+/// (`acked`) and read the oldest unsent rows after them, in commit order.
+/// The read sees the table as it was before the delete, so it leaves out
+/// `acked` by id (never by "id greater than": ids are not commit-ordered
+/// under concurrent writers). The trace context is read from the record
+/// in Rust, not by Postgres parsing the stored JSON once per field.
+pub async fn outbox_step(
+    conn: &mut sqlx::PgConnection,
+    acked: &[i64],
+    limit: i64,
+) -> Result<Vec<OutboxRow>, StoreError> {
+    let rows = sqlx::query(
+        "WITH gone AS (DELETE FROM outbox WHERE id = ANY($1))
+         SELECT o.id, e.event_id, o.topic, e.stream_id::text AS record_key, e.payload::text AS payload, e.event_type
+         FROM outbox o JOIN events e ON e.stream_id = o.stream_id AND e.version = o.version
+         WHERE NOT (o.id = ANY($1))
+         ORDER BY o.id LIMIT $2",
+    )
+    .bind(acked)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            let payload: String = r.try_get("payload")?;
+            let trace = record_trace(payload.as_bytes());
+            Ok(OutboxRow {
+                id: r.try_get("id")?,
+                event_id: r.try_get("event_id")?,
+                topic: r.try_get("topic")?,
+                key: r.try_get("record_key")?,
+                payload: payload.into_bytes(),
+                event_type: r.try_get("event_type")?,
+                traceparent: trace.as_ref().map(|t| t.traceparent.clone()),
+                tracestate: trace.and_then(|t| t.tracestate),
+            })
+        })
+        .collect()
+}
+
+/// The `trace` member of a stored record, if it has a valid one (a record
+/// without it is still published, with no trace to continue).
+fn record_trace(record: &[u8]) -> Option<contracts::TraceContext> {
+    #[derive(serde::Deserialize)]
+    struct Traced {
+        trace: Option<contracts::TraceContext>,
+    }
+    serde_json::from_slice::<Traced>(record).ok()?.trace
 }
 
 /// Backlog size and age of the oldest row in seconds (0 when empty).

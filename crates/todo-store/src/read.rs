@@ -81,7 +81,7 @@ pub async fn apply(pool: &PgPool, tables: Tables, ev: &TodoEvent) -> Result<Appl
 
 /// Apply a batch of events (in order) in one transaction, with their dedupe
 /// records. Returns the ids of the events that were new (the others were
-/// seen before and changed nothing) and the todos held at a gap. Five
+/// seen before and changed nothing) and the todos held at a gap. Four
 /// statements per batch, whatever its size.
 pub async fn apply_batch(
     pool: &PgPool,
@@ -123,30 +123,35 @@ pub async fn apply_batch(
         streams.entry(e.todo_id).or_default().push(e);
     }
     let ids: Vec<Uuid> = streams.keys().copied().collect();
-    // Lock in id order, so concurrent appliers cannot deadlock.
+    // One statement reads (and locks) the current rows and the newest
+    // recorded version per todo: ahead of what this batch folds, that is an
+    // event that arrived before a missing one. Rows are locked in id order
+    // (a materialized CTE, run before the join), so concurrent appliers
+    // cannot deadlock.
     let mut current: HashMap<Uuid, Todo> = HashMap::new();
+    let mut newest: HashMap<Uuid, i64> = HashMap::new();
     for r in sqlx::query(audited(format!(
-        "SELECT * FROM {} WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-        tables.todos()
+        "WITH locked AS MATERIALIZED (SELECT * FROM {todos} WHERE id = ANY($1) ORDER BY id FOR UPDATE),
+              newest AS (SELECT todo_id, max(version) AS newest_version FROM {history} WHERE todo_id = ANY($1) GROUP BY todo_id)
+         SELECT n.todo_id, n.newest_version, l.* FROM locked l FULL JOIN newest n ON n.todo_id = l.id",
+        todos = tables.todos(),
+        history = tables.history()
     )))
     .bind(&ids)
     .fetch_all(&mut *tx)
     .await?
     {
-        let t = todo_from_row(&r)?;
-        current.insert(t.id, t);
+        if let (Some(id), Some(v)) = (
+            r.try_get::<Option<Uuid>, _>("todo_id")?,
+            r.try_get::<Option<i64>, _>("newest_version")?,
+        ) {
+            newest.insert(id, v);
+        }
+        if r.try_get::<Option<Uuid>, _>("id")?.is_some() {
+            let t = todo_from_row(&r)?;
+            current.insert(t.id, t);
+        }
     }
-    // The newest recorded version per todo: ahead of what this batch folds,
-    // it is an event that arrived before a missing one.
-    let newest: HashMap<Uuid, i64> = sqlx::query_as::<_, (Uuid, i64)>(audited(format!(
-        "SELECT todo_id, max(version) FROM {} WHERE todo_id = ANY($1) GROUP BY todo_id",
-        tables.history()
-    )))
-    .bind(&ids)
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .collect();
     let mut next: Vec<(Uuid, Option<Todo>)> = Vec::with_capacity(streams.len());
     let mut held = Vec::new();
     for (id, mut evs) in streams {

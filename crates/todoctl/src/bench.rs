@@ -4,6 +4,8 @@
 //! - freshness (201 → visible in the query API) vs a bare Kafka
 //!   produce→consume round trip at the same rate.
 
+mod cpu;
+
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -13,7 +15,7 @@ use bus::rdkafka::consumer::{Consumer, StreamConsumer};
 use bus::rdkafka::producer::{FutureProducer, FutureRecord};
 use chrono::{DateTime, Utc};
 use clap::Args;
-use devstack::{Service, Stack};
+use devstack::{Service, ServiceProcess, Stack};
 use serde::Serialize;
 
 use crate::Output;
@@ -124,6 +126,14 @@ struct Report {
     /// 201 received → GET answers 200, polled on a sample of writes.
     freshness_polled: Percentiles,
     roundtrip: Percentiles,
+    /// CPU per 1,000 events of each process while the write path ran alone.
+    cpu_write_path_alone: cpu::CpuPhase,
+    /// CPU per 1,000 events of each process in the whole-platform phase: from
+    /// the first write until every event was published, projected and
+    /// processed.
+    cpu_whole_platform: cpu::CpuPhase,
+    /// The same in the freshness phase (open loop at `freshness_target_rate`).
+    cpu_freshness: cpu::CpuPhase,
 }
 
 fn log(msg: &str) {
@@ -167,17 +177,33 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     // Like for like with pgbench (which inserts into an idle database): the
     // write path with the rest of the platform idle, before it starts.
-    let (alone_pg_tps, alone_tps, alone_lat) = {
+    let (alone_pg_tps, alone_tps, alone_lat, cpu_alone) = {
         let mut alone = stack.spawn(Service::Command, RELAY_OFF).await?;
         log(&format!(
             "write path alone (relay off, no consumers): pgbench, then POST /v1/todos, {} clients, {} s each",
             a.concurrency, a.duration_secs
         ));
         let (pg, _) = pgbench(&stack, a.concurrency, a.duration_secs).await?;
+        let pool = stack.pool().await?;
+        let probes = probes(&stack, &alone, None, None);
+        let (events_before, cpu_before, t0) = (
+            count_events(&pool).await?,
+            cpu::sample(&probes),
+            Instant::now(),
+        );
         let (tps, _, lat) = match generator {
             LoadGenerator::Wrk => wrk(&alone.base_url(), a.concurrency, a.duration_secs).await?,
             _ => closed_loop(&http, &alone.base_url(), a.concurrency, a.duration_secs).await,
         };
+        let cpu_after = cpu::sample(&probes);
+        let events = count_events(&pool).await? - events_before;
+        let cpu_alone = cpu::phase(
+            &probes,
+            &cpu_before,
+            &cpu_after,
+            events,
+            t0.elapsed().as_secs_f64(),
+        );
         log(&format!(
             "  {tps:.0} writes/s vs pgbench {pg:.0} tps ({:.0}%)",
             100.0 * tps / pg
@@ -187,11 +213,11 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         sqlx::raw_sql("TRUNCATE outbox, events, idempotency_keys")
             .execute(&stack.pool().await?)
             .await?;
-        (pg, tps, lat)
+        (pg, tps, lat, cpu_alone)
     };
     let command = stack.spawn(Service::Command, &[]).await?;
     let query = stack.spawn(Service::Query, &[]).await?;
-    let _processor = if a.without_processor {
+    let processor = if a.without_processor {
         None
     } else {
         Some(stack.spawn(Service::Processor, &[]).await?)
@@ -209,6 +235,13 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         "write path with the whole platform running: POST /v1/todos, {} clients, {} s",
         a.concurrency, a.duration_secs
     ));
+    let pool = stack.pool().await?;
+    let probes = probes(&stack, &command, Some(&query), processor.as_ref());
+    let (events_before, cpu_before, t0) = (
+        count_events(&pool).await?,
+        cpu::sample(&probes),
+        Instant::now(),
+    );
     let (write_tps, errors, write_lat) = match generator {
         LoadGenerator::Wrk => wrk(&command.base_url(), a.concurrency, a.duration_secs).await?,
         _ => closed_loop(&http, &command.base_url(), a.concurrency, a.duration_secs).await,
@@ -218,14 +251,36 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         100.0 * write_tps / pg_tps,
         write_lat.p99_ms
     ));
-
-    let pool = stack.pool().await?;
-    log("waiting for the relay and the projection to drain the throughput phase");
+    let events_total = count_events(&pool).await?;
+    log(
+        "waiting for the relay, the projection and the event processor to drain the throughput phase",
+    );
     quiesce(&pool).await?;
+    if let Some(p) = &processor {
+        processed(&http, p, events_total).await?;
+    }
+    let cpu_whole = cpu::phase(
+        &probes,
+        &cpu_before,
+        &cpu::sample(&probes),
+        events_total - events_before,
+        t0.elapsed().as_secs_f64(),
+    );
+    log(&cpu_whole
+        .rows
+        .iter()
+        .map(|r| format!("{} {:.3}", r.process, r.per_1k_events))
+        .collect::<Vec<_>>()
+        .join(", "));
     log(&format!(
         "freshness: {} writes/s for {} s, 201 → visible in the query API",
         a.freshness_rate, a.freshness_secs
     ));
+    let (events_before, cpu_before, t0) = (
+        count_events(&pool).await?,
+        cpu::sample(&probes),
+        Instant::now(),
+    );
     let fr = freshness(
         &http,
         &pool,
@@ -235,6 +290,17 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         a.freshness_secs,
     )
     .await?;
+    let events_total = count_events(&pool).await?;
+    if let Some(p) = &processor {
+        processed(&http, p, events_total).await?;
+    }
+    let cpu_fresh = cpu::phase(
+        &probes,
+        &cpu_before,
+        &cpu::sample(&probes),
+        events_total - events_before,
+        t0.elapsed().as_secs_f64(),
+    );
     log(&format!(
         "  p50 {:.1} ms, p99 {:.1} ms (achieved {:.0} writes/s)",
         fr.fresh.p50_ms, fr.fresh.p99_ms, fr.achieved_rate
@@ -272,6 +338,9 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         freshness: fr.fresh,
         freshness_polled: fr.polled,
         roundtrip: rt,
+        cpu_write_path_alone: cpu_alone,
+        cpu_whole_platform: cpu_whole,
+        cpu_freshness: cpu_fresh,
     };
     match a.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
@@ -475,6 +544,94 @@ async fn warm_up(http: &reqwest::Client, command: &str, query: &str) -> anyhow::
                     .await
                     .map(|r| r.status().is_success())
                     .unwrap_or(false)
+            }
+        },
+    )
+    .await
+}
+
+const CPU_COMMAND: &str = "command service";
+const CPU_COMMAND_KAFKA: &str = "command service: librdkafka threads";
+const CPU_BROKER: &str = "broker (tansu)";
+const CPU_QUERY: &str = "query service";
+const CPU_PROCESSOR: &str = "event processor";
+const CPU_POSTGRES: &str = "PostgreSQL";
+
+/// The processes whose CPU the bench reports (those not running are left out).
+fn probes(
+    stack: &Stack,
+    command: &ServiceProcess,
+    query: Option<&ServiceProcess>,
+    processor: Option<&ServiceProcess>,
+) -> Vec<cpu::Probe> {
+    use cpu::{Probe, Source};
+    let mut v = Vec::new();
+    if let Some(pid) = command.pid() {
+        v.push(Probe {
+            name: CPU_COMMAND,
+            source: Source::Process(pid),
+        });
+        v.push(Probe {
+            name: CPU_COMMAND_KAFKA,
+            source: Source::Threads(pid, "rdk:"),
+        });
+    }
+    v.push(Probe {
+        name: CPU_BROKER,
+        source: Source::Process(stack.broker.pid()),
+    });
+    for (name, p) in [(CPU_QUERY, query), (CPU_PROCESSOR, processor)] {
+        if let Some(pid) = p.and_then(ServiceProcess::pid) {
+            v.push(Probe {
+                name,
+                source: Source::Process(pid),
+            });
+        }
+    }
+    if let Some(root) = stack.postgres.pids().first() {
+        v.push(Probe {
+            name: CPU_POSTGRES,
+            source: Source::Tree(*root),
+        });
+    }
+    v
+}
+
+async fn count_events(pool: &sqlx::PgPool) -> anyhow::Result<u64> {
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(pool)
+        .await?;
+    Ok(n.max(0) as u64)
+}
+
+/// Wait until the event processor has handled `events` todo events, read
+/// from its own `kafka_messages_consumed_total` counter.
+async fn processed(
+    http: &reqwest::Client,
+    processor: &ServiceProcess,
+    events: u64,
+) -> anyhow::Result<()> {
+    let url = format!("{}/metrics", processor.base_url());
+    let name = format!(
+        "{}_total{{",
+        contracts::metrics::KAFKA_MESSAGES_CONSUMED.name
+    );
+    let topic = format!("topic=\"{}\"", contracts::topics::TODO_EVENTS);
+    devstack::wait_until(
+        "the event processor to handle every event",
+        Duration::from_secs(600),
+        || {
+            let (http, url, name, topic) = (http.clone(), url.clone(), name.clone(), topic.clone());
+            async move {
+                let Ok(text) = async { http.get(&url).send().await?.text().await }.await else {
+                    return false;
+                };
+                let consumed: f64 = text
+                    .lines()
+                    .filter(|l| l.starts_with(&name) && l.contains(&topic))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum();
+                consumed >= events as f64
             }
         },
     )
@@ -872,4 +1029,67 @@ fn print_table(r: &Report) {
     );
     println!();
     println!("write errors: {}", r.write_errors);
+    println!();
+    print_cpu(
+        &r.cpu_write_path_alone,
+        &r.cpu_whole_platform,
+        &r.cpu_freshness,
+    );
+}
+
+/// CPU seconds per 1,000 events of each process, both phases side by side.
+fn print_cpu(alone: &cpu::CpuPhase, whole: &cpu::CpuPhase, fresh: &cpu::CpuPhase) {
+    println!(
+        "CPU seconds per 1,000 events (utime + stime from /proc, each process's own accounting; \
+         write path alone: {} events in {:.1} s; whole platform: {} events, {:.1} s from the first write until all were published, projected and processed)",
+        alone.events, alone.wall_secs, whole.events, whole.wall_secs
+    );
+    println!();
+    println!(
+        "| process | write path alone | whole platform | whole platform at {} events in {:.1} s (freshness phase) |",
+        fresh.events, fresh.wall_secs
+    );
+    println!("|---|---|---|---|");
+    let cell = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format!("{v:.3}"));
+    fn label(name: &str) -> &str {
+        match name {
+            CPU_COMMAND => {
+                "command service (HTTP, group commit, audit; whole platform: also the relay)"
+            }
+            CPU_COMMAND_KAFKA => "  of which librdkafka threads (the relay's producer)",
+            CPU_QUERY => "query service (projection)",
+            CPU_POSTGRES => "PostgreSQL (postmaster and all backends)",
+            other => other,
+        }
+    }
+    for row in &whole.rows {
+        println!(
+            "| {} | {} | {} | {} |",
+            label(&row.process),
+            cell(alone.get(&row.process)),
+            cell(Some(row.per_1k_events)),
+            cell(fresh.get(&row.process))
+        );
+        if row.process == CPU_COMMAND {
+            let relay = alone.get(CPU_COMMAND).map(|a| row.per_1k_events - a);
+            println!(
+                "| relay (derived: command service, whole platform − alone) | | {} | |",
+                cell(relay)
+            );
+        }
+    }
+    let total = |p: &cpu::CpuPhase| {
+        p.rows
+            .iter()
+            .filter(|r| r.process != CPU_COMMAND_KAFKA)
+            .map(|r| r.per_1k_events)
+            .sum::<f64>()
+    };
+    let (t_alone, t_whole, t_fresh) = (total(alone), total(whole), total(fresh));
+    println!("| **total** | {t_alone:.3} | {t_whole:.3} | {t_fresh:.3} |");
+    println!(
+        "| **downstream of the write** (total, whole platform − write path alone) | | **{:.3}** | {:.3} |",
+        t_whole - t_alone,
+        t_fresh - t_alone
+    );
 }
