@@ -204,11 +204,20 @@ impl RecordReader {
         let Some(reader) = self.reader.as_ref() else {
             return;
         };
-        let mut tpl = TopicPartitionList::with_capacity(wanted.len());
-        let mut pending: HashMap<(String, i32), i64> = HashMap::new();
+        // Several groups can lag on one partition at different offsets: the
+        // partition is assigned once, at the lowest, and each wanted offset
+        // takes the first record at or after it (librdkafka refuses an
+        // assignment that names a partition twice).
+        let mut pending: HashMap<(String, i32), Vec<i64>> = HashMap::new();
         for (t, p, o) in wanted {
-            if tpl.add_partition_offset(t, *p, Offset::Offset(*o)).is_ok() {
-                pending.insert((t.clone(), *p), *o);
+            pending.entry((t.clone(), *p)).or_default().push(*o);
+        }
+        let mut tpl = TopicPartitionList::with_capacity(pending.len());
+        for ((t, p), offsets) in pending.iter_mut() {
+            offsets.sort_unstable();
+            offsets.dedup();
+            if let Err(e) = tpl.add_partition_offset(t, *p, Offset::Offset(offsets[0])) {
+                tracing::warn!(topic = %t, partition = p, error = %e, "record reader assignment");
             }
         }
         if let Err(e) = reader.assign(&tpl) {
@@ -222,18 +231,23 @@ impl RecordReader {
                     // Records of partitions already done are discarded (pausing
                     // would outlive the assignment in librdkafka).
                     let key = (m.topic().to_string(), m.partition());
-                    if let Some(o) = pending.get(&key).copied()
-                        && m.offset() >= o
-                    {
-                        pending.remove(&key);
-                        match m.timestamp().to_millis() {
+                    let Some(offsets) = pending.get_mut(&key) else {
+                        continue;
+                    };
+                    let ts = m.timestamp().to_millis();
+                    let done = offsets.iter().take_while(|o| **o <= m.offset()).count();
+                    for o in offsets.drain(..done) {
+                        match ts {
                             Some(ts) => {
-                                self.cache.insert((key.0, key.1, o), ts);
+                                self.cache.insert((key.0.clone(), key.1, o), ts);
                             }
                             None => {
                                 tracing::debug!(topic = %key.0, partition = key.1, "record without timestamp")
                             }
                         }
+                    }
+                    if offsets.is_empty() {
+                        pending.remove(&key);
                     }
                 }
                 Some(Err(e)) => tracing::debug!(error = %e, "record reader"),

@@ -38,6 +38,11 @@ pub struct Conn {
     next_id: i32,
     /// api key → (min, max) the broker supports.
     versions: HashMap<i16, (i16, i16)>,
+    /// OffsetFetch below v8 names the watched partitions on this connection
+    /// (v0–v1, or a broker that cannot answer "all topics").
+    pub(crate) offset_fetch_names_partitions: bool,
+    /// Whether "all topics" was tried once on this connection.
+    pub(crate) offset_fetch_probed: bool,
 }
 
 impl Conn {
@@ -53,6 +58,8 @@ impl Conn {
             stream,
             next_id: 0,
             versions: HashMap::new(),
+            offset_fetch_names_partitions: false,
+            offset_fetch_probed: false,
         };
         let resp = conn
             .pipeline(&[ApiVersionsRequest::default()], 0)

@@ -320,7 +320,7 @@ async fn groups_on(
     let v = conn.require::<OffsetFetchRequest>(opts.offset_fetch_max_version)?;
     stats.offset_fetch_version = v;
     // Below v2 the partitions must be named (no "all topics").
-    let explicit: Option<Vec<OffsetFetchRequestTopic>> = (v < 2).then(|| {
+    let explicit = || -> Vec<OffsetFetchRequestTopic> {
         let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
         for (t, p) in watched {
             by_topic.entry(t.as_str()).or_default().push(*p);
@@ -334,7 +334,7 @@ async fn groups_on(
                 x
             })
             .collect()
-    });
+    };
     let mut committed: HashMap<String, BTreeMap<(String, i32), i64>> = HashMap::new();
     let mut failed: HashSet<String> = HashSet::new();
     let keep = |committed: &mut HashMap<String, BTreeMap<(String, i32), i64>>,
@@ -396,17 +396,44 @@ async fn groups_on(
             }
         }
     } else {
-        let reqs: Vec<OffsetFetchRequest> = described
-            .iter()
-            .map(|g| {
-                let mut r = OffsetFetchRequest::default();
-                r.group_id = GroupId(StrBytes::from_string(g.group.clone()));
-                r.topics = explicit.clone();
-                r
-            })
-            .collect();
-        stats.per_group_requests = reqs.len();
-        let resps = conn.pipeline(&reqs, v).await?;
+        let request = |g: &GroupObservation, topics: &Option<Vec<OffsetFetchRequestTopic>>| {
+            let mut r = OffsetFetchRequest::default();
+            r.group_id = GroupId(StrBytes::from_string(g.group.clone()));
+            r.topics = topics.clone();
+            r
+        };
+        // "All topics" (null) from v2. Some brokers answer it with a null
+        // topic array the protocol does not allow (tansu 0.6 at v7): the
+        // first group is asked alone, and if its answer does not decode,
+        // this connection names the watched partitions from then on (the
+        // stream stays in step: the whole frame was read).
+        if v < 2 {
+            conn.offset_fetch_names_partitions = true;
+        }
+        let mut resps = Vec::with_capacity(described.len());
+        let mut rest = &described[..];
+        if !conn.offset_fetch_names_partitions
+            && !conn.offset_fetch_probed
+            && let Some(first) = described.first()
+        {
+            conn.offset_fetch_probed = true;
+            match conn.pipeline(&[request(first, &None)], v).await {
+                Ok(r) => resps.extend(r),
+                Err(e) => {
+                    tracing::info!(broker = %conn.addr(), error = %format!("{e:#}"), version = v,
+                        "OffsetFetch for all topics not understood; naming the watched partitions");
+                    conn.offset_fetch_names_partitions = true;
+                    rest = &described[..];
+                }
+            }
+            if !resps.is_empty() {
+                rest = &described[1..];
+            }
+        }
+        let topics = conn.offset_fetch_names_partitions.then(explicit);
+        let reqs: Vec<OffsetFetchRequest> = rest.iter().map(|g| request(g, &topics)).collect();
+        resps.extend(conn.pipeline(&reqs, v).await?);
+        stats.per_group_requests = described.len();
         for (g, resp) in described.iter().zip(resps) {
             // The top-level error code exists from v2.
             if resp.error_code != 0 {
