@@ -308,7 +308,7 @@ fn run_measure(
 fn drive(args: &[String]) -> anyhow::Result<()> {
     let runs: usize = arg(args, "--runs").unwrap_or("5".into()).parse()?;
     let sample: usize = arg(args, "--baseline-sample")
-        .unwrap_or("20".into())
+        .unwrap_or("5".into())
         .parse()?;
     let exe = std::env::current_exe()?;
     let exe = exe.to_string_lossy().to_string();
@@ -327,73 +327,58 @@ fn drive(args: &[String]) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    println!();
-    println!(
-        "| groups | implementation | first snapshot | median snapshot | CPU / snapshot | peak RSS | connections | groups / committed / end offsets | vs per-group |"
-    );
-    println!("|---:|---|---:|---:|---:|---:|---:|---|---:|");
-    for groups in SCALES {
-        let mut batched_srv = ServerProc::start(&exe, groups, 9)?;
-        let (b, b_conns) = run_measure(&exe, &mut batched_srv, "protocol", runs, None)?;
+
+    // Baseline, once (its cost per group does not depend on how many groups
+    // exist): the per-group collector with no group selected (the fixed
+    // part: metadata, end offsets) and with `sample` groups, one snapshot
+    // each, against the 100-group server.
+    let baseline: Result<(f64, f64, Measured, usize), String> = (|| {
+        let mut srv = ServerProc::start(&exe, SCALES[0], 9)?;
+        let (fixed, _) = run_measure(&exe, &mut srv, "per-group", 1, Some("no-such-group".into()))?;
+        let names: Vec<String> = (0..sample).map(Shape::group).collect();
+        let (base, conns) = run_measure(&exe, &mut srv, "per-group", 1, Some(names.join(",")))?;
         anyhow::ensure!(
-            b.groups == groups
-                && b.committed == TOPICS * PARTITIONS_PER_TOPIC
-                && b.ends == TOPICS * PARTITIONS_PER_TOPIC,
-            "batched snapshot incomplete: {b:?}"
-        );
-        // Baseline: fixed part (no group selected) and a sample of groups.
-        let k = sample.min(groups);
-        let names: Vec<String> = (0..k).map(Shape::group).collect();
-        let (fixed, _) = run_measure(
-            &exe,
-            &mut batched_srv,
-            "per-group",
-            2,
-            Some("no-such-group".into()),
-        )?;
-        let (base, base_conns) = run_measure(
-            &exe,
-            &mut batched_srv,
-            "per-group",
-            2,
-            Some(names.join(",")),
-        )?;
-        anyhow::ensure!(
-            base.groups == k,
-            "baseline saw {} of {k} groups",
+            base.groups == sample,
+            "baseline saw {} of {sample} groups",
             base.groups
         );
-        drop(batched_srv);
-        let mut piped_srv = ServerProc::start(&exe, groups, 7)?;
-        let (p, p_conns) = run_measure(&exe, &mut piped_srv, "protocol", runs, None)?;
-        drop(piped_srv);
-        anyhow::ensure!(
-            p.groups == groups && p.committed == TOPICS * PARTITIONS_PER_TOPIC,
-            "pipelined snapshot incomplete: {p:?}"
-        );
-
-        let per_group_ms = (base.median_ms - fixed.median_ms).max(0.0) / k as f64;
-        let base_ms = if k == groups {
-            base.median_ms
-        } else {
-            fixed.median_ms + per_group_ms * groups as f64
-        };
-        let base_first = if k == groups {
-            format!("{:.0} ms", base.first_ms)
-        } else {
-            "–".into()
-        };
-        let base_label = if k == groups {
-            "per-group (before), measured".to_string()
-        } else {
-            format!(
-                "per-group (before), extrapolated: {:.0} ms fixed + {groups} × {:.1} ms (measured on {k} groups)",
-                fixed.median_ms, per_group_ms
-            )
-        };
-        let row = |m: &Measured, name: &str, conns: usize| {
+        let per_group = (base.first_ms - fixed.first_ms).max(0.0) / sample as f64;
+        anyhow::Ok((fixed.first_ms, per_group, base, conns))
+    })()
+    .map_err(|e| format!("{e:#}"));
+    match &baseline {
+        Ok((fixed, per_group, base, conns)) => println!(
+            "baseline (per-group, librdkafka): fixed part {fixed:.0} ms + {per_group:.1} ms per group \
+             (measured with {sample} groups: {:.0} ms, peak RSS {:.0} MiB, {conns} connections)",
+            base.first_ms, base.peak_rss_mib
+        ),
+        Err(e) => println!("baseline (per-group, librdkafka) failed: {e}"),
+    }
+    println!();
+    println!(
+        "| groups | implementation | first snapshot | median snapshot | CPU / snapshot | peak RSS | connections | groups / committed / end offsets | per-group baseline (extrapolated) | speed-up |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---|---:|---:|");
+    for groups in SCALES {
+        let mut rows = Vec::new();
+        for (name, ofv) in [("protocol, batched", 9), ("protocol, pipelined", 7)] {
+            let mut srv = ServerProc::start(&exe, groups, ofv)?;
+            let (m, conns) = run_measure(&exe, &mut srv, "protocol", runs, None)?;
+            anyhow::ensure!(
+                m.groups == groups
+                    && m.committed == TOPICS * PARTITIONS_PER_TOPIC
+                    && m.ends == TOPICS * PARTITIONS_PER_TOPIC,
+                "{name} snapshot incomplete: {m:?}"
+            );
+            rows.push((name, m, conns));
+        }
+        let base_ms = baseline
+            .as_ref()
+            .ok()
+            .map(|(fixed, per_group, _, _)| fixed + per_group * groups as f64);
+        for (name, m, conns) in rows {
             println!(
-                "| {groups} | {name} ({}) | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} MiB | {conns} | {} / {} / {} | {:.1}× faster |",
+                "| {groups} | {name} ({}) | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} MiB | {conns} | {} / {} / {} | {} | {} |",
                 m.note,
                 m.first_ms,
                 m.median_ms,
@@ -402,15 +387,10 @@ fn drive(args: &[String]) -> anyhow::Result<()> {
                 m.groups,
                 m.committed,
                 m.ends,
-                base_ms / m.median_ms
+                base_ms.map_or("–".into(), |b| format!("{b:.0} ms")),
+                base_ms.map_or("–".into(), |b| format!("{:.0}×", b / m.median_ms)),
             );
-        };
-        row(&b, "protocol, batched", b_conns);
-        row(&p, "protocol, pipelined", p_conns);
-        println!(
-            "| {groups} | {base_label} | {base_first} | {base_ms:.0} ms | {:.0} ms ({k} groups) | {:.0} MiB ({k} groups) | {base_conns} ({k} groups) | {} / {} / {} | 1× |",
-            base.cpu_ms, base.peak_rss_mib, base.groups, base.committed, base.ends
-        );
+        }
     }
     Ok(())
 }

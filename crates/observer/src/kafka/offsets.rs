@@ -581,7 +581,14 @@ mod tests {
         for g in &o.groups {
             let i: usize = g.group["synthetic-group-".len()..].parse().expect("index");
             assert_eq!(g.members, Shape::members(i), "{}", g.group);
-            assert_eq!(g.state, if i % 4 == 0 { "Empty" } else { "Stable" });
+            assert_eq!(
+                g.state,
+                if i.is_multiple_of(4) {
+                    "Empty"
+                } else {
+                    "Stable"
+                }
+            );
             for ((t, p), c) in &g.committed {
                 let ti: usize = t["synthetic-topic-".len()..].parse().expect("topic");
                 assert_eq!(ti % shape.groups, i);

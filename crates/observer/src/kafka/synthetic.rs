@@ -76,7 +76,7 @@ impl Shape {
         t % self.groups.max(1)
     }
     pub fn members(g: usize) -> usize {
-        usize::from(g % 4 != 0)
+        usize::from(!g.is_multiple_of(4))
     }
     fn parse(s: &str, prefix: &str, bound: usize) -> Option<usize> {
         s.strip_prefix(prefix)
