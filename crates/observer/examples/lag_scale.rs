@@ -12,17 +12,17 @@
 //!   one connection per broker, OffsetFetch v8+ with many groups a request);
 //! - `protocol, pipelined`: the same against a server advertising
 //!   OffsetFetch ≤ v7 (one request per group, pipelined on one connection);
-//! - `per-group (before)`: the previous implementation,
-//!   `lag::per_group::PerGroupCollector` (librdkafka, one client per group,
-//!   each asking for every watched partition). It is the baseline; above
-//!   `--baseline-sample` groups its time is extrapolated from a measured
-//!   sample: fixed part (the same snapshot with no group selected) + groups ×
-//!   measured cost per group, and says so.
+//! - baseline, measured once against the 100-group server: the previous
+//!   implementation, `lag::per_group::PerGroupCollector` (librdkafka, one
+//!   client per group, each asking for every watched partition), with no
+//!   group selected (the fixed part) and with `--baseline-sample` groups;
+//!   per scale it is extrapolated as fixed + groups × cost per group, and
+//!   labelled so. If it fails, the table is printed without it.
 //!
 //! Record timestamps (lag in seconds) are not part of these figures: both
 //! implementations read them with the same librdkafka reader and cache them.
 //!
-//! `cargo run --release -p observer --example lag_scale [-- --runs 5 --baseline-sample 20]`
+//! `cargo run --release -p observer --example lag_scale [-- --runs 5 --baseline-sample 5]`
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
