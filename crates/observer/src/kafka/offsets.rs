@@ -653,3 +653,59 @@ mod tests {
         assert_eq!(o.stats.offset_fetch_version, 1);
     }
 }
+
+#[cfg(test)]
+mod librdkafka_tests {
+    //! The synthetic server also answers librdkafka (the benchmark's
+    //! baseline), and both collectors read the same offsets from it.
+
+    use crate::config::Config;
+    use crate::kafka::synthetic::{Server, Shape};
+    use crate::lag::Collector;
+    use crate::lag::per_group::PerGroupCollector;
+
+    #[test]
+    fn librdkafka_per_group_and_protocol_collectors_agree_on_the_synthetic_server() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let s = Shape {
+            topics: 20,
+            partitions_per_topic: 2,
+            groups: 5,
+            offset_fetch_max_version: 9,
+        };
+        let server = rt.block_on(Server::start(s)).expect("server");
+        let cfg = Config {
+            kafka_brokers: server.addr.clone(),
+            kafka_timeout_ms: 5_000,
+            ..Config::default()
+        };
+        let old = PerGroupCollector::new(&cfg)
+            .expect("collector")
+            .offsets()
+            .expect("librdkafka snapshot");
+        let new = Collector::new(&cfg)
+            .expect("collector")
+            .offsets()
+            .expect("protocol snapshot");
+        let view = |g: &[crate::status::GroupObservation]| {
+            g.iter()
+                .map(|g| {
+                    (
+                        g.group.clone(),
+                        g.state.clone(),
+                        g.members,
+                        g.committed.clone(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(old.groups.len(), 5);
+        assert_eq!(view(&old.groups), view(&new.groups));
+        assert_eq!(old.ends, new.ends);
+        assert_eq!(old.ends.len(), 40);
+    }
+}

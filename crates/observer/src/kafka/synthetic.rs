@@ -162,41 +162,56 @@ async fn serve(mut sock: TcpStream, shape: Shape, port: i32) -> anyhow::Result<(
         ResponseHeader::default()
             .with_correlation_id(header.correlation_id)
             .encode(&mut out, key.response_header_version(v))?;
-        match key {
-            ApiKey::ApiVersions => {
-                let _ = ApiVersionsRequest::decode(&mut frame, v);
-                api_versions(&shape).encode(&mut out, v)?;
-            }
-            ApiKey::Metadata => {
-                let req = MetadataRequest::decode(&mut frame, v)?;
-                metadata(&shape, &req, port).encode(&mut out, v)?;
-            }
-            ApiKey::FindCoordinator => {
-                let req = FindCoordinatorRequest::decode(&mut frame, v)?;
-                find_coordinator(&req, port).encode(&mut out, v)?;
-            }
-            ApiKey::ListGroups => {
-                let _ = ListGroupsRequest::decode(&mut frame, v)?;
-                list_groups(&shape).encode(&mut out, v)?;
-            }
-            ApiKey::DescribeGroups => {
-                let req = DescribeGroupsRequest::decode(&mut frame, v)?;
-                describe_groups(&shape, &req).encode(&mut out, v)?;
-            }
-            ApiKey::OffsetFetch => {
-                let req = OffsetFetchRequest::decode(&mut frame, v)?;
-                offset_fetch(&shape, &req, v).encode(&mut out, v)?;
-            }
-            ApiKey::ListOffsets => {
-                let req = ListOffsetsRequest::decode(&mut frame, v)?;
-                list_offsets(&shape, &req).encode(&mut out, v)?;
-            }
-            other => anyhow::bail!("synthetic server does not serve {other:?}"),
-        }
+        respond(&mut out, &mut frame, key, v, &shape, port)
+            .with_context(|| format!("answering {key:?} v{v}"))?;
         let n = i32::try_from(out.len() - 4).context("response too large")?;
         out[..4].copy_from_slice(&n.to_be_bytes());
         sock.write_all(&out).await?;
     }
+}
+
+fn respond(
+    out: &mut BytesMut,
+    frame: &mut bytes::Bytes,
+    key: ApiKey,
+    v: i16,
+    shape: &Shape,
+    port: i32,
+) -> anyhow::Result<()> {
+    {
+        match key {
+            ApiKey::ApiVersions => {
+                let _ = ApiVersionsRequest::decode(frame, v);
+                api_versions(shape).encode(out, v)?;
+            }
+            ApiKey::Metadata => {
+                let req = MetadataRequest::decode(frame, v)?;
+                metadata(shape, &req, port, v).encode(out, v)?;
+            }
+            ApiKey::FindCoordinator => {
+                let req = FindCoordinatorRequest::decode(frame, v)?;
+                find_coordinator(&req, port, v).encode(out, v)?;
+            }
+            ApiKey::ListGroups => {
+                let _ = ListGroupsRequest::decode(frame, v)?;
+                list_groups(shape, v).encode(out, v)?;
+            }
+            ApiKey::DescribeGroups => {
+                let req = DescribeGroupsRequest::decode(frame, v)?;
+                describe_groups(shape, &req).encode(out, v)?;
+            }
+            ApiKey::OffsetFetch => {
+                let req = OffsetFetchRequest::decode(frame, v)?;
+                offset_fetch(shape, &req, v).encode(out, v)?;
+            }
+            ApiKey::ListOffsets => {
+                let req = ListOffsetsRequest::decode(frame, v)?;
+                list_offsets(shape, &req).encode(out, v)?;
+            }
+            other => anyhow::bail!("synthetic server does not serve {other:?}"),
+        }
+    }
+    Ok(())
 }
 
 fn range<M: Message>(key: ApiKey, max: i16) -> ApiVersion {
@@ -221,7 +236,7 @@ fn api_versions(shape: &Shape) -> ApiVersionsResponse {
     r
 }
 
-fn metadata(shape: &Shape, req: &MetadataRequest, port: i32) -> MetadataResponse {
+fn metadata(shape: &Shape, req: &MetadataRequest, port: i32, v: i16) -> MetadataResponse {
     let mut r = MetadataResponse::default();
     let mut b = MetadataResponseBroker::default();
     b.node_id = BrokerId(0);
@@ -229,7 +244,9 @@ fn metadata(shape: &Shape, req: &MetadataRequest, port: i32) -> MetadataResponse
     b.port = port;
     r.brokers = vec![b];
     r.controller_id = BrokerId(0);
-    r.cluster_id = Some(StrBytes::from_static_str("synthetic"));
+    if v >= 2 {
+        r.cluster_id = Some(StrBytes::from_static_str("synthetic"));
+    }
     let topic = |t: usize| {
         let mut x = MetadataResponseTopic::default();
         x.name = Some(TopicName(s(Shape::topic(t))));
@@ -264,11 +281,14 @@ fn metadata(shape: &Shape, req: &MetadataRequest, port: i32) -> MetadataResponse
     r
 }
 
-fn find_coordinator(req: &FindCoordinatorRequest, port: i32) -> FindCoordinatorResponse {
+fn find_coordinator(req: &FindCoordinatorRequest, port: i32, v: i16) -> FindCoordinatorResponse {
     let mut r = FindCoordinatorResponse::default();
-    r.node_id = BrokerId(0);
-    r.host = StrBytes::from_static_str("127.0.0.1");
-    r.port = port;
+    if v < 4 {
+        r.node_id = BrokerId(0);
+        r.host = StrBytes::from_static_str("127.0.0.1");
+        r.port = port;
+        return r;
+    }
     let mut keys = req.coordinator_keys.clone();
     if keys.is_empty() {
         keys.push(req.key.clone());
@@ -287,14 +307,17 @@ fn find_coordinator(req: &FindCoordinatorRequest, port: i32) -> FindCoordinatorR
     r
 }
 
-fn list_groups(shape: &Shape) -> ListGroupsResponse {
+fn list_groups(shape: &Shape, v: i16) -> ListGroupsResponse {
     let mut r = ListGroupsResponse::default();
     r.groups = (0..shape.groups)
         .map(|g| {
             let mut x = ListedGroup::default();
             x.group_id = GroupId(s(Shape::group(g)));
             x.protocol_type = StrBytes::from_static_str("consumer");
-            x.group_state = state(g);
+            // Fields a version does not have must stay at their defaults.
+            if v >= 4 {
+                x.group_state = state(g);
+            }
             x
         })
         .collect();
