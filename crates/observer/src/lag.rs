@@ -1,18 +1,28 @@
-//! The lag tailer's broker side: one batched call per kind of fact.
+//! The lag tailer's broker side: one batched call per kind of fact, over
+//! the Kafka protocol (`crate::kafka`), one connection per broker.
 //!
-//! Per snapshot: cluster metadata (topics, partitions), the group list with
-//! states and members (ListGroups/DescribeGroups), the end offsets of every
-//! watched partition in one ListOffsets request per broker
-//! (`offsets_for_times` with timestamp −1 = latest, as on real Kafka), each
-//! group's committed offsets for all watched partitions in one OffsetFetch,
-//! and the timestamp of the record at each lagging committed offset, fetched
-//! by one reader assigned to all of them at once. Timestamps are cached per
-//! `(topic, partition, offset)`, so a stuck consumer costs no fetch.
+//! Per snapshot ([`crate::kafka::offsets::read`]): cluster metadata (topics,
+//! partitions, leaders), the groups of every broker (ListGroups), their
+//! state and members (DescribeGroups, many groups per request), their
+//! committed offsets (OffsetFetch: many groups per request from v8, else one
+//! request per group pipelined on the coordinator's connection), and the end
+//! offsets of every watched partition in one ListOffsets request per leader.
+//! Then the timestamp of the record at each lagging committed offset, read
+//! by one librdkafka consumer assigned to all of them at once
+//! ([`RecordReader`]; ListOffsets only maps timestamps to offsets, not the
+//! other way). Timestamps are cached per `(topic, partition, offset)`, so a
+//! stuck consumer costs no fetch.
 //!
-//! All calls are blocking librdkafka calls: run `Collector::observe` on the
-//! blocking pool.
+//! The previous implementation (librdkafka only, one client per group) is
+//! [`per_group::PerGroupCollector`], kept as the reference of the parity
+//! test and the baseline of the `lag_scale` benchmark.
+//!
+//! `Collector::observe` blocks: run it on the blocking pool (as the tailer
+//! does) or outside any runtime.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+pub mod per_group;
+
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -21,25 +31,11 @@ use bus::rdkafka::message::Message;
 use bus::rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::config::{Config, group_selected};
+use crate::kafka::Pool;
+use crate::kafka::offsets::{self, FetchStats, Offsets, Options};
 use crate::status::{GroupObservation, Observation};
 
-/// Group clients are cheap to keep but not free (a librdkafka instance each):
-/// beyond this many, the least recently used are dropped.
-const MAX_GROUP_CLIENTS: usize = 512;
-
-pub struct Collector {
-    cfg: Config,
-    timeout: Duration,
-    meta: BaseConsumer,
-    reader: BaseConsumer,
-    /// One client per group (`group.id` = the group, never subscribed, so it
-    /// never joins the group): OffsetFetch is answered for the client's group.
-    group_clients: HashMap<String, (BaseConsumer, u64)>,
-    round: u64,
-    ts_cache: HashMap<(String, i32, i64), i64>,
-}
-
-fn base(cfg: &Config) -> ClientConfig {
+pub(crate) fn base(cfg: &Config) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.kafka_brokers)
         .set("client.id", "observer")
@@ -53,236 +49,212 @@ fn base(cfg: &Config) -> ClientConfig {
     c
 }
 
+pub struct Collector {
+    cfg: Config,
+    opts: Options,
+    bootstrap: Vec<String>,
+    pool: Pool,
+    /// Used only when `observe` is called outside a tokio runtime.
+    own_runtime: Option<tokio::runtime::Runtime>,
+    reader: RecordReader,
+    stats: FetchStats,
+}
+
 impl Collector {
     pub fn new(cfg: &Config) -> anyhow::Result<Self> {
-        let meta: BaseConsumer = base(cfg)
-            .set("group.id", "observer-metadata")
-            .create()
-            .context("creating the metadata client")?;
-        let reader: BaseConsumer = base(cfg)
-            .set("group.id", "observer-reader")
-            .create()
-            .context("creating the record reader")?;
+        let bootstrap: Vec<String> = cfg
+            .kafka_brokers
+            .split(',')
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(|s| s.strip_prefix("PLAINTEXT://").unwrap_or(s).to_string())
+            .collect();
+        if bootstrap.is_empty() {
+            anyhow::bail!("kafka_brokers: no bootstrap server");
+        }
         Ok(Self {
             cfg: cfg.clone(),
-            timeout: Duration::from_millis(cfg.kafka_timeout_ms),
-            meta,
-            reader,
-            group_clients: HashMap::new(),
-            round: 0,
-            ts_cache: HashMap::new(),
+            opts: Options::new(
+                cfg.topics.clone(),
+                Duration::from_millis(cfg.kafka_timeout_ms),
+            ),
+            bootstrap,
+            pool: Pool::default(),
+            own_runtime: None,
+            reader: RecordReader::new(cfg)?,
+            stats: FetchStats::default(),
         })
     }
 
-    fn group_client(&mut self, group: &str) -> anyhow::Result<&BaseConsumer> {
-        self.round += 1;
-        let round = self.round;
-        if !self.group_clients.contains_key(group) {
-            if self.group_clients.len() >= MAX_GROUP_CLIENTS
-                && let Some(oldest) = self
-                    .group_clients
-                    .iter()
-                    .min_by_key(|(_, (_, r))| *r)
-                    .map(|(k, _)| k.clone())
-            {
-                self.group_clients.remove(&oldest);
+    /// Use OffsetFetch at most at `version`: below 8 forces the pipelined
+    /// per-group path even where the broker batches (tests of both paths).
+    pub fn with_offset_fetch_max_version(mut self, version: i16) -> Self {
+        self.opts.offset_fetch_max_version = version;
+        self
+    }
+
+    /// How the last snapshot fetched committed offsets.
+    pub fn stats(&self) -> FetchStats {
+        self.stats
+    }
+
+    /// The offset half of a snapshot (no record timestamps).
+    pub fn offsets(&mut self) -> anyhow::Result<Offsets> {
+        let cfg = &self.cfg;
+        let selected = |g: &str| group_selected(cfg, g);
+        let fut = offsets::read(&mut self.pool, &self.bootstrap, &self.opts, &selected);
+        let res = match tokio::runtime::Handle::try_current() {
+            Ok(h) => h.block_on(fut),
+            Err(_) => {
+                let rt = match self.own_runtime.take() {
+                    Some(rt) => rt,
+                    None => tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .context("starting the Kafka client's runtime")?,
+                };
+                let res = rt.block_on(fut);
+                self.own_runtime = Some(rt);
+                res
             }
-            let c: BaseConsumer = base(&self.cfg)
-                .set("group.id", group)
-                .create()
-                .with_context(|| format!("creating the offset client of group {group}"))?;
-            self.group_clients.insert(group.to_string(), (c, round));
+        };
+        if let Ok(o) = &res {
+            self.stats = o.stats;
         }
-        let entry = self
-            .group_clients
-            .get_mut(group)
-            .ok_or_else(|| anyhow::anyhow!("group client vanished"))?;
-        entry.1 = round;
-        Ok(&entry.0)
+        res
     }
 
     /// One snapshot of every watched group. Errors only when the cluster
     /// itself cannot be read; a single group's failure drops that group.
     pub fn observe(&mut self) -> anyhow::Result<Observation> {
-        let md = self
-            .meta
-            .fetch_metadata(None, self.timeout)
-            .context("fetching cluster metadata")?;
-        let mut partitions: Vec<(String, i32)> = Vec::new();
-        for t in md.topics() {
-            let name = t.name();
-            let wanted = if self.cfg.topics.is_empty() {
-                !name.starts_with("__")
-            } else {
-                self.cfg.topics.iter().any(|x| x == name)
-            };
-            if wanted && t.error().is_none() {
-                for p in t.partitions() {
-                    partitions.push((name.to_string(), p.id()));
-                }
-            }
-        }
-        let list = self
-            .meta
-            .fetch_group_list(None, self.timeout)
-            .context("listing consumer groups")?;
-        let mut groups: Vec<(String, String, usize)> = list
-            .groups()
-            .iter()
-            .filter(|g| g.protocol_type().is_empty() || g.protocol_type() == "consumer")
-            .filter(|g| group_selected(&self.cfg, g.name()))
-            .map(|g| {
-                (
-                    g.name().to_string(),
-                    g.state().to_string(),
-                    g.members().len(),
-                )
-            })
-            .collect();
-        groups.sort();
-        groups.dedup_by(|a, b| a.0 == b.0);
-
-        let ends = self.end_offsets(&partitions)?;
+        let o = self.offsets()?;
         let at_ms = chrono::Utc::now().timestamp_millis();
+        let record_ts = self.reader.update(&o.groups, &o.ends, self.opts.timeout);
+        Ok(Observation {
+            at_ms,
+            groups: o.groups,
+            ends: o.ends,
+            record_ts,
+        })
+    }
+}
 
-        let mut tpl = TopicPartitionList::with_capacity(partitions.len());
-        for (t, p) in &partitions {
-            tpl.add_partition(t, *p);
-        }
-        let mut observed = Vec::with_capacity(groups.len());
-        for (name, state, members) in groups {
-            let timeout = self.timeout;
-            let committed = match self
-                .group_client(&name)
-                .and_then(|c| Ok(c.committed_offsets(tpl.clone(), timeout)?))
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(group = %name, error = %format!("{e:#}"), "committed offsets unavailable");
-                    continue;
-                }
-            };
-            let mut map = BTreeMap::new();
-            for e in committed.elements() {
-                if let Offset::Offset(o) = e.offset() {
-                    map.insert((e.topic().to_string(), e.partition()), o);
-                }
-            }
-            observed.push(GroupObservation {
-                group: name,
-                state,
-                members,
-                committed: map,
-            });
-        }
-        // Keep only clients of groups that still exist.
-        let live: HashSet<&str> = observed.iter().map(|g| g.group.as_str()).collect();
-        self.group_clients.retain(|k, _| live.contains(k.as_str()));
+/// Reads the timestamp of the record at each lagging committed offset with
+/// one librdkafka consumer (never joins a group: assigned, not subscribed),
+/// and caches them per `(topic, partition, offset)`. The consumer is created
+/// on the first read, so a cluster without lag costs it no connection.
+pub struct RecordReader {
+    config: ClientConfig,
+    reader: Option<BaseConsumer>,
+    cache: HashMap<(String, i32, i64), i64>,
+}
 
+impl RecordReader {
+    pub fn new(cfg: &Config) -> anyhow::Result<Self> {
+        let mut config = base(cfg);
+        config.set("group.id", "observer-reader");
+        Ok(Self {
+            config,
+            reader: None,
+            cache: HashMap::new(),
+        })
+    }
+
+    /// Timestamps of the records at the committed offsets that lag behind
+    /// `ends`; reads the ones not cached yet and forgets the ones no longer
+    /// needed.
+    pub fn update(
+        &mut self,
+        groups: &[GroupObservation],
+        ends: &HashMap<(String, i32), i64>,
+        timeout: Duration,
+    ) -> HashMap<(String, i32, i64), i64> {
         let mut wanted: HashSet<(String, i32, i64)> = HashSet::new();
-        for g in &observed {
+        for g in groups {
             for ((t, p), c) in &g.committed {
                 if ends.get(&(t.clone(), *p)).is_some_and(|e| e > c) {
                     wanted.insert((t.clone(), *p, *c));
                 }
             }
         }
-        self.ts_cache.retain(|k, _| wanted.contains(k));
+        self.cache.retain(|k, _| wanted.contains(k));
         let missing: Vec<(String, i32, i64)> = wanted
             .into_iter()
-            .filter(|k| !self.ts_cache.contains_key(k))
+            .filter(|k| !self.cache.contains_key(k))
             .collect();
         if !missing.is_empty() {
-            self.fetch_timestamps(&missing);
+            self.fetch(&missing, timeout);
         }
-        Ok(Observation {
-            at_ms,
-            groups: observed,
-            ends,
-            record_ts: self.ts_cache.clone(),
-        })
-    }
-
-    /// End offsets (high watermarks) in one ListOffsets per broker; falls
-    /// back to per-partition watermark queries if the broker refuses.
-    fn end_offsets(
-        &self,
-        partitions: &[(String, i32)],
-    ) -> anyhow::Result<HashMap<(String, i32), i64>> {
-        let mut out = HashMap::with_capacity(partitions.len());
-        if partitions.is_empty() {
-            return Ok(out);
-        }
-        let mut tpl = TopicPartitionList::with_capacity(partitions.len());
-        for (t, p) in partitions {
-            tpl.add_partition_offset(t, *p, Offset::End)
-                .context("building the end-offset request")?;
-        }
-        match self.meta.offsets_for_times(tpl, self.timeout) {
-            Ok(res) => {
-                for e in res.elements() {
-                    if let Offset::Offset(o) = e.offset() {
-                        out.insert((e.topic().to_string(), e.partition()), o);
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "batched ListOffsets failed; querying watermarks one by one")
-            }
-        }
-        for (t, p) in partitions {
-            if let std::collections::hash_map::Entry::Vacant(slot) = out.entry((t.clone(), *p)) {
-                let (_, high) = self
-                    .meta
-                    .fetch_watermarks(t, *p, self.timeout)
-                    .with_context(|| format!("end offset of {t}/{p}"))?;
-                slot.insert(high);
-            }
-        }
-        Ok(out)
+        self.cache.clone()
     }
 
     /// Read the first record at each `(topic, partition, offset)` with one
     /// assignment; partitions that return nothing within the timeout keep no
     /// timestamp (their lag in seconds is reported as unknown).
-    fn fetch_timestamps(&mut self, wanted: &[(String, i32, i64)]) {
-        let mut tpl = TopicPartitionList::with_capacity(wanted.len());
-        let mut pending: HashMap<(String, i32), i64> = HashMap::new();
-        for (t, p, o) in wanted {
-            if tpl.add_partition_offset(t, *p, Offset::Offset(*o)).is_ok() {
-                pending.insert((t.clone(), *p), *o);
+    fn fetch(&mut self, wanted: &[(String, i32, i64)], timeout: Duration) {
+        if self.reader.is_none() {
+            match self.config.create::<BaseConsumer>() {
+                Ok(r) => self.reader = Some(r),
+                Err(e) => {
+                    tracing::warn!(error = %e, "creating the record reader failed");
+                    return;
+                }
             }
         }
-        if let Err(e) = self.reader.assign(&tpl) {
+        let Some(reader) = self.reader.as_ref() else {
+            return;
+        };
+        // Several groups can lag on one partition at different offsets: the
+        // partition is assigned once, at the lowest, and each wanted offset
+        // takes the first record at or after it (librdkafka refuses an
+        // assignment that names a partition twice).
+        let mut pending: HashMap<(String, i32), Vec<i64>> = HashMap::new();
+        for (t, p, o) in wanted {
+            pending.entry((t.clone(), *p)).or_default().push(*o);
+        }
+        let mut tpl = TopicPartitionList::with_capacity(pending.len());
+        for ((t, p), offsets) in pending.iter_mut() {
+            offsets.sort_unstable();
+            offsets.dedup();
+            if let Err(e) = tpl.add_partition_offset(t, *p, Offset::Offset(offsets[0])) {
+                tracing::warn!(topic = %t, partition = p, error = %e, "record reader assignment");
+            }
+        }
+        if let Err(e) = reader.assign(&tpl) {
             tracing::warn!(error = %e, "assigning the record reader failed");
             return;
         }
-        let deadline = Instant::now() + self.timeout;
+        let deadline = Instant::now() + timeout;
         while !pending.is_empty() && Instant::now() < deadline {
-            match self.reader.poll(Duration::from_millis(100)) {
+            match reader.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
                     // Records of partitions already done are discarded (pausing
                     // would outlive the assignment in librdkafka).
                     let key = (m.topic().to_string(), m.partition());
-                    if let Some(o) = pending.get(&key).copied()
-                        && m.offset() >= o
-                    {
-                        pending.remove(&key);
-                        match m.timestamp().to_millis() {
+                    let Some(offsets) = pending.get_mut(&key) else {
+                        continue;
+                    };
+                    let ts = m.timestamp().to_millis();
+                    let done = offsets.iter().take_while(|o| **o <= m.offset()).count();
+                    for o in offsets.drain(..done) {
+                        match ts {
                             Some(ts) => {
-                                self.ts_cache.insert((key.0, key.1, o), ts);
+                                self.cache.insert((key.0.clone(), key.1, o), ts);
                             }
                             None => {
                                 tracing::debug!(topic = %key.0, partition = key.1, "record without timestamp")
                             }
                         }
                     }
+                    if offsets.is_empty() {
+                        pending.remove(&key);
+                    }
                 }
                 Some(Err(e)) => tracing::debug!(error = %e, "record reader"),
                 None => {}
             }
         }
-        let _ = self.reader.unassign();
+        let _ = reader.unassign();
         tracing::debug!(
             wanted = wanted.len(),
             missing = pending.len(),

@@ -22,6 +22,7 @@ pub mod alerts;
 pub mod api;
 pub mod canary_api;
 pub mod config;
+pub mod kafka;
 pub mod lag;
 pub mod metrics;
 pub mod page;
