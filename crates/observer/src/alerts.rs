@@ -108,6 +108,8 @@ pub fn desired(
             l.insert("slo".into(), slo.name.clone());
             l.insert("service".into(), slo.service.clone());
             l.extend(slo.labels.clone());
+            // `page_alert`/`ticket_alert` labels, as on the generated rule
+            l.extend(slo.alerting.meta(sev).labels.clone());
             l.insert("severity".into(), f.severity.clone());
             l.insert("tier".into(), f.tier.to_string());
             l.insert("alertname".into(), f.alertname.clone());

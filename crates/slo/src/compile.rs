@@ -90,7 +90,12 @@ pub fn camel(name: &str) -> String {
         .collect()
 }
 
+/// The burn alert's name: the spec's `page_alert.name`/`ticket_alert.name`,
+/// else `<Slo>BurnRatePage`/`<Slo>BurnRateTicket`.
 pub fn burn_alert_name(slo: &Slo, sev: Severity) -> String {
+    if let Some(n) = &slo.alerting.meta(sev).name {
+        return n.clone();
+    }
     match sev {
         Severity::Page => format!("{}BurnRatePage", camel(&slo.name)),
         Severity::Ticket => format!("{}BurnRateTicket", camel(&slo.name)),

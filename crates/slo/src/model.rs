@@ -383,6 +383,9 @@ pub struct Alerting {
 /// Labels added to a burn alert; annotations added to (or replacing) ours.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AlertMeta {
+    /// Alert name replacing the generated `<Slo>BurnRatePage`/`Ticket` (Sloth's
+    /// `alerting.name`); page and ticket may share it, told apart by `severity`.
+    pub name: Option<String>,
     /// Prometheus `for` of the burn alert: a tier fires once its condition held this long.
     pub for_: Option<Dur>,
     pub labels: BTreeMap<String, String>,

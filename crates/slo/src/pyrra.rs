@@ -212,13 +212,9 @@ fn one(r: &mut Report<'_>, doc: &Doc) -> Option<(String, BTreeMap<String, String
             "remove `disabled: true`",
         );
     }
-    if s["alerting"]["name"].is_string() {
-        r.note(
-            doc,
-            "spec.alerting.name",
-            "alert name not kept: ours are generated per SLO and severity",
-        );
-    }
+    // Pyrra names all its burn alerts `alerting.name` (default
+    // `ErrorBudgetBurn`), told apart by severity: given, it names both of ours
+    let alert_name = s["alerting"]["name"].as_str().map(str::to_string);
     let sli = if let Some(ratio) = ind.get("ratio") {
         let bad = selector(
             r,
@@ -320,10 +316,12 @@ fn one(r: &mut Report<'_>, doc: &Doc) -> Option<(String, BTreeMap<String, String
                 // first critical and first warning tier's
                 let (page_for, ticket_for) = import::pyrra_for(window);
                 let meta = |f: Option<Dur>| {
-                    f.map(|f| AlertMetaSpec {
-                        for_: Some(f),
+                    let m = AlertMetaSpec {
+                        name: alert_name.clone(),
+                        for_: f,
                         ..Default::default()
-                    })
+                    };
+                    (m != AlertMetaSpec::default()).then_some(m)
                 };
                 AlertingSpec {
                     page_alert: meta(page_for),

@@ -1064,7 +1064,17 @@ fn check_alerting(
                 }
             }
         }
+        if let Some(n) = &m.name {
+            if !valid_metric_name(n) {
+                ctx.err(
+                    &format!("{p}.{key}.name"),
+                    format!("`{n}` is not a valid alert name"),
+                    "use letters, digits, `_` and `:`, not starting with a digit (e.g. `CommandApiAvailability`)",
+                );
+            }
+        }
         metas[i] = AlertMeta {
+            name: m.name.clone(),
             for_: m.for_,
             labels: m.labels.clone(),
             annotations: m.annotations.clone(),

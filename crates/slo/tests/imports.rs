@@ -74,6 +74,9 @@ fn sloth_fields_map_as_documented() {
         let page = a.page_alert.clone().expect("page_alert");
         let ticket = a.ticket_alert.clone().expect("ticket_alert");
         assert_eq!(page.labels["category"], "availability");
+        // Sloth's one `alerting.name` names both alerts (told apart by severity)
+        assert_eq!(page.name.as_deref(), Some("MyServiceHighErrorRate"), "{file}");
+        assert_eq!(ticket.name, page.name, "{file}");
         assert_eq!(page.labels["routing_key"], "myteam");
         let want_for = (!crd).then(|| slo::duration::Dur::mins(5));
         assert_eq!(page.for_, want_for, "{file}");
@@ -115,7 +118,7 @@ fn sloth_fields_map_as_documented() {
             "{file}"
         );
         assert!(
-            notes.iter().any(|n| n.contains("alert name not kept")),
+            !notes.iter().any(|n| n.contains("alert name")),
             "{crd}: {notes:?}"
         );
     }
@@ -292,6 +295,15 @@ fn imported_pages_fire_and_resolve_when_the_source_tool_predicts() {
         assert!(out.ok, "{file}: {}", out.stderr);
         let slos = slo::validate::load_dir(&specs).expect("valid");
         let s = &slos[0];
+        if file.starts_with("sloth") {
+            // the imported name is the rules' and the promtool tests' alertname
+            for sev in [slo::spec::Severity::Page, slo::spec::Severity::Ticket] {
+                assert_eq!(
+                    slo::compile::burn_alert_name(s, sev),
+                    "MyServiceHighErrorRate"
+                );
+            }
+        }
         let theta = factor * (1.0 - s.objective);
         // whole bad events per minute: promtool accumulates `a+bxn` in
         // floats, and a fractional increment drifts into a counter reset
