@@ -1064,14 +1064,12 @@ fn check_alerting(
                 }
             }
         }
-        if let Some(n) = &m.name {
-            if !valid_metric_name(n) {
-                ctx.err(
-                    &format!("{p}.{key}.name"),
-                    format!("`{n}` is not a valid alert name"),
-                    "use letters, digits, `_` and `:`, not starting with a digit (e.g. `CommandApiAvailability`)",
-                );
-            }
+        if let Some(n) = m.name.as_deref().filter(|n| !valid_metric_name(n)) {
+            ctx.err(
+                &format!("{p}.{key}.name"),
+                format!("`{n}` is not a valid alert name"),
+                "use letters, digits, `_` and `:`, not starting with a digit (e.g. `CommandApiAvailability`)",
+            );
         }
         metas[i] = AlertMeta {
             name: m.name.clone(),

@@ -75,7 +75,11 @@ fn sloth_fields_map_as_documented() {
         let ticket = a.ticket_alert.clone().expect("ticket_alert");
         assert_eq!(page.labels["category"], "availability");
         // Sloth's one `alerting.name` names both alerts (told apart by severity)
-        assert_eq!(page.name.as_deref(), Some("MyServiceHighErrorRate"), "{file}");
+        assert_eq!(
+            page.name.as_deref(),
+            Some("MyServiceHighErrorRate"),
+            "{file}"
+        );
         assert_eq!(ticket.name, page.name, "{file}");
         assert_eq!(page.labels["routing_key"], "myteam");
         let want_for = (!crd).then(|| slo::duration::Dur::mins(5));
@@ -386,6 +390,17 @@ fn alert_labels_may_not_replace_the_routing_labels() {
     assert_eq!(
         (e.0[0].line, e.0[0].field.as_str()),
         (13, "slos[0].alerting.page_alert.labels.severity"),
+        "{e}"
+    );
+}
+
+#[test]
+fn alert_name_must_be_a_prometheus_name() {
+    let text = "service: a\nslos:\n  - name: x\n    objective: 0.99\n    window: {rolling: 30d}\n    sli:\n      ratio:\n        bad: {metric: e_total}\n        total: {metric: t_total}\n    alerting:\n      ticket_alert:\n        name: 9 bad name\n";
+    let e = slo::validate::parse_str("slo/a.yaml", text).expect_err("bad name");
+    assert_eq!(
+        (e.0[0].line, e.0[0].field.as_str()),
+        (12, "slos[0].alerting.ticket_alert.name"),
         "{e}"
     );
 }
