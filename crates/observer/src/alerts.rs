@@ -65,7 +65,7 @@ pub struct Pager {
     pending: HashMap<Labels, DateTime<Utc>>,
 }
 
-/// The spec's `for` of the burn alert with these labels (by `slo` and `severity`).
+/// The spec's `for` of the burn alert with these labels (by `slo`, `severity`, `tier`).
 fn hold_for(slos: &[Slo], labels: &Labels) -> Option<chrono::Duration> {
     let slo = slos.iter().find(|s| labels.get("slo") == Some(&s.name))?;
     let sev = match labels.get("severity").map(String::as_str) {
@@ -73,7 +73,12 @@ fn hold_for(slos: &[Slo], labels: &Labels) -> Option<chrono::Duration> {
         Some("ticket") => Severity::Ticket,
         _ => return None,
     };
-    let d = slo.alerting.meta(sev).for_?;
+    let tier = slo
+        .alerting
+        .tiers
+        .iter()
+        .find(|t| t.severity == sev && labels.get("tier") == Some(&t.number.to_string()))?;
+    let d = slo.alerting.hold(tier)?;
     chrono::Duration::from_std(Duration::from_secs(d.as_secs())).ok()
 }
 
@@ -501,11 +506,12 @@ slos:
                         r.alert.as_deref() == Some(alertname.as_str())
                             && r.labels.get("severity").map(String::as_str)
                                 == Some(tier.severity.as_str())
+                            && r.expr.contains(&format!("\"tier\", \"{}\"", tier.number))
                     })
                     .expect("rule");
                 assert_eq!(
                     rule.for_,
-                    s.alerting.meta(tier.severity).for_.map(|d| d.prom()),
+                    s.alerting.hold(tier).map(|d| d.prom()),
                     "{}",
                     s.name
                 );

@@ -161,8 +161,7 @@ impl<'a> Simulator<'a> {
             let hold = self
                 .slo
                 .alerting
-                .meta(tier.severity)
-                .for_
+                .hold(tier)
                 .map(|d| (d.as_secs() / 60) as usize)
                 .unwrap_or(0);
             let mut on = t >= hold;

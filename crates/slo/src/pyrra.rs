@@ -312,20 +312,16 @@ fn one(r: &mut Report<'_>, doc: &Doc) -> Option<(String, BTreeMap<String, String
                 ..Default::default()
             },
             alerting: Some({
-                // Pyrra holds each alert for `for`; ours is per severity: the
-                // first critical and first warning tier's
-                let (page_for, ticket_for) = import::pyrra_for(window);
-                let meta = |f: Option<Dur>| {
-                    let m = AlertMetaSpec {
-                        name: alert_name.clone(),
-                        for_: f,
+                // Pyrra holds each tier for its own `for`: carried on the tiers
+                let meta = || {
+                    alert_name.clone().map(|n| AlertMetaSpec {
+                        name: Some(n),
                         ..Default::default()
-                    };
-                    (m != AlertMetaSpec::default()).then_some(m)
+                    })
                 };
                 AlertingSpec {
-                    page_alert: meta(page_for),
-                    ticket_alert: meta(ticket_for),
+                    page_alert: meta(),
+                    ticket_alert: meta(),
                     ..import::alerting(import::pyrra_tiers(window))
                 }
             }),

@@ -151,7 +151,8 @@ pub fn schema() -> Value {
                                             "severity": { "enum": ["page", "ticket"] },
                                             "factor": { "type": "number", "exclusiveMinimum": 0 },
                                             "long": dur.clone(),
-                                            "short": dur.clone()
+                                            "short": dur.clone(),
+                                            "for": dur.clone()
                                         }
                                     }
                                 },

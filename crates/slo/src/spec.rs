@@ -227,6 +227,10 @@ pub struct TierSpec {
     pub factor: f64,
     pub long: Dur,
     pub short: Dur,
+    /// This tier's Prometheus `for`, overriding its alert's
+    /// (`page_alert.for`/`ticket_alert.for`); e.g. from a Pyrra import.
+    #[serde(rename = "for", default, skip_serializing_if = "Option::is_none")]
+    pub for_: Option<Dur>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -944,6 +944,7 @@ fn check_alerting(
                 factor: t.factor,
                 long: t.long,
                 short: t.short,
+                for_: t.for_,
             })
             .collect(),
     };

@@ -172,16 +172,15 @@ fn pyrra_fields_map_as_documented() {
     );
     // factor 14 on a 14-day window = 30 on our 30-day scale
     assert!((tiers[0].factor - 30.0).abs() < 1e-9);
-    // Pyrra's `for` of the first critical and warning tiers: 1m and 30m on 2 weeks
+    // Pyrra's `for` of each tier, exactly: window/20160, /2688, /672, /224 =
+    // 1m, 8m (7.5m rounds up like Go), 30m, 90m on 2 weeks
+    assert_eq!(
+        tiers.iter().map(|t| t.for_).collect::<Vec<_>>(),
+        [1, 8, 30, 90].map(|m| Some(slo::duration::Dur::mins(m)))
+    );
     let a = s.alerting.clone().expect("alerting");
-    assert_eq!(
-        a.page_alert.and_then(|m| m.for_),
-        Some(slo::duration::Dur::mins(1))
-    );
-    assert_eq!(
-        a.ticket_alert.and_then(|m| m.for_),
-        Some(slo::duration::Dur::mins(30))
-    );
+    assert_eq!(a.page_alert, None);
+    assert_eq!(a.ticket_alert, None);
     let (f, _) = import_one("pyrra-bool-gauge.yaml");
     assert_eq!(f.labels["team"], "operations");
     assert_eq!(f.labels["namespace"], "probes");
@@ -279,14 +278,22 @@ fn openslo_export_round_trips_every_spec() {
 #[test]
 fn imported_pages_fire_and_resolve_when_the_source_tool_predicts() {
     let promtool = require_tool("promtool");
-    // (file, factor, long, short, `for` of the page alert), in minutes
-    for (file, factor, long, short, hold) in [
+    // (file, page tier, factor, long, short, `for` of that tier), in minutes
+    for (file, tier, factor, long, short, hold) in [
         // `page_alert.for: 5m` in the file
-        ("sloth-getting-started.yml", 14.4, 60usize, 5usize, 5usize),
-        ("sloth-k8s-getting-started.yml", 14.4, 60, 5, 0),
-        // Pyrra's first tier holds window/20160 = 1m on 2 weeks
-        ("pyrra-ratio.yaml", 14.0, 30, 3, 1),
-        ("pyrra-latency.yaml", 14.0, 30, 3, 1),
+        (
+            "sloth-getting-started.yml",
+            1u32,
+            14.4,
+            60usize,
+            5usize,
+            5usize,
+        ),
+        ("sloth-k8s-getting-started.yml", 1, 14.4, 60, 5, 0),
+        // Pyrra's tiers hold window/20160 = 1m and window/2688 = 8m on 2 weeks
+        ("pyrra-ratio.yaml", 1, 14.0, 30, 3, 1),
+        ("pyrra-ratio.yaml", 2, 7.0, 180, 15, 8),
+        ("pyrra-latency.yaml", 1, 14.0, 30, 3, 1),
     ] {
         let dir = tempfile::tempdir().expect("tempdir");
         let specs = dir.path().join("slo");
@@ -312,7 +319,21 @@ fn imported_pages_fire_and_resolve_when_the_source_tool_predicts() {
         // whole bad events per minute: promtool accumulates `a+bxn` in
         // floats, and a fractional increment drifts into a counter reset
         let rate = slo::promtest::RATE_PER_MIN;
-        let share = (3.7 * theta * rate).round() / rate;
+        // a share whose window ratios never land on θ (no tie to round either way)
+        // of any tier (the scenario's checks cover every tier)
+        let off_theta = |share: f64| {
+            s.alerting.tiers.iter().all(|tr| {
+                let th = s.threshold_for(tr, s.window.nominal());
+                [tr.long, tr.short].iter().all(|w| {
+                    let n = (w.as_secs() / 60) as usize;
+                    (0..=n).all(|t| (share * t as f64 / n as f64 - th).abs() > 1e-6 * th)
+                })
+            })
+        };
+        let share = (0..40)
+            .map(|i| ((3.7 + 0.1 * i as f64) * theta * rate).round() / rate)
+            .find(|sh| off_theta(*sh))
+            .expect("a share off the threshold");
         assert!(
             share > theta && share < 1.0,
             "{file}: share {share}, θ {theta}"
@@ -338,11 +359,11 @@ fn imported_pages_fire_and_resolve_when_the_source_tool_predicts() {
         );
         let checkpoints = vec![h + fire - 1, h + fire, h + d + resolve - 1, h + d + resolve];
         let sim = slo::promtest::Simulator::new(s, &pattern);
-        let pages = |t: usize| sim.firing(t).page.contains(&1);
+        let pages = |t: usize| sim.firing(t).page.contains(&tier);
         assert_eq!(
             checkpoints.iter().map(|t| pages(*t)).collect::<Vec<_>>(),
             [false, true, true, false],
-            "{file}: our tier 1 disagrees with the source's prediction (fire +{fire}m, resolve +{resolve}m)"
+            "{file}: our tier {tier} disagrees with the source's prediction (fire +{fire}m, resolve +{resolve}m)"
         );
         let test = slo::promtest::test_file_with(
             s,
