@@ -433,6 +433,25 @@ slos:
         assert_eq!(annotations["summary"], "High error rate");
     }
 
+    /// Tiers with their own `for` (as Pyrra's): one rule per `for`, and the
+    /// observer's alert of each tier matches its rule.
+    #[test]
+    fn per_tier_for_matches_the_split_rules() {
+        let text = "service: a\nslos:\n  - name: x\n    objective: 0.999\n    window: {rolling: 30d}\n    sli:\n      ratio:\n        bad: {metric: e_total}\n        total: {metric: t_total}\n    alerting:\n      page_alert: {for: 1m}\n      tiers:\n        - {severity: page, factor: 14.4, long: 1h, short: 5m, for: 2m}\n        - {severity: page, factor: 6, long: 6h, short: 30m}\n        - {severity: ticket, factor: 3, long: 1d, short: 2h, for: 1h}\n";
+        let slos = slo::validate::parse_str("a.yaml", text).expect("spec");
+        let rules = slo::compile::rules_for_slo(&slos[0]).rules;
+        let fors: Vec<Option<String>> = rules
+            .iter()
+            .filter(|r| r.alert.as_deref().is_some_and(|a| a.contains("BurnRate")))
+            .map(|r| r.for_.clone())
+            .collect();
+        assert_eq!(
+            fors,
+            [Some("2m"), Some("1m"), Some("1h")].map(|f| f.map(String::from))
+        );
+        assert_parity(&slos);
+    }
+
     /// `page_alert.for: 5m` holds the observer's page as the rule's `for` does.
     #[test]
     fn for_holds_the_page_until_it_elapsed() {
