@@ -274,7 +274,7 @@ fn openslo_export_round_trips_every_spec() {
 /// long ratio after t minutes is s·t/L, so the page fires at the first t
 /// with s·t/L > θ; after the outage the short ratio is s·(S−u)/S, so the
 /// page resolves at the first u with s·(S−u)/S ≤ θ. The alert's `for`
-/// (Sloth's `page_alert.for`, Pyrra's first-tier `for`) delays the firing.
+/// (Sloth's `page_alert.for`, Pyrra's per-tier `for`) delays the firing.
 #[test]
 fn imported_pages_fire_and_resolve_when_the_source_tool_predicts() {
     let promtool = require_tool("promtool");
