@@ -8,6 +8,11 @@
 //! with `endsAt` a few intervals ahead; an alert that stops holding is posted
 //! once more with `endsAt = now` (resolved).
 //!
+//! A burn alert whose spec sets `alerting.page_alert.for`/`ticket_alert.for`
+//! is held as pending for that long before it is posted, as Prometheus holds
+//! the generated rule; its name, labels and annotations come from the same
+//! spec fields as the rule's.
+//!
 //! When Prometheus is unreachable the SLO alerts are neither refreshed nor
 //! resolved (their state is unknown) and one separate alert,
 //! `ObserverPrometheusUnreachable`, is raised instead.
@@ -56,6 +61,58 @@ pub struct Pager {
     generator_url: String,
     monitoring_severity: String,
     active: HashMap<Labels, Active>,
+    /// Burn alerts whose condition holds but whose `for` has not elapsed yet.
+    pending: HashMap<Labels, DateTime<Utc>>,
+}
+
+/// The spec's `for` of the burn alert with these labels (by `slo`, `severity`, `tier`).
+fn hold_for(slos: &[Slo], labels: &Labels) -> Option<chrono::Duration> {
+    let slo = slos.iter().find(|s| labels.get("slo") == Some(&s.name))?;
+    let sev = match labels.get("severity").map(String::as_str) {
+        Some("page") => Severity::Page,
+        Some("ticket") => Severity::Ticket,
+        _ => return None,
+    };
+    let tier = slo
+        .alerting
+        .tiers
+        .iter()
+        .find(|t| t.severity == sev && labels.get("tier") == Some(&t.number.to_string()))?;
+    let d = slo.alerting.hold(tier)?;
+    chrono::Duration::from_std(Duration::from_secs(d.as_secs())).ok()
+}
+
+/// Applies `for`: keeps out of `want` the alerts not yet active whose
+/// condition has held for less than their `for` (as Prometheus' pending
+/// state), recording in `pending` since when each holds. A pending alert
+/// whose condition stops holding starts over, unless the backend is down
+/// (its state is unknown then).
+fn apply_for(
+    want: &mut BTreeMap<Labels, BTreeMap<String, String>>,
+    pending: &mut HashMap<Labels, DateTime<Utc>>,
+    active: &HashMap<Labels, Active>,
+    slos: &[Slo],
+    now: DateTime<Utc>,
+    backend_up: bool,
+) {
+    if backend_up {
+        pending.retain(|l, _| want.contains_key(l));
+    }
+    want.retain(|labels, _| {
+        if active.contains_key(labels) {
+            return true;
+        }
+        let Some(hold) = hold_for(slos, labels) else {
+            return true;
+        };
+        let since = *pending.entry(labels.clone()).or_insert(now);
+        if now - since >= hold {
+            pending.remove(labels);
+            true
+        } else {
+            false
+        }
+    });
 }
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -108,6 +165,8 @@ pub fn desired(
             l.insert("slo".into(), slo.name.clone());
             l.insert("service".into(), slo.service.clone());
             l.extend(slo.labels.clone());
+            // `page_alert`/`ticket_alert` labels, as on the generated rule
+            l.extend(slo.alerting.meta(sev).labels.clone());
             l.insert("severity".into(), f.severity.clone());
             l.insert("tier".into(), f.tier.to_string());
             l.insert("alertname".into(), f.alertname.clone());
@@ -144,6 +203,7 @@ impl Pager {
             generator_url,
             monitoring_severity,
             active: HashMap::new(),
+            pending: HashMap::new(),
         })
     }
 
@@ -165,7 +225,15 @@ impl Pager {
     pub async fn reconcile(&mut self, snap: &SloSnapshot, slos: &[Slo], valid_for: Duration) {
         let now = Utc::now();
         let backend_up = snap.backend.status == "up";
-        let want = desired(snap, slos, &self.monitoring_severity);
+        let mut want = desired(snap, slos, &self.monitoring_severity);
+        apply_for(
+            &mut want,
+            &mut self.pending,
+            &self.active,
+            slos,
+            now,
+            backend_up,
+        );
         let ends =
             now + chrono::Duration::from_std(valid_for).unwrap_or(chrono::Duration::minutes(5));
         let mut batch = Vec::new();
@@ -297,15 +365,175 @@ mod tests {
     fn labels_equal_the_generated_rules_alert_labels() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../slo");
         let slos = slo::validate::load_dir(&root).expect("specs");
-        for s in &slos {
+        assert_parity(&slos);
+    }
+
+    /// A spec naming its alerts (one name for both, as Sloth and Pyrra do)
+    /// and setting their labels, annotations and `for`.
+    const NAMED: &str = r##"
+service: command-service
+labels:
+  team: todo
+slos:
+  - name: api-availability
+    objective: 0.999
+    window:
+      rolling: 30d
+    sli:
+      availability:
+        matchers:
+          service: command-service
+    alerting:
+      page_alert:
+        name: MyServiceHighErrorRate
+        for: 5m
+        labels:
+          routing_key: myteam
+        annotations:
+          summary: High error rate
+      ticket_alert:
+        name: MyServiceHighErrorRate
+        labels:
+          slack_channel: "#alerts"
+        annotations:
+          runbook: https://example.org/rb
+"##;
+
+    #[test]
+    fn named_alerts_carry_the_rules_name_labels_and_annotations() {
+        let slos = slo::validate::parse_str("named.yaml", NAMED).expect("spec");
+        assert_parity(&slos);
+        let s = &slos[0];
+        for sev in [Severity::Page, Severity::Ticket] {
+            assert_eq!(
+                slo::compile::burn_alert_name(s, sev),
+                "MyServiceHighErrorRate"
+            );
+        }
+        let page_tier = s.alerting.tiers[0].clone();
+        let got = desired(
+            &snapshot(
+                "up",
+                vec![view(
+                    s,
+                    vec![FiringTier {
+                        tier: page_tier.number,
+                        severity: "page".into(),
+                        alertname: slo::compile::burn_alert_name(s, Severity::Page),
+                    }],
+                )],
+            ),
+            &slos,
+            "ticket",
+        );
+        let (labels, annotations) = got.into_iter().next().expect("one");
+        assert_eq!(labels["alertname"], "MyServiceHighErrorRate");
+        assert_eq!(labels["routing_key"], "myteam");
+        assert!(!labels.contains_key("slack_channel"));
+        assert_eq!(annotations["summary"], "High error rate");
+    }
+
+    /// Tiers with their own `for` (as Pyrra's): one rule per `for`, and the
+    /// observer's alert of each tier matches its rule.
+    #[test]
+    fn per_tier_for_matches_the_split_rules() {
+        let text = "service: a\nslos:\n  - name: x\n    objective: 0.999\n    window: {rolling: 30d}\n    sli:\n      ratio:\n        bad: {metric: e_total}\n        total: {metric: t_total}\n    alerting:\n      page_alert: {for: 1m}\n      tiers:\n        - {severity: page, factor: 14.4, long: 1h, short: 5m, for: 2m}\n        - {severity: page, factor: 6, long: 6h, short: 30m}\n        - {severity: ticket, factor: 3, long: 1d, short: 2h, for: 1h}\n";
+        let slos = slo::validate::parse_str("a.yaml", text).expect("spec");
+        let rules = slo::compile::rules_for_slo(&slos[0]).rules;
+        let fors: Vec<Option<String>> = rules
+            .iter()
+            .filter(|r| r.alert.as_deref().is_some_and(|a| a.contains("BurnRate")))
+            .map(|r| r.for_.clone())
+            .collect();
+        assert_eq!(
+            fors,
+            [Some("2m"), Some("1m"), Some("1h")].map(|f| f.map(String::from))
+        );
+        assert_parity(&slos);
+    }
+
+    /// `page_alert.for: 5m` holds the observer's page as the rule's `for` does.
+    #[test]
+    fn for_holds_the_page_until_it_elapsed() {
+        let slos = slo::validate::parse_str("named.yaml", NAMED).expect("spec");
+        let s = &slos[0];
+        let firing = |sev: Severity, tier: u32| FiringTier {
+            tier,
+            severity: sev.as_str().into(),
+            alertname: slo::compile::burn_alert_name(s, sev),
+        };
+        let page_tier = s.alerting.tiers[0].number;
+        let ticket_tier = s
+            .alerting
+            .tiers
+            .iter()
+            .find(|t| t.severity == Severity::Ticket)
+            .expect("ticket tier")
+            .number;
+        let snap = snapshot(
+            "up",
+            vec![view(
+                s,
+                vec![
+                    firing(Severity::Page, page_tier),
+                    firing(Severity::Ticket, ticket_tier),
+                ],
+            )],
+        );
+        let t0 = Utc::now();
+        let mut pending = HashMap::new();
+        let active = HashMap::new();
+        let sevs = |w: &BTreeMap<Labels, BTreeMap<String, String>>| {
+            w.keys().map(|l| l["severity"].clone()).collect::<Vec<_>>()
+        };
+        let at = |mins: i64, pending: &mut HashMap<Labels, DateTime<Utc>>, snap: &SloSnapshot| {
+            let mut want = desired(snap, &slos, "ticket");
+            apply_for(
+                &mut want,
+                pending,
+                &active,
+                &slos,
+                t0 + chrono::Duration::minutes(mins),
+                true,
+            );
+            want
+        };
+        // the ticket has no `for`: at once; the page after 5 minutes
+        assert_eq!(sevs(&at(0, &mut pending, &snap)), ["ticket"]);
+        assert_eq!(sevs(&at(4, &mut pending, &snap)), ["ticket"]);
+        assert_eq!(sevs(&at(5, &mut pending, &snap)), ["page", "ticket"]);
+        // a condition that stops holding starts over
+        let mut pending = HashMap::new();
+        at(0, &mut pending, &snap);
+        at(3, &mut pending, &snapshot("up", vec![view(s, vec![])]));
+        assert_eq!(sevs(&at(6, &mut pending, &snap)), ["ticket"]);
+        assert_eq!(sevs(&at(11, &mut pending, &snap)), ["page", "ticket"]);
+    }
+
+    /// For every tier of every SLO, the observer's alert has the labels and
+    /// annotations Prometheus puts on the generated rule's alert.
+    fn assert_parity(slos: &[Slo]) {
+        for s in slos {
             let group = slo::compile::rules_for_slo(s);
             for tier in &s.alerting.tiers {
                 let alertname = slo::compile::burn_alert_name(s, tier.severity);
+                // page and ticket may share a name: the rule of this severity
                 let rule = group
                     .rules
                     .iter()
-                    .find(|r| r.alert.as_deref() == Some(alertname.as_str()))
+                    .find(|r| {
+                        r.alert.as_deref() == Some(alertname.as_str())
+                            && r.labels.get("severity").map(String::as_str)
+                                == Some(tier.severity.as_str())
+                            && r.expr.contains(&format!("\"tier\", \"{}\"", tier.number))
+                    })
                     .expect("rule");
+                assert_eq!(
+                    rule.for_,
+                    s.alerting.hold(tier).map(|d| d.prom()),
+                    "{}",
+                    s.name
+                );
                 let mut want = rule.labels.clone();
                 want.insert("alertname".into(), alertname.clone());
                 want.insert("tier".into(), tier.number.to_string());
@@ -320,7 +548,7 @@ mod tests {
                         }],
                     )],
                 );
-                let got = desired(&snap, &slos, "ticket");
+                let got = desired(&snap, slos, "ticket");
                 assert_eq!(got.len(), 1);
                 let (labels, annotations) = got.into_iter().next().expect("one");
                 assert_eq!(labels, want, "{}", s.name);

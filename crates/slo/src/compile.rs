@@ -90,7 +90,12 @@ pub fn camel(name: &str) -> String {
         .collect()
 }
 
+/// The burn alert's name: the spec's `page_alert.name`/`ticket_alert.name`,
+/// else `<Slo>BurnRatePage`/`<Slo>BurnRateTicket`.
 pub fn burn_alert_name(slo: &Slo, sev: Severity) -> String {
+    if let Some(n) = &slo.alerting.meta(sev).name {
+        return n.clone();
+    }
     match sev {
         Severity::Page => format!("{}BurnRatePage", camel(&slo.name)),
         Severity::Ticket => format!("{}BurnRateTicket", camel(&slo.name)),
@@ -331,29 +336,41 @@ fn rules_unlinked(slo: &Slo) -> RuleGroup {
         if tiers.is_empty() {
             continue;
         }
-        let expr = tiers
-            .iter()
-            .map(|t| {
-                format!(
-                    "label_replace({}, \"tier\", \"{}\", \"\", \"\")",
-                    tier_condition(slo, t),
-                    t.number
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" or ");
         let mut l = labels.clone();
         l.extend(slo.labels.clone());
         l.extend(slo.alerting.meta(sev).labels.clone());
         l.insert("severity".into(), sev.as_str().into());
-        rules.push(Rule {
-            record: None,
-            alert: Some(burn_alert_name(slo, sev)),
-            expr,
-            for_: slo.alerting.meta(sev).for_.map(|d| d.prom()),
-            labels: l,
-            annotations: burn_annotations(slo, &tiers, sev),
-        });
+        // One rule per distinct `for` (Prometheus' `for` is per rule): one
+        // rule per severity unless tiers set their own `for` (Pyrra's).
+        let mut holds: Vec<Option<Dur>> = Vec::new();
+        for t in &tiers {
+            let h = slo.alerting.hold(t);
+            if !holds.contains(&h) {
+                holds.push(h);
+            }
+        }
+        for hold in holds {
+            let expr = tiers
+                .iter()
+                .filter(|t| slo.alerting.hold(t) == hold)
+                .map(|t| {
+                    format!(
+                        "label_replace({}, \"tier\", \"{}\", \"\", \"\")",
+                        tier_condition(slo, t),
+                        t.number
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" or ");
+            rules.push(Rule {
+                record: None,
+                alert: Some(burn_alert_name(slo, sev)),
+                expr,
+                for_: hold.map(|d| d.prom()),
+                labels: l.clone(),
+                annotations: burn_annotations(slo, &tiers, sev),
+            });
+        }
     }
     let mut l = labels.clone();
     l.extend(slo.labels.clone());

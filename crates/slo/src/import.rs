@@ -199,6 +199,7 @@ pub fn sloth_tiers(page: bool, ticket: bool) -> Vec<TierSpec> {
         factor,
         long,
         short,
+        for_: None,
     };
     let mut out = Vec::new();
     if page {
@@ -222,31 +223,31 @@ pub fn pyrra_tiers(window: Dur) -> Vec<TierSpec> {
     // Go's Duration.Round(time.Minute): halves away from zero
     let round = |div: f64| Dur::mins(((w / div) / 60.0).round() as u64);
     let scale = 30.0 * 86_400.0 / w;
-    let t = |severity, factor: f64, long: f64, short: f64| TierSpec {
+    // each tier's `for`: window/20160, /2688, /672, /224 (2m, 15m, 1h, 3h on
+    // 28 days), none where it rounds to 0
+    let hold = |div: f64| {
+        let m = ((w / div) / 60.0).round() as u64;
+        (m > 0).then(|| Dur::mins(m))
+    };
+    let t = |severity, factor: f64, long: f64, short: f64, for_div: f64| TierSpec {
         severity,
         factor: factor * scale,
         long: round(long),
         short: round(short),
+        for_: hold(for_div),
     };
     vec![
-        t(Severity::Page, 14.0, 28.0 * 24.0, 28.0 * 24.0 * 12.0),
-        t(Severity::Page, 7.0, 28.0 * 4.0, 28.0 * 24.0 * 2.0),
-        t(Severity::Ticket, 2.0, 28.0, 28.0 * 12.0),
-        t(Severity::Ticket, 1.0, 7.0, 28.0 * 4.0),
+        t(
+            Severity::Page,
+            14.0,
+            28.0 * 24.0,
+            28.0 * 24.0 * 12.0,
+            20160.0,
+        ),
+        t(Severity::Page, 7.0, 28.0 * 4.0, 28.0 * 24.0 * 2.0, 2688.0),
+        t(Severity::Ticket, 2.0, 28.0, 28.0 * 12.0, 672.0),
+        t(Severity::Ticket, 1.0, 7.0, 28.0 * 4.0, 224.0),
     ]
-}
-
-/// Pyrra's `for` of its first critical and first warning tier for `window`
-/// (`Windows` in `slo/rules.go`: window/20160 and window/672, rounded to the
-/// minute: 2m and 1h on 28 days). Its second tiers hold 15m and 3h there;
-/// ours is one `for` per severity, so those fire sooner than Pyrra's.
-pub fn pyrra_for(window: Dur) -> (Option<Dur>, Option<Dur>) {
-    let w = window.as_secs() as f64;
-    let round = |div: f64| {
-        let m = ((w / div) / 60.0).round() as u64;
-        (m > 0).then(|| Dur::mins(m))
-    };
-    (round(28.0 * 24.0 * 30.0), round(28.0 * 24.0))
 }
 
 /// Alerting block of an import: the source's tiers and no low-traffic

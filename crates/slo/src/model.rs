@@ -318,6 +318,8 @@ pub struct Tier {
     pub factor: f64,
     pub long: Dur,
     pub short: Dur,
+    /// This tier's own `for` (overrides its alert's `for`).
+    pub for_: Option<Dur>,
 }
 
 impl Tier {
@@ -341,6 +343,7 @@ pub fn default_tiers() -> Vec<Tier> {
             factor: 14.4,
             long: Dur::hours(1),
             short: Dur::mins(5),
+            for_: None,
         },
         Tier {
             number: 2,
@@ -348,6 +351,7 @@ pub fn default_tiers() -> Vec<Tier> {
             factor: 6.0,
             long: Dur::hours(6),
             short: Dur::mins(30),
+            for_: None,
         },
         Tier {
             number: 3,
@@ -355,6 +359,7 @@ pub fn default_tiers() -> Vec<Tier> {
             factor: 3.0,
             long: Dur::days(1),
             short: Dur::hours(2),
+            for_: None,
         },
         Tier {
             number: 4,
@@ -362,6 +367,7 @@ pub fn default_tiers() -> Vec<Tier> {
             factor: 1.0,
             long: Dur::days(3),
             short: Dur::hours(6),
+            for_: None,
         },
     ]
 }
@@ -383,6 +389,9 @@ pub struct Alerting {
 /// Labels added to a burn alert; annotations added to (or replacing) ours.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AlertMeta {
+    /// Alert name replacing the generated `<Slo>BurnRatePage`/`Ticket` (Sloth's
+    /// `alerting.name`); page and ticket may share it, told apart by `severity`.
+    pub name: Option<String>,
     /// Prometheus `for` of the burn alert: a tier fires once its condition held this long.
     pub for_: Option<Dur>,
     pub labels: BTreeMap<String, String>,
@@ -390,6 +399,10 @@ pub struct AlertMeta {
 }
 
 impl Alerting {
+    /// A tier's Prometheus `for`: its own, else its alert's.
+    pub fn hold(&self, t: &Tier) -> Option<Dur> {
+        t.for_.or(self.meta(t.severity).for_)
+    }
     pub fn meta(&self, sev: Severity) -> &AlertMeta {
         match sev {
             Severity::Page => &self.page_meta,

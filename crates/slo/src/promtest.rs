@@ -161,8 +161,7 @@ impl<'a> Simulator<'a> {
             let hold = self
                 .slo
                 .alerting
-                .meta(tier.severity)
-                .for_
+                .hold(tier)
                 .map(|d| (d.as_secs() / 60) as usize)
                 .unwrap_or(0);
             let mut on = t >= hold;
@@ -774,16 +773,30 @@ pub fn test_file_with(
             } else {
                 f.ticket.clone()
             };
-            checks.push(AlertTest {
-                eval_time: format!("{cp}m"),
-                alertname: compile::burn_alert_name(slo, Severity::Page),
-                exp_alerts: exp_burn(slo, Severity::Page, &page, runbook_base),
-            });
-            checks.push(AlertTest {
-                eval_time: format!("{cp}m"),
-                alertname: compile::burn_alert_name(slo, Severity::Ticket),
-                exp_alerts: exp_burn(slo, Severity::Ticket, &ticket, runbook_base),
-            });
+            let page_name = compile::burn_alert_name(slo, Severity::Page);
+            let ticket_name = compile::burn_alert_name(slo, Severity::Ticket);
+            let page_exp = exp_burn(slo, Severity::Page, &page, runbook_base);
+            let ticket_exp = exp_burn(slo, Severity::Ticket, &ticket, runbook_base);
+            if page_name == ticket_name {
+                // One name for both (as Sloth does): promtool compares all the
+                // alerts of that name, told apart by `severity`.
+                checks.push(AlertTest {
+                    eval_time: format!("{cp}m"),
+                    alertname: page_name,
+                    exp_alerts: page_exp.into_iter().chain(ticket_exp).collect(),
+                });
+            } else {
+                checks.push(AlertTest {
+                    eval_time: format!("{cp}m"),
+                    alertname: page_name,
+                    exp_alerts: page_exp,
+                });
+                checks.push(AlertTest {
+                    eval_time: format!("{cp}m"),
+                    alertname: ticket_name,
+                    exp_alerts: ticket_exp,
+                });
+            }
             if let Some(at) = sc.no_data_at {
                 checks.push(AlertTest {
                     eval_time: format!("{cp}m"),

@@ -212,13 +212,9 @@ fn one(r: &mut Report<'_>, doc: &Doc) -> Option<(String, BTreeMap<String, String
             "remove `disabled: true`",
         );
     }
-    if s["alerting"]["name"].is_string() {
-        r.note(
-            doc,
-            "spec.alerting.name",
-            "alert name not kept: ours are generated per SLO and severity",
-        );
-    }
+    // Pyrra names all its burn alerts `alerting.name` (default
+    // `ErrorBudgetBurn`), told apart by severity: given, it names both of ours
+    let alert_name = s["alerting"]["name"].as_str().map(str::to_string);
     let sli = if let Some(ratio) = ind.get("ratio") {
         let bad = selector(
             r,
@@ -316,18 +312,16 @@ fn one(r: &mut Report<'_>, doc: &Doc) -> Option<(String, BTreeMap<String, String
                 ..Default::default()
             },
             alerting: Some({
-                // Pyrra holds each alert for `for`; ours is per severity: the
-                // first critical and first warning tier's
-                let (page_for, ticket_for) = import::pyrra_for(window);
-                let meta = |f: Option<Dur>| {
-                    f.map(|f| AlertMetaSpec {
-                        for_: Some(f),
+                // Pyrra holds each tier for its own `for`: carried on the tiers
+                let meta = || {
+                    alert_name.clone().map(|n| AlertMetaSpec {
+                        name: Some(n),
                         ..Default::default()
                     })
                 };
                 AlertingSpec {
-                    page_alert: meta(page_for),
-                    ticket_alert: meta(ticket_for),
+                    page_alert: meta(),
+                    ticket_alert: meta(),
                     ..import::alerting(import::pyrra_tiers(window))
                 }
             }),

@@ -28,7 +28,7 @@ pub fn schema() -> Value {
         "type": "object",
         "additionalProperties": false,
         "description": "Labels added to the alert; annotations added to (or replacing) the generated ones.",
-        "properties": { "for": dur.clone(), "labels": strings.clone(), "annotations": strings }
+        "properties": { "name": { "type": "string", "pattern": "^[a-zA-Z_:][a-zA-Z0-9_:]*$" }, "for": dur.clone(), "labels": strings.clone(), "annotations": strings }
     });
     let query = json!({
         "type": "object",
@@ -151,7 +151,8 @@ pub fn schema() -> Value {
                                             "severity": { "enum": ["page", "ticket"] },
                                             "factor": { "type": "number", "exclusiveMinimum": 0 },
                                             "long": dur.clone(),
-                                            "short": dur.clone()
+                                            "short": dur.clone(),
+                                            "for": dur.clone()
                                         }
                                     }
                                 },

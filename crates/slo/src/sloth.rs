@@ -18,8 +18,9 @@
 //!   (labels we set ourselves are kept as `source_<name>`);
 //! - refused, naming the field: `sli.raw` (a ratio query, not counts),
 //!   `sli.plugin`, `slo_plugins` other than `alert_for`, both alerts disabled.
-//! - kept only as a note: alert `name` and `for` (our alert names are
-//!   generated per SLO and severity; our alerts have no `for`).
+//! - `alerting.name` → `page_alert.name` and `ticket_alert.name` (one name
+//!   for both, told apart by `severity`, as Sloth does); the `alert_for`
+//!   plugin's `for` → `page_alert.for`/`ticket_alert.for`.
 
 use std::collections::BTreeMap;
 
@@ -229,16 +230,13 @@ fn slo(r: &mut Report<'_>, doc: &Doc, sp: &str, s: &Value, crd: bool) -> Option<
         );
         return None;
     }
-    if alerting["name"].is_string() {
-        r.note(
-            doc,
-            &format!("{sp}.alerting.name"),
-            "alert name not kept: ours are generated per SLO and severity",
-        );
-    }
-    // SLO labels and the alerting block's labels/annotations go on both
+    // SLO labels and the alerting block's name/labels/annotations go on both
     // alerts, the per-severity ones on theirs
     let mut common = AlertMetaSpec::default();
+    // Sloth names both alerts `alerting.name`, told apart by severity: so do we
+    if let Some(n) = alerting["name"].as_str() {
+        common.name = Some(n.to_string());
+    }
     labels_of(
         r,
         doc,

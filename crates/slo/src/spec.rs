@@ -206,6 +206,10 @@ pub struct AlertingSpec {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AlertMetaSpec {
+    /// Alert name replacing the generated `<Slo>BurnRatePage`/`<Slo>BurnRateTicket`;
+    /// the page and ticket alert may share one (told apart by `severity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// How long a tier's condition must hold before the alert fires (Prometheus `for`).
     #[serde(rename = "for", default, skip_serializing_if = "Option::is_none")]
     pub for_: Option<Dur>,
@@ -223,6 +227,10 @@ pub struct TierSpec {
     pub factor: f64,
     pub long: Dur,
     pub short: Dur,
+    /// This tier's Prometheus `for`, overriding its alert's
+    /// (`page_alert.for`/`ticket_alert.for`); e.g. from a Pyrra import.
+    #[serde(rename = "for", default, skip_serializing_if = "Option::is_none")]
+    pub for_: Option<Dur>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

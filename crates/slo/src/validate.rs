@@ -944,6 +944,7 @@ fn check_alerting(
                 factor: t.factor,
                 long: t.long,
                 short: t.short,
+                for_: t.for_,
             })
             .collect(),
     };
@@ -1064,7 +1065,15 @@ fn check_alerting(
                 }
             }
         }
+        if let Some(n) = m.name.as_deref().filter(|n| !valid_metric_name(n)) {
+            ctx.err(
+                &format!("{p}.{key}.name"),
+                format!("`{n}` is not a valid alert name"),
+                "use letters, digits, `_` and `:`, not starting with a digit (e.g. `CommandApiAvailability`)",
+            );
+        }
         metas[i] = AlertMeta {
+            name: m.name.clone(),
             for_: m.for_,
             labels: m.labels.clone(),
             annotations: m.annotations.clone(),

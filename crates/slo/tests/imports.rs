@@ -74,6 +74,13 @@ fn sloth_fields_map_as_documented() {
         let page = a.page_alert.clone().expect("page_alert");
         let ticket = a.ticket_alert.clone().expect("ticket_alert");
         assert_eq!(page.labels["category"], "availability");
+        // Sloth's one `alerting.name` names both alerts (told apart by severity)
+        assert_eq!(
+            page.name.as_deref(),
+            Some("MyServiceHighErrorRate"),
+            "{file}"
+        );
+        assert_eq!(ticket.name, page.name, "{file}");
         assert_eq!(page.labels["routing_key"], "myteam");
         let want_for = (!crd).then(|| slo::duration::Dur::mins(5));
         assert_eq!(page.for_, want_for, "{file}");
@@ -115,7 +122,7 @@ fn sloth_fields_map_as_documented() {
             "{file}"
         );
         assert!(
-            notes.iter().any(|n| n.contains("alert name not kept")),
+            !notes.iter().any(|n| n.contains("alert name")),
             "{crd}: {notes:?}"
         );
     }
@@ -165,16 +172,15 @@ fn pyrra_fields_map_as_documented() {
     );
     // factor 14 on a 14-day window = 30 on our 30-day scale
     assert!((tiers[0].factor - 30.0).abs() < 1e-9);
-    // Pyrra's `for` of the first critical and warning tiers: 1m and 30m on 2 weeks
+    // Pyrra's `for` of each tier, exactly: window/20160, /2688, /672, /224 =
+    // 1m, 8m (7.5m rounds up like Go), 30m, 90m on 2 weeks
+    assert_eq!(
+        tiers.iter().map(|t| t.for_).collect::<Vec<_>>(),
+        [1, 8, 30, 90].map(|m| Some(slo::duration::Dur::mins(m)))
+    );
     let a = s.alerting.clone().expect("alerting");
-    assert_eq!(
-        a.page_alert.and_then(|m| m.for_),
-        Some(slo::duration::Dur::mins(1))
-    );
-    assert_eq!(
-        a.ticket_alert.and_then(|m| m.for_),
-        Some(slo::duration::Dur::mins(30))
-    );
+    assert_eq!(a.page_alert, None);
+    assert_eq!(a.ticket_alert, None);
     let (f, _) = import_one("pyrra-bool-gauge.yaml");
     assert_eq!(f.labels["team"], "operations");
     assert_eq!(f.labels["namespace"], "probes");
@@ -268,18 +274,26 @@ fn openslo_export_round_trips_every_spec() {
 /// long ratio after t minutes is s·t/L, so the page fires at the first t
 /// with s·t/L > θ; after the outage the short ratio is s·(S−u)/S, so the
 /// page resolves at the first u with s·(S−u)/S ≤ θ. The alert's `for`
-/// (Sloth's `page_alert.for`, Pyrra's first-tier `for`) delays the firing.
+/// (Sloth's `page_alert.for`, Pyrra's per-tier `for`) delays the firing.
 #[test]
 fn imported_pages_fire_and_resolve_when_the_source_tool_predicts() {
     let promtool = require_tool("promtool");
-    // (file, factor, long, short, `for` of the page alert), in minutes
-    for (file, factor, long, short, hold) in [
+    // (file, page tier, factor, long, short, `for` of that tier), in minutes
+    for (file, tier, factor, long, short, hold) in [
         // `page_alert.for: 5m` in the file
-        ("sloth-getting-started.yml", 14.4, 60usize, 5usize, 5usize),
-        ("sloth-k8s-getting-started.yml", 14.4, 60, 5, 0),
-        // Pyrra's first tier holds window/20160 = 1m on 2 weeks
-        ("pyrra-ratio.yaml", 14.0, 30, 3, 1),
-        ("pyrra-latency.yaml", 14.0, 30, 3, 1),
+        (
+            "sloth-getting-started.yml",
+            1u32,
+            14.4,
+            60usize,
+            5usize,
+            5usize,
+        ),
+        ("sloth-k8s-getting-started.yml", 1, 14.4, 60, 5, 0),
+        // Pyrra's tiers hold window/20160 = 1m and window/2688 = 8m on 2 weeks
+        ("pyrra-ratio.yaml", 1, 14.0, 30, 3, 1),
+        ("pyrra-ratio.yaml", 2, 7.0, 180, 15, 8),
+        ("pyrra-latency.yaml", 1, 14.0, 30, 3, 1),
     ] {
         let dir = tempfile::tempdir().expect("tempdir");
         let specs = dir.path().join("slo");
@@ -292,11 +306,34 @@ fn imported_pages_fire_and_resolve_when_the_source_tool_predicts() {
         assert!(out.ok, "{file}: {}", out.stderr);
         let slos = slo::validate::load_dir(&specs).expect("valid");
         let s = &slos[0];
+        if file.starts_with("sloth") {
+            // the imported name is the rules' and the promtool tests' alertname
+            for sev in [slo::spec::Severity::Page, slo::spec::Severity::Ticket] {
+                assert_eq!(
+                    slo::compile::burn_alert_name(s, sev),
+                    "MyServiceHighErrorRate"
+                );
+            }
+        }
         let theta = factor * (1.0 - s.objective);
         // whole bad events per minute: promtool accumulates `a+bxn` in
         // floats, and a fractional increment drifts into a counter reset
         let rate = slo::promtest::RATE_PER_MIN;
-        let share = (3.7 * theta * rate).round() / rate;
+        // a share whose window ratios never land on θ (no tie to round either way)
+        // of any tier (the scenario's checks cover every tier)
+        let off_theta = |share: f64| {
+            s.alerting.tiers.iter().all(|tr| {
+                let th = s.threshold_for(tr, s.window.nominal());
+                [tr.long, tr.short].iter().all(|w| {
+                    let n = (w.as_secs() / 60) as usize;
+                    (0..=n).all(|t| (share * t as f64 / n as f64 - th).abs() > 1e-6 * th)
+                })
+            })
+        };
+        let share = (0..40)
+            .map(|i| ((3.7 + 0.1 * i as f64) * theta * rate).round() / rate)
+            .find(|sh| off_theta(*sh))
+            .expect("a share off the threshold");
         assert!(
             share > theta && share < 1.0,
             "{file}: share {share}, θ {theta}"
@@ -322,11 +359,11 @@ fn imported_pages_fire_and_resolve_when_the_source_tool_predicts() {
         );
         let checkpoints = vec![h + fire - 1, h + fire, h + d + resolve - 1, h + d + resolve];
         let sim = slo::promtest::Simulator::new(s, &pattern);
-        let pages = |t: usize| sim.firing(t).page.contains(&1);
+        let pages = |t: usize| sim.firing(t).page.contains(&tier);
         assert_eq!(
             checkpoints.iter().map(|t| pages(*t)).collect::<Vec<_>>(),
             [false, true, true, false],
-            "{file}: our tier 1 disagrees with the source's prediction (fire +{fire}m, resolve +{resolve}m)"
+            "{file}: our tier {tier} disagrees with the source's prediction (fire +{fire}m, resolve +{resolve}m)"
         );
         let test = slo::promtest::test_file_with(
             s,
@@ -374,6 +411,17 @@ fn alert_labels_may_not_replace_the_routing_labels() {
     assert_eq!(
         (e.0[0].line, e.0[0].field.as_str()),
         (13, "slos[0].alerting.page_alert.labels.severity"),
+        "{e}"
+    );
+}
+
+#[test]
+fn alert_name_must_be_a_prometheus_name() {
+    let text = "service: a\nslos:\n  - name: x\n    objective: 0.99\n    window: {rolling: 30d}\n    sli:\n      ratio:\n        bad: {metric: e_total}\n        total: {metric: t_total}\n    alerting:\n      ticket_alert:\n        name: 9 bad name\n";
+    let e = slo::validate::parse_str("slo/a.yaml", text).expect_err("bad name");
+    assert_eq!(
+        (e.0[0].line, e.0[0].field.as_str()),
+        (12, "slos[0].alerting.ticket_alert.name"),
         "{e}"
     );
 }
