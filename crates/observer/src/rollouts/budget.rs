@@ -296,4 +296,27 @@ mod tests {
         );
         assert!(r.contains("--override") && r.contains("refused"), "{r}");
     }
+
+    /// A rollout the gate held (or an override started) takes the first
+    /// step's share, except blue-green, whose green takes no user traffic
+    /// before the switch.
+    #[test]
+    fn a_released_blue_green_rollout_takes_no_user_traffic() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../canary/");
+        for (file, want) in [
+            ("command-service.yaml", None),
+            ("examples/command-service-blue-green.yaml", Some(0)),
+        ] {
+            let path = format!("{root}{file}");
+            let text = std::fs::read_to_string(&path).expect("example spec");
+            let spec = CanarySpec::from_yaml(&path, &text).expect("valid example");
+            let state = canary::State::new(&spec);
+            let first = super::super::controller::first_weight(&spec, &state);
+            match want {
+                Some(w) => assert_eq!(first, w, "{file}"),
+                None => assert_eq!(first, state.percent(&spec), "{file}"),
+            }
+            assert!(first < 100, "{file}: a start never sends all traffic");
+        }
+    }
 }
