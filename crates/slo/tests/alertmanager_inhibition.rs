@@ -21,23 +21,32 @@ impl Drop for Killed {
 }
 
 fn request(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(s, "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).expect("write");
+    try_request(port, method, path, body).expect("request to alertmanager")
+}
+
+/// One HTTP/1.0 exchange; an I/O error (e.g. a reset while the server is
+/// still starting) is returned, so readiness checks can retry it.
+fn try_request(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
     let mut buf = String::new();
-    s.read_to_string(&mut buf).expect("read");
+    s.read_to_string(&mut buf)?;
     let status = buf
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    (
+    Ok((
         status,
         buf.split_once("\r\n\r\n")
             .map(|(_, b)| b.to_string())
             .unwrap_or_default(),
-    )
+    ))
 }
 
 /// A webhook receiver standing in for the pager and the ticket system.
@@ -143,8 +152,7 @@ fn start(hook: u16) -> Running {
             .expect("start alertmanager"),
     );
     wait_for("alertmanager readiness", || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-            && request(port, "GET", "/-/ready", "").0 == 200
+        try_request(port, "GET", "/-/ready", "").is_ok_and(|(status, _)| status == 200)
     });
     Running {
         _am: am,
