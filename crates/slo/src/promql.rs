@@ -598,3 +598,51 @@ pub fn sampled_gauge(
     };
     Some((name, matchers, bad, good))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod sampled_gauge_tests {
+    use super::sampled_gauge;
+
+    #[test]
+    fn reads_the_pyrra_and_sloth_gauge_forms() {
+        let (m, l, bad, good) = sampled_gauge(
+            r#"sum(sum_over_time(probe_success{job="b"}[$window]))"#,
+            true,
+            r#"sum(count_over_time(probe_success{job="b"}[$window]))"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (m.as_str(), l.len(), bad, good),
+            ("probe_success", 1, 0.0, 1.0)
+        );
+        let (m, _, bad, good) = sampled_gauge(
+            "sum_over_time((count(sat < 0.75))[$window:]) OR on() vector(0)",
+            false,
+            "sum_over_time((count(sat))[$window:])",
+        )
+        .unwrap();
+        assert_eq!((m.as_str(), bad, good), ("sat", 0.5, 1.0));
+    }
+
+    #[test]
+    fn refuses_other_shapes() {
+        for (n, t) in [
+            // another gauge in the total
+            ("sum_over_time(a[$window])", "count_over_time(b[$window])"),
+            // an average is not a count
+            ("avg_over_time(a[$window])", "count_over_time(a[$window])"),
+            // a subquery step other than the evaluation interval
+            (
+                "sum_over_time((count(a < 1))[$window:5m])",
+                "sum_over_time((count(a))[$window:5m])",
+            ),
+            // a fixed range
+            ("sum_over_time(a[1h])", "count_over_time(a[1h])"),
+            // counters
+            ("sum(increase(e[$window]))", "sum(increase(t[$window]))"),
+        ] {
+            assert_eq!(sampled_gauge(n, false, t), None, "{n} / {t}");
+        }
+    }
+}
