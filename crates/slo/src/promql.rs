@@ -465,3 +465,184 @@ pub fn counted_selector(expr: &str) -> Option<(String, Vec<crate::model::Matcher
     }
     Some((name?, out))
 }
+
+/// What a sampled-gauge expression counts per sample of its one gauge.
+#[derive(Debug, Clone, PartialEq)]
+enum Counts {
+    /// Every sample (`count_over_time(g[$window])`, `sum_over_time(count(g)[$window:])`).
+    All,
+    /// The sample values (`sum_over_time(g[$window])`, a 0/1 gauge).
+    Ones,
+    /// Samples for which `g <op> c` holds (`sum_over_time(count(g < c)[$window:])`).
+    Where(parser::token::TokenType, f64),
+}
+
+/// Reads one side of a sampled-gauge SLI: the gauge selector and what it
+/// counts, or None for any other shape.
+fn gauge_side(expr: &str) -> Option<(parser::VectorSelector, Counts)> {
+    let tree = parse(expr).ok()?;
+    // the `*_over_time` call, below optional `sum(...)`, parentheses and `or on() vector(0)`
+    fn over_time(e: &Expr) -> Option<&parser::Call> {
+        match e {
+            Expr::Aggregate(a) if a.op.to_string() == "sum" && a.modifier.is_none() => {
+                over_time(&a.expr)
+            }
+            Expr::Paren(p) => over_time(&p.expr),
+            Expr::Binary(b) if b.op.to_string() == "or" => match &*b.rhs {
+                Expr::Call(c) if c.func.name == "vector" => over_time(&b.lhs),
+                _ => None,
+            },
+            Expr::Call(c) if matches!(c.func.name, "sum_over_time" | "count_over_time") => Some(c),
+            _ => None,
+        }
+    }
+    fn unparen(e: &Expr) -> &Expr {
+        match e {
+            Expr::Paren(p) => unparen(&p.expr),
+            e => e,
+        }
+    }
+    let call = over_time(&tree)?;
+    let [arg] = &call.args.args[..] else {
+        return None;
+    };
+    let window = standin();
+    match unparen(arg) {
+        Expr::MatrixSelector(m)
+            if m.range == window && m.vs.offset.is_none() && m.vs.at.is_none() =>
+        {
+            let counts = if call.func.name == "sum_over_time" {
+                Counts::Ones
+            } else {
+                Counts::All
+            };
+            Some((m.vs.clone(), counts))
+        }
+        // evaluated at the rule evaluation interval: promtool's and the tests' 1m
+        Expr::Subquery(s)
+            if s.range == window
+                && s.step.is_none()
+                && s.offset.is_none()
+                && s.at.is_none()
+                && call.func.name == "sum_over_time" =>
+        {
+            let Expr::Aggregate(a) = unparen(&s.expr) else {
+                return None;
+            };
+            if a.op.to_string() != "count" || a.modifier.is_some() {
+                return None;
+            }
+            match unparen(&a.expr) {
+                Expr::VectorSelector(vs) if vs.offset.is_none() && vs.at.is_none() => {
+                    Some((vs.clone(), Counts::All))
+                }
+                Expr::Binary(b) if b.op.is_comparison_operator() && !b.return_bool() => {
+                    match (unparen(&b.lhs), unparen(&b.rhs)) {
+                        (Expr::VectorSelector(vs), Expr::NumberLiteral(n))
+                            if vs.offset.is_none() && vs.at.is_none() =>
+                        {
+                            Some((vs.clone(), Counts::Where(b.op, n.val)))
+                        }
+                        _ => None,
+                    }
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// A gauge SLI read sample by sample — Pyrra's `bool_gauge`
+/// (`sum_over_time(g[$window])` over `count_over_time(g[$window])`) or
+/// Sloth's subquery form (`sum_over_time(count(g < c)[$window:])` over
+/// `sum_over_time(count(g)[$window:])`): the gauge's metric and matchers and a
+/// value that makes a sample bad and one that makes it good. None for any
+/// other shape, or when one side does not read the same gauge.
+pub fn sampled_gauge(
+    numerator: &str,
+    numerator_is_good: bool,
+    total: &str,
+) -> Option<(String, Vec<crate::model::Matcher>, f64, f64)> {
+    let (nvs, ncounts) = gauge_side(numerator)?;
+    let (tvs, tcounts) = gauge_side(total)?;
+    if tcounts != Counts::All || nvs.to_string() != tvs.to_string() {
+        return None;
+    }
+    // (counted, not counted) sample values
+    let (counted, other) = match ncounts {
+        Counts::All => return None,
+        Counts::Ones => (1.0, 0.0),
+        Counts::Where(op, c) => {
+            let holds = |v: f64| match op.to_string().as_str() {
+                "<" => v < c,
+                "<=" => v <= c,
+                ">" => v > c,
+                ">=" => v >= c,
+                "==" => v == c,
+                "!=" => v != c,
+                _ => false,
+            };
+            let cands = [c - 0.25, c + 0.25, c];
+            (
+                *cands.iter().find(|v| holds(**v))?,
+                *cands.iter().find(|v| !holds(**v))?,
+            )
+        }
+    };
+    let (name, matchers) = counted_selector(&format!("increase({tvs}[$window])"))?;
+    let (bad, good) = if numerator_is_good {
+        (other, counted)
+    } else {
+        (counted, other)
+    };
+    Some((name, matchers, bad, good))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod sampled_gauge_tests {
+    use super::sampled_gauge;
+
+    #[test]
+    fn reads_the_pyrra_and_sloth_gauge_forms() {
+        let (m, l, bad, good) = sampled_gauge(
+            r#"sum(sum_over_time(probe_success{job="b"}[$window]))"#,
+            true,
+            r#"sum(count_over_time(probe_success{job="b"}[$window]))"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (m.as_str(), l.len(), bad, good),
+            ("probe_success", 1, 0.0, 1.0)
+        );
+        let (m, _, bad, good) = sampled_gauge(
+            "sum_over_time((count(sat < 0.75))[$window:]) OR on() vector(0)",
+            false,
+            "sum_over_time((count(sat))[$window:])",
+        )
+        .unwrap();
+        assert_eq!((m.as_str(), bad, good), ("sat", 0.5, 1.0));
+    }
+
+    #[test]
+    fn refuses_other_shapes() {
+        for (n, t) in [
+            // another gauge in the total
+            ("sum_over_time(a[$window])", "count_over_time(b[$window])"),
+            // an average is not a count
+            ("avg_over_time(a[$window])", "count_over_time(a[$window])"),
+            // a subquery step other than the evaluation interval
+            (
+                "sum_over_time((count(a < 1))[$window:5m])",
+                "sum_over_time((count(a))[$window:5m])",
+            ),
+            // a fixed range
+            ("sum_over_time(a[1h])", "count_over_time(a[1h])"),
+            // counters
+            ("sum(increase(e[$window]))", "sum(increase(t[$window]))"),
+        ] {
+            assert_eq!(sampled_gauge(n, false, t), None, "{n} / {t}");
+        }
+    }
+}

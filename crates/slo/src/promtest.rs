@@ -25,6 +25,9 @@ pub enum Pattern {
     Events(Vec<(f64, f64)>),
     /// Lag gauge sample at each minute (index m = minute m).
     Lag(Vec<f64>),
+    /// One gauge sample at each minute (index m = minute m), `true` when
+    /// bad: event SLIs that count gauge samples ([`gauge_sli`]).
+    Samples(Vec<bool>),
     /// No SLI data at all.
     Nothing(usize),
 }
@@ -34,6 +37,7 @@ impl Pattern {
         match self {
             Pattern::Events(v) => v.len(),
             Pattern::Lag(v) => v.len().saturating_sub(1),
+            Pattern::Samples(v) => v.len().saturating_sub(1),
             Pattern::Nothing(n) => *n,
         }
     }
@@ -45,6 +49,7 @@ pub struct Simulator<'a> {
     bad: Vec<f64>,
     total: Vec<f64>,
     lag: Vec<f64>,
+    samples: Vec<bool>,
     pub guard: bool,
 }
 
@@ -60,6 +65,7 @@ pub struct Firing {
 impl<'a> Simulator<'a> {
     pub fn new(slo: &'a Slo, p: &Pattern) -> Self {
         let (mut bad, mut total, mut lag) = (vec![0.0], vec![0.0], Vec::new());
+        let mut samples = Vec::new();
         match p {
             Pattern::Events(v) => {
                 for (t, b) in v {
@@ -68,6 +74,7 @@ impl<'a> Simulator<'a> {
                 }
             }
             Pattern::Lag(v) => lag = v.clone(),
+            Pattern::Samples(v) => samples = v.clone(),
             Pattern::Nothing(_) => {}
         }
         Simulator {
@@ -75,6 +82,7 @@ impl<'a> Simulator<'a> {
             bad,
             total,
             lag,
+            samples,
             guard: true,
         }
     }
@@ -86,8 +94,24 @@ impl<'a> Simulator<'a> {
         Some(series[t] - series[t.saturating_sub(w)])
     }
 
+    /// Bad and all gauge samples in the window `t-w ..= t` (Prometheus 2.x
+    /// ranges and `[w:]` subqueries on the minute include the left edge).
+    fn sample_counts(&self, t: usize, w: usize) -> Option<(usize, usize)> {
+        if t >= self.samples.len() {
+            return None;
+        }
+        let window = &self.samples[t.saturating_sub(w)..=t];
+        Some((window.iter().filter(|b| **b).count(), window.len()))
+    }
+
     /// Error ratio recorded for window `w` minutes at minute `t`.
     pub fn error_ratio(&self, t: usize, w: usize) -> f64 {
+        if !self.samples.is_empty() {
+            return self
+                .sample_counts(t, w)
+                .map(|(b, n)| b as f64 / n as f64)
+                .unwrap_or(0.0);
+        }
         match &self.slo.sli {
             Sli::Events {
                 numerator_is_good, ..
@@ -196,7 +220,13 @@ impl<'a> Simulator<'a> {
             }
             let mut on = long > th && short > th;
             if self.guard && self.slo.has_traffic() && self.slo.alerting.min_events > 0 {
-                let n = Self::inc(&self.total, t, mins(tier.short)).unwrap_or(-1.0);
+                let n = if self.samples.is_empty() {
+                    Self::inc(&self.total, t, mins(tier.short)).unwrap_or(-1.0)
+                } else {
+                    self.sample_counts(t, mins(tier.short))
+                        .map(|(_, n)| n as f64)
+                        .unwrap_or(-1.0)
+                };
                 let me = self.slo.alerting.min_events as f64;
                 if n >= 0.0 {
                     f.margin = f.margin.min(((n - me).abs() + 0.5) / me.max(1.0));
@@ -247,7 +277,7 @@ pub fn predicted_page_minutes(slo: &Slo) -> Option<(u32, f64)> {
     let sim = Simulator::new(slo, &Pattern::Nothing(0));
     let th = sim.threshold(t);
     let mut longest_window = minutes(t.long) as f64;
-    if matches!(slo.sli, Sli::ConsumerLag { .. }) {
+    if matches!(slo.sli, Sli::ConsumerLag { .. }) || gauge_sli(slo).is_some() {
         longest_window += 1.0; // t-w ..= t slices
     }
     Some((t.number, th * longest_window))
@@ -271,6 +301,8 @@ pub fn scenarios(slo: &Slo) -> Vec<Scenario> {
         .max()
         .unwrap_or(60);
     let is_lag = !matches!(slo.sli, Sli::Events { .. });
+    // counted gauge samples: one sample a minute, like the lag gauge
+    let sampled = is_lag || gauge_sli(slo).is_some();
     let bound = match &slo.sli {
         Sli::ConsumerLag {
             max_lag_seconds, ..
@@ -278,22 +310,27 @@ pub fn scenarios(slo: &Slo) -> Vec<Scenario> {
         _ => 0.0,
     };
     // Builds a pattern from "bad share" per minute.
-    let build = |len: usize, bad_share: &dyn Fn(usize) -> f64| -> Pattern {
-        if is_lag {
+    // `phase` starts the Bresenham accumulator of sampled SLIs
+    let build_at = |len: usize, phase: f64, bad_share: &dyn Fn(usize) -> f64| -> Pattern {
+        if sampled {
             // minute m is bad with the Bresenham spread of the share
-            let mut lag = vec![bound * 0.1];
-            let mut acc = 0.0;
+            let mut bad = vec![false];
+            let mut acc = phase;
             for m in 0..len {
                 let s = bad_share(m);
                 let before = acc;
                 acc += s;
-                lag.push(if s >= 1.0 || acc.floor() > before.floor() {
-                    bound * 10.0
-                } else {
-                    bound * 0.1
-                });
+                bad.push(s >= 1.0 || (before >= 0.0 && acc.floor() > before.floor()));
             }
-            Pattern::Lag(lag)
+            if is_lag {
+                Pattern::Lag(
+                    bad.iter()
+                        .map(|b| if *b { bound * 10.0 } else { bound * 0.1 })
+                        .collect(),
+                )
+            } else {
+                Pattern::Samples(bad)
+            }
         } else {
             Pattern::Events(
                 (0..len)
@@ -302,13 +339,57 @@ pub fn scenarios(slo: &Slo) -> Vec<Scenario> {
             )
         }
     };
+    let build = |len: usize, bad_share: &dyn Fn(usize) -> f64| build_at(len, 0.0, bad_share);
+    // A steady share of `mult`× the budget whose window ratios tie no
+    // threshold at the checkpoints: with whole sample counts a round
+    // threshold (0.005 = 1/200) can equal bad/all exactly while a window
+    // fills, so gauge SLIs try nearby shares and phases. The first candidate
+    // is the documented one (and the only one for counters).
+    let steady = |len: usize, mults: &[f64], checkpoints: &[usize]| -> (f64, Pattern) {
+        let phases: &[f64] = if sampled && !is_lag {
+            // a negative phase delays the first bad sample by -phase/share minutes
+            &[0.0, 0.5, -0.5, -1.0, -1.5, -2.0, -2.5, -3.0]
+        } else {
+            &[0.0]
+        };
+        for m in mults {
+            for ph in phases {
+                let p = build_at(len, *ph, &|_| m * budget);
+                let sim = Simulator::new(slo, &p);
+                if checkpoints.iter().all(|c| sim.firing(*c).margin >= 1e-6) {
+                    return (*m, p);
+                }
+            }
+        }
+        (mults[0], build(len, &|_| mults[0] * budget))
+    };
+    let mults = |first: f64, others: &[f64]| -> Vec<f64> {
+        let mut v = vec![first];
+        if sampled && !is_lag {
+            v.extend_from_slice(others);
+        }
+        v
+    };
     let mut out = Vec::new();
     let healthy_len = 720usize.max(max_short * 2);
+    let checkpoints = vec![5, 60, 360, healthy_len];
+    let (m, pattern) = steady(
+        healthy_len,
+        &mults(0.5, &[0.45, 0.55, 0.4, 0.6, 0.35, 0.65]),
+        &checkpoints,
+    );
     out.push(Scenario {
         name: "healthy",
-        what: "errors at half the budget rate for a day: nothing fires".into(),
-        pattern: build(healthy_len, &|_| 0.5 * budget),
-        checkpoints: vec![5, 60, 360, healthy_len],
+        what: if m == 0.5 {
+            "errors at half the budget rate for a day: nothing fires".into()
+        } else {
+            format!(
+                "errors at {}× the budget rate for a day: nothing fires",
+                num(m)
+            )
+        },
+        pattern,
+        checkpoints,
         no_data_at: None,
     });
     let (_, pred) = predicted_page_minutes(slo).unwrap_or((0, 1.0));
@@ -326,11 +407,20 @@ pub fn scenarios(slo: &Slo) -> Vec<Scenario> {
         no_data_at: None,
     });
     let slow_len = 720usize.max(max_short * 2);
+    let checkpoints = vec![60, 360, 720, slow_len];
+    let (m, pattern) = steady(
+        slow_len,
+        &mults(1.5, &[1.45, 1.55, 1.4, 1.6, 1.35, 1.65, 1.3, 1.7]),
+        &checkpoints,
+    );
     out.push(Scenario {
         name: "slow-burn",
-        what: "errors at 1.5× the budget rate for a day: only the ticket fires".into(),
-        pattern: build(slow_len, &|_| 1.5 * budget),
-        checkpoints: vec![60, 360, 720, slow_len],
+        what: format!(
+            "errors at {}× the budget rate for a day: only the ticket fires",
+            num(m)
+        ),
+        pattern,
+        checkpoints,
         no_data_at: None,
     });
     let rec_len = history + 60 + max_short + 30;
@@ -344,7 +434,7 @@ pub fn scenarios(slo: &Slo) -> Vec<Scenario> {
         checkpoints: vec![history + 60, history + 70, history + 120, history + 60 + max_short + 1, rec_len],
         no_data_at: None,
     });
-    if !is_lag {
+    if !sampled {
         let len = 360;
         out.push(Scenario {
             name: "low-traffic",
@@ -565,6 +655,44 @@ fn render_series(metric: &str, l: &BTreeMap<String, String>) -> String {
     Query::render_selector(metric, &ms)
 }
 
+/// An event SLI that counts the samples of one gauge (Pyrra's `bool_gauge`,
+/// Sloth's `count(g < c)` subqueries; see [`crate::promql::sampled_gauge`]):
+/// the gauge's metric and matchers, a bad and a good sample value.
+pub fn gauge_sli(slo: &Slo) -> Option<(String, Vec<Matcher>, f64, f64)> {
+    match &slo.sli {
+        Sli::Events {
+            numerator: Query::Promql(n),
+            numerator_is_good,
+            total: Query::Promql(t),
+            ..
+        } => crate::promql::sampled_gauge(n, *numerator_is_good, t),
+        _ => None,
+    }
+}
+
+/// Steps a `[w:]` subquery may take in `promtool test rules`: its test
+/// engine loads far fewer samples per query than Prometheus. Observed with
+/// promtool 2.42: a 3-day subquery at 1m (4,320 steps) evaluates, the 30-day
+/// period (43,200) fails; 10,000 is assumed as the bound.
+pub const PROMTOOL_SUBQUERY_STEPS: u64 = 10_000;
+
+/// Steps of the longest `[$window:]` subquery (the period's) when more than
+/// [`PROMTOOL_SUBQUERY_STEPS`].
+pub fn subquery_steps_over_promtool_limit(slo: &Slo) -> Option<u64> {
+    let Sli::Events {
+        numerator, total, ..
+    } = &slo.sli
+    else {
+        return None;
+    };
+    let sub = format!("[{}:", crate::promql::WINDOW);
+    let uses = [numerator, total]
+        .iter()
+        .any(|q| matches!(q, Query::Promql(p) if p.replace(' ', "").contains(&sub)));
+    let steps = slo.window.nominal().as_secs() / 60;
+    (uses && steps > PROMTOOL_SUBQUERY_STEPS).then_some(steps)
+}
+
 /// Input series for a pattern, or the reason the SLI cannot be synthesised.
 fn input_series(slo: &Slo, p: &Pattern) -> Result<Vec<InputSeries>, String> {
     match (p, &slo.sli) {
@@ -672,6 +800,16 @@ fn input_series(slo: &Slo, p: &Pattern) -> Result<Vec<InputSeries>, String> {
                 },
             ])
         }
+        (Pattern::Samples(v), _) => {
+            let (metric, matchers, bad, good) =
+                gauge_sli(slo).ok_or("the SLI does not count gauge samples")?;
+            let l = eq_labels(&matchers).ok_or("a regex matcher has no simple matching value")?;
+            let vals: Vec<f64> = v.iter().map(|b| if *b { bad } else { good }).collect();
+            Ok(vec![InputSeries {
+                series: render_series(&metric, &l),
+                values: gauge_values(&vals),
+            }])
+        }
         _ => Err("pattern does not fit the SLI".into()),
     }
 }
@@ -740,6 +878,12 @@ fn exp_no_data(slo: &Slo, runbook_base: &str) -> ExpAlert {
 
 /// Result of planning one SLO's tests: the file or why it is not possible.
 pub fn test_file(slo: &Slo, runbook_base: &str) -> Result<String, String> {
+    if let Some(steps) = subquery_steps_over_promtool_limit(slo) {
+        return Err(format!(
+            "its `[$window:]` subquery over the {} period evaluates {steps} one-minute steps, more than `promtool test rules` loads per query (`query processing would load too many samples into memory`); Prometheus' default limit (50,000,000) is not hit",
+            slo.window.nominal().words()
+        ));
+    }
     test_file_with(slo, runbook_base, scenarios(slo))
 }
 
