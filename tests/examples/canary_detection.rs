@@ -19,6 +19,7 @@ use devstack::haproxy::{BACKEND, CANARY, Haproxy, STABLE};
 use devstack::prometheus::{Prometheus, PrometheusOptions};
 use devstack::{Stack, free_port, wait_until};
 use serde_json::Value;
+use system_tests::rollouts::addr;
 
 const NAME: &str = "command-service";
 
@@ -40,7 +41,6 @@ async fn main() -> anyhow::Result<()> {
             &[("VERSION", "canary"), ("FAULT_ERROR_RATE", fault.as_str())],
         )
         .await?;
-    let addr = |p: &devstack::ServiceProcess| format!("127.0.0.1:{}", p.port);
     let gw = Haproxy::start(&addr(&stable), &addr(&canary), 0).await?;
     wait_until(
         "HAProxy to see both servers up",

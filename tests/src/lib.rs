@@ -3,6 +3,7 @@
 
 pub mod dom;
 pub mod otlp;
+pub mod rollouts;
 
 use std::time::Duration;
 

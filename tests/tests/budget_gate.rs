@@ -21,6 +21,7 @@ use devstack::haproxy::{BACKEND, CANARY, Haproxy, STABLE};
 use devstack::prometheus::{Prometheus, PrometheusOptions};
 use devstack::{ServiceProcess, Stack, free_port, wait_until};
 use serde_json::Value;
+use system_tests::rollouts::{CanaryApi, addr, todoctl};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -44,10 +45,6 @@ impl Drop for Gate {
     fn drop(&mut self) {
         self.stop_load.store(true, Ordering::Relaxed);
     }
-}
-
-fn addr(p: &ServiceProcess) -> String {
-    format!("127.0.0.1:{}", p.port)
 }
 
 fn create(http: &reqwest::Client, base: &str, i: u64) -> reqwest::RequestBuilder {
@@ -183,20 +180,20 @@ impl Gate {
         Ok(())
     }
 
-    async fn status(&self) -> anyhow::Result<Value> {
-        Ok(self
-            .http
-            .get(format!(
-                "{}/api/v1/canaries/{NAME}",
-                self.observer.base_url()
-            ))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?)
+    fn api(&self) -> CanaryApi<'_> {
+        CanaryApi {
+            http: &self.http,
+            observer_url: self.observer.base_url(),
+            name: NAME,
+        }
     }
 
+    async fn status(&self) -> anyhow::Result<Value> {
+        self.api().status().await
+    }
+
+    /// Unlike `CanaryApi::wait_phase`, tolerant of the observer not
+    /// knowing the canary yet (the spec was only just written).
     async fn wait_phase(&self, phase: &str) -> anyhow::Result<Value> {
         wait_until(
             &format!("the rollout to be {phase}"),
@@ -213,20 +210,7 @@ impl Gate {
 
     /// Oldest first.
     async fn decisions(&self) -> anyhow::Result<Vec<Value>> {
-        let v: Value = self
-            .http
-            .get(format!(
-                "{}/api/v1/canaries/{NAME}/decisions?limit=1000",
-                self.observer.base_url()
-            ))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        let mut rows = v.as_array().cloned().unwrap_or_default();
-        rows.reverse();
-        Ok(rows)
+        self.api().decisions().await
     }
 
     async fn canary_weight(&self) -> anyhow::Result<u32> {
@@ -239,20 +223,6 @@ impl Gate {
             .and_then(|w| w.parse().ok())
             .ok_or_else(|| anyhow::anyhow!("get weight answered {w:?}"))
     }
-}
-
-async fn todoctl(args: &[&str]) -> anyhow::Result<(i32, String, String)> {
-    let bin = devstack::workspace_bin("todoctl")?;
-    let out = tokio::process::Command::new(bin)
-        .args(args)
-        .env_remove("TODOCTL_TOKEN")
-        .output()
-        .await?;
-    Ok((
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
 }
 
 /// An exhausted budget: `block` holds the rollout and refuses an override;

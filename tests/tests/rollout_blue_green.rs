@@ -17,6 +17,7 @@ use devstack::haproxy::{BACKEND, CANARY, Haproxy, PREVIEW, STABLE};
 use devstack::prometheus::{Prometheus, PrometheusOptions};
 use devstack::{ServiceProcess, Stack, free_port, wait_until};
 use serde_json::Value;
+use system_tests::rollouts::{CanaryApi, addr, todoctl, warm};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -36,23 +37,6 @@ struct Harness {
     stop_load: Arc<AtomicBool>,
     sent: Arc<AtomicU64>,
     http: reqwest::Client,
-}
-
-fn addr(p: &ServiceProcess) -> String {
-    format!("127.0.0.1:{}", p.port)
-}
-
-async fn warm(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
-    for i in 0..20 {
-        let r = http
-            .post(format!("{base}/v1/todos"))
-            .header("x-user-id", "warm-up")
-            .json(&serde_json::json!({ "title": format!("warm-up {i}") }))
-            .send()
-            .await?;
-        anyhow::ensure!(r.status().is_success(), "warm-up answered {}", r.status());
-    }
-    Ok(())
 }
 
 impl Harness {
@@ -139,6 +123,27 @@ impl Harness {
         })
     }
 
+    fn api(&self) -> CanaryApi<'_> {
+        CanaryApi {
+            http: &self.http,
+            observer_url: self.observer_url(),
+            name: NAME,
+        }
+    }
+
+    async fn status(&self) -> anyhow::Result<Value> {
+        self.api().status().await
+    }
+
+    /// Oldest first.
+    async fn decisions(&self) -> anyhow::Result<Vec<Value>> {
+        self.api().decisions().await
+    }
+
+    async fn wait_phase(&self, phase: &str, timeout: Duration) -> anyhow::Result<Value> {
+        self.api().wait_phase(phase, timeout).await
+    }
+
     fn observer_url(&self) -> String {
         self.observer.base_url()
     }
@@ -178,58 +183,6 @@ impl Harness {
             ServiceProcess::spawn("observer", port, &self.observer_env, self.stack.log_dir())
                 .await?;
         Ok(())
-    }
-
-    async fn status(&self) -> anyhow::Result<Value> {
-        Ok(self
-            .http
-            .get(format!("{}/api/v1/canaries/{NAME}", self.observer_url()))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?)
-    }
-
-    async fn decisions(&self) -> anyhow::Result<Vec<Value>> {
-        let v: Value = self
-            .http
-            .get(format!(
-                "{}/api/v1/canaries/{NAME}/decisions?limit=1000",
-                self.observer_url()
-            ))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        let mut rows = v.as_array().cloned().unwrap_or_default();
-        rows.reverse(); // oldest first
-        Ok(rows)
-    }
-
-    async fn wait_phase(&self, phase: &str, timeout: Duration) -> anyhow::Result<Value> {
-        let started = Instant::now();
-        loop {
-            let v = self.status().await?;
-            let p = v["rollout"]["phase"].as_str().unwrap_or("").to_string();
-            if p == phase {
-                return Ok(v);
-            }
-            if ["succeeded", "rolled_back", "aborted"].contains(&p.as_str()) {
-                anyhow::bail!(
-                    "rollout ended {p}, expected {phase}; decisions: {:#?}",
-                    self.decisions().await?
-                );
-            }
-            if started.elapsed() > timeout {
-                anyhow::bail!(
-                    "rollout still {p} after {timeout:?}, expected {phase}; decisions: {:#?}",
-                    self.decisions().await?
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
     }
 
     /// Wait for a `scale_down` decision of `side` (`stable` or `canary`).
@@ -301,20 +254,6 @@ impl Drop for Harness {
     fn drop(&mut self) {
         self.stop_load.store(true, Ordering::Relaxed);
     }
-}
-
-async fn todoctl(args: &[&str]) -> anyhow::Result<(i32, String, String)> {
-    let bin = devstack::workspace_bin("todoctl")?;
-    let out = tokio::process::Command::new(bin)
-        .args(args)
-        .env_remove("TODOCTL_TOKEN")
-        .output()
-        .await?;
-    Ok((
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
 }
 
 fn analyses(decisions: &[Value]) -> Vec<&Value> {
