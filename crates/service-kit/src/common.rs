@@ -36,6 +36,10 @@ fn stable() -> String {
     "stable".into()
 }
 
+fn fetch_wait_max_ms() -> u32 {
+    bus::settings::DEFAULT_FETCH_WAIT_MAX_MS
+}
+
 /// Where a service listens: every service, the observer included.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(bound = "D: Defaults")]
@@ -100,6 +104,13 @@ pub struct PlatformConfig<D> {
     #[serde(default = "db_max_connections::<D>")]
     pub db_max_connections: u32,
     pub kafka_brokers: String,
+    /// The consumers' `fetch.wait.max.ms` (see
+    /// [`bus::KafkaSettings::fetch_wait_max_ms`]): short (the default, 10)
+    /// on tansu, where the wait shows in every record's delivery; 500 on
+    /// Apache Kafka (compose, Kubernetes), where it costs no latency and
+    /// saves idle fetches.
+    #[serde(default = "fetch_wait_max_ms")]
+    pub kafka_fetch_wait_max_ms: u32,
     /// `stable` or `canary`: the `version` label on every metric.
     #[serde(default = "stable")]
     pub version: String,
@@ -113,6 +124,12 @@ impl<D> PlatformConfig<D> {
         p.brokers("kafka_brokers", &self.kafka_brokers, false);
         if self.db_max_connections == 0 {
             p.add("db_max_connections", "must be at least 1");
+        }
+        if !(1..=60_000).contains(&self.kafka_fetch_wait_max_ms) {
+            p.add(
+                "kafka_fetch_wait_max_ms",
+                "must be between 1 and 60000 (milliseconds)",
+            );
         }
     }
 }
@@ -243,6 +260,29 @@ mod tests {
         assert_eq!(
             c.listen.tls_cert_file.as_deref(),
             Some(std::path::Path::new("/c.pem"))
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn fetch_wait_defaults_to_the_bus_default_and_a_zero_wait_is_a_problem() -> anyhow::Result<()> {
+        let c = load(&[])?;
+        assert_eq!(
+            c.platform.kafka_fetch_wait_max_ms,
+            bus::settings::DEFAULT_FETCH_WAIT_MAX_MS
+        );
+        let c = load(&[("SVC_KAFKA_FETCH_WAIT_MAX_MS", "500")])?;
+        assert_eq!(c.platform.kafka_fetch_wait_max_ms, 500);
+        let mut p = Problems::new("svc");
+        c.platform.problems(&mut p);
+        assert!(p.is_empty());
+        let c = load(&[("SVC_KAFKA_FETCH_WAIT_MAX_MS", "0")])?;
+        let mut p = Problems::new("svc");
+        c.platform.problems(&mut p);
+        let e = p.into_result().expect_err("0 ms").to_string();
+        assert!(
+            e.contains("SVC_KAFKA_FETCH_WAIT_MAX_MS: must be between 1"),
+            "{e}"
         );
         Ok(())
     }

@@ -55,6 +55,7 @@ impl Platform {
             platform.kafka_brokers.clone(),
             format!("{service}-{}", platform.version),
         );
+        kafka.fetch_wait_max_ms = platform.kafka_fetch_wait_max_ms;
         tune(&mut kafka);
         let producer = kafka
             .producer()

@@ -56,6 +56,10 @@ pub struct BenchArgs {
     /// pgbench's) when installed, else the built-in Rust client.
     #[arg(long, value_enum, default_value_t = LoadGenerator::Auto)]
     load_generator: LoadGenerator,
+    /// The consumers' `fetch.wait.max.ms`, for the services (their
+    /// `kafka_fetch_wait_max_ms`) and the round-trip baseline alike.
+    #[arg(long, default_value_t = bus::settings::DEFAULT_FETCH_WAIT_MAX_MS)]
+    fetch_wait_max_ms: u32,
     #[arg(long, value_enum, default_value_t)]
     output: Output,
 }
@@ -106,6 +110,8 @@ struct Report {
     concurrency: usize,
     duration_secs: u64,
     load_generator: LoadGenerator,
+    /// The consumers' `fetch.wait.max.ms` (services and round trip alike).
+    fetch_wait_max_ms: u32,
     pgbench_insert_tps: f64,
     pgbench_latency_avg_ms: f64,
     write_tps: f64,
@@ -215,12 +221,14 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
             .await?;
         (pg, tps, lat, cpu_alone)
     };
-    let command = stack.spawn(Service::Command, &[]).await?;
-    let query = stack.spawn(Service::Query, &[]).await?;
+    let fetch_wait = a.fetch_wait_max_ms.to_string();
+    let kafka_env: &[(&str, &str)] = &[("KAFKA_FETCH_WAIT_MAX_MS", &fetch_wait)];
+    let command = stack.spawn(Service::Command, kafka_env).await?;
+    let query = stack.spawn(Service::Query, kafka_env).await?;
     let processor = if a.without_processor {
         None
     } else {
-        Some(stack.spawn(Service::Processor, &[]).await?)
+        Some(stack.spawn(Service::Processor, kafka_env).await?)
     };
     warm_up(&http, &command.base_url(), &query.base_url()).await?;
 
@@ -310,7 +318,13 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         "baseline: Kafka produce→consume round trip at {} msg/s",
         a.freshness_rate
     ));
-    let rt = roundtrip(&stack.broker.brokers(), a.freshness_rate, a.freshness_secs).await?;
+    let rt = roundtrip(
+        &stack.broker.brokers(),
+        a.fetch_wait_max_ms,
+        a.freshness_rate,
+        a.freshness_secs,
+    )
+    .await?;
     log(&format!(
         "  p50 {:.1} ms, p99 {:.1} ms",
         rt.p50_ms, rt.p99_ms
@@ -322,6 +336,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         concurrency: a.concurrency,
         duration_secs: a.duration_secs,
         load_generator: generator,
+        fetch_wait_max_ms: a.fetch_wait_max_ms,
         pgbench_insert_tps: pg_tps,
         pgbench_latency_avg_ms: pg_lat,
         write_tps,
@@ -920,9 +935,15 @@ async fn freshness(
     })
 }
 
-async fn roundtrip(brokers: &str, rate: u64, secs: u64) -> anyhow::Result<Percentiles> {
+async fn roundtrip(
+    brokers: &str,
+    fetch_wait_max_ms: u32,
+    rate: u64,
+    secs: u64,
+) -> anyhow::Result<Percentiles> {
     let topic = format!("bench-roundtrip-{}", uuid::Uuid::new_v4().simple());
-    let settings = bus::KafkaSettings::new(brokers, "todoctl-bench");
+    let mut settings = bus::KafkaSettings::new(brokers, "todoctl-bench");
+    settings.fetch_wait_max_ms = fetch_wait_max_ms;
     bus::ensure_topics(&settings, &[(&topic, 6)]).await?;
     let producer: FutureProducer = settings.producer()?;
     let consumer: StreamConsumer =
@@ -979,8 +1000,8 @@ async fn roundtrip(brokers: &str, rate: u64, secs: u64) -> anyhow::Result<Percen
 
 fn print_table(r: &Report) {
     println!(
-        "machine: {}; postgres durable (fsync on): {}; load generator: {:?}",
-        r.machine, r.postgres_durable, r.load_generator
+        "machine: {}; postgres durable (fsync on): {}; load generator: {:?}; consumers' fetch.wait.max.ms: {}",
+        r.machine, r.postgres_durable, r.load_generator, r.fetch_wait_max_ms
     );
     println!();
     println!("| measure | ours | baseline | ratio |");
