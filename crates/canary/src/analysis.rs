@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::sprt::RateSprt;
-use crate::{CanarySpec, Sprt};
+use crate::{CanarySpec, Sprt, Strategy};
 
 /// What one side served during an interval.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -118,6 +118,11 @@ pub struct State {
     pub consumed_in_step: u64,
     #[serde(default)]
     pub dead_lettered_in_step: u64,
+    /// Canary requests of this step served in intervals when the stable side
+    /// served none: counted by the absolute guards, not toward
+    /// `min_requests` (nothing was compared).
+    #[serde(default)]
+    pub uncompared_requests_in_step: u64,
     pub finished: bool,
 }
 
@@ -151,6 +156,7 @@ impl State {
             canary_errors_in_step: 0,
             consumed_in_step: 0,
             dead_lettered_in_step: 0,
+            uncompared_requests_in_step: 0,
             finished: false,
         }
     }
@@ -262,10 +268,20 @@ pub fn analyze(spec: &CanarySpec, state: &mut State, interval: &Interval) -> Dec
         d.reason = "no canary traffic this interval: paused, weights unchanged".into();
         return d;
     }
+    // An interval in which stable served nothing holds no comparison (all
+    // the traffic is the canary's): it cannot pass a step, only the absolute
+    // guards below can act on it. The canary strategy's last step (100%)
+    // has no stable traffic by design and is judged on those guards alone.
+    let uncompared =
+        stable.requests == 0 && (spec.strategy == Strategy::BlueGreen || step_percent < 100);
     let share = canary.requests as f64 / (canary.requests + stable.requests) as f64;
     d.canary_share = share;
-    state.errors.update(share, canary.errors, stable.errors);
-    state.latency.update(share, canary.slow, stable.slow);
+    if uncompared {
+        state.uncompared_requests_in_step += canary.requests;
+    } else {
+        state.errors.update(share, canary.errors, stable.errors);
+        state.latency.update(share, canary.slow, stable.slow);
+    }
     let burn_test = burn_test(spec);
     state.burn_llr = burn_test.update(state.burn_llr, canary.requests, canary.errors);
     d.burn_llr = state.burn_llr;
@@ -351,11 +367,21 @@ pub fn analyze(spec: &CanarySpec, state: &mut State, interval: &Interval) -> Dec
             state.latency.llr,
             state.latency.upper()
         );
-    } else if state.canary_requests_in_step < spec.analysis.min_requests {
+    } else if uncompared {
+        d.verdict = Verdict::Hold;
+        d.reason = format!(
+            "no stable traffic this interval to compare the canary with: holding at {step_percent}% ({} of {} compared canary requests)",
+            state.canary_requests_in_step - state.uncompared_requests_in_step,
+            spec.analysis.min_requests
+        );
+    } else if state.canary_requests_in_step - state.uncompared_requests_in_step
+        < spec.analysis.min_requests
+    {
         d.verdict = Verdict::Hold;
         d.reason = format!(
             "collecting evidence at {step_percent}%: {} of {} canary requests",
-            state.canary_requests_in_step, spec.analysis.min_requests
+            state.canary_requests_in_step - state.uncompared_requests_in_step,
+            spec.analysis.min_requests
         );
     } else if state.step + 1 >= spec.steps.len() {
         state.finished = true;
@@ -422,6 +448,71 @@ mod tests {
             "{verdicts:?}"
         );
         assert_eq!(verdicts.last(), Some(&Verdict::Complete));
+    }
+
+    fn slow(requests: u64) -> Observation {
+        Observation {
+            requests,
+            errors: 0,
+            slow: requests,
+        }
+    }
+
+    fn data(stable: Observation, canary: Observation) -> Interval {
+        Interval::Data {
+            stable,
+            canary,
+            consumer: None,
+        }
+    }
+
+    /// A slow canary with no stable traffic to compare it with is held, never
+    /// passed; once stable serves again, the latency test rolls it back.
+    fn no_baseline_holds_then_latency_rolls_back(s: &CanarySpec) {
+        let mut st = State::new(s);
+        for _ in 0..40 {
+            let d = analyze(s, &mut st, &data(obs(0, 0), slow(120)));
+            assert_eq!(d.verdict, Verdict::Hold, "{}", d.reason);
+            assert!(d.reason.starts_with("no stable traffic"), "{}", d.reason);
+        }
+        let verdict = (0..40)
+            .map(|_| analyze(s, &mut st, &data(obs(1000, 0), slow(120))))
+            .find(|d| d.verdict != Verdict::Hold)
+            .expect("a verdict");
+        assert_eq!(verdict.verdict, Verdict::Rollback, "{}", verdict.reason);
+        assert!(verdict.reason.starts_with("latency"), "{}", verdict.reason);
+    }
+
+    #[test]
+    fn a_canary_step_without_stable_traffic_is_held_not_passed() {
+        no_baseline_holds_then_latency_rolls_back(&spec());
+    }
+
+    #[test]
+    fn blue_green_without_blue_traffic_is_held_not_switched() {
+        let s = CanarySpec::from_yaml(
+            "t.yaml",
+            "name: c\ntarget: command-service\nstable: command/stable\ncanary: command/canary\nstable_version: a\ncanary_version: b\n\
+             driver:\n  haproxy:\n    runtime_api: 127.0.0.1:9999\n\
+             strategy: blue_green\nblue_green:\n  preview: preview/canary\n  load:\n    url: http://127.0.0.1:8090\n",
+        )
+        .expect("valid");
+        assert_eq!(s.steps, [100]);
+        no_baseline_holds_then_latency_rolls_back(&s);
+    }
+
+    #[test]
+    fn the_canary_strategys_last_step_needs_no_stable_traffic() {
+        let s = spec();
+        let mut st = State::new(&s);
+        while st.percent(&s) < 100 {
+            analyze(&s, &mut st, &data(obs(1000, 1), obs(120, 0)));
+        }
+        let d = (0..10)
+            .map(|_| analyze(&s, &mut st, &data(obs(0, 0), obs(120, 0))))
+            .find(|d| d.verdict != Verdict::Hold)
+            .expect("a verdict");
+        assert_eq!(d.verdict, Verdict::Complete, "{}", d.reason);
     }
 
     #[test]
