@@ -287,6 +287,7 @@ pub fn analyze(spec: &CanarySpec, state: &mut State, interval: &Interval) -> Dec
     d.burn_llr = state.burn_llr;
     state.canary_requests_in_step += canary.requests;
     state.canary_errors_in_step += canary.errors;
+    let compared = state.canary_requests_in_step - state.uncompared_requests_in_step;
     d.error_llr = state.errors.llr;
     d.latency_llr = state.latency.llr;
     d.canary_requests_in_step = state.canary_requests_in_step;
@@ -370,17 +371,13 @@ pub fn analyze(spec: &CanarySpec, state: &mut State, interval: &Interval) -> Dec
     } else if uncompared {
         d.verdict = Verdict::Hold;
         d.reason = format!(
-            "no stable traffic this interval to compare the canary with: holding at {step_percent}% ({} of {} compared canary requests)",
-            state.canary_requests_in_step - state.uncompared_requests_in_step,
+            "no stable traffic this interval to compare the canary with: holding at {step_percent}% ({compared} of {} compared canary requests)",
             spec.analysis.min_requests
         );
-    } else if state.canary_requests_in_step - state.uncompared_requests_in_step
-        < spec.analysis.min_requests
-    {
+    } else if compared < spec.analysis.min_requests {
         d.verdict = Verdict::Hold;
         d.reason = format!(
-            "collecting evidence at {step_percent}%: {} of {} canary requests",
-            state.canary_requests_in_step - state.uncompared_requests_in_step,
+            "collecting evidence at {step_percent}%: {compared} of {} canary requests",
             spec.analysis.min_requests
         );
     } else if state.step + 1 >= spec.steps.len() {
