@@ -166,3 +166,98 @@ async fn filters_sorts_and_cursor_pagination() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Applies `batches` batches of 20 created todos through the projector's
+/// batch apply.
+async fn project_created(pool: &sqlx::PgPool, batches: usize) -> anyhow::Result<()> {
+    use contracts::{Priority, TodoCreated, TodoEvent, TodoEventData};
+    for batch in 0..batches {
+        let events: Vec<TodoEvent> = (0..20)
+            .map(|i| TodoEvent {
+                event_id: uuid::Uuid::new_v4(),
+                schema_version: 1,
+                occurred_at: chrono::Utc::now(),
+                user_id: format!("user-{}", i % 7),
+                todo_id: uuid::Uuid::new_v4(),
+                stream_version: 1,
+                trace: None,
+                data: TodoEventData::Created(TodoCreated {
+                    title: format!("todo {batch}/{i}"),
+                    description: String::new(),
+                    priority: Priority::Medium,
+                    due_date: None,
+                    tags: vec![],
+                }),
+            })
+            .collect();
+        let applied =
+            todo_store::read::apply_batch(pool, todo_store::read::Tables::Live, &events).await?;
+        assert_eq!(applied.applied.len(), 20);
+    }
+    Ok(())
+}
+
+/// Sequential scans of `read_todos` so far, by the pool's one connection.
+async fn read_todos_seq_scans(pool: &sqlx::PgPool) -> anyhow::Result<i64> {
+    // A backend's counters reach pg_stat_user_tables when it goes idle.
+    sqlx::query("SELECT pg_stat_force_next_flush()")
+        .execute(pool)
+        .await?;
+    Ok(
+        sqlx::query_scalar("SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'read_todos'")
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+/// Sequential scans of `read_todos` in 100 projector batches (2,000 todos)
+/// after the first 300 batches (6,000 todos) into a new read model: what a
+/// new deployment and the replay's rebuild tables go through before
+/// autovacuum's first ANALYZE.
+async fn scans_once_grown(pool: &sqlx::PgPool) -> anyhow::Result<i64> {
+    todo_store::migrate::run(pool, todo_store::migrate::Component::Query).await?;
+    project_created(pool, 300).await?;
+    let before = read_todos_seq_scans(pool).await?;
+    project_created(pool, 100).await?;
+    Ok(read_todos_seq_scans(pool).await? - before)
+}
+
+/// Every pool of ours plans each statement with its parameters. Postgres
+/// otherwise settles on a generic plan from a statement's sixth run and keeps
+/// it until the table's statistics change: made while the table was young,
+/// the projector's lookup of the batch's rows is a sequential scan, repeated
+/// for every batch as the table grows (the control, on a plain pool, shows it).
+#[tokio::test]
+async fn the_projector_keeps_its_index_while_a_new_read_model_grows() -> anyhow::Result<()> {
+    use devstack::postgres::{Options, Postgres};
+    let pg = Postgres::start(Options::for_tests()).await?;
+
+    let plain = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&pg.create_database("plans").await?)
+        .await?;
+    let frozen = scans_once_grown(&plain).await?;
+    assert!(
+        frozen >= 95,
+        "control: with Postgres' default plan cache, the projector was expected to scan \
+         read_todos in every batch; it scanned it {frozen} times in 100 batches"
+    );
+
+    let url = pg.create_database("plans").await?;
+    let ours = todo_store::connect(&url, 1).await?;
+    let scans = scans_once_grown(&ours).await?;
+    assert!(
+        scans <= 2,
+        "read_todos was scanned {scans} times in 100 batches (the control: {frozen})"
+    );
+
+    let lazy = todo_store::connect_lazy(&url, 1)?;
+    let mode: String = sqlx::query_scalar("SHOW plan_cache_mode")
+        .fetch_one(&lazy)
+        .await?;
+    assert_eq!(
+        mode, "force_custom_plan",
+        "the lazy pool plans each run too"
+    );
+    Ok(())
+}

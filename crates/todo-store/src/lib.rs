@@ -26,17 +26,42 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreErr
     let opts: PgConnectOptions = url
         .parse()
         .map_err(|e: sqlx::Error| StoreError::Config(e.to_string()))?;
-    let pool = PgPoolOptions::new()
-        .max_connections(max_connections)
+    let pool = pool_options(max_connections)
         .min_connections(1)
+        .connect_with(opts)
+        .await?;
+    Ok(pool)
+}
+
+/// What every pool of ours shares.
+///
+/// Every connection plans each statement with its parameters
+/// (`plan_cache_mode = force_custom_plan`). Postgres otherwise switches a
+/// prepared statement to a generic plan after five runs and keeps it until
+/// the table's statistics change. A generic plan made while a table was
+/// young (a new deployment, the replay's rebuild tables, before autovacuum's
+/// first ANALYZE) scans the whole table for `id = ANY($1)` and keeps doing
+/// so as the table grows: the projector's row lookup took 17 ms per batch
+/// at up to 55,000 rows instead of 0.12 ms (docs/PERFORMANCE.md, "Plans
+/// frozen on young tables"). Planned per run, it scans only while the table
+/// is small enough for a scan to be the cheaper plan (a few thousand rows).
+/// Our statements are short, so planning each run costs less than one such
+/// scan. It is a session setting, sent once per new connection.
+fn pool_options(max_connections: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(2))
         // The default pings every connection on checkout: one extra round
         // trip per query. A broken connection fails its query instead, which
         // callers already treat as "unavailable, retry".
         .test_before_acquire(false)
-        .connect_with(opts)
-        .await?;
-    Ok(pool)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::Executor::execute(&mut *conn, "SET plan_cache_mode = force_custom_plan")
+                    .await
+                    .map(|_| ())
+            })
+        })
 }
 
 /// A service's start-up: connect (failing fast, see [`connect`]) and run the
@@ -61,11 +86,7 @@ pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, StoreErro
     let opts: PgConnectOptions = url
         .parse()
         .map_err(|e: sqlx::Error| StoreError::Config(e.to_string()))?;
-    Ok(PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(2))
-        .test_before_acquire(false)
-        .connect_lazy_with(opts))
+    Ok(pool_options(max_connections).connect_lazy_with(opts))
 }
 
 /// Readiness check: Postgres answers, or why not.

@@ -21,10 +21,9 @@ pub struct ReplayArgs {
 }
 
 pub async fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(4)
-        .connect(&a.database_url)
-        .await?;
+    let pool = todo_store::connect(&a.database_url, 4)
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to Postgres (--database-url): {e}"))?;
     let kafka = bus::KafkaSettings::new(a.brokers.clone(), "todoctl-replay");
     let bar = ProgressBar::new(0);
     if a.output == Output::Table {
