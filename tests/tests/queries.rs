@@ -222,14 +222,16 @@ async fn scans_once_grown(pool: &sqlx::PgPool) -> anyhow::Result<i64> {
     Ok(read_todos_seq_scans(pool).await? - before)
 }
 
-/// Every pool of ours plans each statement with its parameters. Postgres
-/// otherwise settles on a generic plan from a statement's sixth run and keeps
-/// it until the table's statistics change: made while the table was young,
-/// the projector's lookup of the batch's rows is a sequential scan, repeated
-/// for every batch as the table grows (the control, on a plain pool, shows it).
+/// The query service's and the event processor's pools plan each statement
+/// with its parameters. Postgres otherwise settles on a generic plan from a
+/// statement's sixth run and keeps it until the table's statistics change:
+/// made while the table was young, the projector's lookup of the batch's
+/// rows is a sequential scan, repeated for every batch as the table grows
+/// (the control, on a plain pool, shows it).
 #[tokio::test]
 async fn the_projector_keeps_its_index_while_a_new_read_model_grows() -> anyhow::Result<()> {
     use devstack::postgres::{Options, Postgres};
+    use todo_store::migrate::Component;
     let pg = Postgres::start(Options::for_tests()).await?;
 
     let plain = sqlx::postgres::PgPoolOptions::new()
@@ -243,21 +245,29 @@ async fn the_projector_keeps_its_index_while_a_new_read_model_grows() -> anyhow:
          read_todos in every batch; it scanned it {frozen} times in 100 batches"
     );
 
+    // The query service's pool, as it connects.
     let url = pg.create_database("plans").await?;
-    let ours = todo_store::connect(&url, 1).await?;
+    let components = [Component::Query, Component::Audit];
+    let ours = todo_store::connect_and_migrate(&url, 1, &components).await?;
     let scans = scans_once_grown(&ours).await?;
     assert!(
         scans <= 2,
         "read_todos was scanned {scans} times in 100 batches (the control: {frozen})"
     );
 
-    let lazy = todo_store::connect_lazy(&url, 1)?;
-    let mode: String = sqlx::query_scalar("SHOW plan_cache_mode")
-        .fetch_one(&lazy)
-        .await?;
-    assert_eq!(
-        mode, "force_custom_plan",
-        "the lazy pool plans each run too"
-    );
+    let mode = |pool: sqlx::PgPool| async move {
+        sqlx::query_scalar::<_, String>("SHOW plan_cache_mode")
+            .fetch_one(&pool)
+            .await
+    };
+    let lazy = todo_store::connect_lazy(&url, 1, todo_store::Planning::EachRun)?;
+    assert_eq!(mode(lazy).await?, "force_custom_plan", "a lazy pool too");
+    // The processor's tables ask for it too; the command side's appends do not.
+    let processor = [Component::Processor, Component::Audit];
+    let processor = todo_store::connect_and_migrate(&url, 1, &processor).await?;
+    assert_eq!(mode(processor).await?, "force_custom_plan");
+    let command = [Component::Command, Component::Audit];
+    let command = todo_store::connect_and_migrate(&url, 1, &command).await?;
+    assert_eq!(mode(command).await?, "auto");
     Ok(())
 }

@@ -21,7 +21,7 @@ pub struct ReplayArgs {
 }
 
 pub async fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let pool = todo_store::connect(&a.database_url, 4)
+    let pool = todo_store::connect(&a.database_url, 4, todo_store::Planning::EachRun)
         .await
         .map_err(|e| anyhow::anyhow!("connecting to Postgres (--database-url): {e}"))?;
     let kafka = bus::KafkaSettings::new(a.brokers.clone(), "todoctl-replay");
