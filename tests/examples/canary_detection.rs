@@ -11,15 +11,11 @@
 //!
 //! `cargo build --workspace --bins && cargo run -p system-tests --example canary_detection -- ERROR_RATE RATE`
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use devstack::haproxy::{BACKEND, CANARY, Haproxy, STABLE};
-use devstack::prometheus::{Prometheus, PrometheusOptions};
-use devstack::{Stack, free_port, wait_until};
+use devstack::haproxy::{BACKEND, CANARY, STABLE};
 use serde_json::Value;
-use system_tests::rollouts::addr;
+use system_tests::rollouts::{Layout, Rig, RigOptions};
 
 const NAME: &str = "command-service";
 
@@ -30,62 +26,17 @@ async fn main() -> anyhow::Result<()> {
     let rate: f64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10.0);
     anyhow::ensure!(rate > 0.0, "RATE must be positive");
 
-    let stack = Stack::start().await?;
-    let stable = stack
-        .spawn(devstack::Service::Command, &[("VERSION", "stable")])
-        .await?;
     let fault = error_rate.to_string();
-    let canary = stack
-        .spawn(
-            devstack::Service::Command,
-            &[("VERSION", "canary"), ("FAULT_ERROR_RATE", fault.as_str())],
-        )
-        .await?;
-    let gw = Haproxy::start(&addr(&stable), &addr(&canary), 0).await?;
-    wait_until(
-        "HAProxy to see both servers up",
-        Duration::from_secs(30),
-        || gw.all_up(),
-    )
-    .await?;
-    let prom = Prometheus::start(PrometheusOptions {
-        targets: vec![addr(&stable), addr(&canary)],
-        ..PrometheusOptions::default()
+    let rig = Rig::start(RigOptions {
+        layout: Layout::Canary,
+        versions: ["stable", "canary"],
+        candidate_env: &[("FAULT_ERROR_RATE", fault.as_str())],
+        warm: false,
+        observer_env: &[],
+        load_rate: rate,
     })
     .await?;
-    let spec_dir = tempfile::Builder::new().prefix("detect-").tempdir()?;
-    let port = free_port()?;
-    let env: Vec<(String, String)> = [
-        ("OBSERVER_LISTEN_ADDR", format!("127.0.0.1:{port}")),
-        ("OBSERVER_PROMETHEUS_URL", prom.url()),
-        ("OBSERVER_CANARY_DIR", spec_dir.path().display().to_string()),
-        ("OBSERVER_DATABASE_URL", stack.wiring.database_url.clone()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    let observer = devstack::ServiceProcess::spawn("observer", port, &env, stack.log_dir()).await?;
-    let http = reqwest::Client::new();
-
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let (stop, http, url) = (stop.clone(), http.clone(), gw.url());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                tick.tick().await;
-                i += 1;
-                let req = http
-                    .post(format!("{url}/v1/todos"))
-                    .header("x-user-id", format!("load-{}", i % 10))
-                    .json(&serde_json::json!({ "title": format!("load {i}") }));
-                tokio::spawn(async move {
-                    let _ = req.send().await; // outcomes are read from Prometheus
-                });
-            }
-        });
-    }
+    let (gw, http) = (&rig.gw, &rig.http);
     let spec = format!(
         "name: {NAME}\ntarget: command-service\nstable: {BACKEND}/{STABLE}\ncanary: {BACKEND}/{CANARY}\n\
          stable_version: stable\ncanary_version: canary\n\
@@ -94,9 +45,9 @@ async fn main() -> anyhow::Result<()> {
          analysis:\n  min_requests: 50\n  latency_threshold_seconds: 0.1\n",
         gw.runtime_api()
     );
-    std::fs::write(spec_dir.path().join("command-service.yaml"), spec)?;
+    std::fs::write(rig.spec_dir.path().join("command-service.yaml"), spec)?;
     let deployed = Instant::now();
-    let base = observer.base_url();
+    let base = rig.observer.base_url();
     let phase = loop {
         let v: Value = http
             .get(format!("{base}/api/v1/canaries/{NAME}"))
@@ -115,7 +66,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let wall = deployed.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
+    rig.load.stop();
     let rows: Vec<Value> = http
         .get(format!(
             "{base}/api/v1/canaries/{NAME}/decisions?limit=1000"

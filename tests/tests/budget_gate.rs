@@ -17,11 +17,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use devstack::haproxy::{BACKEND, CANARY, Haproxy, STABLE};
-use devstack::prometheus::{Prometheus, PrometheusOptions};
-use devstack::{ServiceProcess, Stack, free_port, wait_until};
+use devstack::haproxy::{BACKEND, CANARY, STABLE};
+use devstack::wait_until;
 use serde_json::Value;
-use system_tests::rollouts::{CanaryApi, addr, todoctl};
+use system_tests::rollouts::{CanaryApi, Layout, Rig, RigOptions, todoctl};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -29,22 +28,8 @@ const NAME: &str = "command-service";
 const SLO: &str = "command-api-availability";
 
 struct Gate {
+    rig: Rig,
     _serial: tokio::sync::MutexGuard<'static, ()>,
-    _stack: Stack,
-    _stable: ServiceProcess,
-    canary: ServiceProcess,
-    gw: Haproxy,
-    _prom: Prometheus,
-    observer: ServiceProcess,
-    spec_dir: tempfile::TempDir,
-    stop_load: Arc<AtomicBool>,
-    http: reqwest::Client,
-}
-
-impl Drop for Gate {
-    fn drop(&mut self) {
-        self.stop_load.store(true, Ordering::Relaxed);
-    }
 }
 
 fn create(http: &reqwest::Client, base: &str, i: u64) -> reqwest::RequestBuilder {
@@ -54,80 +39,37 @@ fn create(http: &reqwest::Client, base: &str, i: u64) -> reqwest::RequestBuilder
 }
 
 impl Gate {
+    /// Everything up with 20 requests/s through HAProxy, all on stable
+    /// until a rollout moves weight; the observer evaluates `slo/`.
     async fn start(canary_env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let serial = SERIAL.lock().await;
-        let stack = Stack::start().await?;
-        let stable = stack
-            .spawn(devstack::Service::Command, &[("VERSION", "stable")])
-            .await?;
-        let mut env = vec![("VERSION", "canary")];
-        env.extend_from_slice(canary_env);
-        let canary = stack.spawn(devstack::Service::Command, &env).await?;
-        let gw = Haproxy::start(&addr(&stable), &addr(&canary), 0).await?;
-        wait_until(
-            "HAProxy to see both servers up",
-            Duration::from_secs(30),
-            || gw.all_up(),
-        )
-        .await?;
-        let prom = Prometheus::start(PrometheusOptions {
-            targets: vec![addr(&stable), addr(&canary)],
-            ..PrometheusOptions::default()
+        let slo_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../slo");
+        let slo_dir = slo_dir.display().to_string();
+        let rig = Rig::start(RigOptions {
+            layout: Layout::Canary,
+            versions: ["stable", "canary"],
+            candidate_env: canary_env,
+            warm: false,
+            observer_env: &[
+                ("OBSERVER_SLO_DIR", &slo_dir),
+                ("OBSERVER_SLO_EVAL_INTERVAL_MS", "1000"),
+                ("OBSERVER_AUTH_MODE", "dev"),
+            ],
+            load_rate: 20.0,
         })
         .await?;
-        let spec_dir = tempfile::Builder::new().prefix("gate-specs-").tempdir()?;
-        let slo_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../slo");
-        let port = free_port()?;
-        let oenv: Vec<(String, String)> = [
-            ("OBSERVER_LISTEN_ADDR", format!("127.0.0.1:{port}")),
-            ("OBSERVER_PROMETHEUS_URL", prom.url()),
-            ("OBSERVER_CANARY_DIR", spec_dir.path().display().to_string()),
-            ("OBSERVER_SLO_DIR", slo_dir.display().to_string()),
-            ("OBSERVER_SLO_EVAL_INTERVAL_MS", "1000".into()),
-            ("OBSERVER_DATABASE_URL", stack.wiring.database_url.clone()),
-            ("OBSERVER_AUTH_MODE", "dev".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        let observer = ServiceProcess::spawn("observer", port, &oenv, stack.log_dir()).await?;
-        let http = reqwest::Client::new();
-        // 20 requests/s through HAProxy: all on stable until a rollout moves weight.
-        let stop_load = Arc::new(AtomicBool::new(false));
-        {
-            let (stop, http, url) = (stop_load.clone(), http.clone(), gw.url());
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_millis(50));
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    tick.tick().await;
-                    i += 1;
-                    let req = create(&http, &url, i);
-                    tokio::spawn(async move {
-                        let _ = req.send().await; // outcomes are read from Prometheus
-                    });
-                }
-            });
-        }
         Ok(Self {
+            rig,
             _serial: serial,
-            _stack: stack,
-            _stable: stable,
-            canary,
-            gw,
-            _prom: prom,
-            observer,
-            spec_dir,
-            stop_load,
-            http,
         })
     }
 
     /// The observer's own evaluation of the availability SLO's budget.
     async fn budget_remaining(&self) -> Option<f64> {
         let v: Value = self
+            .rig
             .http
-            .get(format!("{}/api/v1/slos", self.observer.base_url()))
+            .get(format!("{}/api/v1/slos", self.rig.observer.base_url()))
             .send()
             .await
             .ok()?
@@ -143,7 +85,11 @@ impl Gate {
     async fn spend_budget(&self) -> anyhow::Result<()> {
         let stop = Arc::new(AtomicBool::new(false));
         {
-            let (stop, http, url) = (stop.clone(), self.http.clone(), self.canary.base_url());
+            let (stop, http, url) = (
+                stop.clone(),
+                self.rig.http.clone(),
+                self.rig.candidate.base_url(),
+            );
             tokio::spawn(async move {
                 let mut i = 0;
                 while !stop.load(Ordering::Relaxed) {
@@ -171,19 +117,19 @@ impl Gate {
              steps: [20, 50, 100]\ninterval_secs: 2\nmax_duration_secs: 600\n\
              analysis:\n  min_requests: 40\n\
              budget:\n  min_remaining: 0.25\n  policy: {policy}\n",
-            self.gw.runtime_api()
+            self.rig.gw.runtime_api()
         );
         // Write then rename: the observer never reads half a file.
-        let tmp = self.spec_dir.path().join("command-service.yaml.tmp");
+        let tmp = self.rig.spec_dir.path().join("command-service.yaml.tmp");
         std::fs::write(&tmp, spec)?;
-        std::fs::rename(tmp, self.spec_dir.path().join("command-service.yaml"))?;
+        std::fs::rename(tmp, self.rig.spec_dir.path().join("command-service.yaml"))?;
         Ok(())
     }
 
     fn api(&self) -> CanaryApi<'_> {
         CanaryApi {
-            http: &self.http,
-            observer_url: self.observer.base_url(),
+            http: &self.rig.http,
+            observer_url: self.rig.observer.base_url(),
             name: NAME,
         }
     }
@@ -215,6 +161,7 @@ impl Gate {
 
     async fn canary_weight(&self) -> anyhow::Result<u32> {
         let w = self
+            .rig
             .gw
             .command(&format!("get weight {BACKEND}/{CANARY}"))
             .await?;
@@ -264,7 +211,7 @@ async fn exhausted_budget_blocks_and_an_override_starts_the_rollout() -> anyhow:
         "{gate:#}"
     );
 
-    let url = g.observer.base_url();
+    let url = g.rig.observer.base_url();
     // `block` cannot be overridden.
     let (code, _, err) = todoctl(&[
         "canary",
@@ -315,6 +262,7 @@ async fn exhausted_budget_blocks_and_an_override_starts_the_rollout() -> anyhow:
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let r = g
+            .rig
             .http
             .post(format!("{url}/api/v1/canaries/{NAME}/start"))
             .bearer_auth(dev_token("alice"))

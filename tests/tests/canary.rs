@@ -9,40 +9,22 @@
 //! starts its own stack and two cores cannot run several side by side
 //! without distorting latencies.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use devstack::haproxy::{BACKEND, CANARY, Haproxy, STABLE};
-use devstack::prometheus::{Prometheus, PrometheusOptions};
-use devstack::{ServiceProcess, Stack, free_port, wait_until};
+use devstack::haproxy::{BACKEND, CANARY, STABLE};
+use devstack::{free_port, wait_until};
 use serde_json::Value;
-use system_tests::rollouts::{CanaryApi, addr, todoctl, warm};
+use system_tests::rollouts::{CanaryApi, Layout, Rig, RigOptions, todoctl};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const NAME: &str = "command-service";
 const RATE: f64 = 50.0;
 
-#[derive(Default)]
-struct LoadStats {
-    ok: AtomicU64,
-    server_errors: AtomicU64,
-    other: AtomicU64,
-}
-
 struct Harness {
+    rig: Rig,
     _serial: tokio::sync::MutexGuard<'static, ()>,
-    stack: Stack,
-    _stable: ServiceProcess,
-    _canary: ServiceProcess,
-    gw: Haproxy,
-    prom: Prometheus,
-    observer: ServiceProcess,
-    spec_dir: tempfile::TempDir,
-    stop_load: Arc<AtomicBool>,
-    load: Arc<LoadStats>,
-    http: reqwest::Client,
 }
 
 impl Harness {
@@ -56,100 +38,30 @@ impl Harness {
         observer_env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
         let serial = SERIAL.lock().await;
-        let stack = Stack::start().await?;
-        let stable = stack
-            .spawn(devstack::Service::Command, &[("VERSION", "stable")])
-            .await?;
-        let mut env = vec![("VERSION", "canary")];
-        env.extend_from_slice(canary_env);
-        let canary = stack.spawn(devstack::Service::Command, &env).await?;
-        let http = reqwest::Client::new();
-        // A fresh process's first requests open its connection pool; a real
-        // rollout warms the canary before it takes traffic, so do we.
-        warm(&http, &stable.base_url()).await?;
-        if canary_env.is_empty() {
-            warm(&http, &canary.base_url()).await?;
-        }
-        let gw = Haproxy::start(&addr(&stable), &addr(&canary), 0).await?;
-        wait_until(
-            "HAProxy to see both servers up",
-            Duration::from_secs(30),
-            || gw.all_up(),
-        )
-        .await?;
-        let prom = Prometheus::start(PrometheusOptions {
-            targets: vec![addr(&stable), addr(&canary)],
-            ..PrometheusOptions::default()
+        let mut oenv = vec![
+            ("OBSERVER_PROMETHEUS_TIMEOUT_MS", "500"),
+            ("OBSERVER_PROMETHEUS_RETRIES", "1"),
+            ("OBSERVER_AUTH_MODE", "dev"),
+        ];
+        oenv.extend_from_slice(observer_env);
+        let rig = Rig::start(RigOptions {
+            layout: Layout::Canary,
+            versions: ["stable", "canary"],
+            candidate_env: canary_env,
+            warm: true,
+            observer_env: &oenv,
+            load_rate: RATE,
         })
         .await?;
-        let spec_dir = tempfile::Builder::new().prefix("canary-specs-").tempdir()?;
-        let port = free_port()?;
-        let oenv: Vec<(String, String)> = [
-            ("OBSERVER_LISTEN_ADDR", format!("127.0.0.1:{port}")),
-            ("OBSERVER_PROMETHEUS_URL", prom.url()),
-            ("OBSERVER_PROMETHEUS_TIMEOUT_MS", "500".into()),
-            ("OBSERVER_PROMETHEUS_RETRIES", "1".into()),
-            ("OBSERVER_CANARY_DIR", spec_dir.path().display().to_string()),
-            ("OBSERVER_DATABASE_URL", stack.wiring.database_url.clone()),
-            ("OBSERVER_AUTH_MODE", "dev".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .chain(
-            observer_env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string())),
-        )
-        .collect();
-        let observer = ServiceProcess::spawn("observer", port, &oenv, stack.log_dir()).await?;
-
-        let stop_load = Arc::new(AtomicBool::new(false));
-        let load = Arc::new(LoadStats::default());
-        {
-            let (stop, stats, http, url) =
-                (stop_load.clone(), load.clone(), http.clone(), gw.url());
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / RATE));
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    tick.tick().await;
-                    i += 1;
-                    let (http, url, stats) = (http.clone(), url.clone(), stats.clone());
-                    tokio::spawn(async move {
-                        let r = http
-                            .post(format!("{url}/v1/todos"))
-                            .header("x-user-id", format!("load-{}", i % 10))
-                            .json(&serde_json::json!({ "title": format!("load {i}") }))
-                            .send()
-                            .await;
-                        let counter = match r.map(|r| r.status()) {
-                            Ok(s) if s.is_success() => &stats.ok,
-                            Ok(s) if s.is_server_error() => &stats.server_errors,
-                            _ => &stats.other,
-                        };
-                        counter.fetch_add(1, Ordering::Relaxed);
-                    });
-                }
-            });
-        }
         Ok(Self {
+            rig,
             _serial: serial,
-            stack,
-            _stable: stable,
-            _canary: canary,
-            gw,
-            prom,
-            observer,
-            spec_dir,
-            stop_load,
-            load,
-            http,
         })
     }
 
     fn api(&self) -> CanaryApi<'_> {
         CanaryApi {
-            http: &self.http,
+            http: &self.rig.http,
             observer_url: self.observer_url(),
             name: NAME,
         }
@@ -169,7 +81,7 @@ impl Harness {
     }
 
     fn observer_url(&self) -> String {
-        self.observer.base_url()
+        self.rig.observer.base_url()
     }
 
     /// Deploy: write the canary spec; returns once the observer has started
@@ -181,9 +93,9 @@ impl Harness {
              driver:\n  haproxy:\n    runtime_api: {}\n\
              steps: [20, 50, 100]\ninterval_secs: 2\nmax_duration_secs: 600\n\
              analysis:\n  min_requests: {min_requests}\n  latency_threshold_seconds: 0.1\n",
-            self.gw.runtime_api()
+            self.rig.gw.runtime_api()
         );
-        std::fs::write(self.spec_dir.path().join("command-service.yaml"), spec)?;
+        std::fs::write(self.rig.spec_dir.path().join("command-service.yaml"), spec)?;
         wait_until(
             "the observer to start the rollout",
             Duration::from_secs(30),
@@ -198,6 +110,7 @@ impl Harness {
 
     async fn canary_weight(&self) -> anyhow::Result<u32> {
         let w = self
+            .rig
             .gw
             .command(&format!("get weight {BACKEND}/{CANARY}"))
             .await?;
@@ -210,7 +123,7 @@ impl Harness {
     /// Requests HAProxy sent to (stable, canary) while `n` more requests go
     /// through it.
     async fn traffic_split(&self, n: u64) -> anyhow::Result<(u64, u64)> {
-        let before = self.gw.served().await?;
+        let before = self.rig.gw.served().await?;
         // The load keeps running; wait until it has sent n more requests.
         let target = self.load_total() + n;
         wait_until(
@@ -223,21 +136,13 @@ impl Harness {
         )
         .await?;
         tokio::time::sleep(Duration::from_millis(500)).await; // in-flight ones land
-        let after = self.gw.served().await?;
+        let after = self.rig.gw.served().await?;
         let d = |s: &str| after.get(s).copied().unwrap_or(0) - before.get(s).copied().unwrap_or(0);
         Ok((d(STABLE), d(CANARY)))
     }
 
     fn load_total(&self) -> u64 {
-        self.load.ok.load(Ordering::Relaxed)
-            + self.load.server_errors.load(Ordering::Relaxed)
-            + self.load.other.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.stop_load.store(true, Ordering::Relaxed);
+        self.rig.load.stats.sent()
     }
 }
 
@@ -329,11 +234,11 @@ async fn failing_canary_is_rolled_back_and_explained() -> anyhow::Result<()> {
         "HAProxy sent {canary} requests to the canary after rollback"
     );
     assert!(stable >= 100, "stable served {stable}");
-    let errors_before = h.load.server_errors.load(Ordering::Relaxed);
+    let errors_before = h.rig.load.stats.server_errors.load(Ordering::Relaxed);
     assert!(errors_before > 0, "the canary did fail some requests");
 
     // The decision is in Postgres, append-only.
-    let pool = h.stack.pool().await?;
+    let pool = h.rig.stack.pool().await?;
     let (id, verdict, statistic): (i64, String, sqlx::types::Json<Value>) = sqlx::query_as(
         "SELECT id, verdict, statistic FROM canary_decisions WHERE action = 'analysis' ORDER BY id DESC LIMIT 1",
     )
@@ -403,13 +308,21 @@ async fn failing_canary_is_rolled_back_and_explained() -> anyhow::Result<()> {
     })
     .await?;
     let metrics = h
+        .rig
         .http
         .get(format!("{url}/metrics"))
         .send()
         .await?
         .text()
         .await?;
-    let page = h.http.get(format!("{url}/")).send().await?.text().await?;
+    let page = h
+        .rig
+        .http
+        .get(format!("{url}/"))
+        .send()
+        .await?
+        .text()
+        .await?;
     assert!(
         page.contains("data-canary=\"command-service\"")
             && page.contains("data-value=\"rolled_back\""),
@@ -463,7 +376,7 @@ async fn metrics_outage_pauses_and_resumes() -> anyhow::Result<()> {
     .await?;
     assert_eq!(h.canary_weight().await?, 20);
 
-    h.prom.kill()?;
+    h.rig.prom.kill()?;
     let killed_at = h.decisions().await?.len();
     wait_until("a paused decision", Duration::from_secs(30), || async {
         h.decisions()
@@ -486,7 +399,7 @@ async fn metrics_outage_pauses_and_resumes() -> anyhow::Result<()> {
         "{during:#?}"
     );
 
-    h.prom.restart().await?;
+    h.rig.prom.restart().await?;
     let back_at = h.decisions().await?.len();
     wait_until("analysis to resume", Duration::from_secs(60), || async {
         h.decisions()
@@ -590,12 +503,14 @@ async fn todoctl_rollback_is_quick_idempotent_and_recorded() -> anyhow::Result<(
     assert_eq!(code, 2, "a typo is a usage error: {err}");
     // Actions need a caller (401) with the operator role (403).
     let r = h
+        .rig
         .http
         .post(format!("{url}/api/v1/canaries/{NAME}/pause"))
         .send()
         .await?;
     assert_eq!(r.status(), 401);
     let r = h
+        .rig
         .http
         .post(format!("{url}/api/v1/canaries/{NAME}/pause"))
         .header("x-user-id", "mallory")
@@ -605,7 +520,7 @@ async fn todoctl_rollback_is_quick_idempotent_and_recorded() -> anyhow::Result<(
     assert!(r.text().await?.contains("operator"));
 
     // Every action, allowed or refused, is in the audit trail.
-    let pool = h.stack.pool().await?;
+    let pool = h.rig.stack.pool().await?;
     wait_until("the audit rows", Duration::from_secs(20), || async {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM audit_log WHERE service = 'observer'")
             .fetch_one(&pool)

@@ -9,15 +9,12 @@
 //! and passes green after 60 preview requests. The scenarios run one at a
 //! time: each starts its own stack.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use devstack::haproxy::{BACKEND, CANARY, Haproxy, PREVIEW, STABLE};
-use devstack::prometheus::{Prometheus, PrometheusOptions};
-use devstack::{ServiceProcess, Stack, free_port, wait_until};
+use devstack::haproxy::{BACKEND, CANARY, PREVIEW, STABLE};
+use devstack::{ServiceProcess, wait_until};
 use serde_json::Value;
-use system_tests::rollouts::{CanaryApi, addr, todoctl, warm};
+use system_tests::rollouts::{CanaryApi, Layout, Rig, RigOptions, todoctl};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -25,107 +22,36 @@ const NAME: &str = "command-service";
 const RATE: f64 = 30.0;
 
 struct Harness {
+    rig: Rig,
     _serial: tokio::sync::MutexGuard<'static, ()>,
-    stack: Stack,
-    _blue: ServiceProcess,
-    _green: ServiceProcess,
-    gw: Haproxy,
-    _prom: Prometheus,
-    observer: ServiceProcess,
-    observer_env: Vec<(String, String)>,
-    spec_dir: tempfile::TempDir,
-    stop_load: Arc<AtomicBool>,
-    sent: Arc<AtomicU64>,
-    http: reqwest::Client,
 }
 
 impl Harness {
     /// Everything up, all user traffic on blue, user load running; no spec yet.
     async fn start(green_env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let serial = SERIAL.lock().await;
-        let stack = Stack::start().await?;
-        let blue = stack
-            .spawn(devstack::Service::Command, &[("VERSION", "blue")])
-            .await?;
-        let mut env = vec![("VERSION", "green")];
-        env.extend_from_slice(green_env);
-        let green = stack.spawn(devstack::Service::Command, &env).await?;
-        let http = reqwest::Client::new();
-        warm(&http, &blue.base_url()).await?;
-        if green_env.is_empty() {
-            warm(&http, &green.base_url()).await?;
-        }
-        let gw = Haproxy::start_blue_green(&addr(&blue), &addr(&green)).await?;
-        wait_until(
-            "HAProxy to see both servers up",
-            Duration::from_secs(30),
-            || gw.all_up(),
-        )
-        .await?;
-        let prom = Prometheus::start(PrometheusOptions {
-            targets: vec![addr(&blue), addr(&green)],
-            ..PrometheusOptions::default()
+        let rig = Rig::start(RigOptions {
+            layout: Layout::BlueGreen,
+            versions: ["blue", "green"],
+            candidate_env: green_env,
+            warm: true,
+            observer_env: &[
+                ("OBSERVER_PROMETHEUS_TIMEOUT_MS", "500"),
+                ("OBSERVER_PROMETHEUS_RETRIES", "1"),
+                ("OBSERVER_AUTH_MODE", "dev"),
+            ],
+            load_rate: RATE,
         })
         .await?;
-        let spec_dir = tempfile::Builder::new().prefix("bg-specs-").tempdir()?;
-        let port = free_port()?;
-        let observer_env: Vec<(String, String)> = [
-            ("OBSERVER_LISTEN_ADDR", format!("127.0.0.1:{port}")),
-            ("OBSERVER_PROMETHEUS_URL", prom.url()),
-            ("OBSERVER_PROMETHEUS_TIMEOUT_MS", "500".into()),
-            ("OBSERVER_PROMETHEUS_RETRIES", "1".into()),
-            ("OBSERVER_CANARY_DIR", spec_dir.path().display().to_string()),
-            ("OBSERVER_DATABASE_URL", stack.wiring.database_url.clone()),
-            ("OBSERVER_AUTH_MODE", "dev".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        let observer =
-            ServiceProcess::spawn("observer", port, &observer_env, stack.log_dir()).await?;
-
-        let stop_load = Arc::new(AtomicBool::new(false));
-        let sent = Arc::new(AtomicU64::new(0));
-        {
-            let (stop, sent, http, url) = (stop_load.clone(), sent.clone(), http.clone(), gw.url());
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / RATE));
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    tick.tick().await;
-                    i += 1;
-                    let (http, url, sent) = (http.clone(), url.clone(), sent.clone());
-                    tokio::spawn(async move {
-                        let _ = http
-                            .post(format!("{url}/v1/todos"))
-                            .header("x-user-id", format!("user-{}", i % 10))
-                            .json(&serde_json::json!({ "title": format!("user {i}") }))
-                            .send()
-                            .await;
-                        sent.fetch_add(1, Ordering::Relaxed);
-                    });
-                }
-            });
-        }
         Ok(Self {
+            rig,
             _serial: serial,
-            stack,
-            _blue: blue,
-            _green: green,
-            gw,
-            _prom: prom,
-            observer,
-            observer_env,
-            spec_dir,
-            stop_load,
-            sent,
-            http,
         })
     }
 
     fn api(&self) -> CanaryApi<'_> {
         CanaryApi {
-            http: &self.http,
+            http: &self.rig.http,
             observer_url: self.observer_url(),
             name: NAME,
         }
@@ -145,13 +71,13 @@ impl Harness {
     }
 
     fn observer_url(&self) -> String {
-        self.observer.base_url()
+        self.rig.observer.base_url()
     }
 
     /// Deploy green: write the blue-green spec; returns once the observer
     /// has started the rollout.
     async fn deploy(&self, min_requests: u64, scale_down_delay_secs: u64) -> anyhow::Result<()> {
-        let preview = self.gw.preview_url().unwrap_or_default();
+        let preview = self.rig.gw.preview_url().unwrap_or_default();
         let spec = format!(
             "name: {NAME}\ntarget: command-service\nstable: {BACKEND}/{STABLE}\ncanary: {BACKEND}/{CANARY}\n\
              stable_version: blue\ncanary_version: green\n\
@@ -161,9 +87,9 @@ impl Harness {
              \x20 load:\n    url: {preview}\n    rate: 20\n    duration_secs: 600\n    mix: [60, 25, 15, 0]\n\
              interval_secs: 2\nmax_duration_secs: 600\n\
              analysis:\n  min_requests: {min_requests}\n  latency_threshold_seconds: 0.1\n",
-            self.gw.runtime_api()
+            self.rig.gw.runtime_api()
         );
-        std::fs::write(self.spec_dir.path().join("command-service.yaml"), spec)?;
+        std::fs::write(self.rig.spec_dir.path().join("command-service.yaml"), spec)?;
         wait_until(
             "the observer to start the rollout",
             Duration::from_secs(30),
@@ -177,11 +103,15 @@ impl Harness {
     }
 
     async fn restart_observer(&mut self) -> anyhow::Result<()> {
-        self.observer.kill().await?;
-        let port = self.observer.port;
-        self.observer =
-            ServiceProcess::spawn("observer", port, &self.observer_env, self.stack.log_dir())
-                .await?;
+        self.rig.observer.kill().await?;
+        let port = self.rig.observer.port;
+        self.rig.observer = ServiceProcess::spawn(
+            "observer",
+            port,
+            &self.rig.observer_env,
+            self.rig.stack.log_dir(),
+        )
+        .await?;
         Ok(())
     }
 
@@ -217,6 +147,7 @@ impl Harness {
 
     async fn weight(&self, server: &str) -> anyhow::Result<u32> {
         let w = self
+            .rig
             .gw
             .command(&format!("get weight {BACKEND}/{server}"))
             .await?;
@@ -228,31 +159,32 @@ impl Harness {
 
     /// User requests HAProxy sent to (blue, green) while `n` more go through it.
     async fn user_split(&self, n: u64) -> anyhow::Result<(u64, u64)> {
-        let before = self.gw.served().await?;
-        let target = self.sent.load(Ordering::Relaxed) + n;
+        let before = self.rig.gw.served().await?;
+        let target = self.rig.load.stats.sent() + n;
         wait_until(
             "user load to send more requests",
             Duration::from_secs(30),
             || {
-                let done = self.sent.load(Ordering::Relaxed) >= target;
+                let done = self.rig.load.stats.sent() >= target;
                 async move { done }
             },
         )
         .await?;
-        let after = self.gw.served().await?;
+        let after = self.rig.gw.served().await?;
         let d = |s: &str| after.get(s).copied().unwrap_or(0) - before.get(s).copied().unwrap_or(0);
         Ok((d(STABLE), d(CANARY)))
     }
 
     /// User requests green has served since HAProxy started.
     async fn green_user_requests(&self) -> anyhow::Result<u64> {
-        Ok(self.gw.served().await?.get(CANARY).copied().unwrap_or(0))
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.stop_load.store(true, Ordering::Relaxed);
+        Ok(self
+            .rig
+            .gw
+            .served()
+            .await?
+            .get(CANARY)
+            .copied()
+            .unwrap_or(0))
     }
 }
 
@@ -314,8 +246,8 @@ async fn good_green_switches_and_serves_user_traffic() -> anyhow::Result<()> {
 
     let d = h.wait_scale_down("stable", Duration::from_secs(30)).await?;
     assert!(d["reason"].as_str().unwrap_or("").contains("blue"), "{d:#}");
-    assert_eq!(h.gw.server_status(BACKEND, STABLE).await?, "MAINT");
-    assert_ne!(h.gw.server_status(BACKEND, CANARY).await?, "MAINT");
+    assert_eq!(h.rig.gw.server_status(BACKEND, STABLE).await?, "MAINT");
+    assert_ne!(h.rig.gw.server_status(BACKEND, CANARY).await?, "MAINT");
 
     let url = h.observer_url();
     let (code, out, err) = todoctl(&["rollout", "explain", NAME, "--observer-url", &url]).await?;
@@ -328,7 +260,14 @@ async fn good_green_switches_and_serves_user_traffic() -> anyhow::Result<()> {
     ] {
         assert!(out.contains(needle), "explain lacks {needle:?}:\n{out}");
     }
-    let page = h.http.get(format!("{url}/")).send().await?.text().await?;
+    let page = h
+        .rig
+        .http
+        .get(format!("{url}/"))
+        .send()
+        .await?
+        .text()
+        .await?;
     assert!(
         page.contains("data-canary=\"command-service\"")
             && page.contains("blue-green: switched")
@@ -349,14 +288,14 @@ async fn good_green_switches_and_serves_user_traffic() -> anyhow::Result<()> {
     .await?;
     assert_eq!(code, 0, "{out}{err}");
     // "UP", or "UP 1/3" while its health counter climbs back after maintenance.
-    let blue_status = h.gw.server_status(BACKEND, STABLE).await?;
+    let blue_status = h.rig.gw.server_status(BACKEND, STABLE).await?;
     assert!(blue_status.starts_with("UP"), "{blue_status}");
     assert_eq!((h.weight(STABLE).await?, h.weight(CANARY).await?), (100, 0));
     let (blue, green) = h.user_split(60).await?;
     assert_eq!(green, 0);
     assert!(blue >= 55, "blue served {blue}");
     h.wait_scale_down("canary", Duration::from_secs(30)).await?;
-    assert_eq!(h.gw.server_status(BACKEND, CANARY).await?, "MAINT");
+    assert_eq!(h.rig.gw.server_status(BACKEND, CANARY).await?, "MAINT");
     Ok(())
 }
 
@@ -382,9 +321,9 @@ async fn bad_green_never_gets_user_traffic_and_is_scaled_down() -> anyhow::Resul
         "green served user requests"
     );
     assert_eq!(h.weight(CANARY).await?, 0);
-    assert_eq!(h.gw.server_status(BACKEND, CANARY).await?, "MAINT");
-    assert_eq!(h.gw.server_status(PREVIEW, CANARY).await?, "MAINT");
-    assert_ne!(h.gw.server_status(BACKEND, STABLE).await?, "MAINT");
+    assert_eq!(h.rig.gw.server_status(BACKEND, CANARY).await?, "MAINT");
+    assert_eq!(h.rig.gw.server_status(PREVIEW, CANARY).await?, "MAINT");
+    assert_ne!(h.rig.gw.server_status(BACKEND, STABLE).await?, "MAINT");
     let decisions = h.decisions().await?;
     assert!(
         decisions.iter().all(|d| d["weight_after"] == 0),
@@ -404,6 +343,7 @@ async fn bad_green_never_gets_user_traffic_and_is_scaled_down() -> anyhow::Resul
     assert_eq!(downs, 1);
     // On the canary dashboard's decisions panel (canary_decisions_total by verdict).
     let metrics = h
+        .rig
         .http
         .get(format!("{}/metrics", h.observer_url()))
         .send()
@@ -477,7 +417,7 @@ async fn rollback_within_scale_down_delay_is_instant() -> anyhow::Result<()> {
     println!("blue-green rollback: all user traffic on blue {took:?} after todoctl started");
     let v: Value = serde_json::from_str(&out)?;
     assert_eq!(v["rollout"]["phase"], "aborted");
-    assert_ne!(h.gw.server_status(BACKEND, STABLE).await?, "MAINT");
+    assert_ne!(h.rig.gw.server_status(BACKEND, STABLE).await?, "MAINT");
     let (blue, green) = h.user_split(60).await?;
     assert_eq!(green, 0);
     assert!(blue >= 55, "blue served {blue}");

@@ -86,7 +86,7 @@ pub async fn wait_http_ok(
 
 /// Directory of the workspace's built binaries: next to the running
 /// executable (`target/<profile>/`, or its parent for test binaries in
-/// `deps/`), unless `TODO_BIN_DIR` says otherwise.
+/// `deps/` and examples in `examples/`), unless `TODO_BIN_DIR` says otherwise.
 pub fn bin_dir() -> anyhow::Result<PathBuf> {
     if let Some(d) = std::env::var_os("TODO_BIN_DIR") {
         return Ok(PathBuf::from(d));
@@ -96,7 +96,7 @@ pub fn bin_dir() -> anyhow::Result<PathBuf> {
         .parent()
         .ok_or_else(|| anyhow::anyhow!("executable has no parent dir"))?
         .to_path_buf();
-    if dir.ends_with("deps") {
+    if dir.ends_with("deps") || dir.ends_with("examples") {
         dir.pop();
     }
     Ok(dir)

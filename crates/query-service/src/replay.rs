@@ -14,6 +14,16 @@ use todo_store::read::{self, Tables};
 
 const BATCH: usize = 1000;
 
+/// A pool for a replay, planned like the query service's own
+/// ([`todo_store::migrate::Component::planning`]): the rebuild tables start
+/// empty and grow by the whole history.
+pub async fn connect(database_url: &str) -> anyhow::Result<PgPool> {
+    let planning = todo_store::migrate::Component::Query.planning();
+    todo_store::connect(database_url, 4, planning)
+        .await
+        .context("connecting to Postgres (--database-url)")
+}
+
 async fn flush(
     pool: &PgPool,
     pending: &mut Vec<contracts::TodoEvent>,

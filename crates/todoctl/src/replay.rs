@@ -21,9 +21,7 @@ pub struct ReplayArgs {
 }
 
 pub async fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let pool = todo_store::connect(&a.database_url, 4, todo_store::Planning::EachRun)
-        .await
-        .map_err(|e| anyhow::anyhow!("connecting to Postgres (--database-url): {e}"))?;
+    let pool = query_service::replay::connect(&a.database_url).await?;
     let kafka = bus::KafkaSettings::new(a.brokers.clone(), "todoctl-replay");
     let bar = ProgressBar::new(0);
     if a.output == Output::Table {
