@@ -22,7 +22,7 @@ impl Fixture {
     async fn start() -> anyhow::Result<Self> {
         let postgres = Postgres::start(devstack::postgres::Options::for_tests()).await?;
         let url = postgres.create_database("execute").await?;
-        let pool = todo_store::connect(&url, 8, todo_store::Planning::Cached).await?;
+        let pool = todo_store::connect(&url, 8).await?;
         todo_store::migrate::run(&pool, todo_store::migrate::Component::Command).await?;
         Ok(Self {
             _postgres: postgres,

@@ -24,6 +24,8 @@ pub struct Processor {
     pub metrics: crate::metrics::Metrics,
     pub due_soon: chrono::Duration,
     pub fail_marker: Option<String>,
+    /// The processor's tables, analyzed early while they have no statistics.
+    pub young: todo_store::young::YoungTables,
 }
 
 fn store_failure(e: StoreError) -> Failure {
@@ -149,6 +151,8 @@ impl Processor {
         let effects = store::apply_batch(&self.pool, events, now, now + self.due_soon)
             .await
             .map_err(store_failure)?;
+        self.young
+            .applied(&self.pool, events.len() as u64, "event processor");
         let by_id: std::collections::HashMap<Uuid, &TodoEvent> =
             events.iter().map(|e| (e.event_id, e)).collect();
         let mut sends = Vec::new();

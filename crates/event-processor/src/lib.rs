@@ -60,6 +60,7 @@ impl service_kit::launcher::Service for Application {
             metrics,
             due_soon: chrono::Duration::hours(config.due_soon_hours),
             fail_marker: config.fault_fail_title_marker.clone(),
+            young: todo_store::young::YoungTables::new(todo_store::processor::TABLES),
         });
         let server = server.build(Router::new(), readiness, None);
         Ok(Self {

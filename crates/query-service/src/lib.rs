@@ -103,10 +103,8 @@ impl service_kit::launcher::Service for Application {
                 store_offsets: self.state.config.store_offsets,
                 max_batch: 500,
             };
-            let handler = projector::Projector {
-                pool: self.state.pool.clone(),
-                metrics: self.state.metrics.clone(),
-            };
+            let handler =
+                projector::Projector::new(self.state.pool.clone(), self.state.metrics.clone());
             let metrics = self.state.metrics.clone();
             let producer = self.producer.clone();
             let token = shutdown.clone();

@@ -8,10 +8,23 @@ use contracts::TodoEvent;
 use sqlx::PgPool;
 use telemetry::metrics::{NoLabels, TraceExemplar};
 use todo_store::read::{self, Tables};
+use todo_store::young::YoungTables;
 
 pub struct Projector {
     pub pool: PgPool,
     pub metrics: crate::metrics::Metrics,
+    /// The read model's tables, analyzed early while they have no statistics.
+    pub young: YoungTables,
+}
+
+impl Projector {
+    pub fn new(pool: PgPool, metrics: crate::metrics::Metrics) -> Self {
+        Self {
+            pool,
+            metrics,
+            young: YoungTables::new(Tables::Live.names()),
+        }
+    }
 }
 
 impl BatchHandler for Projector {
@@ -37,6 +50,8 @@ impl BatchHandler for Projector {
                 self.metrics.events_held.inc();
             }
         }
+        self.young
+            .applied(&self.pool, batch.applied.len() as u64, "read model");
         let applied = batch.applied;
         let now = Utc::now();
         let freshness = self.metrics.freshness.get_or_create(&NoLabels {});

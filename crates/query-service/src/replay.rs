@@ -11,21 +11,20 @@ use bus::rdkafka::message::Message;
 use bus::rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgPool;
 use todo_store::read::{self, Tables};
+use todo_store::young::YoungTables;
 
 const BATCH: usize = 1000;
 
-/// A pool for a replay, planned like the query service's own
-/// ([`todo_store::migrate::Component::planning`]): the rebuild tables start
-/// empty and grow by the whole history.
+/// A pool for a replay (fails fast when Postgres is down).
 pub async fn connect(database_url: &str) -> anyhow::Result<PgPool> {
-    let planning = todo_store::migrate::Component::Query.planning();
-    todo_store::connect(database_url, 4, planning)
+    todo_store::connect(database_url, 4)
         .await
         .context("connecting to Postgres (--database-url)")
 }
 
 async fn flush(
     pool: &PgPool,
+    young: &YoungTables,
     pending: &mut Vec<contracts::TodoEvent>,
     report: &mut ReplayReport,
 ) -> anyhow::Result<()> {
@@ -33,6 +32,11 @@ async fn flush(
         .await?
         .applied
         .len() as u64;
+    // The rebuild tables were just created: no statistics until analyzed.
+    // The replay has nothing else to do meanwhile, so it waits.
+    if young.due(applied) {
+        young.analyze_young(pool).await?;
+    }
     report.applied += applied;
     report.duplicates += pending.len() as u64 - applied;
     pending.clear();
@@ -114,6 +118,7 @@ pub async fn replay(
     // could end a replay early.
     let mut at_watermarks = remaining.is_empty();
     let mut pending = Vec::with_capacity(BATCH);
+    let young = YoungTables::new(Tables::Rebuild.names());
     loop {
         let wait = if at_watermarks {
             idle
@@ -137,11 +142,11 @@ pub async fn replay(
             _ => report.skipped_invalid += 1,
         }
         if pending.len() >= BATCH {
-            flush(pool, &mut pending, &mut report).await?;
+            flush(pool, &young, &mut pending, &mut report).await?;
             progress(report.records, total.max(report.records));
         }
     }
-    flush(pool, &mut pending, &mut report).await?;
+    flush(pool, &young, &mut pending, &mut report).await?;
     progress(report.records, total.max(report.records));
     report.caught_up_from_live = read::swap_rebuild(pool)
         .await

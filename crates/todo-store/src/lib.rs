@@ -12,6 +12,7 @@ pub mod migrate;
 pub mod pool_metrics;
 pub mod processor;
 pub mod read;
+pub mod young;
 
 use std::time::Duration;
 
@@ -20,80 +21,34 @@ pub use pool_metrics::PoolMetrics;
 pub use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-/// How a pool's connections plan the statements they prepare.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Planning {
-    /// Postgres' default: from a statement's sixth run on, a generic plan,
-    /// kept until the table's statistics change. Right for statements whose
-    /// plan does not depend on table size (the command side's appends):
-    /// planning the write path's append on every run cost 15–20% of its
-    /// throughput (docs/PERFORMANCE.md, "Plans frozen on young tables").
-    Cached,
-    /// Every run planned with its parameters (`plan_cache_mode =
-    /// force_custom_plan`, sent once per new connection). A generic plan made
-    /// while a table was young (a new deployment, the replay's rebuild
-    /// tables, before autovacuum's first ANALYZE) scans the whole table for
-    /// `id = ANY($1)` and keeps doing so as the table grows: the projector's
-    /// row lookup took 17 ms per batch at up to 55,000 rows instead of
-    /// 0.12 ms. Planned per run, it scans only while the table is small
-    /// enough for a scan to be the cheaper plan (a few thousand rows).
-    EachRun,
-}
-
 /// Connect a pool that fails fast when Postgres is down, so callers can answer
 /// 503 instead of hanging.
-pub async fn connect(
-    url: &str,
-    max_connections: u32,
-    planning: Planning,
-) -> Result<PgPool, StoreError> {
+pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
     let opts: PgConnectOptions = url
         .parse()
         .map_err(|e: sqlx::Error| StoreError::Config(e.to_string()))?;
-    let pool = pool_options(max_connections, planning)
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
         .min_connections(1)
+        .acquire_timeout(Duration::from_secs(2))
+        // The default pings every connection on checkout: one extra round
+        // trip per query. A broken connection fails its query instead, which
+        // callers already treat as "unavailable, retry".
+        .test_before_acquire(false)
         .connect_with(opts)
         .await?;
     Ok(pool)
 }
 
-/// What every pool of ours shares.
-fn pool_options(max_connections: u32, planning: Planning) -> PgPoolOptions {
-    let options = PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(2))
-        // The default pings every connection on checkout: one extra round
-        // trip per query. A broken connection fails its query instead, which
-        // callers already treat as "unavailable, retry".
-        .test_before_acquire(false);
-    match planning {
-        Planning::Cached => options,
-        Planning::EachRun => options.after_connect(|conn, _| {
-            Box::pin(async move {
-                sqlx::Executor::execute(&mut *conn, "SET plan_cache_mode = force_custom_plan")
-                    .await
-                    .map(|_| ())
-            })
-        }),
-    }
-}
-
 /// A service's start-up: connect (failing fast, see [`connect`]) and run the
-/// migrations of each component it owns, in order. The pool plans each run
-/// if any of the components' tables asks for it
-/// ([`migrate::Component::planning`]).
+/// migrations of each component it owns, in order.
 pub async fn connect_and_migrate(
     url: &str,
     max_connections: u32,
     components: &[migrate::Component],
 ) -> anyhow::Result<PgPool> {
     use anyhow::Context as _;
-    let planning = if components.iter().any(|c| c.planning() == Planning::EachRun) {
-        Planning::EachRun
-    } else {
-        Planning::Cached
-    };
-    let pool = connect(url, max_connections, planning)
+    let pool = connect(url, max_connections)
         .await
         .context("connecting to Postgres (database_url)")?;
     for c in components {
@@ -103,15 +58,15 @@ pub async fn connect_and_migrate(
 }
 
 /// A lazy pool: the service starts even when Postgres is not up yet.
-pub fn connect_lazy(
-    url: &str,
-    max_connections: u32,
-    planning: Planning,
-) -> Result<PgPool, StoreError> {
+pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
     let opts: PgConnectOptions = url
         .parse()
         .map_err(|e: sqlx::Error| StoreError::Config(e.to_string()))?;
-    Ok(pool_options(max_connections, planning).connect_lazy_with(opts))
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(2))
+        .test_before_acquire(false)
+        .connect_lazy_with(opts))
 }
 
 /// Readiness check: Postgres answers, or why not.

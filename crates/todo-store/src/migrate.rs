@@ -15,18 +15,6 @@ pub enum Component {
 }
 
 impl Component {
-    /// How a pool working on this component's tables plans its statements.
-    /// The read model and the processor's tables are looked up by the ids
-    /// of each batch, on tables that start empty (a new deployment, a
-    /// replay's rebuild) and grow; the command side's statements are
-    /// appends and key lookups whose plan does not depend on size.
-    pub fn planning(self) -> crate::Planning {
-        match self {
-            Component::Query | Component::Processor => crate::Planning::EachRun,
-            Component::Command | Component::Audit => crate::Planning::Cached,
-        }
-    }
-
     fn script(self) -> &'static str {
         match self {
             Component::Command => include_str!("../migrations/command.sql"),

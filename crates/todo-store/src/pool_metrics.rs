@@ -57,8 +57,7 @@ mod tests {
     async fn gauges_follow_the_pool() {
         let mut r = MetricsRegistry::new("command-service", "stable");
         let metrics = PoolMetrics::register(&mut r);
-        let pool = crate::connect_lazy("postgres://u:p@127.0.0.1:1/db", 7, crate::Planning::Cached)
-            .expect("lazy pool");
+        let pool = crate::connect_lazy("postgres://u:p@127.0.0.1:1/db", 7).expect("lazy pool");
         metrics.sample(&pool);
         assert_eq!(metrics.open.get(), 0, "a lazy pool opens nothing");
         assert_eq!(metrics.idle.get(), 0);

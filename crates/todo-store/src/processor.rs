@@ -7,6 +7,10 @@ use uuid::Uuid;
 
 use crate::StoreError;
 
+/// The processor's tables that grow with every todo (for
+/// [`crate::young::YoungTables`]).
+pub const TABLES: &[&str] = &["ep_due_todos"];
+
 #[derive(Debug, Clone)]
 pub struct DueTodo {
     pub todo_id: Uuid,

@@ -26,6 +26,13 @@ pub enum Tables {
 }
 
 impl Tables {
+    /// Both tables, for [`crate::young::YoungTables`].
+    pub fn names(self) -> &'static [&'static str] {
+        match self {
+            Tables::Live => &["read_todos", "read_history"],
+            Tables::Rebuild => &["read_todos_rebuild", "read_history_rebuild"],
+        }
+    }
     fn todos(self) -> &'static str {
         match self {
             Tables::Live => "read_todos",
