@@ -129,6 +129,13 @@ impl Rig {
     }
 }
 
+impl Rig {
+    /// The body of a GET (the observer's pages and `/metrics`).
+    pub async fn text(&self, url: &str) -> anyhow::Result<String> {
+        Ok(self.http.get(url).send().await?.text().await?)
+    }
+}
+
 /// Outcomes of the user load's requests so far.
 #[derive(Default)]
 pub struct LoadStats {

@@ -307,22 +307,8 @@ async fn failing_canary_is_rolled_back_and_explained() -> anyhow::Result<()> {
         async move { seen }
     })
     .await?;
-    let metrics = h
-        .rig
-        .http
-        .get(format!("{url}/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
-    let page = h
-        .rig
-        .http
-        .get(format!("{url}/"))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let metrics = h.rig.text(&format!("{url}/metrics")).await?;
+    let page = h.rig.text(&format!("{url}/")).await?;
     assert!(
         page.contains("data-canary=\"command-service\"")
             && page.contains("data-value=\"rolled_back\""),

@@ -260,14 +260,7 @@ async fn good_green_switches_and_serves_user_traffic() -> anyhow::Result<()> {
     ] {
         assert!(out.contains(needle), "explain lacks {needle:?}:\n{out}");
     }
-    let page = h
-        .rig
-        .http
-        .get(format!("{url}/"))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let page = h.rig.text(&format!("{url}/")).await?;
     assert!(
         page.contains("data-canary=\"command-service\"")
             && page.contains("blue-green: switched")
@@ -342,14 +335,7 @@ async fn bad_green_never_gets_user_traffic_and_is_scaled_down() -> anyhow::Resul
         .count();
     assert_eq!(downs, 1);
     // On the canary dashboard's decisions panel (canary_decisions_total by verdict).
-    let metrics = h
-        .rig
-        .http
-        .get(format!("{}/metrics", h.observer_url()))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let metrics = h.rig.text(&format!("{}/metrics", h.observer_url())).await?;
     for line in [
         "canary_decisions_total{canary=\"command-service\",verdict=\"rollback\"} 1",
         "canary_decisions_total{canary=\"command-service\",verdict=\"scale_down\"} 1",
