@@ -57,10 +57,17 @@ pub struct Rig {
     pub observer_env: Vec<(String, String)>,
     pub spec_dir: tempfile::TempDir,
     pub http: reqwest::Client,
+    /// Last, so the next rig starts only once this one's processes are gone.
+    _serial: tokio::sync::MutexGuard<'static, ()>,
 }
+
+/// One rig at a time per test binary: two cores cannot run several side by
+/// side without distorting the latencies the analysis judges.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 impl Rig {
     pub async fn start(o: RigOptions<'_>) -> anyhow::Result<Self> {
+        let serial = SERIAL.lock().await;
         let stack = Stack::start().await?;
         let [stable_version, candidate_version] = o.versions;
         let stable = stack
@@ -125,11 +132,21 @@ impl Rig {
             observer_env,
             spec_dir,
             http,
+            _serial: serial,
         })
     }
 }
 
 impl Rig {
+    /// The observer's view of the canary definition `name`.
+    pub fn canary_api<'a>(&'a self, name: &'a str) -> CanaryApi<'a> {
+        CanaryApi {
+            http: &self.http,
+            observer_url: self.observer.base_url(),
+            name,
+        }
+    }
+
     /// The body of a GET (the observer's pages and `/metrics`).
     pub async fn text(&self, url: &str) -> anyhow::Result<String> {
         Ok(self.http.get(url).send().await?.text().await?)

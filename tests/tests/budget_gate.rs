@@ -22,14 +22,11 @@ use devstack::wait_until;
 use serde_json::Value;
 use system_tests::rollouts::{CanaryApi, Layout, Rig, RigOptions, todoctl};
 
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 const NAME: &str = "command-service";
 const SLO: &str = "command-api-availability";
 
 struct Gate {
     rig: Rig,
-    _serial: tokio::sync::MutexGuard<'static, ()>,
 }
 
 fn create(http: &reqwest::Client, base: &str, i: u64) -> reqwest::RequestBuilder {
@@ -42,7 +39,6 @@ impl Gate {
     /// Everything up with 20 requests/s through HAProxy, all on stable
     /// until a rollout moves weight; the observer evaluates `slo/`.
     async fn start(canary_env: &[(&str, &str)]) -> anyhow::Result<Self> {
-        let serial = SERIAL.lock().await;
         let slo_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../slo");
         let slo_dir = slo_dir.display().to_string();
         let rig = Rig::start(RigOptions {
@@ -58,10 +54,7 @@ impl Gate {
             load_rate: 20.0,
         })
         .await?;
-        Ok(Self {
-            rig,
-            _serial: serial,
-        })
+        Ok(Self { rig })
     }
 
     /// The observer's own evaluation of the availability SLO's budget.
@@ -127,11 +120,7 @@ impl Gate {
     }
 
     fn api(&self) -> CanaryApi<'_> {
-        CanaryApi {
-            http: &self.rig.http,
-            observer_url: self.rig.observer.base_url(),
-            name: NAME,
-        }
+        self.rig.canary_api(NAME)
     }
 
     async fn status(&self) -> anyhow::Result<Value> {

@@ -17,14 +17,11 @@ use devstack::{free_port, wait_until};
 use serde_json::Value;
 use system_tests::rollouts::{CanaryApi, Layout, Rig, RigOptions, todoctl};
 
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 const NAME: &str = "command-service";
 const RATE: f64 = 50.0;
 
 struct Harness {
     rig: Rig,
-    _serial: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Harness {
@@ -37,7 +34,6 @@ impl Harness {
         canary_env: &[(&str, &str)],
         observer_env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
-        let serial = SERIAL.lock().await;
         let mut oenv = vec![
             ("OBSERVER_PROMETHEUS_TIMEOUT_MS", "500"),
             ("OBSERVER_PROMETHEUS_RETRIES", "1"),
@@ -53,18 +49,11 @@ impl Harness {
             load_rate: RATE,
         })
         .await?;
-        Ok(Self {
-            rig,
-            _serial: serial,
-        })
+        Ok(Self { rig })
     }
 
     fn api(&self) -> CanaryApi<'_> {
-        CanaryApi {
-            http: &self.rig.http,
-            observer_url: self.observer_url(),
-            name: NAME,
-        }
+        self.rig.canary_api(NAME)
     }
 
     async fn status(&self) -> anyhow::Result<Value> {

@@ -16,20 +16,16 @@ use devstack::{ServiceProcess, wait_until};
 use serde_json::Value;
 use system_tests::rollouts::{CanaryApi, Layout, Rig, RigOptions, todoctl};
 
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 const NAME: &str = "command-service";
 const RATE: f64 = 30.0;
 
 struct Harness {
     rig: Rig,
-    _serial: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Harness {
     /// Everything up, all user traffic on blue, user load running; no spec yet.
     async fn start(green_env: &[(&str, &str)]) -> anyhow::Result<Self> {
-        let serial = SERIAL.lock().await;
         let rig = Rig::start(RigOptions {
             layout: Layout::BlueGreen,
             versions: ["blue", "green"],
@@ -43,18 +39,11 @@ impl Harness {
             load_rate: RATE,
         })
         .await?;
-        Ok(Self {
-            rig,
-            _serial: serial,
-        })
+        Ok(Self { rig })
     }
 
     fn api(&self) -> CanaryApi<'_> {
-        CanaryApi {
-            http: &self.rig.http,
-            observer_url: self.observer_url(),
-            name: NAME,
-        }
+        self.rig.canary_api(NAME)
     }
 
     async fn status(&self) -> anyhow::Result<Value> {

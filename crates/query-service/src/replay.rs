@@ -15,13 +15,6 @@ use todo_store::young::YoungTables;
 
 const BATCH: usize = 1000;
 
-/// A pool for a replay (fails fast when Postgres is down).
-pub async fn connect(database_url: &str) -> anyhow::Result<PgPool> {
-    todo_store::connect(database_url, 4)
-        .await
-        .context("connecting to Postgres (--database-url)")
-}
-
 async fn flush(
     pool: &PgPool,
     young: &YoungTables,

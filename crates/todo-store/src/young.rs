@@ -34,7 +34,7 @@ pub const FIRST_AT: u64 = 1000;
 
 /// Tables that hold this many rows (by their statistics) are left to
 /// autovacuum.
-pub const SETTLED_ROWS: f64 = 100_000.0;
+pub const SETTLED_ROWS: f32 = 100_000.0;
 
 /// Tables of one owner that may still be young. Clones share the count.
 #[derive(Debug, Clone)]
@@ -87,7 +87,7 @@ impl YoungTables {
              WHERE (SELECT reltuples FROM pg_class WHERE oid = to_regclass(t)) < $2",
         )
         .bind(y.tables)
-        .bind(SETTLED_ROWS as f32)
+        .bind(SETTLED_ROWS)
         .fetch_all(pool)
         .await?;
         for table in &young {

@@ -21,7 +21,10 @@ pub struct ReplayArgs {
 }
 
 pub async fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let pool = query_service::replay::connect(&a.database_url).await?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&a.database_url)
+        .await?;
     let kafka = bus::KafkaSettings::new(a.brokers.clone(), "todoctl-replay");
     let bar = ProgressBar::new(0);
     if a.output == Output::Table {
