@@ -151,3 +151,54 @@ async fn stack_up_refuses_ports_another_process_holds() -> anyhow::Result<()> {
     drop(held);
     Ok(())
 }
+
+/// Issue 18: `todoctl bench --write-path-only --with-relay` charges each
+/// process for the CPU it spent writing and publishing (the produce side of
+/// "downstream of the write", without consumers), and counts the phase until
+/// the relay has published every write. A probe that lost its process (the
+/// broker, the PostgreSQL tree) reads zero here.
+#[tokio::test]
+async fn bench_charges_the_write_side_to_each_process() -> anyhow::Result<()> {
+    let out = tokio::process::Command::new(devstack::workspace_bin("todoctl")?)
+        .args(["bench", "--write-path-only", "--with-relay"])
+        .args([
+            "--duration-secs",
+            "2",
+            "--concurrency",
+            "2",
+            "--output",
+            "json",
+        ])
+        .output()
+        .await?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed: {stderr}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(r["mode"], "write side (relay publishing, no consumers)");
+    assert_eq!(r["write_errors"], 0, "{r}");
+    let writes = r["write_latency"]["count"].as_u64().unwrap_or(0);
+    assert!(writes > 0, "{r}");
+    let cpu = &r["cpu"];
+    // One event per write; a write committed as the load generator stopped
+    // has no answer counted, so up to one per client more.
+    let events = cpu["events"].as_u64().unwrap_or(0);
+    assert!(
+        (writes..=writes + 2).contains(&events),
+        "{events} events for {writes} writes: {r}"
+    );
+    for process in ["command service", "broker (tansu)", "PostgreSQL"] {
+        let row = cpu["rows"]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|x| x["process"] == process))
+            .unwrap_or_else(|| panic!("no {process} row: {r}"));
+        assert!(
+            row["cpu_secs"].as_f64().unwrap_or(0.0) > 0.0,
+            "{process}: {row}"
+        );
+        assert!(
+            row["per_1k_events"].as_f64().unwrap_or(0.0) > 0.0,
+            "{process}: {row}"
+        );
+    }
+    Ok(())
+}

@@ -57,7 +57,11 @@ pub struct Config {
     #[serde(default = "defaults::breaker_open_ms")]
     pub breaker_open_ms: u64,
     /// Group commit: tasks appending batches of concurrent writes (one
-    /// statement per batch); 0 appends each request on its own.
+    /// statement per batch); 0 appends each request on its own. One (the
+    /// default) makes the largest batches: writes that arrive during a
+    /// commit wait for it and go in the next one, like a log writer. Two
+    /// committed smaller batches side by side and cost more CPU per write
+    /// (docs/PERFORMANCE.md, "One group-commit worker").
     #[serde(default = "defaults::group_commit_workers")]
     pub group_commit_workers: usize,
     /// Most writes in one group-commit batch.
@@ -102,7 +106,7 @@ mod defaults {
         50_000
     }
     pub fn group_commit_workers() -> usize {
-        2
+        1
     }
     pub fn group_commit_max_batch() -> usize {
         64

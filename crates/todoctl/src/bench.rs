@@ -179,7 +179,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     if a.write_path_only {
         let env = if a.with_relay { &[][..] } else { RELAY_OFF };
         let command = stack.spawn(Service::Command, env).await?;
-        return write_path_only(&a, &stack, &http, &command.base_url()).await;
+        return write_path_only(&a, &stack, &http, &command).await;
     }
     // Like for like with pgbench (which inserts into an idle database): the
     // write path with the rest of the platform idle, before it starts.
@@ -473,14 +473,34 @@ async fn write_path_only(
     a: &BenchArgs,
     stack: &Stack,
     http: &reqwest::Client,
-    command: &str,
+    command: &ServiceProcess,
 ) -> anyhow::Result<ExitCode> {
     let (pg_tps, _) = pgbench(stack, a.concurrency, a.duration_secs).await?;
+    let pool = stack.pool().await?;
+    // With the relay on, the broker's share is what publishing alone costs:
+    // whole platform − this is what the consumers and their fetches add.
+    let probes = probes(stack, command, None, None);
+    let (events_before, cpu_before, t0) = (
+        count_events(&pool).await?,
+        cpu::sample(&probes),
+        Instant::now(),
+    );
+    let url = command.base_url();
     let (tps, errors, lat) = match a.load_generator {
-        LoadGenerator::Builtin => closed_loop(http, command, a.concurrency, a.duration_secs).await,
-        _ if wrk_available() => wrk(command, a.concurrency, a.duration_secs).await?,
-        _ => closed_loop(http, command, a.concurrency, a.duration_secs).await,
+        LoadGenerator::Builtin => closed_loop(http, &url, a.concurrency, a.duration_secs).await,
+        _ if wrk_available() => wrk(&url, a.concurrency, a.duration_secs).await?,
+        _ => closed_loop(http, &url, a.concurrency, a.duration_secs).await,
     };
+    if a.with_relay {
+        published(&pool).await?;
+    }
+    let cpu = cpu::phase(
+        &probes,
+        &cpu_before,
+        &cpu::sample(&probes),
+        count_events(&pool).await? - events_before,
+        t0.elapsed().as_secs_f64(),
+    );
     let report = serde_json::json!({
         "machine": machine(),
         "mode": if a.with_relay { "write side (relay publishing, no consumers)" } else { "write path only (relay off, no consumers)" },
@@ -490,21 +510,40 @@ async fn write_path_only(
         "write_vs_pgbench": tps / pg_tps,
         "write_latency": lat,
         "write_errors": errors,
+        "cpu": cpu,
     });
     match a.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Output::Table => println!(
-            "{}, {} clients: {tps:.0} writes/s vs pgbench {pg_tps:.0} tps = {:.2}; p50 {:.1} ms, p99 {:.1} ms; errors {errors}",
-            if a.with_relay {
-                "write side (relay publishing)"
-            } else {
-                "write path only"
-            },
-            a.concurrency,
-            tps / pg_tps,
-            lat.p50_ms,
-            lat.p99_ms
-        ),
+        Output::Table => {
+            println!(
+                "{}, {} clients: {tps:.0} writes/s vs pgbench {pg_tps:.0} tps = {:.2}; p50 {:.1} ms, p99 {:.1} ms; errors {errors}",
+                if a.with_relay {
+                    "write side (relay publishing)"
+                } else {
+                    "write path only"
+                },
+                a.concurrency,
+                tps / pg_tps,
+                lat.p50_ms,
+                lat.p99_ms
+            );
+            println!(
+                "CPU seconds per 1,000 events ({} events, {:.1} s{}): {}",
+                cpu.events,
+                cpu.wall_secs,
+                if a.with_relay {
+                    " until all were published"
+                } else {
+                    ""
+                },
+                cpu.rows
+                    .iter()
+                    .filter(|r| a.with_relay || r.process != CPU_BROKER)
+                    .map(|r| format!("{} {:.3}", r.process, r.per_1k_events))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -648,6 +687,21 @@ async fn processed(
                     .sum();
                 consumed >= events as f64
             }
+        },
+    )
+    .await
+}
+
+/// Wait until the relay has published every event written so far.
+async fn published(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    devstack::wait_until(
+        "the relay to publish the outbox",
+        Duration::from_secs(600),
+        || async {
+            let n: Result<i64, _> = sqlx::query_scalar("SELECT count(*) FROM outbox")
+                .fetch_one(pool)
+                .await;
+            matches!(n, Ok(0))
         },
     )
     .await
