@@ -18,7 +18,7 @@ use todo_store::command::{self as store, IdempotencyRecord, NewEvent, Write};
 use todo_store::group::GroupCommitter;
 use uuid::Uuid;
 
-use crate::AppState;
+use crate::Resources;
 use crate::relay::OutboxSignal;
 
 /// Attempts of one command when another writer appends to the same stream
@@ -114,7 +114,7 @@ pub struct Commands<'a> {
     pub metrics: &'a Metrics,
 }
 
-impl AppState {
+impl Resources {
     pub fn commands(&self) -> Commands<'_> {
         Commands {
             pool: &self.pool,

@@ -28,23 +28,10 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 
 pub const SERVICE: &str = contracts::metrics::services::COMMAND;
 
-/// What every request and the relay share. Cloning it is one reference
-/// count: axum clones the state for each extractor and middleware of every
-/// request, and a clone of the fields themselves (the metrics families, the
-/// guard, the auditor, the committer's sender: some thirty atomics) was 8% of
-/// the service's CPU under load (`perf`, docs/PERFORMANCE.md).
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
+/// What every request and the relay share, behind one reference count.
+pub type AppState = service_kit::state::Shared<Resources>;
 
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
-
-pub struct Shared {
+pub struct Resources {
     pub pool: PgPool,
     pub metrics: metrics::Metrics,
     pub config: Arc<Config>,
@@ -110,7 +97,7 @@ impl service_kit::launcher::Service for Application {
                 config.group_commit_max_batch,
             )
         });
-        let state = AppState(Arc::new(Shared {
+        let state = AppState::new(Resources {
             committer,
             pool,
             pg_breaker: metrics
@@ -128,7 +115,7 @@ impl service_kit::launcher::Service for Application {
             guard: config.access.guard()?,
             config: Arc::new(config),
             outbox_wake: Arc::new(relay::OutboxSignal::default()),
-        }));
+        });
         let readiness = readiness(&state, &producer);
         let server = server.build(api(state.clone()), readiness, Some(OPENAPI));
         Ok(Self {

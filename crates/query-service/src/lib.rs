@@ -27,21 +27,10 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 
 pub const SERVICE: &str = contracts::metrics::services::QUERY;
 
-/// What every request and the projector share, behind one reference count:
-/// axum clones the state for each extractor and middleware of every request
-/// (the command service's `AppState` says what a clone of the fields cost).
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
+/// What every request and the projector share, behind one reference count.
+pub type AppState = service_kit::state::Shared<Resources>;
 
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
-
-pub struct Shared {
+pub struct Resources {
     pub pool: PgPool,
     pub metrics: metrics::Metrics,
     pub config: Arc<Config>,
@@ -82,12 +71,12 @@ impl service_kit::launcher::Service for Application {
             mut server,
         } = platform;
         let metrics = metrics::Metrics::register(server.metrics());
-        let state = AppState(Arc::new(Shared {
+        let state = AppState::new(Resources {
             pool,
             metrics,
             guard: config.access.guard()?,
             config: Arc::new(config),
-        }));
+        });
         let server = server.build(api(state.clone()), readiness, Some(OPENAPI));
         Ok(Self {
             server,

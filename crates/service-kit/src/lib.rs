@@ -25,6 +25,7 @@ pub mod problem;
 pub mod rate_limit;
 pub mod server;
 pub mod shutdown;
+pub mod state;
 pub mod timeout;
 pub mod tls;
 pub mod trace;
