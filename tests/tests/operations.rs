@@ -156,11 +156,12 @@ async fn stack_up_refuses_ports_another_process_holds() -> anyhow::Result<()> {
 /// process for the CPU it spent writing and publishing (the produce side of
 /// "downstream of the write", without consumers), and counts the phase until
 /// the relay has published every write. A probe that lost its process (the
-/// broker, the PostgreSQL tree) reads zero here.
+/// broker, the PostgreSQL tree) reads zero here. With `--statements` it
+/// also names the database's costliest statements of the phase.
 #[tokio::test]
 async fn bench_charges_the_write_side_to_each_process() -> anyhow::Result<()> {
     let out = tokio::process::Command::new(devstack::workspace_bin("todoctl")?)
-        .args(["bench", "--write-path-only", "--with-relay"])
+        .args(["bench", "--write-path-only", "--with-relay", "--statements"])
         .args([
             "--duration-secs",
             "2",
@@ -200,5 +201,22 @@ async fn bench_charges_the_write_side_to_each_process() -> anyhow::Result<()> {
             "{process}: {row}"
         );
     }
+    // The write statement (events + outbox) and the relay's step, counted
+    // in this phase only (pgbench ran before it, into the same database).
+    let statements = r["statements"].as_array().cloned().unwrap_or_default();
+    for wanted in ["INSERT INTO events", "DELETE FROM outbox"] {
+        let s = statements
+            .iter()
+            .find(|s| s["query"].as_str().is_some_and(|q| q.contains(wanted)))
+            .unwrap_or_else(|| panic!("no statement with {wanted:?}: {r}"));
+        assert!(s["calls"].as_i64().unwrap_or(0) > 0, "{s}");
+        assert!(s["ms_per_1k_events"].as_f64().unwrap_or(0.0) > 0.0, "{s}");
+    }
+    assert!(
+        !statements.iter().any(|s| s["query"]
+            .as_str()
+            .is_some_and(|q| q.contains("bench_insert"))),
+        "pgbench's statements leaked into the phase: {r}"
+    );
     Ok(())
 }

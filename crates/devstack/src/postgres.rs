@@ -49,6 +49,9 @@ pub struct Options {
     pub listen_host: Option<String>,
     /// Serve TLS only, as a managed Postgres does (`None`: plain TCP).
     pub tls: Option<TlsOptions>,
+    /// More server settings, each passed as `-c name=value` (e.g. the
+    /// bench's `shared_preload_libraries=pg_stat_statements`).
+    pub settings: Vec<(String, String)>,
 }
 
 /// TLS-only mode: a throwaway CA signs the server's certificate for `host`.
@@ -150,6 +153,7 @@ impl Options {
             data_dir: None,
             listen_host: None,
             tls: None,
+            settings: Vec::new(),
         }
     }
 }
@@ -356,6 +360,9 @@ impl Postgres {
                 .arg(format!("ssl_cert_file={}", tls.cert_file.display()))
                 .arg("-c")
                 .arg(format!("ssl_key_file={}", tls.key_file.display()));
+        }
+        for (name, value) in &self.opts.settings {
+            cmd.arg("-c").arg(format!("{name}={value}"));
         }
         if self.opts.unsafe_fast {
             cmd.args([

@@ -5,6 +5,7 @@
 //!   produce→consume round trip at the same rate.
 
 mod cpu;
+mod statements;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -52,6 +53,10 @@ pub struct BenchArgs {
     /// traces, Loki and Sentry all configured against endpoints that are down.
     #[arg(long)]
     telemetry_overhead: bool,
+    /// Load pg_stat_statements into the bench's PostgreSQL and report each
+    /// phase's ten costliest statements, in execution time per 1,000 events.
+    #[arg(long)]
+    statements: bool,
     /// Load generator of the throughput phase: `wrk` (a C client, as light as
     /// pgbench's) when installed, else the built-in Rust client.
     #[arg(long, value_enum, default_value_t = LoadGenerator::Auto)]
@@ -140,6 +145,13 @@ struct Report {
     cpu_whole_platform: cpu::CpuPhase,
     /// The same in the freshness phase (open loop at `freshness_target_rate`).
     cpu_freshness: cpu::CpuPhase,
+    /// With `--statements`: each phase's costliest statements.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    statements_write_path_alone: Option<Vec<statements::Statement>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    statements_whole_platform: Option<Vec<statements::Statement>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    statements_freshness: Option<Vec<statements::Statement>>,
 }
 
 fn log(msg: &str) {
@@ -160,8 +172,17 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         data_dir: None,
         listen_host: None,
         tls: None,
+        settings: if a.statements {
+            statements::SETTINGS
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        } else {
+            Vec::new()
+        },
     };
     let mut stack = Stack::start_with(pg, None, logs.clone(), None).await?;
+    let profiler = statements::Profiler::new(a.statements, &stack.pool().await?).await?;
     if a.telemetry_overhead {
         return telemetry_overhead(&a, &mut stack).await;
     }
@@ -179,11 +200,11 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     if a.write_path_only {
         let env = if a.with_relay { &[][..] } else { RELAY_OFF };
         let command = stack.spawn(Service::Command, env).await?;
-        return write_path_only(&a, &stack, &http, &command).await;
+        return write_path_only(&a, &stack, &http, &command, &profiler).await;
     }
     // Like for like with pgbench (which inserts into an idle database): the
     // write path with the rest of the platform idle, before it starts.
-    let (alone_pg_tps, alone_tps, alone_lat, cpu_alone) = {
+    let (alone_pg_tps, alone_tps, alone_lat, cpu_alone, statements_alone) = {
         let mut alone = stack.spawn(Service::Command, RELAY_OFF).await?;
         log(&format!(
             "write path alone (relay off, no consumers): pgbench, then POST /v1/todos, {} clients, {} s each",
@@ -191,6 +212,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         ));
         let (pg, _) = pgbench(&stack, a.concurrency, a.duration_secs).await?;
         let pool = stack.pool().await?;
+        profiler.reset().await?;
         let probes = probes(&stack, &alone, None, None);
         let (events_before, cpu_before, t0) = (
             count_events(&pool).await?,
@@ -214,12 +236,13 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
             "  {tps:.0} writes/s vs pgbench {pg:.0} tps ({:.0}%)",
             100.0 * tps / pg
         ));
+        let statements = profiler.top(cpu_alone.events).await?;
         alone.stop(Duration::from_secs(10)).await?;
         // Its events were never published: start the platform from empty.
         sqlx::raw_sql("TRUNCATE outbox, events, idempotency_keys")
             .execute(&stack.pool().await?)
             .await?;
-        (pg, tps, lat, cpu_alone)
+        (pg, tps, lat, cpu_alone, statements)
     };
     let fetch_wait = a.fetch_wait_max_ms.to_string();
     let kafka_env: &[(&str, &str)] = &[("KAFKA_FETCH_WAIT_MAX_MS", &fetch_wait)];
@@ -244,6 +267,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         a.concurrency, a.duration_secs
     ));
     let pool = stack.pool().await?;
+    profiler.reset().await?;
     let probes = probes(&stack, &command, Some(&query), processor.as_ref());
     let (events_before, cpu_before, t0) = (
         count_events(&pool).await?,
@@ -274,6 +298,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         events_total - events_before,
         t0.elapsed().as_secs_f64(),
     );
+    let statements_whole = profiler.top(cpu_whole.events).await?;
     log(&cpu_whole
         .rows
         .iter()
@@ -284,6 +309,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         "freshness: {} writes/s for {} s, 201 → visible in the query API",
         a.freshness_rate, a.freshness_secs
     ));
+    profiler.reset().await?;
     let (events_before, cpu_before, t0) = (
         count_events(&pool).await?,
         cpu::sample(&probes),
@@ -309,6 +335,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         events_total - events_before,
         t0.elapsed().as_secs_f64(),
     );
+    let statements_fresh = profiler.top(cpu_fresh.events).await?;
     log(&format!(
         "  p50 {:.1} ms, p99 {:.1} ms (achieved {:.0} writes/s)",
         fr.fresh.p50_ms, fr.fresh.p99_ms, fr.achieved_rate
@@ -356,6 +383,9 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         cpu_write_path_alone: cpu_alone,
         cpu_whole_platform: cpu_whole,
         cpu_freshness: cpu_fresh,
+        statements_write_path_alone: statements_alone,
+        statements_whole_platform: statements_whole,
+        statements_freshness: statements_fresh,
     };
     match a.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
@@ -474,9 +504,11 @@ async fn write_path_only(
     stack: &Stack,
     http: &reqwest::Client,
     command: &ServiceProcess,
+    profiler: &statements::Profiler,
 ) -> anyhow::Result<ExitCode> {
     let (pg_tps, _) = pgbench(stack, a.concurrency, a.duration_secs).await?;
     let pool = stack.pool().await?;
+    profiler.reset().await?;
     // With the relay on, the broker's share is what publishing alone costs:
     // whole platform − this is what the consumers and their fetches add.
     let probes = probes(stack, command, None, None);
@@ -501,7 +533,8 @@ async fn write_path_only(
         count_events(&pool).await? - events_before,
         t0.elapsed().as_secs_f64(),
     );
-    let report = serde_json::json!({
+    let statements = profiler.top(cpu.events).await?;
+    let mut report = serde_json::json!({
         "machine": machine(),
         "mode": if a.with_relay { "write side (relay publishing, no consumers)" } else { "write path only (relay off, no consumers)" },
         "concurrency": a.concurrency,
@@ -512,6 +545,9 @@ async fn write_path_only(
         "write_errors": errors,
         "cpu": cpu,
     });
+    if let Some(st) = &statements {
+        report["statements"] = serde_json::to_value(st)?;
+    }
     match a.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Output::Table => {
@@ -543,6 +579,9 @@ async fn write_path_only(
                     .collect::<Vec<_>>()
                     .join(", ")
             );
+            if let Some(st) = &statements {
+                statements::print("write path", st);
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -1110,6 +1149,15 @@ fn print_table(r: &Report) {
         &r.cpu_whole_platform,
         &r.cpu_freshness,
     );
+    for (phase, st) in [
+        ("write path alone", &r.statements_write_path_alone),
+        ("whole platform", &r.statements_whole_platform),
+        ("freshness phase", &r.statements_freshness),
+    ] {
+        if let Some(st) = st {
+            statements::print(phase, st);
+        }
+    }
 }
 
 /// CPU seconds per 1,000 events of each process, both phases side by side.

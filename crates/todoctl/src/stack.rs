@@ -121,6 +121,7 @@ async fn up_cmd(mut a: UpArgs) -> anyhow::Result<ExitCode> {
         data_dir: Some(dir.join("pg")),
         listen_host: None,
         tls: None,
+        settings: Vec::new(),
     };
     let postgres = Postgres::start(pg_opts).await?;
     eprintln!(

@@ -611,6 +611,7 @@ impl ComposeStack {
             data_dir: Some(data),
             listen_host: Some(addr.to_string()),
             tls: None,
+            settings: Vec::new(),
         })
         .await?;
         let mut conn =
