@@ -135,9 +135,7 @@ impl Rig {
             _serial: serial,
         })
     }
-}
 
-impl Rig {
     /// The observer's view of the canary definition `name`.
     pub fn canary_api<'a>(&'a self, name: &'a str) -> CanaryApi<'a> {
         CanaryApi {

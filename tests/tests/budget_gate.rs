@@ -13,26 +13,18 @@
 //! - healthy budget: the same gate lets the rollout start at once and logs
 //!   the figures it saw.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use devstack::haproxy::{BACKEND, CANARY, STABLE};
 use devstack::wait_until;
 use serde_json::Value;
-use system_tests::rollouts::{CanaryApi, Layout, Rig, RigOptions, todoctl};
+use system_tests::rollouts::{CanaryApi, Layout, Load, Rig, RigOptions, todoctl};
 
 const NAME: &str = "command-service";
 const SLO: &str = "command-api-availability";
 
 struct Gate {
     rig: Rig,
-}
-
-fn create(http: &reqwest::Client, base: &str, i: u64) -> reqwest::RequestBuilder {
-    http.post(format!("{base}/v1/todos"))
-        .header("x-user-id", format!("load-{}", i % 10))
-        .json(&serde_json::json!({ "title": format!("todo {i}") }))
 }
 
 impl Gate {
@@ -76,30 +68,14 @@ impl Gate {
     /// faulty canary fails. Keep sending until the observer's own
     /// evaluation sees the budget overspent.
     async fn spend_budget(&self) -> anyhow::Result<()> {
-        let stop = Arc::new(AtomicBool::new(false));
-        {
-            let (stop, http, url) = (
-                stop.clone(),
-                self.rig.http.clone(),
-                self.rig.candidate.base_url(),
-            );
-            tokio::spawn(async move {
-                let mut i = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    i += 1;
-                    let _ = create(&http, &url, i).send().await; // 5xx by design
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            });
-        }
-        let spent = wait_until(
+        // 5xx by design; stops when dropped, whatever wait_until returns.
+        let _burn = Load::start(self.rig.http.clone(), self.rig.candidate.base_url(), 50.0);
+        wait_until(
             "the observer to see the availability budget spent",
             Duration::from_secs(60),
             || async { self.budget_remaining().await.is_some_and(|r| r < 0.0) },
         )
-        .await;
-        stop.store(true, Ordering::Relaxed);
-        spent
+        .await
     }
 
     fn write_spec(&self, policy: &str) -> anyhow::Result<()> {

@@ -27,17 +27,22 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreErr
     let opts: PgConnectOptions = url
         .parse()
         .map_err(|e: sqlx::Error| StoreError::Config(e.to_string()))?;
-    let pool = PgPoolOptions::new()
-        .max_connections(max_connections)
+    let pool = pool_options(max_connections)
         .min_connections(1)
+        .connect_with(opts)
+        .await?;
+    Ok(pool)
+}
+
+/// What every pool of ours shares.
+fn pool_options(max_connections: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(2))
         // The default pings every connection on checkout: one extra round
         // trip per query. A broken connection fails its query instead, which
         // callers already treat as "unavailable, retry".
         .test_before_acquire(false)
-        .connect_with(opts)
-        .await?;
-    Ok(pool)
 }
 
 /// A service's start-up: connect (failing fast, see [`connect`]) and run the
@@ -62,11 +67,7 @@ pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, StoreErro
     let opts: PgConnectOptions = url
         .parse()
         .map_err(|e: sqlx::Error| StoreError::Config(e.to_string()))?;
-    Ok(PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(2))
-        .test_before_acquire(false)
-        .connect_lazy_with(opts))
+    Ok(pool_options(max_connections).connect_lazy_with(opts))
 }
 
 /// Readiness check: Postgres answers, or why not.

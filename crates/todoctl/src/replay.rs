@@ -1,5 +1,6 @@
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -24,7 +25,8 @@ pub async fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(4)
         .connect(&a.database_url)
-        .await?;
+        .await
+        .context("connecting to Postgres (--database-url)")?;
     let kafka = bus::KafkaSettings::new(a.brokers.clone(), "todoctl-replay");
     let bar = ProgressBar::new(0);
     if a.output == Output::Table {
